@@ -1,0 +1,19 @@
+//! Boots BPF test guests under QEMU, supervises them, and turns their console into results.
+//!
+//! The flow of one run: a [`plan::Plan`] says which test module loads a guest performs;
+//! [`initramfs::Initramfs`] carries it into the guest; [`session::run`] boots the guest through
+//! [`qemu::Qemu`], splits its console into lines ([`console`]), follows the guest's protocol
+//! ([`protocol`]) and the kernel's test output ([`test_bpf`]), and returns the results that
+//! [`report::Report`] writes to disk.
+
+pub mod arch;
+pub mod cli;
+pub mod console;
+pub mod elf;
+pub mod initramfs;
+pub mod plan;
+pub mod protocol;
+pub mod qemu;
+pub mod report;
+pub mod session;
+pub mod test_bpf;

@@ -1,0 +1,227 @@
+//! What a guest runs: an ordered list of test module loads, written into the image as `/plan`.
+//!
+//! Each line of `/plan` is `<bpf_jit_enable> <bpf_jit_harden> <module parameters>`; init sets
+//! the two sysctls, then loads `test_bpf.ko` with the parameters (see `images/init`).
+
+use std::fmt;
+
+use crate::report::Mode;
+use crate::test_bpf::Suite;
+
+/// Which tests of a suite to run, by test_bpf's own module parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// `test_id=N`.
+    Id(u32),
+    /// `test_range=A,B`, both ends included.
+    Range(u32, u32),
+    /// `test_name=NAME`: the test's exact description.
+    Name(String),
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("test range `{0}` ends before it starts")]
+    Backwards(String),
+    #[error("test name `{0}` contains a double quote, which module parameters cannot carry")]
+    Quote(String),
+    #[error("empty filter: give a test number (42), a range (10-20) or a name")]
+    Empty,
+}
+
+impl std::str::FromStr for Filter {
+    type Err = FilterError;
+
+    /// `42`, `10-20` (inclusive), `name:EXACT NAME`, or any other text as a name.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(FilterError::Empty);
+        }
+        if let Some(name) = s.strip_prefix("name:") {
+            return name_filter(name);
+        }
+        if let Ok(id) = s.parse() {
+            return Ok(Filter::Id(id));
+        }
+        if let Some((a, b)) = s.split_once('-') {
+            if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                if b < a {
+                    return Err(FilterError::Backwards(s.to_owned()));
+                }
+                return Ok(Filter::Range(a, b));
+            }
+        }
+        name_filter(s)
+    }
+}
+
+fn name_filter(name: &str) -> Result<Filter, FilterError> {
+    if name.is_empty() {
+        Err(FilterError::Empty)
+    } else if name.contains('"') {
+        Err(FilterError::Quote(name.to_owned()))
+    } else {
+        Ok(Filter::Name(name.to_owned()))
+    }
+}
+
+/// One load of `test_bpf.ko`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleLoad {
+    pub mode: Mode,
+    /// The suites this load runs, in the module's order.
+    pub suites: Vec<Suite>,
+    pub filter: Option<Filter>,
+}
+
+impl ModuleLoad {
+    /// The module parameters, as the kernel parses them (double quotes group spaces).
+    pub fn params(&self) -> String {
+        let mut params = Vec::new();
+        if self.suites != Suite::ALL {
+            // A load names one suite; `Plan::new` splits other selections into several loads.
+            params.push(format!("test_suite={}", self.suites[0]));
+        }
+        match &self.filter {
+            None => {}
+            Some(Filter::Id(id)) => params.push(format!("test_id={id}")),
+            Some(Filter::Range(a, b)) => params.push(format!("test_range={a},{b}")),
+            Some(Filter::Name(name)) => params.push(format!("test_name=\"{name}\"")),
+        }
+        params.join(" ")
+    }
+}
+
+/// Everything one guest runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub loads: Vec<ModuleLoad>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--filter selects tests of one suite; name exactly one with --suite")]
+    FilterNeedsOneSuite,
+    #[error("nothing to run: select at least one suite and one mode")]
+    Empty,
+}
+
+impl Plan {
+    /// Plans `suites` (any order, deduplicated) in each of `modes`, cut down by `filter`.
+    pub fn new(
+        suites: &[Suite],
+        modes: &[Mode],
+        filter: Option<Filter>,
+    ) -> Result<Plan, PlanError> {
+        let mut suites = suites.to_vec();
+        suites.sort();
+        suites.dedup();
+        if suites.is_empty() || modes.is_empty() {
+            return Err(PlanError::Empty);
+        }
+        if filter.is_some() && suites.len() != 1 {
+            return Err(PlanError::FilterNeedsOneSuite);
+        }
+        let mut loads = Vec::new();
+        for &mode in modes {
+            if suites == Suite::ALL {
+                // One load runs all three, as a plain `insmod test_bpf.ko` does.
+                loads.push(ModuleLoad {
+                    mode,
+                    suites: suites.clone(),
+                    filter: None,
+                });
+            } else {
+                loads.extend(suites.iter().map(|&suite| ModuleLoad {
+                    mode,
+                    suites: vec![suite],
+                    filter: filter.clone(),
+                }));
+            }
+        }
+        Ok(Plan { loads })
+    }
+}
+
+impl fmt::Display for Plan {
+    /// The `/plan` file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for load in &self.loads {
+            let (enable, harden) = load.mode.sysctls();
+            writeln!(f, "{enable} {harden} {}", load.params())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse() {
+        assert_eq!("42".parse(), Ok(Filter::Id(42)));
+        assert_eq!("10-20".parse(), Ok(Filter::Range(10, 20)));
+        assert_eq!("TAX".parse(), Ok(Filter::Name("TAX".into())));
+        assert_eq!("name:12".parse(), Ok(Filter::Name("12".into())));
+        assert_eq!(
+            "ALU_MOV_X: dst = 2".parse(),
+            Ok(Filter::Name("ALU_MOV_X: dst = 2".into()))
+        );
+        assert_eq!(
+            "20-10".parse::<Filter>(),
+            Err(FilterError::Backwards("20-10".into()))
+        );
+        assert_eq!(
+            "a\"b".parse::<Filter>(),
+            Err(FilterError::Quote("a\"b".into()))
+        );
+    }
+
+    #[test]
+    fn all_suites_in_one_load_per_mode() {
+        let plan = Plan::new(&Suite::ALL, &[Mode::Jit, Mode::Interp], None).unwrap();
+        assert_eq!(plan.to_string(), "1 0 \n0 0 \n");
+    }
+
+    #[test]
+    fn filtered_suite() {
+        let plan = Plan::new(
+            &[Suite::TestBpf],
+            &[Mode::JitHardened],
+            Some(Filter::Name("ALU_MOV_X: dst = 2".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.to_string(),
+            "1 2 test_suite=test_bpf test_name=\"ALU_MOV_X: dst = 2\"\n"
+        );
+        let plan = Plan::new(
+            &[Suite::TestTailCalls],
+            &[Mode::Jit],
+            Some(Filter::Range(0, 3)),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.to_string(),
+            "1 0 test_suite=test_tail_calls test_range=0,3\n"
+        );
+    }
+
+    #[test]
+    fn two_suites_are_two_loads() {
+        let plan = Plan::new(&[Suite::TestSkbSegment, Suite::TestBpf], &[Mode::Jit], None).unwrap();
+        assert_eq!(
+            plan.to_string(),
+            "1 0 test_suite=test_bpf\n1 0 test_suite=test_skb_segment\n"
+        );
+    }
+
+    #[test]
+    fn a_filter_needs_exactly_one_suite() {
+        assert_eq!(
+            Plan::new(&Suite::ALL, &[Mode::Jit], Some(Filter::Id(1))),
+            Err(PlanError::FilterNeedsOneSuite)
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! Starting QEMU and ending it, whatever happens.
+//!
+//! QEMU runs in a process group of its own, so a Ctrl-C at the terminal reaches the harness
+//! only, and the harness decides how QEMU ends: SIGTERM to the group, SIGKILL after a grace
+//! period, and always a `wait()` so no zombie or orphan is left. [`Qemu`]'s `Drop` does the
+//! same for every path that forgets to.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process_group, Pid, Signal};
+
+use crate::arch::Arch;
+
+/// How QEMU executes guest code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation: works everywhere, slowly.
+    Tcg,
+    /// Hardware virtualisation: only for a guest of the host's own architecture.
+    Kvm,
+}
+
+impl Accel {
+    /// KVM only when it can really work: same architecture, a usable `/dev/kvm` and a CPU that
+    /// advertises virtualisation. On hosts where `/dev/kvm` exists without vmx/svm, QEMU with
+    /// `-enable-kvm` hangs at "Booting from ROM..." instead of failing.
+    pub fn detect(arch: Arch) -> Accel {
+        let same_arch = arch == Arch::X86_64 && cfg!(target_arch = "x86_64");
+        let kvm_usable = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        let cpu_flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let virt = cpu_flags
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+        if same_arch && kvm_usable && virt {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// One guest boot: kernel, initramfs and command line.
+#[derive(Clone, Debug)]
+pub struct QemuConfig {
+    pub arch: Arch,
+    pub accel: Accel,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Extra kernel command line, after the harness's own.
+    pub append: String,
+}
+
+impl QemuConfig {
+    /// The program and arguments that boot this guest.
+    pub fn command_line(&self) -> (String, Vec<String>) {
+        let qemu = self.arch.qemu();
+        let mut args: Vec<String> = qemu.machine_args.iter().map(|s| s.to_string()).collect();
+        let cmdline = format!(
+            // panic=-1: reboot at once on panic, which -no-reboot turns into QEMU exiting.
+            // loglevel=7: test_bpf reports with pr_info, which must reach the console.
+            "console={} panic=-1 loglevel=7 {}",
+            qemu.console, self.append
+        );
+        args.extend(
+            [
+                "-accel",
+                self.accel.name(),
+                "-m",
+                &qemu.memory_mib.to_string(),
+                "-smp",
+                "1",
+                // The serial console on stdout is the only channel; no window, no monitor.
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                // The guests need no network; skipping the NIC saves probing at boot.
+                "-nic",
+                "none",
+                "-no-reboot",
+                "-kernel",
+            ]
+            .map(String::from),
+        );
+        args.push(self.kernel.display().to_string());
+        args.push("-initrd".into());
+        args.push(self.initrd.display().to_string());
+        args.push("-append".into());
+        args.push(cmdline.trim_end().to_owned());
+        if self.accel == Accel::Kvm {
+            args.extend(["-cpu".into(), "host".into()]);
+        }
+        (qemu.binary.to_owned(), args)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What reading the console gave.
+#[derive(Debug)]
+pub enum Output {
+    Bytes(Vec<u8>),
+    /// Nothing arrived within the time asked for.
+    Quiet,
+    /// QEMU closed its stdout: it has exited or is about to.
+    Closed,
+}
+
+/// A running QEMU, ended and reaped when dropped.
+pub struct Qemu {
+    child: Child,
+    program: String,
+    console: Receiver<Vec<u8>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+/// Most of QEMU's stderr kept for error messages.
+const STDERR_LIMIT: usize = 64 * 1024;
+
+impl Qemu {
+    pub fn spawn(config: &QemuConfig) -> Result<Qemu, QemuError> {
+        let (program, args) = config.command_line();
+        Self::spawn_program(Path::new(&program), &args)
+    }
+
+    /// Starts `program` as if it were QEMU (tests use fake ones).
+    pub fn spawn_program(program: &Path, args: &[String]) -> Result<Qemu, QemuError> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|source| QemuError::Spawn {
+                program: program.display().to_string(),
+                source,
+            })?;
+        let (tx, console) = mpsc::channel();
+        let mut readers = Vec::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            readers.push(thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match stdout.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tx.send(buf[..n].to_vec()).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = Arc::clone(&stderr);
+            readers.push(thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    if let Ok(mut kept) = sink.lock() {
+                        let room = STDERR_LIMIT.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                    }
+                }
+            }));
+        }
+        Ok(Qemu {
+            child,
+            program: program.display().to_string(),
+            console,
+            stderr,
+            readers,
+            status: None,
+        })
+    }
+
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Waits up to `timeout` for console bytes.
+    pub fn read(&self, timeout: Duration) -> Output {
+        match self.console.recv_timeout(timeout) {
+            Ok(bytes) => Output::Bytes(bytes),
+            Err(RecvTimeoutError::Timeout) => Output::Quiet,
+            Err(RecvTimeoutError::Disconnected) => Output::Closed,
+        }
+    }
+
+    /// What QEMU wrote to stderr so far, trimmed.
+    pub fn stderr(&self) -> String {
+        let kept = self.stderr.lock().map(|k| k.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&kept).trim().to_owned()
+    }
+
+    /// Waits up to `timeout` for QEMU to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Ends QEMU and everything in its process group: SIGTERM, then SIGKILL after `grace`.
+    /// Always reaps it. Returns its exit status.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Some(status) = self.try_wait() {
+            self.kill_group(Signal::KILL);
+            self.join_readers();
+            return Some(status);
+        }
+        self.kill_group(Signal::TERM);
+        let status = match self.wait_exit(grace) {
+            Some(status) => Some(status),
+            None => {
+                self.kill_group(Signal::KILL);
+                let status = self.child.wait().ok();
+                self.status = status;
+                status
+            }
+        };
+        // Anything QEMU started that still holds the pipes goes too.
+        self.kill_group(Signal::KILL);
+        self.join_readers();
+        status
+    }
+
+    fn kill_group(&self, signal: Signal) {
+        if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
+            // ESRCH once the group is gone: nothing left to end.
+            let _ = kill_process_group(pid, signal);
+        }
+    }
+
+    fn join_readers(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.terminate(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,335 @@
+//! The results of a run and their on-disk form, `report.json`.
+//!
+//! The serialized names of [`Status`], [`Mode`] and every field are part of the format:
+//! tools read them, so they change only with [`SCHEMA_VERSION`].
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+
+/// Version of `report.json`'s layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The outcome of one test. A closed set: every result is exactly one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+    /// The kernel crashed (panic, oops, BUG) while this test ran.
+    Crash,
+    /// The guest stopped making progress while this test ran.
+    Hang,
+    /// The test was selected but never reached.
+    NotRun,
+    /// The harness could not tell what happened.
+    Error,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Pass,
+        Status::Fail,
+        Status::Skip,
+        Status::Crash,
+        Status::Hang,
+        Status::NotRun,
+        Status::Error,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+            Status::Crash => "crash",
+            Status::Hang => "hang",
+            Status::NotRun => "not_run",
+            Status::Error => "error",
+        }
+    }
+
+    /// Whether this outcome means the code under test is broken (as opposed to the harness).
+    pub fn is_test_failure(self) -> bool {
+        matches!(self, Status::Fail | Status::Crash | Status::Hang)
+    }
+}
+
+/// How the kernel executed BPF programs for a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// `bpf_jit_enable=0`.
+    Interp,
+    /// `bpf_jit_enable=1`.
+    Jit,
+    /// `bpf_jit_enable=1`, `bpf_jit_harden=2`: constant blinding for every program.
+    JitHardened,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Interp, Mode::Jit, Mode::JitHardened];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Interp => "interp",
+            Mode::Jit => "jit",
+            Mode::JitHardened => "jit-hardened",
+        }
+    }
+
+    /// The values written to `net.core.bpf_jit_enable` and `net.core.bpf_jit_harden`.
+    pub fn sysctls(self) -> (u8, u8) {
+        match self {
+            Mode::Interp => (0, 0),
+            Mode::Jit => (1, 0),
+            Mode::JitHardened => (1, 2),
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown mode `{s}`: expected interp, jit or jit-hardened"))
+    }
+}
+
+/// One test's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// `test_bpf`, `test_tail_calls` or `test_skb_segment`.
+    pub suite: String,
+    /// The test's number inside its suite; `None` for an entry that stands for a whole suite
+    /// that never ran.
+    pub id: Option<u32>,
+    pub name: String,
+    pub mode: Mode,
+    pub status: Status,
+    /// Whether the kernel JIT-compiled the program; `None` when no program ran (expected-reject
+    /// filters, the skb_segment suite, tests never reached).
+    pub jited: Option<bool>,
+    /// Why the test did not pass: the kernel's failure text, a crash title, a reason.
+    pub message: Option<String>,
+}
+
+/// The kernel a run booted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelInfo {
+    pub arch: Arch,
+    /// `uname -r` inside the guest; `None` if the guest never said.
+    pub release: Option<String>,
+    /// Where the kernel came from, e.g. `debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2`.
+    pub source: String,
+}
+
+/// Wall-clock figures of a run, in seconds, measured on the host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// QEMU start to the guest's first protocol line (`harness: start`).
+    pub boot_s: Option<f64>,
+    /// QEMU start to the first test module load.
+    pub to_first_test_s: Option<f64>,
+    /// QEMU start to QEMU exit.
+    pub total_s: f64,
+}
+
+/// Everything a run produced: `report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// False when the run was interrupted or the harness failed before the end: the results
+    /// are what was seen until then.
+    pub complete: bool,
+    pub kernel: KernelInfo,
+    pub results: Vec<TestResult>,
+    /// How many results have each status; every status is present, zeros included.
+    pub summary: BTreeMap<Status, usize>,
+    /// Problems of the harness or the guest that are not any one test's result.
+    pub errors: Vec<String>,
+    pub timing: Timing,
+}
+
+impl Report {
+    pub fn new(
+        kernel: KernelInfo,
+        results: Vec<TestResult>,
+        errors: Vec<String>,
+        complete: bool,
+        timing: Timing,
+    ) -> Self {
+        let summary = summarize(&results);
+        Report {
+            schema_version: SCHEMA_VERSION,
+            complete,
+            kernel,
+            results,
+            summary,
+            errors,
+            timing,
+        }
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.summary.get(&status).copied().unwrap_or(0)
+    }
+
+    /// The process exit status this report calls for (see README.md, "Exit status").
+    pub fn exit_code(&self) -> u8 {
+        if self.results.iter().any(|r| r.status.is_test_failure()) {
+            1
+        } else if !self.errors.is_empty()
+            || !self.complete
+            || self.count(Status::Error) > 0
+            || self.count(Status::NotRun) > 0
+        {
+            3
+        } else {
+            0
+        }
+    }
+
+    /// Writes `report.json` atomically: readers see the old file or the whole new one.
+    pub fn write(&self, path: &Path) -> io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        json.push(b'\n');
+        write_atomically(path, &json)
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<Report> {
+        use anyhow::Context;
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&data)
+            .with_context(|| format!("{} is not a valid report.json", path.display()))
+    }
+}
+
+pub fn summarize(results: &[TestResult]) -> BTreeMap<Status, usize> {
+    let mut summary: BTreeMap<Status, usize> = Status::ALL.iter().map(|&s| (s, 0)).collect();
+    for result in results {
+        *summary.entry(result.status).or_default() += 1;
+    }
+    summary
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    publish_mode(tmp.as_file())?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The short human summary printed at the end of a run.
+pub fn render_summary(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let kernel = &report.kernel;
+    let _ = writeln!(
+        out,
+        "{} {} ({})",
+        kernel.arch,
+        kernel.release.as_deref().unwrap_or("(release unknown)"),
+        kernel.source
+    );
+    // Suites in the order they run, then any others by name.
+    let rank = |suite: &str| {
+        crate::test_bpf::Suite::ALL
+            .iter()
+            .position(|s| s.name() == suite)
+            .unwrap_or(usize::MAX)
+    };
+    let mut groups: BTreeMap<(Mode, usize, &str), Vec<&TestResult>> = BTreeMap::new();
+    for r in &report.results {
+        groups
+            .entry((r.mode, rank(&r.suite), r.suite.as_str()))
+            .or_default()
+            .push(r);
+    }
+    for ((mode, _, suite), results) in &groups {
+        let counts = summarize(&results.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
+        let mut line = format!("  {:<12} {suite:<17}", mode.name());
+        for status in Status::ALL {
+            let n = counts.get(&status).copied().unwrap_or(0);
+            if n > 0 {
+                let _ = write!(line, " {n} {}", status.name());
+            }
+        }
+        let ran: Vec<bool> = results.iter().filter_map(|r| r.jited).collect();
+        if !ran.is_empty() {
+            let jited = ran.iter().filter(|&&j| j).count();
+            let _ = write!(line, "  [{jited}/{} JIT'ed]", ran.len());
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let failures: Vec<&TestResult> = report
+        .results
+        .iter()
+        .filter(|r| r.status != Status::Pass)
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "not passed:");
+        for r in failures.iter().take(50) {
+            let id = r.id.map_or(String::new(), |id| format!(" #{id}"));
+            let _ = writeln!(
+                out,
+                "  {} {}{id} {} [{}]: {}",
+                r.status.name(),
+                r.suite,
+                r.name,
+                r.mode.name(),
+                r.message.as_deref().unwrap_or("")
+            );
+        }
+        if failures.len() > 50 {
+            let _ = writeln!(out, "  ... and {} more in report.json", failures.len() - 50);
+        }
+    }
+    for e in &report.errors {
+        let _ = writeln!(out, "harness error: {e}");
+    }
+    let counts: Vec<String> = Status::ALL
+        .iter()
+        .filter(|&&s| report.count(s) > 0)
+        .map(|&s| format!("{} {}", report.count(s), s.name()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{}{} in {:.1} s{}",
+        if counts.is_empty() {
+            "no results".to_owned()
+        } else {
+            counts.join(", ")
+        },
+        if report.complete {
+            ""
+        } else {
+            " (incomplete run)"
+        },
+        report.timing.total_s,
+        report
+            .timing
+            .to_first_test_s
+            .map_or(String::new(), |t| format!(" (first test after {t:.1} s)"))
+    );
+    out
+}
+
+/// Gives a file the usual mode of a published file: temporary files start private (0600).
+pub fn publish_mode(file: &std::fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+}

@@ -1,0 +1,411 @@
+//! One guest from boot to power-off: QEMU's console turned into results as it arrives.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::console::{self, LineSplitter};
+use crate::plan::Plan;
+use crate::protocol::{self, GuestLine};
+use crate::qemu::{Output, Qemu, QemuConfig, QemuError};
+use crate::report::{Status, TestResult, Timing};
+use crate::test_bpf::LoadParser;
+
+/// When to give up on a guest.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// QEMU start to the guest's `harness: start`.
+    pub boot: Duration,
+    /// Longest time without a byte on the console once booted.
+    pub silence: Duration,
+}
+
+/// What a run tells its caller while it goes on.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    Booted { release: Option<&'a str> },
+    LoadStarted { index: usize, of: usize },
+    TestFinished(&'a TestResult),
+}
+
+/// Everything one guest produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub results: Vec<TestResult>,
+    /// Problems that belong to no single test: boot failures, protocol errors, count mismatches.
+    pub errors: Vec<String>,
+    pub release: Option<String>,
+    pub timing: Timing,
+    /// The guest ran its whole plan and powered off.
+    pub complete: bool,
+    pub interrupted: bool,
+}
+
+/// Console lines that mean the kernel has crashed. The first one seen names the crash.
+const CRASH_MARKERS: [&str; 7] = [
+    "Kernel panic - not syncing",
+    "BUG: ",
+    "Oops: ",
+    "Oops[#",
+    "kernel BUG at ",
+    "general protection fault",
+    "Unable to handle kernel",
+];
+
+/// After a crash, how long to keep reading the console for the rest of the report.
+const CRASH_TAIL: Duration = Duration::from_secs(10);
+
+/// How long a guest that said `done` gets to power off by itself.
+const POWEROFF_GRACE: Duration = Duration::from_secs(10);
+
+/// How long QEMU gets to end after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(3);
+
+enum Phase {
+    Booting,
+    /// Between module loads; `next` is the plan index expected next.
+    Idle {
+        next: usize,
+    },
+    Loading {
+        index: usize,
+        parser: LoadParser,
+    },
+    Done,
+}
+
+struct Run<'p> {
+    plan: &'p Plan,
+    phase: Phase,
+    out: Outcome,
+    started: Instant,
+    crash: Option<String>,
+    /// The harness ended the guest on purpose (hang, timeout, cancel).
+    stopped: bool,
+}
+
+/// Boots the guest in `config`, runs `plan` and returns what happened. The raw console goes
+/// to `console_log` byte for byte. Setting `cancel` ends the guest early.
+pub fn run(
+    config: &QemuConfig,
+    plan: &Plan,
+    timeouts: Timeouts,
+    console_log: &mut dyn Write,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Outcome, QemuError> {
+    let mut qemu = Qemu::spawn(config)?;
+    Ok(supervise(
+        &mut qemu,
+        plan,
+        timeouts,
+        console_log,
+        cancel,
+        progress,
+    ))
+}
+
+/// Reads a recorded console (a `console.log`) as if it came from a guest running `plan`.
+pub fn replay(console: &[u8], plan: &Plan) -> Outcome {
+    let mut run = Run::new(plan);
+    let mut lines = LineSplitter::new();
+    let mut ignore = |_: Progress<'_>| {};
+    lines.push(console, |line| run.line(line, &mut ignore));
+    lines.finish(|line| run.line(line, &mut ignore));
+    if !matches!(run.phase, Phase::Done) && run.crash.is_none() {
+        run.stop("the console log ends before the guest finished its plan");
+    }
+    let mut outcome = run.finish();
+    // A recording has no wall clock worth reporting.
+    outcome.timing = Timing::default();
+    outcome
+}
+
+/// Drives an already started QEMU (real or fake) through `plan`.
+pub fn supervise(
+    qemu: &mut Qemu,
+    plan: &Plan,
+    timeouts: Timeouts,
+    console_log: &mut dyn Write,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Outcome {
+    let mut run = Run::new(plan);
+    let mut lines = LineSplitter::new();
+    let mut last_output = Instant::now();
+    let mut crashed_at: Option<Instant> = None;
+    let mut log_failed = false;
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            run.out.interrupted = true;
+            run.stop("interrupted: the run was cancelled (Ctrl-C or SIGTERM)");
+            break;
+        }
+        let waited = last_output.elapsed();
+        let limit = match run.phase {
+            Phase::Booting => timeouts.boot.saturating_sub(run.started.elapsed()),
+            Phase::Done => POWEROFF_GRACE.saturating_sub(waited),
+            _ => timeouts.silence.saturating_sub(waited),
+        };
+        let limit = match crashed_at {
+            Some(at) => limit.min(CRASH_TAIL.saturating_sub(at.elapsed())),
+            None => limit,
+        };
+        match qemu.read(limit.min(Duration::from_millis(250))) {
+            Output::Bytes(bytes) => {
+                last_output = Instant::now();
+                if !log_failed {
+                    if let Err(e) = console_log.write_all(&bytes) {
+                        log_failed = true;
+                        run.out
+                            .errors
+                            .push(format!("cannot write the console log: {e}"));
+                    }
+                }
+                lines.push(&bytes, |line| run.line(line, progress));
+                if run.crash.is_some() && crashed_at.is_none() {
+                    crashed_at = Some(Instant::now());
+                }
+            }
+            Output::Closed => {
+                lines.finish(|line| run.line(line, progress));
+                break;
+            }
+            Output::Quiet if !limit.is_zero() => {}
+            Output::Quiet => {
+                if crashed_at.is_some() {
+                    // The crash report is in; a kernel that does not reboot by itself is ended.
+                    break;
+                }
+                match run.phase {
+                    Phase::Booting => run.stop(&format!(
+                        "the guest did not reach init within {} s (boot hang, or a kernel that \
+                         cannot use this console); see console.log",
+                        timeouts.boot.as_secs()
+                    )),
+                    Phase::Done => {}
+                    _ => run.hang(timeouts.silence),
+                }
+                break;
+            }
+        }
+    }
+    let _ = console_log.flush();
+    let status = qemu.terminate(TERM_GRACE);
+    run.out.timing.total_s = run.started.elapsed().as_secs_f64();
+    if !matches!(run.phase, Phase::Done) && !run.stopped && run.crash.is_none() {
+        let phase = match run.phase {
+            Phase::Booting => "before the guest booted",
+            _ => "before the guest finished its plan",
+        };
+        let status = status.map_or("unknown status".to_owned(), |s| s.to_string());
+        let stderr = qemu.stderr();
+        let said = if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(": {stderr}")
+        };
+        run.stop(&format!(
+            "{} ended ({status}) {phase}{said}",
+            qemu.program()
+        ));
+    }
+    run.finish()
+}
+
+impl<'p> Run<'p> {
+    fn new(plan: &'p Plan) -> Self {
+        Run {
+            plan,
+            phase: Phase::Booting,
+            out: Outcome::default(),
+            started: Instant::now(),
+            crash: None,
+            stopped: false,
+        }
+    }
+
+    fn line(&mut self, raw: &[u8], progress: &mut dyn FnMut(Progress<'_>)) {
+        let text = console::text(raw);
+        if self.crash.is_none() {
+            if let Some(title) = crash_title(text) {
+                self.crash = Some(title.clone());
+                if let Phase::Loading { parser, .. } = &mut self.phase {
+                    parser.interrupt(Status::Crash, &title);
+                } else {
+                    self.out
+                        .errors
+                        .push(format!("the kernel crashed outside any test: {title}"));
+                }
+            }
+        }
+        match protocol::parse(text) {
+            Some(Ok(line)) => self.guest_line(line, progress),
+            Some(Err(e)) => self.out.errors.push(e.to_string()),
+            None => {
+                if let Phase::Loading { parser, .. } = &mut self.phase {
+                    if parser.line(text) == crate::test_bpf::Event::Finished {
+                        if let Some(result) = parser.results().last() {
+                            progress(Progress::TestFinished(result));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn guest_line(&mut self, line: GuestLine, progress: &mut dyn FnMut(Progress<'_>)) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        match (line, &mut self.phase) {
+            (GuestLine::Start, Phase::Booting) => {
+                self.out.timing.boot_s = Some(elapsed);
+                self.phase = Phase::Idle { next: 0 };
+            }
+            (GuestLine::Uname(release), Phase::Idle { .. }) => {
+                progress(Progress::Booted {
+                    release: Some(&release),
+                });
+                self.out.release = Some(release);
+            }
+            (GuestLine::LoadBegin { index }, Phase::Idle { next }) if index == *next => {
+                let Some(load) = self.plan.loads.get(index) else {
+                    self.out.errors.push(format!(
+                        "the guest began load {index}, which is not in the plan"
+                    ));
+                    return;
+                };
+                if index == 0 {
+                    self.out.timing.to_first_test_s = Some(elapsed);
+                }
+                progress(Progress::LoadStarted {
+                    index,
+                    of: self.plan.loads.len(),
+                });
+                self.phase = Phase::Loading {
+                    index,
+                    parser: LoadParser::new(load.mode, load.suites.clone()),
+                };
+            }
+            (GuestLine::LoadEnd { index, status }, Phase::Loading { index: running, .. })
+                if index == *running =>
+            {
+                if let Phase::Loading { mut parser, .. } =
+                    std::mem::replace(&mut self.phase, Phase::Idle { next: index + 1 })
+                {
+                    let errors = parser.end(status);
+                    self.out
+                        .errors
+                        .extend(errors.into_iter().map(|e| format!("load {index}: {e}")));
+                    self.out.results.extend(parser.into_results());
+                }
+            }
+            (GuestLine::Error(what), _) => self.out.errors.push(format!("guest init: {what}")),
+            (GuestLine::Done, Phase::Idle { next }) if *next == self.plan.loads.len() => {
+                self.phase = Phase::Done;
+                self.out.complete = true;
+            }
+            (line, _) => self.out.errors.push(format!(
+                "protocol line out of order from the guest: {line:?} ({})",
+                self.phase_name()
+            )),
+        }
+    }
+
+    fn phase_name(&self) -> String {
+        match &self.phase {
+            Phase::Booting => "while booting".into(),
+            Phase::Idle { next } => format!("expecting load {next}"),
+            Phase::Loading { index, .. } => format!("during load {index}"),
+            Phase::Done => "after done".into(),
+        }
+    }
+
+    /// The guest made no progress for `silence`.
+    fn hang(&mut self, silence: Duration) {
+        let message = format!("no console output for {} s", silence.as_secs());
+        match &mut self.phase {
+            Phase::Loading { parser, .. } => parser.interrupt(Status::Hang, &message),
+            _ => self
+                .out
+                .errors
+                .push(format!("the guest hung between tests: {message}")),
+        }
+        self.stopped = true;
+        self.out.complete = false;
+    }
+
+    /// Ends the run early for `why`.
+    fn stop(&mut self, why: &str) {
+        self.out.errors.push(why.to_owned());
+        self.stopped = true;
+        self.out.complete = false;
+    }
+
+    /// Closes the load in progress and marks the loads never begun as not run.
+    fn finish(mut self) -> Outcome {
+        let next = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Booting => 0,
+            Phase::Idle { next } => next,
+            Phase::Loading { index, mut parser } => {
+                if self.crash.is_none() {
+                    let why = if self.out.interrupted {
+                        "interrupted"
+                    } else {
+                        "the guest stopped"
+                    };
+                    parser.interrupt(Status::NotRun, why);
+                }
+                self.out.results.extend(parser.into_results());
+                index + 1
+            }
+            Phase::Done => self.plan.loads.len(),
+        };
+        for load in self.plan.loads.iter().skip(next) {
+            for suite in &load.suites {
+                self.out.results.push(TestResult {
+                    suite: suite.name().to_owned(),
+                    id: None,
+                    name: format!("{suite} (whole suite)"),
+                    mode: load.mode,
+                    status: Status::NotRun,
+                    jited: None,
+                    message: Some("not run: the guest ended before this load".into()),
+                });
+            }
+        }
+        if let Some(crash) = &self.crash {
+            self.out.complete = false;
+            if !self.out.results.iter().any(|r| r.status == Status::Crash) {
+                self.out.errors.push(format!("the kernel crashed: {crash}"));
+            }
+        }
+        self.out
+    }
+}
+
+/// The crash a console line announces, if any, as a title: the line from the marker on.
+pub fn crash_title(text: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(text);
+    CRASH_MARKERS
+        .iter()
+        .find_map(|m| text.find(m).map(|at| text[at..].trim_end().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_titles() {
+        assert_eq!(
+            crash_title(b"Kernel panic - not syncing: Fatal exception in interrupt"),
+            Some("Kernel panic - not syncing: Fatal exception in interrupt".into())
+        );
+        assert_eq!(
+            crash_title(b"BUG: unable to handle page fault for address: 0000000000000010"),
+            Some("BUG: unable to handle page fault for address: 0000000000000010".into())
+        );
+        assert_eq!(crash_title(b"test_bpf: #12 LD_ABS jited:1 7 PASS"), None);
+        assert_eq!(crash_title(b"debug: no BUGs here"), None);
+    }
+}

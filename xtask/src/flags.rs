@@ -1,0 +1,59 @@
+//! The command line of `cargo xtask`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use runner::arch::Arch;
+use runner::cli::Selection;
+
+use crate::kernel::KernelSpec;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    about = "BPF JIT and verifier test harness",
+    version
+)]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Boot a kernel for ARCH under QEMU, run the kernel's JIT suite and write a report.
+    Test(Test),
+}
+
+#[derive(Args, Debug)]
+pub struct Test {
+    /// Guest architecture: x86_64 or mips64el.
+    #[arg(long)]
+    pub arch: Arch,
+
+    /// The kernel: `debian:ABI` (e.g. debian:6.1.0-50) for one of Debian's packaged kernels,
+    /// or a directory holding a kernel image, its config and test_bpf.ko.
+    /// Default: the pinned Debian kernel of the architecture.
+    #[arg(long)]
+    pub kernel: Option<KernelSpec>,
+
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Where the report goes. Default: reports/runs/ARCH-TIMESTAMP.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Where downloaded kernels and packages are kept between runs.
+    /// Default: $XDG_CACHE_HOME/bpf-jit-harness or ~/.cache/bpf-jit-harness.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Never install missing host tools; say what to install instead.
+    #[arg(long)]
+    pub no_install: bool,
+
+    /// Seconds without console output, once booted, before a guest counts as hung.
+    #[arg(long, default_value_t = 120)]
+    pub silence_timeout: u64,
+}

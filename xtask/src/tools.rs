@@ -1,0 +1,102 @@
+//! Host tools: find them, or install them with apt when we may.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use xshell::{cmd, Shell};
+
+/// A program the harness runs, and the Debian package that ships it.
+#[derive(Clone, Copy, Debug)]
+pub struct Tool {
+    pub program: &'static str,
+    pub package: &'static str,
+}
+
+/// Whether missing tools may be installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Install {
+    Allowed,
+    Forbidden,
+}
+
+/// Makes sure every tool is on PATH. Missing ones are installed with apt when running as
+/// root on Debian and `install` allows it; otherwise the error gives the command to run.
+pub fn ensure(sh: &Shell, tools: &[Tool], install: Install) -> anyhow::Result<()> {
+    let missing: Vec<Tool> = tools
+        .iter()
+        .copied()
+        .filter(|t| find(t.program).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    packages.dedup();
+    let programs: Vec<&str> = missing.iter().map(|t| t.program).collect();
+    // Recommends break the QEMU install on Debian 12 hosts (qemu-block-extra conflicts with a
+    // newer qemu-utils), and none of them is needed.
+    let command = format!(
+        "apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    );
+    let root = rustix::process::geteuid().is_root();
+    let debian = std::path::Path::new("/etc/debian_version").exists();
+    if install == Install::Forbidden || !root || !debian {
+        let why = if install == Install::Forbidden {
+            "--no-install was given"
+        } else if !debian {
+            "this host is not Debian, so the package names may differ"
+        } else {
+            "installing needs root"
+        };
+        bail!(
+            "missing host tools: {} ({why}); install them with:\n    sudo {command}",
+            programs.join(", ")
+        );
+    }
+    eprintln!(
+        "installing missing host tools ({}): {command}",
+        programs.join(", ")
+    );
+    let install_packages = |sh: &Shell| {
+        let packages = &packages;
+        cmd!(
+            sh,
+            "apt-get install -y --no-install-recommends {packages...}"
+        )
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+    };
+    if install_packages(sh).is_err() {
+        // A fresh machine may have no package lists yet.
+        cmd!(sh, "apt-get update")
+            .run()
+            .context("apt-get update failed")?;
+        install_packages(sh).with_context(|| format!("`{command}` failed"))?;
+    }
+    for tool in &missing {
+        if find(tool.program).is_none() {
+            bail!(
+                "{} is still missing after installing {}; install it by hand",
+                tool.program,
+                tool.package
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The full path of `program` on PATH.
+pub fn find(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .map(|m| {
+                    m.is_file()
+                        && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                })
+                .unwrap_or(false)
+        })
+}
