@@ -63,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let bytes = std::fs::read(&console)
                 .with_context(|| format!("cannot read the console log {}", console.display()))?;
             let outcome = session::replay(&bytes, &plan);
+            let invalid_selection = outcome.invalid_selection;
             let report = Report::new(
                 KernelInfo {
                     arch,
@@ -83,7 +84,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             print!("{}", render_summary(&report));
-            Ok(report.exit_code())
+            Ok(if invalid_selection {
+                2
+            } else {
+                report.exit_code()
+            })
         }
     }
 }

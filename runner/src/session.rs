@@ -39,6 +39,8 @@ pub struct Outcome {
     /// The guest ran its whole plan and powered off.
     pub complete: bool,
     pub interrupted: bool,
+    /// test_bpf refused the selection (no such test name, number or range): the user's error.
+    pub invalid_selection: bool,
 }
 
 /// Console lines that mean the kernel has crashed. The first one seen names the crash.
@@ -293,6 +295,7 @@ impl<'p> Run<'p> {
                     std::mem::replace(&mut self.phase, Phase::Idle { next: index + 1 })
                 {
                     let errors = parser.end(status);
+                    self.out.invalid_selection |= parser.invalid_selection();
                     self.out
                         .errors
                         .extend(errors.into_iter().map(|e| format!("load {index}: {e}")));

@@ -123,7 +123,18 @@ pub struct LoadParser {
     errors: Vec<String>,
     /// Test lines seen after the module finished: a loader that retried the load.
     repeated_lines: usize,
+    /// The module refused its parameters: the selection names no test it has.
+    invalid_selection: bool,
 }
+
+/// What test_bpf says when its parameters select nothing (`prepare_test_range()`).
+const SELECTION_ERRORS: [&str; 5] = [
+    "no test named",
+    "invalid test_id",
+    "test_range is out of bound",
+    "test_range is ending before it starts",
+    "invalid test_suite",
+];
 
 impl LoadParser {
     pub fn new(mode: Mode, suites: Vec<Suite>) -> Self {
@@ -138,6 +149,7 @@ impl LoadParser {
             notes: Vec::new(),
             errors: Vec::new(),
             repeated_lines: 0,
+            invalid_selection: false,
         }
     }
 
@@ -172,7 +184,10 @@ impl LoadParser {
         if let Some(summary) = parse_summary(&rest) {
             return self.summary(summary);
         }
-        self.notes.push(rest);
+        // A retried load repeats the module's messages; one copy says it.
+        if !self.notes.contains(&rest) {
+            self.notes.push(rest);
+        }
         Event::Nothing
     }
 
@@ -411,7 +426,16 @@ impl LoadParser {
         let failed = self.summaries.iter().any(|s| s.failed > 0);
         if !self.finished {
             let module_said = self.module_messages();
-            if self.results.is_empty() && self.summaries.is_empty() && status != 0 {
+            let refused = self
+                .notes
+                .iter()
+                .any(|n| SELECTION_ERRORS.iter().any(|e| n.contains(e)));
+            if self.results.is_empty() && self.summaries.is_empty() && refused {
+                self.invalid_selection = true;
+                self.errors.push(format!(
+                    "test_bpf.ko refused the test selection (status {status}){module_said}"
+                ));
+            } else if self.results.is_empty() && self.summaries.is_empty() && status != 0 {
                 self.errors.push(format!(
                     "test_bpf.ko failed to load (status {status}) before running any test{module_said}"
                 ));
@@ -449,6 +473,11 @@ impl LoadParser {
         } else {
             format!("; the module said: {}", self.notes.join(" | "))
         }
+    }
+
+    /// Whether the module refused the selection: a usage error, not a harness one.
+    pub fn invalid_selection(&self) -> bool {
+        self.invalid_selection
     }
 
     pub fn into_results(self) -> Vec<TestResult> {
@@ -867,11 +896,20 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "test_bpf.ko failed to load (status 1) before running any test; the module said: \
+                "test_bpf.ko refused the test selection (status 1); the module said: \
               test_bpf: no test named 'nope' found for 'test_bpf' suite."
             ]
         );
         assert_eq!(results[0].status, Status::NotRun);
+    }
+
+    #[test]
+    fn load_failing_for_another_reason_is_a_harness_error() {
+        let (_, errors) = parse_all(&[Suite::TestBpf], &[], 1);
+        assert_eq!(
+            errors,
+            ["test_bpf.ko failed to load (status 1) before running any test"]
+        );
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl Test {
         .context("cannot boot the guest")?;
         reporter.finish();
 
+        let (interrupted, invalid_selection) = (outcome.interrupted, outcome.invalid_selection);
         let console_path = out.join("console.log");
         console
             .persist(&console_path)
@@ -110,10 +111,13 @@ impl Test {
             .with_context(|| format!("cannot write {}", report_path.display()))?;
         print!("{}", render_summary(&report));
         println!("report: {}", report_path.display());
-        if outcome.interrupted {
-            return Ok(130);
-        }
-        Ok(report.exit_code())
+        Ok(if interrupted {
+            130
+        } else if invalid_selection {
+            crate::EXIT_USAGE
+        } else {
+            report.exit_code()
+        })
     }
 }
 
