@@ -240,7 +240,13 @@ impl Qemu {
         }
     }
 
-    fn try_wait(&mut self) -> Option<ExitStatus> {
+    /// The process id of QEMU, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// QEMU's exit status if it has exited (without waiting).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.child.try_wait().ok().flatten();
         }

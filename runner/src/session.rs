@@ -173,12 +173,16 @@ pub fn supervise(
                 lines.finish(|line| run.line(line, progress));
                 break;
             }
+            // QEMU gone while something it started still holds the console pipe open.
+            Output::Quiet if qemu.try_wait().is_some() => break,
             Output::Quiet if !limit.is_zero() => {}
             Output::Quiet => {
                 if crashed_at.is_some() {
                     // The crash report is in; a kernel that does not reboot by itself is ended.
                     break;
                 }
+                // A test's line ends only with its verdict: what came of it names the test.
+                lines.finish(|line| run.line(line, progress));
                 match run.phase {
                     Phase::Booting => run.stop(&format!(
                         "the guest did not reach init within {} s (boot hang, or a kernel that \

@@ -1,0 +1,190 @@
+//! Supervision faults a real QEMU cannot be made to show on demand, played by a fake QEMU
+//! (a shell script): hangs, early exits, garbage, a child ignoring SIGTERM, a grandchild
+//! holding the console open, cancellation. Each test also checks that nothing is left running.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runner::plan::Plan;
+use runner::qemu::Qemu;
+use runner::report::{Mode, Status};
+use runner::session::{self, Outcome, Timeouts};
+use runner::test_bpf::Suite;
+
+const BOOTED: &str = "echo 'harness: start'; echo 'harness: uname 6.1.0-test'";
+
+struct Fake {
+    outcome: Outcome,
+    console: Vec<u8>,
+    elapsed: Duration,
+}
+
+fn fake_qemu(script: &str, timeouts: Timeouts, cancel_after: Option<Duration>) -> Fake {
+    let plan = Plan::new(&Suite::ALL, &[Mode::Jit], None).unwrap();
+    let mut qemu =
+        Qemu::spawn_program("/bin/sh".as_ref(), &["-c".to_owned(), script.to_owned()]).unwrap();
+    let pid = rustix::process::Pid::from_raw(qemu.pid() as i32).unwrap();
+    let cancel = Arc::new(AtomicBool::new(false));
+    if let Some(after) = cancel_after {
+        let cancel = Arc::clone(&cancel);
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            cancel.store(true, Ordering::SeqCst);
+        });
+    }
+    let mut console = Vec::new();
+    let started = Instant::now();
+    let outcome =
+        session::supervise(&mut qemu, &plan, timeouts, &mut console, &cancel, &mut |_| {});
+    let elapsed = started.elapsed();
+    // Killed members of the group linger as zombies until their new parent reaps them.
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        rustix::process::test_kill_process_group(pid).is_err()
+    });
+    assert!(gone, "the fake QEMU's process group outlived the run");
+    Fake {
+        outcome,
+        console,
+        elapsed,
+    }
+}
+
+fn secs(boot: u64, silence: u64) -> Timeouts {
+    Timeouts {
+        boot: Duration::from_secs(boot),
+        silence: Duration::from_secs(silence),
+    }
+}
+
+fn statuses(outcome: &Outcome) -> Vec<(String, Option<u32>, Status)> {
+    outcome.results.iter().map(|r| (r.suite.clone(), r.id, r.status)).collect()
+}
+
+fn all_not_run() -> Vec<(String, Option<u32>, Status)> {
+    Suite::ALL.iter().map(|s| (s.name().to_owned(), None, Status::NotRun)).collect()
+}
+
+#[test]
+fn a_guest_that_never_boots_is_a_boot_failure() {
+    let fake = fake_qemu("echo 'SeaBIOS'; sleep 30", secs(1, 60), None);
+    assert!(fake.elapsed < Duration::from_secs(10), "{:?}", fake.elapsed);
+    assert!(!fake.outcome.complete);
+    assert_eq!(statuses(&fake.outcome), all_not_run());
+    assert!(fake.outcome.errors[0].starts_with("the guest did not reach init within 1 s"));
+    assert_eq!(fake.console, b"SeaBIOS\n");
+}
+
+#[test]
+fn silence_during_a_test_is_a_hang_of_that_test() {
+    let script = format!(
+        "{BOOTED}; echo 'harness: load-begin 0'; echo 'test_bpf: #0 TAX jited:1 5 PASS'; \
+         printf 'test_bpf: #1 TXA jited:1 '; sleep 30"
+    );
+    let fake = fake_qemu(&script, secs(10, 1), None);
+    assert!(fake.elapsed < Duration::from_secs(10), "{:?}", fake.elapsed);
+    let got = statuses(&fake.outcome);
+    assert_eq!(got[0], ("test_bpf".into(), Some(0), Status::Pass));
+    assert_eq!(got[1], ("test_bpf".into(), Some(1), Status::Hang));
+    assert_eq!(got[2], ("test_bpf".into(), None, Status::NotRun));
+    assert_eq!(got.len(), 5);
+    assert_eq!(
+        fake.outcome.results[1].message.as_deref(),
+        Some("no console output for 1 s")
+    );
+}
+
+#[test]
+fn a_panic_is_pinned_on_the_running_test() {
+    let script = format!(
+        "{BOOTED}; echo 'harness: load-begin 0'; echo '[    3.1] test_bpf: #0 TAX jited:1 5 PASS'; \
+         echo '[    3.2] test_bpf: #1 LD_ABS jited:1 '; \
+         echo '[    3.3] BUG: unable to handle page fault for address: 0000000000000010'; \
+         echo '[    3.4] Kernel panic - not syncing: Fatal exception'; exit 0"
+    );
+    let fake = fake_qemu(&script, secs(10, 10), None);
+    let crashed = &fake.outcome.results[1];
+    assert_eq!((crashed.id, crashed.status), (Some(1), Status::Crash));
+    assert_eq!(
+        crashed.message.as_deref(),
+        Some("BUG: unable to handle page fault for address: 0000000000000010")
+    );
+    assert!(!fake.outcome.complete);
+}
+
+#[test]
+fn qemu_dying_early_is_reported_with_its_stderr() {
+    let script = format!(
+        "{BOOTED}; echo 'harness: load-begin 0'; echo 'test_bpf: #0 TAX jited:1 5 PASS'; \
+         echo 'qemu-system-x86_64: cannot allocate memory' >&2; exit 1"
+    );
+    let fake = fake_qemu(&script, secs(10, 10), None);
+    let errors = fake.outcome.errors.join("\n");
+    assert!(
+        errors.contains("/bin/sh ended (exit status: 1) before the guest finished its plan: \
+                         qemu-system-x86_64: cannot allocate memory"),
+        "{errors}"
+    );
+    assert_eq!(fake.outcome.results[0].status, Status::Pass);
+    assert!(fake.outcome.results[1..].iter().all(|r| r.status == Status::NotRun));
+}
+
+#[test]
+fn a_qemu_ignoring_sigterm_is_killed() {
+    let script = format!("trap '' TERM; {BOOTED}; sleep 30");
+    let fake = fake_qemu(&script, secs(10, 1), None);
+    // One second of silence, three of grace after SIGTERM, then SIGKILL.
+    assert!(fake.elapsed < Duration::from_secs(8), "{:?}", fake.elapsed);
+    assert!(fake.outcome.errors.iter().any(|e| e.contains("hung between tests")));
+}
+
+#[test]
+fn a_grandchild_holding_the_console_does_not_block_the_run() {
+    let script = format!("{BOOTED}; sleep 60 & exit 3");
+    let fake = fake_qemu(&script, secs(10, 30), None);
+    assert!(fake.elapsed < Duration::from_secs(10), "{:?}", fake.elapsed);
+    assert!(fake.outcome.errors.iter().any(|e| e.contains("exit status: 3")), "{:?}", fake.outcome.errors);
+}
+
+#[test]
+fn garbage_and_invalid_utf8_do_not_derail_the_parser() {
+    let script = format!(
+        "printf '\\377\\376\\000garbage\\r\\n\\033[2J\\n'; {BOOTED}; echo 'harness: load-begin 0'; \
+         printf 'test_bpf: #0 TA\\377X jited:1 5 PASS\\r\\n'; \
+         echo 'test_bpf: Summary: 1 PASSED, 0 FAILED, [1/1 JIT'\"'\"'ed]'; \
+         echo 'test_bpf: test_tail_calls: Summary: 0 PASSED, 0 FAILED, [0/0 JIT'\"'\"'ed]'; \
+         echo 'test_bpf: test_skb_segment: Summary: 0 PASSED, 0 FAILED'; \
+         echo 'harness: load-end 0 0'; echo 'harness: done'"
+    );
+    let fake = fake_qemu(&script, secs(10, 10), None);
+    assert!(fake.outcome.complete, "{:?}", fake.outcome.errors);
+    assert!(fake.outcome.errors.is_empty(), "{:?}", fake.outcome.errors);
+    assert_eq!(fake.outcome.results.len(), 1);
+    assert_eq!(fake.outcome.results[0].name, "TA\u{fffd}X");
+    assert!(fake.console.starts_with(b"\xff\xfe\x00garbage\r\n"));
+}
+
+#[test]
+fn an_unknown_protocol_line_is_an_error() {
+    let script = format!("{BOOTED}; echo 'harness: reboot-now'; sleep 30");
+    let fake = fake_qemu(&script, secs(10, 1), None);
+    assert!(
+        fake.outcome.errors.iter().any(|e| e.contains("bad protocol line from the guest (unknown verb)")),
+        "{:?}",
+        fake.outcome.errors
+    );
+}
+
+#[test]
+fn cancelling_ends_the_guest_and_keeps_what_ran() {
+    let script = format!(
+        "{BOOTED}; echo 'harness: load-begin 0'; echo 'test_bpf: #0 TAX jited:1 5 PASS'; sleep 30"
+    );
+    let fake = fake_qemu(&script, secs(10, 60), Some(Duration::from_millis(500)));
+    assert!(fake.elapsed < Duration::from_secs(8), "{:?}", fake.elapsed);
+    assert!(fake.outcome.interrupted);
+    assert!(!fake.outcome.complete);
+    assert_eq!(fake.outcome.results[0].status, Status::Pass);
+    assert!(fake.outcome.results[1..].iter().all(|r| r.status == Status::NotRun));
+}
