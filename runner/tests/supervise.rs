@@ -35,8 +35,14 @@ fn fake_qemu(script: &str, timeouts: Timeouts, cancel_after: Option<Duration>) -
     }
     let mut console = Vec::new();
     let started = Instant::now();
-    let outcome =
-        session::supervise(&mut qemu, &plan, timeouts, &mut console, &cancel, &mut |_| {});
+    let outcome = session::supervise(
+        &mut qemu,
+        &plan,
+        timeouts,
+        &mut console,
+        &cancel,
+        &mut |_| {},
+    );
     let elapsed = started.elapsed();
     // Killed members of the group linger as zombies until their new parent reaps them.
     let gone = (0..100).any(|_| {
@@ -59,11 +65,18 @@ fn secs(boot: u64, silence: u64) -> Timeouts {
 }
 
 fn statuses(outcome: &Outcome) -> Vec<(String, Option<u32>, Status)> {
-    outcome.results.iter().map(|r| (r.suite.clone(), r.id, r.status)).collect()
+    outcome
+        .results
+        .iter()
+        .map(|r| (r.suite.clone(), r.id, r.status))
+        .collect()
 }
 
 fn all_not_run() -> Vec<(String, Option<u32>, Status)> {
-    Suite::ALL.iter().map(|s| (s.name().to_owned(), None, Status::NotRun)).collect()
+    Suite::ALL
+        .iter()
+        .map(|s| (s.name().to_owned(), None, Status::NotRun))
+        .collect()
 }
 
 #[test]
@@ -122,12 +135,16 @@ fn qemu_dying_early_is_reported_with_its_stderr() {
     let fake = fake_qemu(&script, secs(10, 10), None);
     let errors = fake.outcome.errors.join("\n");
     assert!(
-        errors.contains("/bin/sh ended (exit status: 1) before the guest finished its plan: \
-                         qemu-system-x86_64: cannot allocate memory"),
+        errors.contains(
+            "/bin/sh ended (exit status: 1) before the guest finished its plan: \
+                         qemu-system-x86_64: cannot allocate memory"
+        ),
         "{errors}"
     );
     assert_eq!(fake.outcome.results[0].status, Status::Pass);
-    assert!(fake.outcome.results[1..].iter().all(|r| r.status == Status::NotRun));
+    assert!(fake.outcome.results[1..]
+        .iter()
+        .all(|r| r.status == Status::NotRun));
 }
 
 #[test]
@@ -136,7 +153,11 @@ fn a_qemu_ignoring_sigterm_is_killed() {
     let fake = fake_qemu(&script, secs(10, 1), None);
     // One second of silence, three of grace after SIGTERM, then SIGKILL.
     assert!(fake.elapsed < Duration::from_secs(8), "{:?}", fake.elapsed);
-    assert!(fake.outcome.errors.iter().any(|e| e.contains("hung between tests")));
+    assert!(fake
+        .outcome
+        .errors
+        .iter()
+        .any(|e| e.contains("hung between tests")));
 }
 
 #[test]
@@ -144,7 +165,14 @@ fn a_grandchild_holding_the_console_does_not_block_the_run() {
     let script = format!("{BOOTED}; sleep 60 & exit 3");
     let fake = fake_qemu(&script, secs(10, 30), None);
     assert!(fake.elapsed < Duration::from_secs(10), "{:?}", fake.elapsed);
-    assert!(fake.outcome.errors.iter().any(|e| e.contains("exit status: 3")), "{:?}", fake.outcome.errors);
+    assert!(
+        fake.outcome
+            .errors
+            .iter()
+            .any(|e| e.contains("exit status: 3")),
+        "{:?}",
+        fake.outcome.errors
+    );
 }
 
 #[test]
@@ -170,7 +198,10 @@ fn an_unknown_protocol_line_is_an_error() {
     let script = format!("{BOOTED}; echo 'harness: reboot-now'; sleep 30");
     let fake = fake_qemu(&script, secs(10, 1), None);
     assert!(
-        fake.outcome.errors.iter().any(|e| e.contains("bad protocol line from the guest (unknown verb)")),
+        fake.outcome
+            .errors
+            .iter()
+            .any(|e| e.contains("bad protocol line from the guest (unknown verb)")),
         "{:?}",
         fake.outcome.errors
     );
@@ -186,5 +217,7 @@ fn cancelling_ends_the_guest_and_keeps_what_ran() {
     assert!(fake.outcome.interrupted);
     assert!(!fake.outcome.complete);
     assert_eq!(fake.outcome.results[0].status, Status::Pass);
-    assert!(fake.outcome.results[1..].iter().all(|r| r.status == Status::NotRun));
+    assert!(fake.outcome.results[1..]
+        .iter()
+        .all(|r| r.status == Status::NotRun));
 }

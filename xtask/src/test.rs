@@ -1,6 +1,6 @@
 //! `cargo xtask test`: fetch the kernel, build the image, boot it, write the report.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,7 +15,7 @@ use crate::flags::Test;
 use crate::kernel::KernelSpec;
 use crate::progress::Reporter;
 use crate::tools::{self, Install, Tool};
-use crate::{image, project_root, UsageError};
+use crate::{cache, image, project_root, UsageError};
 
 impl Test {
     pub fn run(self) -> anyhow::Result<u8> {
@@ -39,13 +39,15 @@ impl Test {
 
         let cache = match &self.cache_dir {
             Some(dir) => dir.clone(),
-            None => default_cache_dir()?,
+            None => cache::default_dir()?,
         };
+        let cache_lock = cache::Lock::acquire(&cache)?;
         let spec = self.kernel.clone().unwrap_or_else(|| KernelSpec::Debian {
             abi: crate::kernel::default_debian_abi(arch).to_owned(),
         });
         let kernel = spec.resolve(&sh, arch, &cache)?;
         let busybox = image::busybox(&sh, arch, &cache)?;
+        drop(cache_lock);
 
         let out = match &self.out {
             Some(out) => out.clone(),
@@ -119,14 +121,6 @@ impl Test {
             report.exit_code()
         })
     }
-}
-
-fn default_cache_dir() -> anyhow::Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set; pass --cache-dir")?;
-    Ok(base.join("bpf-jit-harness"))
 }
 
 /// `reports/runs/ARCH-YYYYMMDDTHHMMSSZ`: a new directory per run, so no run overwrites another.

@@ -1,0 +1,146 @@
+//! End to end: `cargo xtask test` boots Debian's real kernels under real QEMU on both
+//! architectures and runs the kernel's JIT suite. Needs QEMU (installed by the command itself
+//! when run as root on Debian) and Debian's package mirrors; the first run downloads ~120 MB
+//! into the cache, later runs nothing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use runner::report::{Mode, Report, Status};
+
+fn xtask(args: &[&str], out: &Path) -> (Output, Option<Report>) {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("cannot run the xtask binary");
+    let report_path = out.join("report.json");
+    let report = report_path
+        .exists()
+        .then(|| Report::read(&report_path).unwrap());
+    (output, report)
+}
+
+fn show(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Per suite: (tests, passed, JIT'ed), from the report.
+fn per_suite(report: &Report) -> Vec<(String, usize, usize, usize)> {
+    ["test_bpf", "test_tail_calls", "test_skb_segment"]
+        .iter()
+        .map(|&suite| {
+            let of: Vec<_> = report.results.iter().filter(|r| r.suite == suite).collect();
+            let passed = of.iter().filter(|r| r.status == Status::Pass).count();
+            let jited = of.iter().filter(|r| r.jited == Some(true)).count();
+            (suite.to_owned(), of.len(), passed, jited)
+        })
+        .collect()
+}
+
+fn full_suite_passes(arch: &str, release: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let (output, report) = xtask(&["test", "--arch", arch], out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let report = report.unwrap();
+    assert!(
+        report.complete && report.errors.is_empty(),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(report.kernel.release.as_deref(), Some(release));
+    // Debian's 6.1 kernels print: Summary: 1026 PASSED, 0 FAILED, [1014/1014 JIT'ed];
+    // test_tail_calls 10 PASSED [10/10 JIT'ed]; test_skb_segment 2 PASSED.
+    assert_eq!(
+        per_suite(&report),
+        [
+            ("test_bpf".to_owned(), 1026, 1026, 1014),
+            ("test_tail_calls".to_owned(), 10, 10, 10),
+            ("test_skb_segment".to_owned(), 2, 2, 0),
+        ]
+    );
+    let console = std::fs::read(out.path().join("console.log")).unwrap();
+    let summary = b"test_bpf: Summary: 1026 PASSED, 0 FAILED, [1014/1014 JIT'ed]";
+    assert!(console.windows(summary.len()).any(|w| w == summary));
+    let timing = &report.timing;
+    assert!(timing.boot_s.unwrap() <= timing.to_first_test_s.unwrap());
+    assert!(timing.to_first_test_s.unwrap() < timing.total_s);
+}
+
+#[test]
+fn x86_64_runs_the_whole_jit_suite() {
+    full_suite_passes("x86_64", "6.1.0-56-amd64");
+}
+
+#[test]
+fn mips64el_runs_the_whole_jit_suite() {
+    full_suite_passes("mips64el", "6.1.0-50-5kc-malta");
+}
+
+#[test]
+fn mips64el_cut_down_range_in_two_modes() {
+    let out = tempfile::tempdir().unwrap();
+    let (output, report) = xtask(
+        &[
+            "test",
+            "--arch",
+            "mips64el",
+            "--filter",
+            "100-139",
+            "--mode",
+            "interp,jit-hardened",
+        ],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let report = report.unwrap();
+    assert_eq!(report.results.len(), 80);
+    for (mode, jited) in [(Mode::Interp, false), (Mode::JitHardened, true)] {
+        let ids: Vec<u32> = report
+            .results
+            .iter()
+            .filter(|r| r.mode == mode)
+            .inspect(|r| assert_eq!((r.status, r.jited), (Status::Pass, Some(jited)), "{r:?}"))
+            .filter_map(|r| r.id)
+            .collect();
+        assert_eq!(ids, (100..140).collect::<Vec<u32>>());
+    }
+}
+
+#[test]
+fn x86_64_unknown_test_name_is_a_usage_error() {
+    let out = tempfile::tempdir().unwrap();
+    let (output, report) = xtask(
+        &["test", "--arch", "x86_64", "--filter", "name:No Such Test"],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    let report = report.unwrap();
+    assert!(
+        report.errors[0].contains("no test named 'No Such Test'"),
+        "{:?}",
+        report.errors
+    );
+}
+
+#[test]
+fn a_kernel_directory_without_test_bpf_is_refused_before_booting() {
+    let out = tempfile::tempdir().unwrap();
+    let kernel = tempfile::tempdir().unwrap();
+    std::fs::write(kernel.path().join("bzImage"), b"not really").unwrap();
+    let kernel_arg = kernel.path().to_str().unwrap();
+    let (output, report) = xtask(
+        &["test", "--arch", "x86_64", "--kernel", kernel_arg],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    assert!(report.is_none());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has no test_bpf.ko"), "{stderr}");
+}
