@@ -49,42 +49,27 @@ impl Initramfs {
 
     /// Adds a regular file with permission bits `mode` (e.g. `0o755`), creating its parents.
     pub fn file(&mut self, path: &str, mode: u32, data: Vec<u8>) -> &mut Self {
-        let path = path.trim_matches('/');
-        if let Some((parent, _)) = path.rsplit_once('/') {
-            self.dir(parent);
-        }
-        self.entries.insert(
-            path.to_owned(),
-            Entry::File {
-                mode: mode & 0o7777,
-                data,
-            },
-        );
-        self
+        let mode = mode & 0o7777;
+        self.insert(path, Entry::File { mode, data })
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
-        let path = path.trim_matches('/');
-        if let Some((parent, _)) = path.rsplit_once('/') {
-            self.dir(parent);
-        }
-        self.entries.insert(
-            path.to_owned(),
-            Entry::Symlink {
-                target: target.to_owned(),
-            },
-        );
-        self
+        let target = target.to_owned();
+        self.insert(path, Entry::Symlink { target })
     }
 
     /// Adds a character device node: the kernel needs `/dev/console` to give init a console.
     pub fn char_device(&mut self, path: &str, major: u32, minor: u32) -> &mut Self {
+        self.insert(path, Entry::CharDevice { major, minor })
+    }
+
+    /// Adds `entry` at `path`, creating its parent directories.
+    fn insert(&mut self, path: &str, entry: Entry) -> &mut Self {
         let path = path.trim_matches('/');
         if let Some((parent, _)) = path.rsplit_once('/') {
             self.dir(parent);
         }
-        self.entries
-            .insert(path.to_owned(), Entry::CharDevice { major, minor });
+        self.entries.insert(path.to_owned(), entry);
         self
     }
 

@@ -122,6 +122,21 @@ pub struct TestResult {
     pub message: Option<String>,
 }
 
+impl TestResult {
+    /// An entry for tests that never ran: a whole suite, or the rest of one after a crash.
+    pub fn not_run(suite: &str, mode: Mode, name: String, why: &str) -> TestResult {
+        TestResult {
+            suite: suite.to_owned(),
+            id: None,
+            name,
+            mode,
+            status: Status::NotRun,
+            jited: None,
+            message: Some(why.to_owned()),
+        }
+    }
+}
+
 /// The kernel a run booted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelInfo {

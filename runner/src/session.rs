@@ -369,15 +369,12 @@ impl<'p> Run<'p> {
         };
         for load in self.plan.loads.iter().skip(next) {
             for suite in &load.suites {
-                self.out.results.push(TestResult {
-                    suite: suite.name().to_owned(),
-                    id: None,
-                    name: format!("{suite} (whole suite)"),
-                    mode: load.mode,
-                    status: Status::NotRun,
-                    jited: None,
-                    message: Some("not run: the guest ended before this load".into()),
-                });
+                self.out.results.push(TestResult::not_run(
+                    suite.name(),
+                    load.mode,
+                    format!("{suite} (whole suite)"),
+                    "not run: the guest ended before this load",
+                ));
             }
         }
         if let Some(crash) = &self.crash {

@@ -344,15 +344,12 @@ impl LoadParser {
     fn finish_load(&mut self, why: &str) {
         self.finished = true;
         for &suite in &self.suites[self.current.min(self.suites.len())..] {
-            self.results.push(TestResult {
-                suite: suite.name().to_owned(),
-                id: None,
-                name: format!("{suite} (whole suite)"),
-                mode: self.mode,
-                status: Status::NotRun,
-                jited: None,
-                message: Some(why.to_owned()),
-            });
+            self.results.push(TestResult::not_run(
+                suite.name(),
+                self.mode,
+                format!("{suite} (whole suite)"),
+                why,
+            ));
         }
         self.current = self.suites.len();
     }
@@ -401,15 +398,8 @@ impl LoadParser {
             Some(id) => format!("{suite} (tests after #{id})"),
             None => format!("{suite} (whole suite)"),
         };
-        self.results.push(TestResult {
-            suite: suite.name().to_owned(),
-            id: None,
-            name,
-            mode: self.mode,
-            status: Status::NotRun,
-            jited: None,
-            message: Some(why.to_owned()),
-        });
+        self.results
+            .push(TestResult::not_run(suite.name(), self.mode, name, why));
     }
 
     /// Ends the load when the guest reports the loader's exit status. Returns the harness

@@ -2,6 +2,8 @@
 //! through the `runner replay` command, checked against the kernel's own numbers and
 //! snapshotted.
 
+#![allow(clippy::unwrap_used, reason = "a test panics to fail")]
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -1,6 +1,8 @@
 //! The initramfs writer checked by an independent reader: GNU cpio, as the kernel's own
 //! unpacker reads the same newc format.
 
+#![allow(clippy::unwrap_used, reason = "a test panics to fail")]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -2,6 +2,8 @@
 //! (a shell script): hangs, early exits, garbage, a child ignoring SIGTERM, a grandchild
 //! holding the console open, cancellation. Each test also checks that nothing is left running.
 
+#![allow(clippy::unwrap_used, reason = "a test panics to fail")]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

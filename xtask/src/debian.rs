@@ -58,14 +58,20 @@ impl Apt {
             "updating the {} package lists (private to this tool)",
             self.arch
         );
+        self.apt_get(sh, &["update"])
+    }
+
+    /// Runs `apt-get` with our options; a failure carries apt's own message.
+    fn apt_get(&self, sh: &Shell, args: &[&str]) -> anyhow::Result<()> {
         let options = self.options();
-        let output = cmd!(sh, "apt-get -q {options...} update")
+        let output = cmd!(sh, "apt-get -q {options...} {args...}")
             .ignore_status()
             .output()
             .context("cannot run apt-get: is this a Debian host?")?;
         if !output.status.success() {
             bail!(
-                "apt-get update for {} failed:\n{}",
+                "apt-get {} ({}) failed: {}",
+                args.join(" "),
                 self.arch,
                 String::from_utf8_lossy(&output.stderr).trim()
             );
@@ -92,18 +98,8 @@ impl Apt {
     fn try_download(&self, sh: &Shell, package: &str) -> anyhow::Result<PathBuf> {
         let debs = self.dir.join("debs");
         let _cd = sh.push_dir(&debs);
-        let options = self.options();
         eprintln!("downloading {package} ({})", self.arch);
-        let output = cmd!(sh, "apt-get -q {options...} download {package}")
-            .ignore_status()
-            .output()
-            .context("cannot run apt-get: is this a Debian host?")?;
-        if !output.status.success() {
-            bail!(
-                "apt-get download {package} failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
+        self.apt_get(sh, &["download", package])?;
         let prefix = format!("{package}_");
         fs::read_dir(&debs)?
             .flatten()

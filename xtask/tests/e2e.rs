@@ -3,6 +3,8 @@
 //! when run as root on Debian) and Debian's package mirrors; the first run downloads ~120 MB
 //! into the cache, later runs nothing.
 
+#![allow(clippy::unwrap_used, reason = "a test panics to fail")]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
