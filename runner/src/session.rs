@@ -356,7 +356,7 @@ impl<'p> Run<'p> {
             Phase::Loading { index, mut parser } => {
                 if self.crash.is_none() {
                     let why = if self.out.interrupted {
-                        "interrupted"
+                        "the run was interrupted"
                     } else {
                         "the guest stopped"
                     };

@@ -361,6 +361,12 @@ impl LoadParser {
             return;
         }
         let suite = self.suite();
+        // What stopped the load, as seen by the tests that never ran.
+        let cause = match status {
+            Status::Crash => "the kernel crashed".to_owned(),
+            Status::Hang => "the kernel hung".to_owned(),
+            _ => message.to_owned(),
+        };
         if let Some(open) = self.open.take() {
             self.results.push(TestResult {
                 suite: suite.name().to_owned(),
@@ -371,20 +377,17 @@ impl LoadParser {
                 jited: jited_of(&open.text),
                 message: Some(message.to_owned()),
             });
-            let rest = format!(
-                "not run: the kernel {} during {suite} #{}",
-                status_verb(status),
-                open.id
-            );
+            let rest = format!("not run: {cause} during {suite} #{}", open.id);
             self.push_rest_of_suite(suite, &rest);
         } else {
-            self.push_rest_of_suite(suite, &format!("{}: {message}", status.name()));
+            let rest = match status {
+                Status::Crash | Status::Hang => format!("{}: {message}", status.name()),
+                _ => format!("not run: {message}"),
+            };
+            self.push_rest_of_suite(suite, &rest);
         }
         self.current += 1;
-        self.finish_load(&format!(
-            "not run: the kernel {} in an earlier suite",
-            status_verb(status)
-        ));
+        self.finish_load(&format!("not run: {cause} in an earlier suite"));
     }
 
     fn push_rest_of_suite(&mut self, suite: Suite, why: &str) {
@@ -472,13 +475,6 @@ impl LoadParser {
 
     pub fn into_results(self) -> Vec<TestResult> {
         self.results
-    }
-}
-
-fn status_verb(status: Status) -> &'static str {
-    match status {
-        Status::Hang => "hung",
-        _ => "crashed",
     }
 }
 
@@ -952,6 +948,36 @@ mod tests {
                     None,
                     Status::NotRun,
                     "test_skb_segment (whole suite)"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interrupted_load_says_why_tests_did_not_run() {
+        let mut p = LoadParser::new(Mode::Jit, Suite::ALL.to_vec());
+        p.line(b"test_bpf: #0 TAX jited:1 5 PASS");
+        p.interrupt(Status::NotRun, "the run was interrupted");
+        let messages: Vec<(&str, &str)> = p
+            .results()
+            .iter()
+            .skip(1)
+            .map(|r| (r.name.as_str(), r.message.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (
+                    "test_bpf (tests after #0)",
+                    "not run: the run was interrupted"
+                ),
+                (
+                    "test_tail_calls (whole suite)",
+                    "not run: the run was interrupted in an earlier suite"
+                ),
+                (
+                    "test_skb_segment (whole suite)",
+                    "not run: the run was interrupted in an earlier suite"
                 ),
             ]
         );

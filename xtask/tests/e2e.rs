@@ -146,3 +146,98 @@ fn a_kernel_directory_without_test_bpf_is_refused_before_booting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("has no test_bpf.ko"), "{stderr}");
 }
+
+#[test]
+fn a_missing_qemu_names_the_command_that_installs_it() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["test", "--arch", "mips64el", "--no-install", "--out"])
+        .arg(out.path())
+        .env("PATH", out.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("missing host tools: qemu-system-mips64el (--no-install was given)")
+            && stderr.contains("apt-get install -y --no-install-recommends qemu-system-mips"),
+        "{stderr}"
+    );
+}
+
+/// The pids of `parent`'s children whose command name starts with `prefix`.
+fn children(parent: u32, prefix: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && comm.starts_with(prefix) {
+            found.extend(stat[..open].trim().parse::<u32>().ok());
+        }
+    }
+    found
+}
+
+#[test]
+fn ctrl_c_ends_qemu_and_writes_a_partial_report() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["test", "--arch", "x86_64", "--out"])
+        .arg(out.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for QEMU, then for the guest to be well into the suite.
+    let started = std::time::Instant::now();
+    let qemu = loop {
+        if let Some(&pid) = children(child.id(), "qemu-system").first() {
+            break pid;
+        }
+        assert!(started.elapsed().as_secs() < 120, "QEMU never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    std::thread::sleep(std::time::Duration::from_secs(15));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let interrupted = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        interrupted.elapsed().as_secs() < 10,
+        "{:?}",
+        interrupted.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !Path::new(&format!("/proc/{qemu}")).exists(),
+        "QEMU {qemu} outlived the run"
+    );
+    let report = Report::read(&out.path().join("report.json")).unwrap();
+    assert!(!report.complete);
+    assert!(report.count(Status::Pass) > 0);
+    assert!(report.results.iter().any(|r| r.status == Status::NotRun));
+    assert!(report
+        .results
+        .iter()
+        .all(|r| r.status == Status::Pass || r.status == Status::NotRun));
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "report.json" && n != "console.log")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-written files left: {leftovers:?}"
+    );
+}
