@@ -7,6 +7,7 @@
 //! [`report::Report`] writes to disk.
 
 pub mod arch;
+pub mod bpf;
 pub mod cli;
 pub mod console;
 pub mod elf;

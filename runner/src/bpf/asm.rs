@@ -1,0 +1,800 @@
+//! An assembler for the uBPF dialect that bpf_conformance uses (see suites/README.md).
+//!
+//! Assembly gives a [`Program`]: instructions whose jump and call targets are kept as item
+//! indices, so that the harness can wrap a program in a prologue and an epilogue before
+//! [`Program::encode`] computes the final offsets.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::insn::*;
+
+/// A mistake in a program's text, with its position (1-based) in that text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AsmError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for AsmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for AsmError {}
+
+/// Where a jump or call goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    /// An item index.
+    Item(usize),
+    /// A label, resolved at the end of assembly.
+    Label(String),
+    /// A slot offset as written (`+N`), resolved at the end of assembly.
+    Relative(i64),
+}
+
+/// One instruction of a program; `lddw` is one item of two slots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub insn: Insn,
+    /// The upper 32 bits of an `lddw`.
+    pub high: i32,
+    target: Option<Target>,
+    /// The map an `lddw %rN, map:NAME` refers to.
+    pub map: Option<String>,
+    /// Source position (line, column), for messages; 0 for generated items.
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Item {
+    pub fn new(insn: Insn) -> Item {
+        Item {
+            insn,
+            high: 0,
+            target: None,
+            map: None,
+            line: 0,
+            column: 0,
+        }
+    }
+
+    /// A jump or call to item `index`.
+    pub fn to(insn: Insn, index: usize) -> Item {
+        Item {
+            target: Some(Target::Item(index)),
+            ..Item::new(insn)
+        }
+    }
+
+    fn slots(&self) -> usize {
+        if self.insn.is_lddw() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Whether this is a `call local`.
+    pub fn is_local_call(&self) -> bool {
+        self.insn.code == JMP | CALL && self.insn.src == PSEUDO_CALL
+    }
+
+    pub fn is_exit(&self) -> bool {
+        self.insn.code == JMP | EXIT
+    }
+
+    /// The item this jumps or calls to.
+    pub fn target(&self) -> Option<usize> {
+        match self.target {
+            Some(Target::Item(i)) => Some(i),
+            _ => None,
+        }
+    }
+
+    pub fn set_target(&mut self, index: usize) {
+        self.target = Some(Target::Item(index));
+    }
+}
+
+/// An assembled program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Program {
+    pub items: Vec<Item>,
+}
+
+impl Program {
+    /// Index of the first item of the first BPF-to-BPF function: the main program ends there.
+    pub fn main_len(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| i.is_local_call())
+            .filter_map(Item::target)
+            .min()
+            .unwrap_or(self.items.len())
+    }
+
+    /// The instruction slots, with jump offsets and call immediates computed. Map references
+    /// keep `imm` 0; [`Program::map_refs`] says which slots name which map.
+    pub fn encode(&self) -> Result<Vec<Insn>, String> {
+        let mut slot_of = Vec::with_capacity(self.items.len() + 1);
+        let mut slot = 0usize;
+        for item in &self.items {
+            slot_of.push(slot);
+            slot += item.slots();
+        }
+        slot_of.push(slot);
+        let mut out = Vec::with_capacity(slot);
+        for (index, item) in self.items.iter().enumerate() {
+            let mut insn = item.insn;
+            if let Some(target) = item.target() {
+                let to = *slot_of.get(target).ok_or("jump past the end")? as i64;
+                let delta = to - (slot_of[index] as i64 + 1);
+                if item.is_local_call() {
+                    insn.imm = i32::try_from(delta).map_err(|_| "call too far")?;
+                } else {
+                    insn.off = i16::try_from(delta).map_err(|_| {
+                        format!(
+                            "jump at line {} spans {delta} slots, beyond a 16-bit offset",
+                            item.line
+                        )
+                    })?;
+                }
+            }
+            out.push(insn);
+            if insn.is_lddw() {
+                out.push(Insn {
+                    imm: item.high,
+                    ..Insn::default()
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `(slot, map name)` of every map reference, in slot order.
+    pub fn map_refs(&self) -> Vec<(usize, &str)> {
+        let mut slot = 0;
+        let mut refs = Vec::new();
+        for item in &self.items {
+            if let Some(map) = &item.map {
+                refs.push((slot, map.as_str()));
+            }
+            slot += item.slots();
+        }
+        refs
+    }
+}
+
+/// Assembles `text`.
+pub fn assemble(text: &str) -> Result<Program, AsmError> {
+    let mut items = Vec::new();
+    let mut labels: HashMap<String, (usize, usize)> = HashMap::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = n + 1;
+        let code = raw.split('#').next().unwrap_or("");
+        let trimmed = code.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let column = code.len() - code.trim_start().len() + 1;
+        if let Some(label) = trimmed.strip_suffix(':') {
+            if !is_ident(label) {
+                return Err(err(line, column, format!("bad label `{label}`")));
+            }
+            if labels
+                .insert(label.to_owned(), (items.len(), line))
+                .is_some()
+            {
+                return Err(err(line, column, format!("label `{label}` defined twice")));
+            }
+            continue;
+        }
+        let mut item = Parser {
+            line,
+            text: code,
+            pos: column - 1,
+        }
+        .instruction()?;
+        item.line = line;
+        item.column = column;
+        items.push(item);
+    }
+    resolve(&mut items, &labels)?;
+    Ok(Program { items })
+}
+
+/// Turns labels and relative offsets into item indices.
+fn resolve(items: &mut [Item], labels: &HashMap<String, (usize, usize)>) -> Result<(), AsmError> {
+    let mut slot_of = Vec::with_capacity(items.len());
+    let mut slot = 0i64;
+    for item in items.iter() {
+        slot_of.push(slot);
+        slot += item.slots() as i64;
+    }
+    let item_at = |slot: i64| slot_of.iter().position(|&s| s == slot);
+    let end = slot;
+    for index in 0..items.len() {
+        let (line, column) = (items[index].line, items[index].column);
+        let target = match items[index].target.take() {
+            None => continue,
+            Some(Target::Item(i)) => i,
+            Some(Target::Label(label)) => match labels.get(&label) {
+                Some(&(i, _)) => i,
+                None => return Err(err(line, column, format!("no label `{label}`"))),
+            },
+            Some(Target::Relative(delta)) => {
+                let to = slot_of[index] + 1 + delta;
+                if to == end {
+                    items.len()
+                } else {
+                    item_at(to).ok_or_else(|| {
+                        err(
+                            line,
+                            column,
+                            format!("offset {delta:+} lands outside the program or inside an lddw"),
+                        )
+                    })?
+                }
+            }
+        };
+        items[index].target = Some(Target::Item(target));
+    }
+    Ok(())
+}
+
+fn err(line: usize, column: usize, message: String) -> AsmError {
+    AsmError {
+        line,
+        column,
+        message,
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Reads one instruction line.
+struct Parser<'a> {
+    line: usize,
+    text: &'a str,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn error<T>(&self, message: impl Into<String>) -> Result<T, AsmError> {
+        Err(err(self.line, self.pos + 1, message.into()))
+    }
+
+    fn skip_space(&mut self) {
+        while self.text[self.pos..].starts_with([' ', '\t']) {
+            self.pos += 1;
+        }
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.skip_space();
+        self.pos >= self.text.trim_end().len()
+    }
+
+    /// A word: letters, digits, `_`, `.`, `%`, `-`, `+`, `:` (operands such as `-0x10`,
+    /// `map:name`).
+    fn word(&mut self) -> &str {
+        self.skip_space();
+        let start = self.pos;
+        let rest = &self.text[start..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "_.%-+:".contains(c)))
+            .unwrap_or(rest.len());
+        self.pos += len;
+        &self.text[start..start + len]
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), AsmError> {
+        self.skip_space();
+        if self.text[self.pos..].starts_with(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.error(format!("expected `{c}`"))
+        }
+    }
+
+    fn reg(&mut self) -> Result<u8, AsmError> {
+        self.skip_space();
+        let rest = &self.text[self.pos..];
+        let name = rest.strip_prefix('%').unwrap_or(rest);
+        let digits = name.strip_prefix('r').map_or(0, |n| {
+            n.find(|c: char| !c.is_ascii_digit()).unwrap_or(n.len())
+        });
+        let number = name.get(1..1 + digits).and_then(|n| n.parse::<u8>().ok());
+        let after = name.get(1 + digits..).unwrap_or("");
+        match number {
+            Some(n) if n <= 10 && !after.starts_with(|c: char| c.is_ascii_alphanumeric()) => {
+                self.pos += rest.len() - after.len();
+                Ok(n)
+            }
+            _ => {
+                let at = self.pos;
+                let word = self.word().to_owned();
+                self.pos = at;
+                self.error(format!("expected a register r0..r10, found `{word}`"))
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<i128, AsmError> {
+        self.skip_space();
+        let at = self.pos;
+        let word = self.word().to_owned();
+        parse_number(&word).ok_or_else(|| {
+            err(
+                self.line,
+                at + 1,
+                format!("expected a number, found `{word}`"),
+            )
+        })
+    }
+
+    /// A 32-bit immediate: any value that fits in 32 bits, signed or unsigned.
+    fn imm32(&mut self) -> Result<i32, AsmError> {
+        let at = self.pos;
+        let n = self.number()?;
+        if (i32::MIN as i128..=u32::MAX as i128).contains(&n) {
+            Ok(n as i64 as i32)
+        } else {
+            self.pos = at;
+            self.skip_space();
+            self.error(format!("{n} does not fit in a 32-bit immediate"))
+        }
+    }
+
+    /// `[rN+off]` or `[rN-off]` or `[rN]`.
+    fn memory(&mut self) -> Result<(u8, i16), AsmError> {
+        self.expect('[')?;
+        let reg = self.reg()?;
+        self.skip_space();
+        let off = if self.text[self.pos..].starts_with(']') {
+            0
+        } else {
+            let at = self.pos;
+            let n = self.number()?;
+            i16::try_from(n).or_else(|_| {
+                self.pos = at;
+                self.error(format!("offset {n} does not fit in 16 bits"))
+            })?
+        };
+        self.expect(']')?;
+        Ok((reg, off))
+    }
+
+    /// A register or an immediate, as the source of an ALU or jump.
+    fn operand(&mut self) -> Result<Result<u8, i32>, AsmError> {
+        self.skip_space();
+        let rest = &self.text[self.pos..];
+        if rest.starts_with('%')
+            || (rest.starts_with('r') && rest[1..].starts_with(|c: char| c.is_ascii_digit()))
+        {
+            Ok(Ok(self.reg()?))
+        } else {
+            Ok(Err(self.imm32()?))
+        }
+    }
+
+    fn target(&mut self) -> Result<Target, AsmError> {
+        self.skip_space();
+        let at = self.pos;
+        let word = self.word().to_owned();
+        if word.starts_with(['+', '-']) {
+            match parse_number(&word) {
+                Some(n) => Ok(Target::Relative(n as i64)),
+                None => {
+                    self.pos = at;
+                    self.error(format!("expected a jump offset or label, found `{word}`"))
+                }
+            }
+        } else if is_ident(&word) {
+            Ok(Target::Label(word))
+        } else {
+            self.pos = at;
+            self.error(format!("expected a jump offset or label, found `{word}`"))
+        }
+    }
+
+    fn instruction(&mut self) -> Result<Item, AsmError> {
+        let at = self.pos;
+        let mnemonic = self.word().to_ascii_lowercase();
+        let item = self.body(&mnemonic).or_else(|e| {
+            if e.message.is_empty() {
+                self.pos = at;
+                self.error(format!("unknown instruction `{mnemonic}`"))
+            } else {
+                Err(e)
+            }
+        })?;
+        if !self.at_end() {
+            return self.error(format!("unexpected `{}`", self.text[self.pos..].trim_end()));
+        }
+        Ok(item)
+    }
+
+    fn body(&mut self, m: &str) -> Result<Item, AsmError> {
+        let plain = |insn| Ok(Item::new(insn));
+        let (base, bits32) = match m.strip_suffix("32") {
+            Some(base) if !base.ends_with("be") && !base.ends_with("le") => (base, true),
+            _ => (m, false),
+        };
+        if let Some(&(_, op)) = ALU_OPS.iter().find(|(n, _)| *n == base) {
+            let class = if bits32 { ALU } else { ALU64 };
+            let dst = self.reg()?;
+            if op == NEG {
+                return plain(Insn {
+                    code: class | op,
+                    dst,
+                    ..Insn::default()
+                });
+            }
+            self.expect(',')?;
+            return plain(match self.operand()? {
+                Ok(src) => Insn {
+                    code: class | X | op,
+                    dst,
+                    src,
+                    ..Insn::default()
+                },
+                Err(imm) => Insn {
+                    code: class | K | op,
+                    dst,
+                    imm,
+                    ..Insn::default()
+                },
+            });
+        }
+        if let Some(&(_, op)) = JMP_OPS.iter().find(|(n, _)| *n == base) {
+            let class = if bits32 { JMP32 } else { JMP };
+            let dst = self.reg()?;
+            self.expect(',')?;
+            let insn = match self.operand()? {
+                Ok(src) => Insn {
+                    code: class | X | op,
+                    dst,
+                    src,
+                    ..Insn::default()
+                },
+                Err(imm) => Insn {
+                    code: class | K | op,
+                    dst,
+                    imm,
+                    ..Insn::default()
+                },
+            };
+            self.expect(',')?;
+            let target = self.target()?;
+            return Ok(Item {
+                target: Some(target),
+                ..Item::new(insn)
+            });
+        }
+        if let Some(width) = m.strip_prefix("be").or_else(|| m.strip_prefix("le")) {
+            let imm = match width {
+                "16" => 16,
+                "32" => 32,
+                "64" => 64,
+                _ => return self.error(""),
+            };
+            let order = if m.starts_with("be") { TO_BE } else { 0 };
+            let dst = self.reg()?;
+            return plain(Insn {
+                code: ALU | END | order,
+                dst,
+                imm,
+                ..Insn::default()
+            });
+        }
+        if let Some(size) = m.strip_prefix("ldx").and_then(size_code) {
+            let dst = self.reg()?;
+            self.expect(',')?;
+            let (src, off) = self.memory()?;
+            return plain(Insn {
+                code: LDX | MEM | size,
+                dst,
+                src,
+                off,
+                ..Insn::default()
+            });
+        }
+        if let Some(size) = m.strip_prefix("stx").and_then(size_code) {
+            let (dst, off) = self.memory()?;
+            self.expect(',')?;
+            let src = self.reg()?;
+            return plain(Insn {
+                code: STX | MEM | size,
+                dst,
+                src,
+                off,
+                ..Insn::default()
+            });
+        }
+        if let Some(size) = m.strip_prefix("st").and_then(size_code) {
+            let (dst, off) = self.memory()?;
+            self.expect(',')?;
+            let imm = self.imm32()?;
+            return plain(Insn {
+                code: ST | MEM | size,
+                dst,
+                off,
+                imm,
+                ..Insn::default()
+            });
+        }
+        match m {
+            "lddw" => self.lddw(),
+            "ja" => {
+                let target = self.target()?;
+                Ok(Item {
+                    target: Some(target),
+                    ..Item::new(Insn {
+                        code: JMP | JA,
+                        ..Insn::default()
+                    })
+                })
+            }
+            "exit" => plain(Insn {
+                code: JMP | EXIT,
+                ..Insn::default()
+            }),
+            "call" => self.call(),
+            "lock" => self.atomic(),
+            _ => self.error(""),
+        }
+    }
+
+    fn lddw(&mut self) -> Result<Item, AsmError> {
+        let dst = self.reg()?;
+        self.expect(',')?;
+        self.skip_space();
+        let insn = Insn {
+            code: LD | DW | IMM,
+            dst,
+            ..Insn::default()
+        };
+        if self.text[self.pos..].starts_with("map:") {
+            let word = self.word().to_owned();
+            let name = &word["map:".len()..];
+            if !is_ident(name) {
+                return self.error(format!("bad map name `{name}`"));
+            }
+            return Ok(Item {
+                map: Some(name.to_owned()),
+                ..Item::new(Insn {
+                    src: PSEUDO_MAP_FD,
+                    ..insn
+                })
+            });
+        }
+        let at = self.pos;
+        let n = self.number()?;
+        if !(i64::MIN as i128..=u64::MAX as i128).contains(&n) {
+            self.pos = at;
+            return self.error(format!("{n} does not fit in 64 bits"));
+        }
+        let value = n as u64;
+        Ok(Item {
+            high: (value >> 32) as u32 as i32,
+            ..Item::new(Insn {
+                imm: value as u32 as i32,
+                ..insn
+            })
+        })
+    }
+
+    fn call(&mut self) -> Result<Item, AsmError> {
+        let insn = Insn {
+            code: JMP | CALL,
+            ..Insn::default()
+        };
+        let at = self.pos;
+        let word = self.word().to_owned();
+        if word == "local" {
+            let target = self.target()?;
+            return Ok(Item {
+                target: Some(target),
+                ..Item::new(Insn {
+                    src: PSEUDO_CALL,
+                    ..insn
+                })
+            });
+        }
+        let imm = match HELPERS.iter().find(|(n, _)| *n == word) {
+            Some(&(_, id)) => id,
+            None => match parse_number(&word) {
+                Some(n) if (0..=i32::MAX as i128).contains(&n) => n as i32,
+                _ => {
+                    self.pos = at;
+                    self.skip_space();
+                    return self.error(format!(
+                        "expected `local LABEL`, a helper number or name, found `{word}`"
+                    ));
+                }
+            },
+        };
+        Ok(Item::new(Insn { imm, ..insn }))
+    }
+
+    /// `lock [fetch] OP[32] [dst+off], src`.
+    fn atomic(&mut self) -> Result<Item, AsmError> {
+        self.skip_space();
+        let mut at = self.pos;
+        let mut word = self.word().to_ascii_lowercase();
+        let fetch = word == "fetch";
+        if fetch {
+            self.skip_space();
+            at = self.pos;
+            word = self.word().to_ascii_lowercase();
+        }
+        let (name, size) = match word.strip_suffix("32") {
+            Some(name) => (name.to_owned(), W),
+            None => (word.clone(), DW),
+        };
+        let Some(&(_, mut imm)) = ATOMIC_OPS.iter().find(|(n, _)| *n == name) else {
+            self.pos = at;
+            return self.error(format!("unknown atomic operation `{word}`"));
+        };
+        if fetch {
+            if imm & FETCH != 0 {
+                self.pos = at;
+                return self.error(format!("`{name}` always fetches; write it without `fetch`"));
+            }
+            imm |= FETCH;
+        }
+        let (dst, off) = self.memory()?;
+        self.expect(',')?;
+        let src = self.reg()?;
+        Ok(Item::new(Insn {
+            code: STX | ATOMIC | size,
+            dst,
+            src,
+            off,
+            imm,
+        }))
+    }
+}
+
+fn size_code(suffix: &str) -> Option<u8> {
+    match suffix {
+        "b" => Some(B),
+        "h" => Some(H),
+        "w" => Some(W),
+        "dw" => Some(DW),
+        _ => None,
+    }
+}
+
+/// Decimal or `0x` hex, with an optional sign.
+pub fn parse_number(word: &str) -> Option<i128> {
+    let (negative, digits) = match word.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, word.strip_prefix('+').unwrap_or(word)),
+    };
+    let value = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i128::from_str_radix(hex, 16).ok()?,
+        None => digits.parse::<i128>().ok()?,
+    };
+    Some(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(text: &str) -> Vec<Insn> {
+        assemble(text).unwrap().encode().unwrap()
+    }
+
+    fn error(text: &str) -> String {
+        assemble(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn round_trips_through_the_disassembler() {
+        let text = "\
+mov32 r0, 1
+add r0, r1
+lsh32 r3, r9
+neg r4
+be16 r2
+le64 r2
+ldxh r0, [r1+2]
+stw [r10-8], -1
+stxdw [r10-16], r5
+lock fetch add [r10-8], r1
+lock xchg32 [r10-4], r2
+lock cmpxchg [r10-8], r3
+jslt32 r1, 5, +1
+ja +0
+call map_lookup_elem
+exit";
+        let insns = encode(text);
+        let back: Vec<String> = insns.iter().map(ToString::to_string).collect();
+        assert_eq!(back.join("\n"), text);
+    }
+
+    #[test]
+    fn percent_registers_labels_and_lddw() {
+        let insns =
+            encode("lddw %r0, 0x123456789abcdef0\njeq %r0, 0, done\nmov %r0, -1\ndone:\nexit");
+        assert_eq!(insns.len(), 5);
+        assert_eq!(
+            (insns[0].imm as u32, insns[1].imm as u32),
+            (0x9abc_def0, 0x1234_5678)
+        );
+        assert_eq!(insns[2].off, 1);
+    }
+
+    #[test]
+    fn relative_offsets_count_lddw_as_two_slots() {
+        let program = assemble("ja +2\nlddw r1, 1\nexit").unwrap();
+        assert_eq!(program.items[0].target(), Some(2));
+        assert_eq!(program.encode().unwrap()[0].off, 2);
+    }
+
+    #[test]
+    fn local_calls_and_main_length() {
+        let program = assemble("call local f\nexit\nf:\nmov r0, 1\nexit").unwrap();
+        assert_eq!(program.main_len(), 2);
+        let insns = program.encode().unwrap();
+        assert_eq!((insns[0].src, insns[0].imm), (PSEUDO_CALL, 1));
+    }
+
+    #[test]
+    fn map_references() {
+        let program = assemble("mov r0, 0\nlddw %r1, map:counters\nexit").unwrap();
+        assert_eq!(program.map_refs(), [(1, "counters")]);
+        let insns = program.encode().unwrap();
+        assert_eq!((insns[1].src, insns[1].imm), (PSEUDO_MAP_FD, 0));
+    }
+
+    #[test]
+    fn immediates_at_the_edges() {
+        assert_eq!(encode("mov r0, 0xffffffff")[0].imm, -1);
+        assert_eq!(encode("mov r0, -0x80000000")[0].imm, i32::MIN);
+        assert_eq!(
+            error("mov r0, 0x100000000"),
+            "1:9: 4294967296 does not fit in a 32-bit immediate"
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        assert_eq!(
+            error("mov r0, 1\n  movv r0, 1"),
+            "2:3: unknown instruction `movv`"
+        );
+        assert_eq!(
+            error("mov r11, 1"),
+            "1:5: expected a register r0..r10, found `r11`"
+        );
+        assert_eq!(error("ldxw r0, r1+2"), "1:10: expected `[`");
+        assert_eq!(error("jeq r0, 1, nowhere\nexit"), "1:1: no label `nowhere`");
+        assert_eq!(
+            error("ja +5\nexit"),
+            "1:1: offset +5 lands outside the program or inside an lddw"
+        );
+        assert_eq!(error("exit now"), "1:6: unexpected `now`");
+        assert_eq!(
+            error("lock fetch xchg [r1], r2"),
+            "1:12: `xchg` always fetches; write it without `fetch`"
+        );
+        assert_eq!(error("x:\nx:\nexit"), "2:1: label `x` defined twice");
+    }
+}
