@@ -8,6 +8,7 @@
 
 pub mod arch;
 pub mod bpf;
+pub mod cases;
 pub mod cli;
 pub mod console;
 pub mod elf;

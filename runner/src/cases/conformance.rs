@@ -1,0 +1,446 @@
+//! bpf_conformance's `.data` files, run as XDP programs wrapped by the harness.
+//!
+//! The wrapper gives the program what bpf_conformance promises: `r1` points at the input
+//! memory and `r2` holds its length. Every `exit` of the main program becomes a jump to an
+//! epilogue that stores the full 64-bit `r0` in an array map (an XDP return value has only 32
+//! bits) and returns `XDP_PASS`.
+
+use std::path::Path;
+
+use super::{
+    files_in, parse_hex, read_file, resolve_maps, AgentSuite, Case, CaseError, Expectation,
+    MapSpec, ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
+};
+use crate::bpf::asm::{self, Item, Program};
+use crate::bpf::insn::*;
+
+/// The frame handed to the program is at least this long: XDP test runs need a full Ethernet
+/// header, and a short frame would change nothing the program can see.
+const MIN_FRAME: usize = 64;
+
+/// The result map's name, reserved in conformance cases.
+const RESULT_MAP: &str = "__result";
+
+/// XDP_PASS: what the epilogue returns; XDP_ABORTED (0) means the prologue's bounds check
+/// failed, which cannot happen for a frame the harness built.
+pub const EPILOGUE_ACTION: u32 = 2;
+
+pub fn load_dir(dir: &Path, prefix: &str) -> Result<Vec<Case>, CaseError> {
+    files_in(dir, "data")?
+        .iter()
+        .map(|path| {
+            let text = read_file(path)?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            parse(path, &text, &format!("{prefix}{stem}"))
+        })
+        .collect()
+}
+
+/// One section of a `.data` file: `-- name` and the lines after it.
+struct Section<'a> {
+    name: &'a str,
+    /// Line number of the first line of the body.
+    first_line: usize,
+    body: String,
+}
+
+fn sections(text: &str) -> (Vec<Section<'_>>, Option<String>) {
+    let mut sections: Vec<Section<'_>> = Vec::new();
+    let mut guards = None;
+    for (n, line) in text.lines().enumerate() {
+        if let Some(name) = line.strip_prefix("-- ") {
+            sections.push(Section {
+                name: name.trim(),
+                first_line: n + 2,
+                body: String::new(),
+            });
+        } else if let Some(current) = sections.last_mut() {
+            current.body.push_str(line);
+            current.body.push('\n');
+        } else if let Some(g) = line.trim().strip_prefix("# guards:") {
+            guards = Some(g.trim().to_owned());
+        }
+    }
+    (sections, guards)
+}
+
+/// Parses one `.data` file into a case named `name`.
+pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
+    let (sections, guards) = sections(text);
+    let at = |line: usize| format!("{}:{line}", path.display());
+    let find = |n: &str| sections.iter().find(|s| s.name == n);
+    let mem = match find("mem") {
+        Some(s) => parse_hex(&strip_comments(&s.body))
+            .map_err(|e| CaseError::invalid(at(s.first_line), e))?,
+        None => Vec::new(),
+    };
+    let (program, first_line) = match (find("asm"), find("raw")) {
+        (Some(s), _) => {
+            let program = asm::assemble(&s.body).map_err(|e| {
+                CaseError::invalid(
+                    format!(
+                        "{}:{}:{}",
+                        path.display(),
+                        s.first_line + e.line - 1,
+                        e.column
+                    ),
+                    e.message,
+                )
+            })?;
+            (program, s.first_line)
+        }
+        (None, Some(s)) => (raw_program(path, s)?, s.first_line),
+        (None, None) => {
+            return Err(CaseError::invalid(
+                at(1),
+                "no `-- asm` or `-- raw` section: nothing to run",
+            ));
+        }
+    };
+    let expect = match (find("result"), find("error")) {
+        (Some(s), _) => {
+            let text = strip_comments(&s.body);
+            let value = asm::parse_number(text.trim())
+                .filter(|n| (i64::MIN as i128..=u64::MAX as i128).contains(n))
+                .ok_or_else(|| {
+                    CaseError::invalid(
+                        at(s.first_line),
+                        format!("expected a 64-bit number, found `{}`", text.trim()),
+                    )
+                })?;
+            Expectation::R0(value as u64)
+        }
+        (None, Some(s)) => Expectation::LoadError(strip_comments(&s.body).trim().to_owned()),
+        (None, None) => {
+            return Err(CaseError::invalid(
+                at(1),
+                "no `-- result` or `-- error` section: nothing to check",
+            ));
+        }
+    };
+    let needs_isa_v4 = uses_isa_v4(&program);
+    let maps = vec![MapSpec {
+        name: RESULT_MAP.to_owned(),
+        map_type: MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+        flags: 0,
+        inner: None,
+        init: Vec::new(),
+    }];
+    let wrapped = wrap(program, mem.len());
+    let insns = resolve_maps(path, first_line, &wrapped, &maps)?;
+    let mut data = mem;
+    data.resize(data.len().max(MIN_FRAME), 0);
+    Ok(Case {
+        suite: AgentSuite::Conformance,
+        name: name.to_owned(),
+        origin: at(1),
+        guards,
+        maps,
+        progs: vec![ProgSpec {
+            prog_type: PROG_TYPE_XDP,
+            expected_attach_type: 0,
+            prog_flags: 0,
+            insns,
+        }],
+        data,
+        run: true,
+        unprivileged: false,
+        read_maps: vec![(0, vec![0; 4])],
+        expect,
+        needs_isa_v4,
+    })
+}
+
+fn strip_comments(body: &str) -> String {
+    body.lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A `-- raw` section: one 64-bit instruction word per line.
+fn raw_program(path: &Path, section: &Section<'_>) -> Result<Program, CaseError> {
+    let mut items: Vec<Item> = Vec::new();
+    let mut slots = Vec::new();
+    let mut insns = Vec::new();
+    for (n, line) in section.body.lines().enumerate() {
+        let word = line.split('#').next().unwrap_or("").trim();
+        if word.is_empty() {
+            continue;
+        }
+        let value = asm::parse_number(word)
+            .filter(|v| (0..=u64::MAX as i128).contains(v))
+            .ok_or_else(|| {
+                CaseError::invalid(
+                    format!("{}:{}", path.display(), section.first_line + n),
+                    format!("expected a 64-bit instruction word, found `{word}`"),
+                )
+            })?;
+        insns.push(Insn::from_raw(value as u64));
+    }
+    // Rebuild items: lddw takes two words; jumps keep their targets as item indices.
+    let mut i = 0;
+    while i < insns.len() {
+        slots.push(i);
+        let mut item = Item::new(insns[i]);
+        if insns[i].is_lddw() {
+            item.high = insns.get(i + 1).map_or(0, |n| n.imm);
+            i += 1;
+        }
+        items.push(item);
+        i += 1;
+    }
+    for index in 0..items.len() {
+        let insn = items[index].insn;
+        let class = insn.class();
+        let is_jump = (class == JMP || class == JMP32) && !matches!(insn.code & 0xf0, EXIT | CALL);
+        let delta = if is_jump {
+            Some(insn.off as i64)
+        } else if insn.code == JMP | CALL && insn.src == PSEUDO_CALL {
+            Some(insn.imm as i64)
+        } else {
+            None
+        };
+        if let Some(delta) = delta {
+            let to = slots[index] as i64 + 1 + delta;
+            let target = slots.iter().position(|&s| s as i64 == to).ok_or_else(|| {
+                CaseError::invalid(
+                    format!("{}:{}", path.display(), section.first_line),
+                    format!("instruction {index} jumps to slot {to}, which starts no instruction"),
+                )
+            })?;
+            items[index].set_target(target);
+        }
+    }
+    Ok(Program { items })
+}
+
+/// Whether the program uses instructions of ISA v4 (Linux 6.6): signed division and modulo,
+/// sign-extending moves and loads, unconditional byte swaps, 32-bit-offset jumps.
+fn uses_isa_v4(program: &Program) -> bool {
+    program.items.iter().any(|item| {
+        let insn = item.insn;
+        let class = insn.class();
+        let op = insn.code & 0xf0;
+        match class {
+            ALU | ALU64 => {
+                (matches!(op, 0x30 | 0x90) && insn.off != 0)
+                    || (op == 0xb0 && insn.off != 0)
+                    || (class == ALU64 && op == END)
+            }
+            LDX => insn.code & 0xe0 == 0x80,
+            JMP32 => op == JA,
+            _ => false,
+        }
+    })
+}
+
+/// Prologue + main program (exits redirected) + epilogue + functions.
+fn wrap(program: Program, mem_len: usize) -> Program {
+    let main_len = program.main_len();
+    let mut items: Vec<Item> = Vec::new();
+    let reg = |code: u8, dst: u8, src: u8| Insn {
+        code,
+        dst,
+        src,
+        ..Insn::default()
+    };
+    let imm = |code: u8, dst: u8, imm: i32| Insn {
+        code,
+        dst,
+        imm,
+        ..Insn::default()
+    };
+    // Prologue: r1 = data, r2 = length, after checking data + length <= data_end so that the
+    // verifier knows the program may touch that many bytes.
+    items.push(Item::new(Insn {
+        code: LDX | MEM | W,
+        dst: 2,
+        src: 1,
+        off: 4,
+        imm: 0,
+    }));
+    items.push(Item::new(Insn {
+        code: LDX | MEM | W,
+        dst: 1,
+        src: 1,
+        off: 0,
+        imm: 0,
+    }));
+    let mut bail_jump = None;
+    if mem_len > 0 {
+        items.push(Item::new(reg(ALU64 | X | 0xb0, 3, 1)));
+        items.push(Item::new(imm(ALU64 | K, 3, mem_len as i32)));
+        bail_jump = Some(items.len());
+        items.push(Item::new(reg(JMP | X | 0x20, 3, 2))); // jgt r3, r2, bail
+    }
+    items.push(Item::new(imm(ALU64 | K | 0xb0, 2, mem_len as i32)));
+    let prologue = items.len();
+    let epilogue = prologue + main_len;
+    let shift = |target: usize| {
+        if target < main_len {
+            target + prologue
+        } else {
+            // Functions move past the epilogue.
+            target + prologue + EPILOGUE_LEN
+        }
+    };
+    let mut rest = Vec::new();
+    for (index, mut item) in program.items.into_iter().enumerate() {
+        if let Some(target) = item.target() {
+            item.set_target(shift(target));
+        }
+        if index < main_len && item.is_exit() {
+            item = Item::to(
+                Insn {
+                    code: JMP | JA,
+                    ..Insn::default()
+                },
+                epilogue,
+            );
+        }
+        if index < main_len {
+            items.push(item);
+        } else {
+            rest.push(item);
+        }
+    }
+    items.extend(epilogue_items(epilogue));
+    if let Some(jump) = bail_jump {
+        // The bail-out sits in the epilogue, which belongs to the main program.
+        items[jump].set_target(epilogue + EPILOGUE_LEN - 2);
+    }
+    items.extend(rest);
+    Program { items }
+}
+
+/// Items in [`epilogue_items`].
+const EPILOGUE_LEN: usize = 12;
+
+/// Stores r0 into the result map's slot 0 and returns XDP_PASS; the last two items return
+/// XDP_ABORTED for the prologue's bounds check.
+fn epilogue_items(start: usize) -> Vec<Item> {
+    let insn = |code: u8, dst: u8, src: u8, off: i16, imm: i32| Insn {
+        code,
+        dst,
+        src,
+        off,
+        imm,
+    };
+    let mut map = Item::new(insn(LD | DW | IMM, 1, PSEUDO_MAP_FD, 0, 0));
+    map.map = Some(RESULT_MAP.to_owned());
+    let done = start + EPILOGUE_LEN - 4;
+    let items = vec![
+        Item::new(insn(ALU64 | X | 0xb0, 6, 0, 0, 0)), // mov r6, r0
+        Item::new(insn(ST | MEM | W, 10, 0, -4, 0)),   // stw [r10-4], 0
+        map,                                           // lddw r1, map:__result
+        Item::new(insn(ALU64 | X | 0xb0, 2, 10, 0, 0)), // mov r2, r10
+        Item::new(insn(ALU64 | K, 2, 0, 0, -4)),       // add r2, -4
+        Item::new(insn(JMP | CALL, 0, 0, 0, 1)),       // call map_lookup_elem
+        Item::to(insn(JMP | K | 0x10, 0, 0, 0, 0), done), // jeq r0, 0, done
+        Item::new(insn(STX | MEM | DW, 0, 6, 0, 0)),   // stxdw [r0+0], r6
+        Item::new(insn(ALU64 | K | 0xb0, 0, 0, 0, EPILOGUE_ACTION as i32)), // done: mov r0, 2
+        Item::new(insn(JMP | EXIT, 0, 0, 0, 0)),       // exit
+        Item::new(insn(ALU64 | K | 0xb0, 0, 0, 0, 0)), // bail: mov r0, 0
+        Item::new(insn(JMP | EXIT, 0, 0, 0, 0)),       // exit
+    ];
+    debug_assert_eq!(items.len(), EPILOGUE_LEN);
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::insn::disassemble;
+
+    fn case(text: &str) -> Case {
+        parse(Path::new("t.data"), text, "t").unwrap()
+    }
+
+    #[test]
+    fn wraps_a_program_with_memory_and_a_function() {
+        let c = case(
+            "# guards: calls\n-- asm\nmov %r0, 1\ncall local f\nexit\nf:\nldxb %r0, [%r1+0]\nexit\n-- mem\n2a\n-- result\n0x2a\n",
+        );
+        assert_eq!(c.guards.as_deref(), Some("calls"));
+        assert_eq!(c.expect, Expectation::R0(0x2a));
+        assert_eq!(c.data.len(), MIN_FRAME);
+        assert_eq!(c.data[0], 0x2a);
+        let text = disassemble(&c.progs[0].insns);
+        let want = "   0: ldxw r2, [r1+4]
+   1: ldxw r1, [r1+0]
+   2: mov r3, r1
+   3: add r3, 1
+   4: jgt r3, r2, +15
+   5: mov r2, 1
+   6: mov r0, 1
+   7: call local +14
+   8: ja +0
+   9: mov r6, r0
+  10: stw [r10-4], 0
+  11: lddw r1, map_fd 0
+  13: mov r2, r10
+  14: add r2, -4
+  15: call map_lookup_elem
+  16: jeq r0, 0, +1
+  17: stxdw [r0+0], r6
+  18: mov r0, 2
+  19: exit
+  20: mov r0, 0
+  21: exit
+  22: ldxb r0, [r1+0]
+  23: exit
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn errors_and_raw_programs() {
+        let c = case("-- raw\n0xb7 # mov r0, 0\n0x95\n-- error\ninvalid\n");
+        assert_eq!(c.expect, Expectation::LoadError("invalid".into()));
+        let err = parse(
+            Path::new("d/x.data"),
+            "-- asm\nmov r0, 1\nfoo\n-- result\n1\n",
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "d/x.data:3:1: unknown instruction `foo`");
+        let err = parse(
+            Path::new("d/x.data"),
+            "-- asm\nexit\n-- result\nlots\n",
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d/x.data:4: expected a 64-bit number, found `lots`"
+        );
+        let err = parse(Path::new("d/x.data"), "-- asm\nexit\n", "x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d/x.data:1: no `-- result` or `-- error` section: nothing to check"
+        );
+    }
+
+    #[test]
+    fn isa_v4_instructions_are_flagged() {
+        let sdiv = Insn {
+            code: ALU64 | K | 0x30,
+            dst: 0,
+            off: 1,
+            imm: 2,
+            ..Insn::default()
+        };
+        let program = Program {
+            items: vec![Item::new(sdiv)],
+        };
+        assert!(uses_isa_v4(&program));
+        assert!(!case("-- asm\nmov r0, 1\ndiv r0, 2\nexit\n-- result\n0\n").needs_isa_v4);
+    }
+}

@@ -1,0 +1,294 @@
+//! Test cases the in-guest agent runs: what to load, what to feed it, what must come out.
+//!
+//! The three formats in `suites/` (see suites/README.md) each become a list of [`Case`].
+
+pub mod conformance;
+pub mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::bpf::asm::{self, Program};
+use crate::bpf::insn::Insn;
+
+/// Which of the harness's own suites a case belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AgentSuite {
+    Conformance,
+    Verifier,
+    Xdp,
+}
+
+impl AgentSuite {
+    pub const ALL: [AgentSuite; 3] = [
+        AgentSuite::Conformance,
+        AgentSuite::Verifier,
+        AgentSuite::Xdp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentSuite::Conformance => "conformance",
+            AgentSuite::Verifier => "verifier",
+            AgentSuite::Xdp => "xdp",
+        }
+    }
+}
+
+impl fmt::Display for AgentSuite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A map a case creates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    pub name: String,
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+    /// For map-in-map types: the slot of the map that serves as the inner template.
+    pub inner: Option<usize>,
+    /// `(key, value)` stored before the run.
+    pub init: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A program a case loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgSpec {
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    pub prog_flags: u32,
+    /// Encoded instructions; map references carry the map's slot in `imm`.
+    pub insns: Vec<Insn>,
+}
+
+/// What a case must produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    /// The program loads and runs, and leaves this full 64-bit value in `r0`, which the harness's
+    /// epilogue stores in map slot 0.
+    R0(u64),
+    /// The load fails and the verifier log contains this text.
+    LoadError(String),
+    /// The verifier accepts or rejects the program; a rejection's log contains `log`.
+    Verdict { accept: bool, log: Option<String> },
+    /// An XDP program run returns `action`, and leaves `packet` as the frame when given.
+    Xdp {
+        action: u32,
+        packet: Option<Vec<u8>>,
+    },
+}
+
+/// One case, ready to be written into a bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Case {
+    pub suite: AgentSuite,
+    /// Unique within its suite.
+    pub name: String,
+    /// `file:line` of its definition, for messages.
+    pub origin: String,
+    pub guards: Option<String>,
+    pub maps: Vec<MapSpec>,
+    /// Slot 0 is the program that runs.
+    pub progs: Vec<ProgSpec>,
+    /// Input frame or memory for `BPF_PROG_TEST_RUN`.
+    pub data: Vec<u8>,
+    /// Run slot 0 after loading.
+    pub run: bool,
+    /// Load as an unprivileged user instead of root.
+    pub unprivileged: bool,
+    /// Map slots and keys to read back after the run.
+    pub read_maps: Vec<(usize, Vec<u8>)>,
+    pub expect: Expectation,
+    /// Uses instructions newer than the classic ISA (v4: sdiv, movsx, ...); a kernel that
+    /// rejects them gets `skip`, not `fail`.
+    pub needs_isa_v4: bool,
+}
+
+/// A suite file that cannot be read as cases.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `at` is `file:line:column` (or `file:line`).
+    #[error("{at}: {message}")]
+    Invalid { at: String, message: String },
+}
+
+impl CaseError {
+    pub fn invalid(at: impl Into<String>, message: impl Into<String>) -> CaseError {
+        CaseError::Invalid {
+            at: at.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `enum bpf_prog_type` values by the names suites use.
+pub const PROG_TYPES: [(&str, u32); 8] = [
+    ("socket_filter", 1),
+    ("kprobe", 2),
+    ("sched_cls", 3),
+    ("sched_act", 4),
+    ("tracepoint", 5),
+    ("xdp", 6),
+    ("perf_event", 7),
+    ("cgroup_skb", 8),
+];
+pub const PROG_TYPE_XDP: u32 = 6;
+
+/// `enum bpf_map_type` values by the names suites use.
+pub const MAP_TYPES: [(&str, u32); 8] = [
+    ("hash", 1),
+    ("array", 2),
+    ("prog_array", 3),
+    ("percpu_array", 6),
+    ("lru_hash", 9),
+    ("array_of_maps", 12),
+    ("hash_of_maps", 13),
+    ("devmap", 14),
+];
+pub const MAP_TYPE_ARRAY: u32 = 2;
+
+/// `BPF_F_STRICT_ALIGNMENT`.
+pub const F_STRICT_ALIGNMENT: u32 = 1;
+
+/// Assembles `text` (which starts at `first_line` of `file`) and resolves its map references
+/// against `maps`, giving the instructions with map slots in `imm`.
+pub fn assemble_in(
+    file: &Path,
+    first_line: usize,
+    text: &str,
+    maps: &[MapSpec],
+) -> Result<(Program, Vec<Insn>), CaseError> {
+    let at = |line: usize, column: usize| {
+        format!("{}:{}:{column}", file.display(), first_line + line - 1)
+    };
+    let program =
+        asm::assemble(text).map_err(|e| CaseError::invalid(at(e.line, e.column), e.message))?;
+    let insns = resolve_maps(file, first_line, &program, maps)?;
+    Ok((program, insns))
+}
+
+/// Encodes `program`, putting each referenced map's slot in its `lddw`.
+pub fn resolve_maps(
+    file: &Path,
+    first_line: usize,
+    program: &Program,
+    maps: &[MapSpec],
+) -> Result<Vec<Insn>, CaseError> {
+    let mut insns = program
+        .encode()
+        .map_err(|e| CaseError::invalid(format!("{}:{first_line}", file.display()), e))?;
+    for (slot, name) in program.map_refs() {
+        let Some(index) = maps.iter().position(|m| m.name == name) else {
+            let known: Vec<&str> = maps.iter().map(|m| m.name.as_str()).collect();
+            return Err(CaseError::invalid(
+                format!("{}:{first_line}", file.display()),
+                format!(
+                    "the program uses map `{name}`, which the case does not define (maps: {})",
+                    known.join(", ")
+                ),
+            ));
+        };
+        insns[slot].imm = index as i32;
+    }
+    Ok(insns)
+}
+
+/// Parses hex bytes, ignoring whitespace: `"00 01 ff"` or `"0001ff"`.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("odd number of hex digits in `{}`", text.trim()));
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).map_err(|_| "not hex".to_owned())?;
+            u8::from_str_radix(pair, 16).map_err(|_| format!("`{pair}` is not a hex byte"))
+        })
+        .collect()
+}
+
+/// Lowercase hex without separators; `-` for nothing (the agent protocol's form).
+pub fn to_hex(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "-".to_owned();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Loads every case of `suites` from the `suites/` directory, plus bpf_conformance files from
+/// `conformance_dir` when given. Names must be unique within a suite.
+pub fn load(
+    suites_dir: &Path,
+    suites: &[AgentSuite],
+    conformance_dir: Option<&Path>,
+) -> Result<Vec<Case>, CaseError> {
+    let mut cases = Vec::new();
+    for &suite in suites {
+        let dir = suites_dir.join(suite.name());
+        match suite {
+            AgentSuite::Conformance => cases.extend(conformance::load_dir(&dir, "")?),
+            AgentSuite::Verifier | AgentSuite::Xdp => cases.extend(yaml::load_dir(&dir, suite)?),
+        }
+    }
+    if let Some(dir) = conformance_dir {
+        cases.extend(conformance::load_dir(dir, "ext/")?);
+    }
+    let mut seen = std::collections::HashMap::new();
+    for case in &cases {
+        if let Some(first) = seen.insert((case.suite, case.name.clone()), case.origin.clone()) {
+            return Err(CaseError::invalid(
+                case.origin.clone(),
+                format!("case name `{}` is already used at {first}", case.name),
+            ));
+        }
+    }
+    Ok(cases)
+}
+
+/// The files of `dir` with extension `ext`, sorted.
+fn files_in(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, CaseError> {
+    let read = std::fs::read_dir(dir).map_err(|source| CaseError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = read
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn read_file(path: &Path) -> Result<String, CaseError> {
+    std::fs::read_to_string(path).map_err(|source| CaseError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(parse_hex("00 01 ff\n7f").unwrap(), [0, 1, 0xff, 0x7f]);
+        assert_eq!(to_hex(&[0, 1, 0xff]), "0001ff");
+        assert_eq!(to_hex(&[]), "-");
+        assert!(parse_hex("0").is_err());
+        assert!(parse_hex("zz").is_err());
+    }
+}

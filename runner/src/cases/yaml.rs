@@ -1,0 +1,404 @@
+//! Verifier and XDP cases: YAML lists (see suites/README.md).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{
+    assemble_in, files_in, parse_hex, read_file, AgentSuite, Case, CaseError, Expectation, MapSpec,
+    ProgSpec, F_STRICT_ALIGNMENT, MAP_TYPES, PROG_TYPES, PROG_TYPE_XDP,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlMap {
+    name: String,
+    #[serde(rename = "type")]
+    map_type: String,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    #[serde(default)]
+    flags: u32,
+    /// For map-in-map types: the map (defined earlier) that is the inner template.
+    inner: Option<String>,
+    #[serde(default)]
+    init: Vec<YamlEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlEntry {
+    key: String,
+    value: String,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Verdict {
+    Accept,
+    Reject,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unprivileged {
+    expect: Verdict,
+    log: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifierCase {
+    name: String,
+    guards: String,
+    prog_type: String,
+    #[serde(default)]
+    flags: Vec<String>,
+    #[serde(default)]
+    maps: Vec<YamlMap>,
+    asm: String,
+    expect: Verdict,
+    log: Option<String>,
+    unprivileged: Option<Unprivileged>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XdpExpect {
+    action: String,
+    packet: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XdpCase {
+    name: String,
+    guards: String,
+    #[serde(default)]
+    maps: Vec<YamlMap>,
+    asm: String,
+    packet: String,
+    expect: XdpExpect,
+}
+
+/// XDP actions by name, in `enum xdp_action` order.
+const XDP_ACTIONS: [&str; 5] = ["aborted", "drop", "pass", "tx", "redirect"];
+
+pub fn load_dir(dir: &Path, suite: AgentSuite) -> Result<Vec<Case>, CaseError> {
+    let mut cases = Vec::new();
+    for path in files_in(dir, "yaml")? {
+        let text = read_file(&path)?;
+        cases.extend(parse(&path, &text, suite)?);
+    }
+    Ok(cases)
+}
+
+/// Parses one YAML file of `suite`'s cases.
+pub fn parse(path: &Path, text: &str, suite: AgentSuite) -> Result<Vec<Case>, CaseError> {
+    let yaml_error = |e: serde_yaml::Error| {
+        let at = match e.location() {
+            Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
+            None => path.display().to_string(),
+        };
+        // serde_yaml appends "at line L column C", which `at` already says.
+        let message = e.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m)
+            .to_owned();
+        CaseError::invalid(at, message)
+    };
+    match suite {
+        AgentSuite::Verifier => {
+            let list: Vec<VerifierCase> = serde_yaml::from_str(text).map_err(yaml_error)?;
+            let mut cases = Vec::new();
+            for case in list {
+                cases.extend(verifier_case(path, text, case)?);
+            }
+            Ok(cases)
+        }
+        AgentSuite::Xdp => {
+            let list: Vec<XdpCase> = serde_yaml::from_str(text).map_err(yaml_error)?;
+            list.into_iter()
+                .map(|case| xdp_case(path, text, case))
+                .collect()
+        }
+        AgentSuite::Conformance => Err(CaseError::invalid(
+            path.display().to_string(),
+            "conformance cases are .data files, not YAML",
+        )),
+    }
+}
+
+/// Line of the case named `name` in `text`, and the line its `asm:` body starts on.
+fn lines_of(text: &str, name: &str) -> (usize, usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches("- ").trim();
+            l.strip_prefix("name:")
+                .is_some_and(|v| v.trim().trim_matches(['"', '\'']) == name)
+        })
+        .unwrap_or(0);
+    let asm = lines[start..]
+        .iter()
+        .position(|l| l.trim_start().starts_with("asm:"))
+        .map_or(start, |i| start + i + 1);
+    (start + 1, asm + 1)
+}
+
+fn maps_of(path: &Path, line: usize, yaml: Vec<YamlMap>) -> Result<Vec<MapSpec>, CaseError> {
+    let at = || format!("{}:{line}", path.display());
+    let mut maps: Vec<MapSpec> = Vec::new();
+    for m in yaml {
+        let map_type = lookup(&MAP_TYPES, &m.map_type).ok_or_else(|| {
+            let known: Vec<&str> = MAP_TYPES.iter().map(|(n, _)| *n).collect();
+            CaseError::invalid(
+                at(),
+                format!(
+                    "map `{}`: unknown type `{}` (known: {})",
+                    m.name,
+                    m.map_type,
+                    known.join(", ")
+                ),
+            )
+        })?;
+        let inner = match &m.inner {
+            None => None,
+            Some(inner) => Some(maps.iter().position(|x| &x.name == inner).ok_or_else(|| {
+                CaseError::invalid(
+                    at(),
+                    format!(
+                        "map `{}`: inner map `{inner}` must be defined before it",
+                        m.name
+                    ),
+                )
+            })?),
+        };
+        let mut init = Vec::new();
+        for entry in &m.init {
+            let key = parse_hex(&entry.key)
+                .map_err(|e| CaseError::invalid(at(), format!("map `{}` key: {e}", m.name)))?;
+            let value = parse_hex(&entry.value)
+                .map_err(|e| CaseError::invalid(at(), format!("map `{}` value: {e}", m.name)))?;
+            if key.len() != m.key_size as usize || value.len() != m.value_size as usize {
+                return Err(CaseError::invalid(
+                    at(),
+                    format!(
+                        "map `{}`: an init entry's key or value does not match key_size/value_size",
+                        m.name
+                    ),
+                ));
+            }
+            init.push((key, value));
+        }
+        maps.push(MapSpec {
+            name: m.name,
+            map_type,
+            key_size: m.key_size,
+            value_size: m.value_size,
+            max_entries: m.max_entries,
+            flags: m.flags,
+            inner,
+            init,
+        });
+    }
+    Ok(maps)
+}
+
+fn lookup(table: &[(&str, u32)], name: &str) -> Option<u32> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case>, CaseError> {
+    let (line, asm_line) = lines_of(text, &yaml.name);
+    let at = || format!("{}:{line}", path.display());
+    let prog_type = lookup(&PROG_TYPES, &yaml.prog_type).ok_or_else(|| {
+        let known: Vec<&str> = PROG_TYPES.iter().map(|(n, _)| *n).collect();
+        CaseError::invalid(
+            at(),
+            format!(
+                "unknown prog_type `{}` (known: {})",
+                yaml.prog_type,
+                known.join(", ")
+            ),
+        )
+    })?;
+    let mut prog_flags = 0;
+    for flag in &yaml.flags {
+        match flag.as_str() {
+            "strict_alignment" => prog_flags |= F_STRICT_ALIGNMENT,
+            other => {
+                return Err(CaseError::invalid(
+                    at(),
+                    format!("unknown flag `{other}` (known: strict_alignment)"),
+                ))
+            }
+        }
+    }
+    let maps = maps_of(path, line, yaml.maps)?;
+    let (_, insns) = assemble_in(path, asm_line, &yaml.asm, &maps)?;
+    let base = Case {
+        suite: AgentSuite::Verifier,
+        name: yaml.name.clone(),
+        origin: at(),
+        guards: Some(yaml.guards),
+        maps,
+        progs: vec![ProgSpec {
+            prog_type,
+            expected_attach_type: 0,
+            prog_flags,
+            insns,
+        }],
+        data: Vec::new(),
+        run: false,
+        unprivileged: false,
+        read_maps: Vec::new(),
+        expect: Expectation::Verdict {
+            accept: yaml.expect == Verdict::Accept,
+            log: yaml.log,
+        },
+        needs_isa_v4: false,
+    };
+    let mut cases = vec![base.clone()];
+    if let Some(unpriv) = yaml.unprivileged {
+        cases.push(Case {
+            name: format!("{} (unprivileged)", yaml.name),
+            unprivileged: true,
+            expect: Expectation::Verdict {
+                accept: unpriv.expect == Verdict::Accept,
+                log: unpriv.log,
+            },
+            ..base
+        });
+    }
+    Ok(cases)
+}
+
+fn xdp_case(path: &Path, text: &str, yaml: XdpCase) -> Result<Case, CaseError> {
+    let (line, asm_line) = lines_of(text, &yaml.name);
+    let at = || format!("{}:{line}", path.display());
+    let action = XDP_ACTIONS
+        .iter()
+        .position(|a| *a == yaml.expect.action)
+        .ok_or_else(|| {
+            CaseError::invalid(
+                at(),
+                format!(
+                    "unknown action `{}` (known: {})",
+                    yaml.expect.action,
+                    XDP_ACTIONS.join(", ")
+                ),
+            )
+        })? as u32;
+    let packet =
+        parse_hex(&yaml.packet).map_err(|e| CaseError::invalid(at(), format!("packet: {e}")))?;
+    if packet.len() < 14 {
+        return Err(CaseError::invalid(
+            at(),
+            "packet: an XDP test run needs at least 14 bytes (an Ethernet header)",
+        ));
+    }
+    let expected_packet = match &yaml.expect.packet {
+        Some(p) => Some(
+            parse_hex(p).map_err(|e| CaseError::invalid(at(), format!("expect.packet: {e}")))?,
+        ),
+        None => None,
+    };
+    let maps = maps_of(path, line, yaml.maps)?;
+    let (_, insns) = assemble_in(path, asm_line, &yaml.asm, &maps)?;
+    Ok(Case {
+        suite: AgentSuite::Xdp,
+        name: yaml.name,
+        origin: at(),
+        guards: Some(yaml.guards),
+        maps,
+        progs: vec![ProgSpec {
+            prog_type: PROG_TYPE_XDP,
+            expected_attach_type: 0,
+            prog_flags: 0,
+            insns,
+        }],
+        data: packet,
+        run: true,
+        unprivileged: false,
+        read_maps: Vec::new(),
+        expect: Expectation::Xdp {
+            action,
+            packet: expected_packet,
+        },
+        needs_isa_v4: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERIFIER: &str = "\
+- name: ok
+  guards: a trivial program loads
+  prog_type: socket_filter
+  asm: |
+    mov %r0, 0
+    exit
+  expect: accept
+  unprivileged:
+    expect: accept
+- name: bad-asm
+  guards: x
+  prog_type: xdp
+  maps:
+    - {name: m, type: array, key_size: 4, value_size: 8, max_entries: 1}
+  asm: |
+    lddw %r1, map:m
+    movv %r0, 0
+    exit
+  expect: reject
+";
+
+    #[test]
+    fn assembly_errors_point_into_the_yaml_file() {
+        let err = parse(Path::new("v.yaml"), VERIFIER, AgentSuite::Verifier).unwrap_err();
+        assert_eq!(err.to_string(), "v.yaml:17:1: unknown instruction `movv`");
+    }
+
+    #[test]
+    fn unprivileged_variant_is_its_own_case() {
+        let text = VERIFIER.split("- name: bad-asm").next().unwrap();
+        let cases = parse(Path::new("v.yaml"), text, AgentSuite::Verifier).unwrap();
+        let names: Vec<(&str, bool)> = cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.unprivileged))
+            .collect();
+        assert_eq!(names, [("ok", false), ("ok (unprivileged)", true)]);
+    }
+
+    #[test]
+    fn unknown_fields_and_values_are_named() {
+        let err = parse(
+            Path::new("v.yaml"),
+            "- name: a\n  guards: g\n  prog_type: xdp\n  asm: exit\n  expect: maybe\n",
+            AgentSuite::Verifier,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "v.yaml:5:11: .[0].expect: unknown variant `maybe`, expected `accept` or `reject`"
+            ),
+            "{err}"
+        );
+        let err = parse(
+            Path::new("x.yaml"),
+            "- name: a\n  guards: g\n  asm: exit\n  packet: '00'\n  expect: {action: pass}\n",
+            AgentSuite::Xdp,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.yaml:1: packet: an XDP test run needs at least 14 bytes (an Ethernet header)"
+        );
+    }
+}
