@@ -48,6 +48,14 @@ pub struct QemuSettings {
     pub boot_timeout_secs: u64,
 }
 
+/// The C compiler that builds guest programs (the agent) for an architecture.
+#[derive(Clone, Copy, Debug)]
+pub struct Toolchain {
+    pub cc: &'static str,
+    /// The Debian package that ships `cc` (with its C library, for static links).
+    pub package: &'static str,
+}
+
 impl Arch {
     pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Mips64el];
 
@@ -77,6 +85,19 @@ impl Arch {
                 machine: object::elf::EM_MIPS,
                 endian: Endian::Little,
                 is_64: true,
+            },
+        }
+    }
+
+    pub fn toolchain(self) -> Toolchain {
+        match self {
+            Arch::X86_64 => Toolchain {
+                cc: "x86_64-linux-gnu-gcc",
+                package: "gcc",
+            },
+            Arch::Mips64el => Toolchain {
+                cc: "mips64el-linux-gnuabi64-gcc",
+                package: "gcc-mips64el-linux-gnuabi64",
             },
         }
     }

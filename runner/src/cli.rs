@@ -2,17 +2,54 @@
 
 use clap::Args;
 
+use std::fmt;
+use std::str::FromStr;
+
+use crate::cases::AgentSuite;
 use crate::plan::{Filter, Plan, PlanError};
 use crate::report::Mode;
 use crate::test_bpf::Suite;
 
+/// A suite name on the command line: one of the kernel's JIT suite's three, or one of ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuiteName {
+    Kernel(Suite),
+    Agent(AgentSuite),
+}
+
+impl FromStr for SuiteName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(agent) = AgentSuite::ALL.into_iter().find(|a| a.name() == s) {
+            return Ok(SuiteName::Agent(agent));
+        }
+        s.parse().map(SuiteName::Kernel).map_err(|_| {
+            format!(
+                "unknown suite `{s}`: expected test_bpf, test_tail_calls, test_skb_segment, \
+                 conformance, verifier or xdp"
+            )
+        })
+    }
+}
+
+impl fmt::Display for SuiteName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SuiteName::Kernel(s) => s.fmt(f),
+            SuiteName::Agent(s) => s.fmt(f),
+        }
+    }
+}
+
 /// Which tests to run, and how.
 #[derive(Args, Clone, Debug)]
 pub struct Selection {
-    /// Suites of the kernel's JIT suite to run: test_bpf, test_tail_calls, test_skb_segment
-    /// (comma-separated). Default: all three.
+    /// Suites to run, comma-separated: the kernel's JIT suite (test_bpf, test_tail_calls,
+    /// test_skb_segment) and the harness's own (conformance, verifier, xdp).
+    /// Default: the kernel's three.
     #[arg(long, value_delimiter = ',', value_name = "SUITE")]
-    pub suite: Vec<Suite>,
+    pub suite: Vec<SuiteName>,
 
     /// Execution modes: interp (bpf_jit_enable=0), jit, jit-hardened (bpf_jit_harden=2).
     #[arg(
@@ -30,13 +67,48 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The harness's own suites selected.
+    pub fn agent_suites(&self) -> Vec<AgentSuite> {
+        let mut suites: Vec<AgentSuite> = self
+            .suite
+            .iter()
+            .filter_map(|s| match s {
+                SuiteName::Agent(a) => Some(*a),
+                SuiteName::Kernel(_) => None,
+            })
+            .collect();
+        suites.sort();
+        suites.dedup();
+        suites
+    }
+
     pub fn plan(&self) -> Result<Plan, PlanError> {
-        let suites: Vec<Suite> = match (&self.filter, self.suite.is_empty()) {
+        let kernel: Vec<Suite> = self
+            .suite
+            .iter()
+            .filter_map(|s| match s {
+                SuiteName::Kernel(k) => Some(*k),
+                SuiteName::Agent(_) => None,
+            })
+            .collect();
+        let agent = !self.agent_suites().is_empty();
+        let kernel = match (&self.filter, self.suite.is_empty()) {
             // The module's own default when a test is named without a suite.
             (Some(_), true) => vec![Suite::TestBpf],
             (None, true) => Suite::ALL.to_vec(),
-            _ => self.suite.clone(),
+            _ => kernel,
         };
-        Plan::new(&suites, &self.mode, self.filter.clone())
+        if kernel.is_empty() {
+            if self.filter.is_some() {
+                return Err(PlanError::FilterNeedsOneSuite);
+            }
+            return Ok(Plan {
+                loads: Vec::new(),
+                agent,
+            });
+        }
+        let mut plan = Plan::new(&kernel, &self.mode, self.filter.clone())?;
+        plan.agent = agent;
+        Ok(plan)
     }
 }

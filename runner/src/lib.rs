@@ -6,6 +6,7 @@
 //! ([`protocol`]) and the kernel's test output ([`test_bpf`]), and returns the results that
 //! [`report::Report`] writes to disk.
 
+pub mod agent;
 pub mod arch;
 pub mod bpf;
 pub mod cases;

@@ -96,6 +96,8 @@ impl ModuleLoad {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub loads: Vec<ModuleLoad>,
+    /// Whether the agent runs its bundle (`/agent/bundle`) after the module loads.
+    pub agent: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -139,7 +141,10 @@ impl Plan {
                 }));
             }
         }
-        Ok(Plan { loads })
+        Ok(Plan {
+            loads,
+            agent: false,
+        })
     }
 }
 

@@ -18,6 +18,10 @@ pub enum GuestLine {
     LoadBegin { index: usize },
     /// The load for plan entry `index` returned `status` (0: the module's tests all passed).
     LoadEnd { index: usize, status: i32 },
+    /// Init is starting the agent on its bundle.
+    AgentBegin,
+    /// The agent exited with `status`.
+    AgentEnd { status: i32 },
     /// Init could not do something it needed; the text says what.
     Error(String),
     /// Init finished the plan and is about to power off.
@@ -55,6 +59,11 @@ pub fn parse(text: &[u8]) -> Option<Result<GuestLine, ProtocolError>> {
     let parsed = match verb {
         "start" if args.is_empty() => Ok(GuestLine::Start),
         "done" if args.is_empty() => Ok(GuestLine::Done),
+        "agent-begin" if args.is_empty() => Ok(GuestLine::AgentBegin),
+        "agent-end" => args
+            .parse()
+            .map(|status| GuestLine::AgentEnd { status })
+            .map_err(|_| err("agent-end needs an exit status")),
         "uname" if !args.is_empty() => Ok(GuestLine::Uname(args.to_owned())),
         "error" if !args.is_empty() => Ok(GuestLine::Error(args.to_owned())),
         "load-begin" => args
@@ -74,7 +83,7 @@ pub fn parse(text: &[u8]) -> Option<Result<GuestLine, ProtocolError>> {
                 _ => Err(err("load-end needs a plan index and an exit status")),
             }
         }
-        "start" | "done" | "uname" | "error" => Err(err("wrong arguments")),
+        "start" | "done" | "uname" | "error" | "agent-begin" => Err(err("wrong arguments")),
         _ => Err(err("unknown verb")),
     };
     Some(parsed)
@@ -86,7 +95,9 @@ mod tests {
 
     #[test]
     fn parses_every_verb() {
-        let cases: [(&[u8], GuestLine); 6] = [
+        let cases: [(&[u8], GuestLine); 8] = [
+            (b"harness: agent-begin", GuestLine::AgentBegin),
+            (b"harness: agent-end 0", GuestLine::AgentEnd { status: 0 }),
             (b"harness: start", GuestLine::Start),
             (
                 b"harness: uname 6.1.0-56-amd64",

@@ -67,6 +67,8 @@ pub struct QemuConfig {
     pub initrd: PathBuf,
     /// Extra kernel command line, after the harness's own.
     pub append: String,
+    /// Where the guest's second serial port (`ttyS1`, the agent's channel) is written.
+    pub agent_output: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -108,6 +110,11 @@ impl QemuConfig {
         args.push(self.initrd.display().to_string());
         args.push("-append".into());
         args.push(cmdline.trim_end().to_owned());
+        if let Some(path) = &self.agent_output {
+            // A second UART: ttyS1 on both the PC and Malta boards, kept apart from printk.
+            args.push("-serial".into());
+            args.push(format!("file:{}", path.display()));
+        }
         if self.accel == Accel::Kvm {
             args.extend(["-cpu".into(), "host".into()]);
         }

@@ -29,10 +29,12 @@ pub enum Status {
     NotRun,
     /// The harness could not tell what happened.
     Error,
+    /// Execution modes disagreed on a case: a finding of its own, beside each mode's result.
+    Divergence,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pass,
         Status::Fail,
         Status::Skip,
@@ -40,6 +42,7 @@ impl Status {
         Status::Hang,
         Status::NotRun,
         Status::Error,
+        Status::Divergence,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,12 +54,16 @@ impl Status {
             Status::Hang => "hang",
             Status::NotRun => "not_run",
             Status::Error => "error",
+            Status::Divergence => "divergence",
         }
     }
 
     /// Whether this outcome means the code under test is broken (as opposed to the harness).
     pub fn is_test_failure(self) -> bool {
-        matches!(self, Status::Fail | Status::Crash | Status::Hang)
+        matches!(
+            self,
+            Status::Fail | Status::Crash | Status::Hang | Status::Divergence
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! One guest from boot to power-off: QEMU's console turned into results as it arrives.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ pub struct Timeouts {
 pub enum Progress<'a> {
     Booted { release: Option<&'a str> },
     LoadStarted { index: usize, of: usize },
+    AgentStarted,
     TestFinished(&'a TestResult),
 }
 
@@ -41,6 +43,13 @@ pub struct Outcome {
     pub interrupted: bool,
     /// test_bpf refused the selection (no such test name, number or range): the user's error.
     pub invalid_selection: bool,
+    /// The agent's exit status, once it ended.
+    pub agent_status: Option<i32>,
+    /// Why the agent never finished, when it was running as the guest stopped: a crash's
+    /// title, a hang, an interruption. The case it was on gets this status.
+    pub agent_stop: Option<(Status, String)>,
+    /// Everything the agent wrote on its channel.
+    pub agent_output: Vec<u8>,
 }
 
 /// Console lines that mean the kernel has crashed. The first one seen names the crash.
@@ -73,6 +82,8 @@ enum Phase {
         index: usize,
         parser: LoadParser,
     },
+    /// The agent is running its bundle.
+    Agent,
     Done,
 }
 
@@ -101,6 +112,7 @@ pub fn run(
         &mut qemu,
         plan,
         timeouts,
+        config.agent_output.as_deref(),
         console_log,
         cancel,
         progress,
@@ -123,11 +135,14 @@ pub fn replay(console: &[u8], plan: &Plan) -> Outcome {
     outcome
 }
 
-/// Drives an already started QEMU (real or fake) through `plan`.
+/// Drives an already started QEMU (real or fake) through `plan`. `agent_log` is the file
+/// QEMU writes the agent's channel to: its growth counts as progress, and its content ends up
+/// in [`Outcome::agent_output`].
 pub fn supervise(
     qemu: &mut Qemu,
     plan: &Plan,
     timeouts: Timeouts,
+    agent_log: Option<&Path>,
     console_log: &mut dyn Write,
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(Progress<'_>),
@@ -137,7 +152,16 @@ pub fn supervise(
     let mut last_output = Instant::now();
     let mut crashed_at: Option<Instant> = None;
     let mut log_failed = false;
+    let mut agent_len = 0;
     loop {
+        // The agent reports on its own channel while the console stays quiet.
+        let len = agent_log
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        if len > agent_len {
+            agent_len = len;
+            last_output = Instant::now();
+        }
         if cancel.load(Ordering::SeqCst) {
             run.out.interrupted = true;
             run.stop("interrupted: the run was cancelled (Ctrl-C or SIGTERM)");
@@ -197,6 +221,16 @@ pub fn supervise(
         }
     }
     let _ = console_log.flush();
+    if let Some(path) = agent_log {
+        match std::fs::read(path) {
+            Ok(bytes) => run.out.agent_output = bytes,
+            Err(e) if plan.agent => run.out.errors.push(format!(
+                "cannot read the agent's output {}: {e}",
+                path.display()
+            )),
+            Err(_) => {}
+        }
+    }
     let status = qemu.terminate(TERM_GRACE);
     run.out.timing.total_s = run.started.elapsed().as_secs_f64();
     if !matches!(run.phase, Phase::Done) && !run.stopped && run.crash.is_none() {
@@ -238,6 +272,8 @@ impl<'p> Run<'p> {
                 self.crash = Some(title.clone());
                 if let Phase::Loading { parser, .. } = &mut self.phase {
                     parser.interrupt(Status::Crash, &title);
+                } else if let Phase::Agent = self.phase {
+                    self.out.agent_stop = Some((Status::Crash, title.clone()));
                 } else {
                     self.out
                         .errors
@@ -307,7 +343,27 @@ impl<'p> Run<'p> {
                 }
             }
             (GuestLine::Error(what), _) => self.out.errors.push(format!("guest init: {what}")),
-            (GuestLine::Done, Phase::Idle { next }) if *next == self.plan.loads.len() => {
+            (GuestLine::AgentBegin, Phase::Idle { next })
+                if *next == self.plan.loads.len()
+                    && self.plan.agent
+                    && self.out.agent_status.is_none() =>
+            {
+                if self.out.timing.to_first_test_s.is_none() {
+                    self.out.timing.to_first_test_s = Some(elapsed);
+                }
+                progress(Progress::AgentStarted);
+                self.phase = Phase::Agent;
+            }
+            (GuestLine::AgentEnd { status }, Phase::Agent) => {
+                self.out.agent_status = Some(status);
+                self.phase = Phase::Idle {
+                    next: self.plan.loads.len(),
+                };
+            }
+            (GuestLine::Done, Phase::Idle { next })
+                if *next == self.plan.loads.len()
+                    && self.plan.agent == self.out.agent_status.is_some() =>
+            {
                 self.phase = Phase::Done;
                 self.out.complete = true;
             }
@@ -323,6 +379,7 @@ impl<'p> Run<'p> {
             Phase::Booting => "while booting".into(),
             Phase::Idle { next } => format!("expecting load {next}"),
             Phase::Loading { index, .. } => format!("during load {index}"),
+            Phase::Agent => "while the agent runs".into(),
             Phase::Done => "after done".into(),
         }
     }
@@ -332,6 +389,7 @@ impl<'p> Run<'p> {
         let message = format!("no console output for {} s", silence.as_secs());
         match &mut self.phase {
             Phase::Loading { parser, .. } => parser.interrupt(Status::Hang, &message),
+            Phase::Agent => self.out.agent_stop = Some((Status::Hang, message)),
             _ => self
                 .out
                 .errors
@@ -353,6 +411,17 @@ impl<'p> Run<'p> {
         let next = match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Booting => 0,
             Phase::Idle { next } => next,
+            Phase::Agent => {
+                if self.out.agent_stop.is_none() {
+                    let why = if self.out.interrupted {
+                        "the run was interrupted"
+                    } else {
+                        "the guest stopped"
+                    };
+                    self.out.agent_stop = Some((Status::NotRun, format!("not run: {why}")));
+                }
+                self.plan.loads.len()
+            }
             Phase::Loading { index, mut parser } => {
                 if self.crash.is_none() {
                     let why = if self.out.interrupted {

@@ -41,6 +41,7 @@ fn fake_qemu(script: &str, timeouts: Timeouts, cancel_after: Option<Duration>) -
         &mut qemu,
         &plan,
         timeouts,
+        None,
         &mut console,
         &cancel,
         &mut |_| {},

@@ -40,6 +40,10 @@ pub struct Test {
     #[command(flatten)]
     pub selection: Selection,
 
+    /// Also run every bpf_conformance `.data` file of this directory, unchanged.
+    #[arg(long, value_name = "DIR")]
+    pub conformance_dir: Option<PathBuf>,
+
     /// Where the report goes. Default: reports/runs/ARCH-TIMESTAMP.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -41,17 +41,34 @@ pub fn busybox(sh: &Shell, arch: Arch, cache: &Path) -> anyhow::Result<PathBuf> 
     Ok(path)
 }
 
+/// The agent and what it runs.
+pub struct AgentFiles<'a> {
+    pub binary: &'a Path,
+    pub bundle: String,
+}
+
 /// Writes the image for one guest to `dest`.
 pub fn build(
     arch: Arch,
     busybox: &Path,
     kernel: &Kernel,
     plan: &Plan,
+    agent: Option<AgentFiles<'_>>,
     dest: &Path,
 ) -> anyhow::Result<()> {
     let mut image = Initramfs::new();
     for binary in [busybox, &kernel.test_bpf] {
         elf::check_file(binary, arch)?;
+    }
+    if let Some(agent) = agent {
+        elf::check_file(agent.binary, arch)?;
+        let read = fs::read(agent.binary)
+            .with_context(|| format!("cannot read {}", agent.binary.display()))?;
+        image.file("bin/bpf-agent", 0o755, read).file(
+            "agent/bundle",
+            0o644,
+            agent.bundle.into_bytes(),
+        );
     }
     let read = |p: &Path| fs::read(p).with_context(|| format!("cannot read {}", p.display()));
     image

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the harness's front door. This file only dispatches; each verb lives in a
 //! module of its own.
 
+mod agent;
 mod cache;
 mod debian;
 mod flags;

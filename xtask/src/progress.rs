@@ -52,6 +52,7 @@ impl Reporter {
                 )
             }
             Progress::LoadStarted { index, of } => format!("module load {}/{of}", index + 1),
+            Progress::AgentStarted => "the agent runs its cases".to_owned(),
             Progress::TestFinished(result) => {
                 self.done += 1;
                 if result.status != Status::Pass {

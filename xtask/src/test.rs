@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use runner::agent::AgentOutput;
+use runner::cases;
 use runner::qemu::{Accel, QemuConfig};
+use runner::report::Mode;
 use runner::report::{render_summary, KernelInfo, Report};
 use runner::session::{self, Timeouts};
 use xshell::Shell;
@@ -15,11 +18,23 @@ use crate::flags::Test;
 use crate::kernel::KernelSpec;
 use crate::progress::Reporter;
 use crate::tools::{self, Install, Tool};
-use crate::{cache, image, project_root, UsageError};
+use crate::{agent, cache, image, project_root, UsageError};
 
 impl Test {
     pub fn run(self) -> anyhow::Result<u8> {
-        let plan = self.selection.plan().map_err(UsageError::wrap)?;
+        let mut plan = self.selection.plan().map_err(UsageError::wrap)?;
+        plan.agent |= self.conformance_dir.is_some();
+        let cases = if plan.agent {
+            cases::load(
+                &project_root().join("suites"),
+                &self.selection.agent_suites(),
+                self.conformance_dir.as_deref(),
+            )
+            .map_err(UsageError::wrap)?
+        } else {
+            Vec::new()
+        };
+        let modes = self.selection.mode.clone();
         let sh = Shell::new()?;
         let arch = self.arch;
         let qemu = arch.qemu();
@@ -47,6 +62,10 @@ impl Test {
         });
         let kernel = spec.resolve(&sh, arch, &cache)?;
         let busybox = image::busybox(&sh, arch, &cache)?;
+        let agent_binary = match plan.agent {
+            true => Some(agent::build(&sh, arch, &cache, install)?),
+            false => None,
+        };
         drop(cache_lock);
 
         let out = match &self.out {
@@ -57,7 +76,13 @@ impl Test {
             .with_context(|| format!("cannot create the output directory {}", out.display()))?;
         let scratch = tempfile::TempDir::new().context("cannot create a temporary directory")?;
         let initrd = scratch.path().join("initramfs.cpio.gz");
-        image::build(arch, &busybox, &kernel, &plan, &initrd).map_err(UsageError::wrap)?;
+        let agent_files = agent_binary.as_deref().map(|binary| image::AgentFiles {
+            binary,
+            bundle: runner::agent::bundle(&cases, &modes),
+        });
+        image::build(arch, &busybox, &kernel, &plan, agent_files, &initrd)
+            .map_err(UsageError::wrap)?;
+        let agent_log = plan.agent.then(|| scratch.path().join("agent.out"));
 
         let cancel = Arc::new(AtomicBool::new(false));
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -71,6 +96,7 @@ impl Test {
             kernel: kernel.image.clone(),
             initrd,
             append: String::new(),
+            agent_output: agent_log.clone(),
         };
         let timeouts = Timeouts {
             boot: Duration::from_secs(qemu.boot_timeout_secs),
@@ -92,6 +118,27 @@ impl Test {
         reporter.finish();
 
         let (interrupted, invalid_selection) = (outcome.interrupted, outcome.invalid_selection);
+        let mut results = outcome.results;
+        let mut errors = outcome.errors;
+        if plan.agent {
+            let agent_path = out.join("agent.log");
+            runner::report::write_atomically(&agent_path, &outcome.agent_output)
+                .with_context(|| format!("cannot write {}", agent_path.display()))?;
+            let output = runner::agent::parse_output(&outcome.agent_output);
+            errors.extend(agent_problems(
+                &output,
+                outcome.agent_status,
+                &modes,
+                outcome.complete,
+            ));
+            results.extend(runner::agent::results(
+                &cases,
+                &modes,
+                &output,
+                arch.elf().endian,
+                outcome.agent_stop.as_ref(),
+            ));
+        }
         let console_path = out.join("console.log");
         console
             .persist(&console_path)
@@ -102,8 +149,8 @@ impl Test {
                 release: outcome.release,
                 source: kernel.source.clone(),
             },
-            outcome.results,
-            outcome.errors,
+            results,
+            errors,
             outcome.complete,
             outcome.timing,
         );
@@ -132,4 +179,39 @@ fn default_out_dir(arch: runner::arch::Arch) -> PathBuf {
         .join("reports")
         .join("runs")
         .join(format!("{arch}-{stamp}"))
+}
+
+/// What went wrong with the agent as a whole, as opposed to any one case.
+fn agent_problems(
+    output: &AgentOutput,
+    status: Option<i32>,
+    modes: &[Mode],
+    guest_complete: bool,
+) -> Vec<String> {
+    let mut problems = output.errors.clone();
+    if guest_complete {
+        if status != Some(0) {
+            problems.push(format!(
+                "the agent exited with status {}",
+                status.map_or("?".into(), |s| s.to_string())
+            ));
+        }
+        if !output.finished {
+            problems.push("the agent's output ends without `agent bye`".into());
+        }
+    }
+    for (index, mode) in modes.iter().enumerate() {
+        let (enable, harden) = mode.sysctls();
+        match output.modes.get(&index) {
+            Some(&got) if got != (enable, harden) => problems.push(format!(
+                "mode {}: the guest kept bpf_jit_enable={} bpf_jit_harden={}, not {enable} {harden} \
+                 (a kernel with CONFIG_BPF_JIT_ALWAYS_ON cannot run the interpreter)",
+                mode.name(),
+                got.0,
+                got.1
+            )),
+            _ => {}
+        }
+    }
+    problems
 }

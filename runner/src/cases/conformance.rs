@@ -230,9 +230,8 @@ fn uses_isa_v4(program: &Program) -> bool {
         let op = insn.code & 0xf0;
         match class {
             ALU | ALU64 => {
-                (matches!(op, 0x30 | 0x90) && insn.off != 0)
-                    || (op == 0xb0 && insn.off != 0)
-                    || (class == ALU64 && op == END)
+                // sdiv/smod and movsx are div/mod/mov with a nonzero offset.
+                (matches!(op, 0x30 | 0x90 | 0xb0) && insn.off != 0) || (class == ALU64 && op == END)
             }
             LDX => insn.code & 0xe0 == 0x80,
             JMP32 => op == JA,

@@ -207,7 +207,7 @@ pub fn resolve_maps(
 /// Parses hex bytes, ignoring whitespace: `"00 01 ff"` or `"0001ff"`.
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits in `{}`", text.trim()));
     }
     digits

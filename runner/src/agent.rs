@@ -1,0 +1,584 @@
+//! The host's side of the in-guest agent (images/agent/PROTOCOL.md): the bundle it reads, the
+//! lines it writes, and the judging of each case in each mode.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::arch::Endian;
+use crate::cases::{to_hex, Case, Expectation};
+use crate::report::{Mode, Status, TestResult};
+
+/// Writes the bundle: the modes to run, then every case.
+pub fn bundle(cases: &[Case], modes: &[Mode]) -> String {
+    let mut out = String::from("bundle 1\n");
+    for (index, mode) in modes.iter().enumerate() {
+        let (enable, harden) = mode.sysctls();
+        let _ = writeln!(out, "mode {index} {enable} {harden}");
+    }
+    for (id, case) in cases.iter().enumerate() {
+        // RUN, UNPRIV, and always JITDUMP: a divergence report shows the JIT'ed code. No LOG:
+        // the agent fetches the log itself when a load fails.
+        let flags = u32::from(case.run) | (u32::from(case.unprivileged) << 1) | 4;
+        let _ = writeln!(out, "case {id} {flags}");
+        for (slot, map) in case.maps.iter().enumerate() {
+            let inner = map.inner.map_or("-".to_owned(), |i| i.to_string());
+            let _ = writeln!(
+                out,
+                "map {slot} {} {} {} {} {} {inner}",
+                map.map_type, map.key_size, map.value_size, map.max_entries, map.flags
+            );
+        }
+        for (slot, map) in case.maps.iter().enumerate() {
+            for (key, value) in &map.init {
+                let _ = writeln!(out, "mapinit {slot} {} {}", to_hex(key), to_hex(value));
+            }
+        }
+        for (slot, prog) in case.progs.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "prog {slot} {} {} {} {}",
+                prog.prog_type,
+                prog.expected_attach_type,
+                prog.prog_flags,
+                prog.insns.len()
+            );
+            for insn in &prog.insns {
+                let _ = writeln!(
+                    out,
+                    "insn {} {} {} {} {}",
+                    insn.code, insn.dst, insn.src, insn.off, insn.imm
+                );
+            }
+        }
+        if case.run {
+            let _ = writeln!(out, "data {}", to_hex(&case.data));
+        }
+        for (slot, key) in &case.read_maps {
+            let _ = writeln!(out, "readmap {slot} {}", to_hex(key));
+        }
+        out.push_str("end\n");
+    }
+    out
+}
+
+/// What the agent reported for one case in one mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// `(prog slot, errno)` per load attempted.
+    pub loads: Vec<(usize, i32)>,
+    pub log: Option<String>,
+    /// `(errno, retval, duration ns)`.
+    pub run: Option<(i32, u32, u64)>,
+    pub out: Option<Vec<u8>>,
+    /// `(slot, errno, value)`.
+    pub maps: Vec<(usize, i32, Vec<u8>)>,
+    /// `(jited, jited length, image)`.
+    pub jit: Option<(bool, u32, Vec<u8>)>,
+    pub done: bool,
+}
+
+/// Everything the agent wrote, parsed.
+#[derive(Debug, Default)]
+pub struct AgentOutput {
+    pub hello: Option<String>,
+    /// `(case id, mode index)` to what was seen.
+    pub observations: BTreeMap<(usize, usize), Observation>,
+    /// `mode index` to the sysctl values read back.
+    pub modes: BTreeMap<usize, (u8, u8)>,
+    pub finished: bool,
+    pub errors: Vec<String>,
+}
+
+fn hex(field: &str) -> Result<Vec<u8>, String> {
+    if field == "-" {
+        return Ok(Vec::new());
+    }
+    crate::cases::parse_hex(field)
+}
+
+/// Parses the agent's output strictly: an unknown or malformed line is an error.
+pub fn parse_output(text: &[u8]) -> AgentOutput {
+    let mut out = AgentOutput::default();
+    for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(raw);
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        if let Err(e) = parse_line(&mut out, line) {
+            out.errors
+                .push(format!("agent output line {}: {e}: {line:?}", n + 1));
+        }
+    }
+    out
+}
+
+fn parse_line(out: &mut AgentOutput, line: &str) -> Result<(), String> {
+    let f: Vec<&str> = line.split(' ').collect();
+    let num = |i: usize| -> Result<u64, String> {
+        f.get(i)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("field {} is not a number", i + 1))
+    };
+    let want = |n: usize| {
+        if f.len() == n {
+            Ok(())
+        } else {
+            Err(format!("expected {n} fields"))
+        }
+    };
+    let key = || -> Result<(usize, usize), String> { Ok((num(1)? as usize, num(2)? as usize)) };
+    match f[0] {
+        "agent" => match f.get(1).copied() {
+            Some("hello") => out.hello = Some(f[2..].join(" ")),
+            Some("bye") => out.finished = true,
+            Some("error") => out.errors.push(format!("agent: {}", f[2..].join(" "))),
+            _ => return Err("unknown agent record".into()),
+        },
+        "mode" => match f.get(2).copied() {
+            Some("begin") => {
+                want(5)?;
+                out.modes
+                    .insert(num(1)? as usize, (num(3)? as u8, num(4)? as u8));
+            }
+            Some("end") => want(3)?,
+            _ => return Err("unknown mode record".into()),
+        },
+        "load" => {
+            want(5)?;
+            let obs = out.observations.entry(key()?).or_default();
+            obs.loads.push((num(3)? as usize, num(4)? as i32));
+        }
+        "log" => {
+            want(4)?;
+            let log = hex(f[3])?;
+            out.observations.entry(key()?).or_default().log =
+                Some(String::from_utf8_lossy(&log).into_owned());
+        }
+        "run" => {
+            want(7)?;
+            let run = (num(3)? as i32, num(4)? as u32, num(5)?);
+            out.observations.entry(key()?).or_default().run = Some(run);
+        }
+        "out" => {
+            want(4)?;
+            out.observations.entry(key()?).or_default().out = Some(hex(f[3])?);
+        }
+        "map" => {
+            want(6)?;
+            let entry = (num(3)? as usize, num(4)? as i32, hex(f[5])?);
+            out.observations.entry(key()?).or_default().maps.push(entry);
+        }
+        "jit" => {
+            want(7)?;
+            let jit = (num(3)? != 0, num(4)? as u32, hex(f[6])?);
+            out.observations.entry(key()?).or_default().jit = Some(jit);
+        }
+        "done" => {
+            want(3)?;
+            out.observations.entry(key()?).or_default().done = true;
+        }
+        _ => return Err("unknown record".into()),
+    }
+    Ok(())
+}
+
+/// The last lines of a verifier log, for failure messages.
+fn log_tail(log: &Option<String>) -> String {
+    let Some(log) = log else { return String::new() };
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(3)..];
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; verifier: {}", tail.join(" | "))
+    }
+}
+
+/// Judges one case in one mode.
+pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status, Option<String>) {
+    let Some(obs) = obs else {
+        return (
+            Status::NotRun,
+            Some("not run: the agent never reached this case".into()),
+        );
+    };
+    if !obs.done {
+        return (
+            Status::Error,
+            Some("the agent's report of this case is incomplete".into()),
+        );
+    }
+    let load_errno = obs
+        .loads
+        .iter()
+        .map(|&(_, e)| e)
+        .find(|&e| e != 0)
+        .unwrap_or(0);
+    if let Some((slot, errno, _)) = obs.maps.iter().find(|m| m.1 != 0 && obs.loads.is_empty()) {
+        return (
+            Status::Error,
+            Some(format!("cannot create map slot {slot}: errno {errno}")),
+        );
+    }
+    let loaded = load_errno == 0 && !obs.loads.is_empty();
+    if !loaded && case.needs_isa_v4 {
+        return (
+            Status::Skip,
+            Some(format!(
+                "needs ISA v4 instructions (sdiv, smod, movsx, ldsx, bswap, gotol), which this \
+                 kernel rejects (errno {load_errno}){}",
+                log_tail(&obs.log)
+            )),
+        );
+    }
+    match &case.expect {
+        Expectation::Verdict { accept, log } => {
+            if *accept && !loaded {
+                return (
+                    Status::Fail,
+                    Some(format!(
+                        "rejected (errno {load_errno}), expected accept{}",
+                        log_tail(&obs.log)
+                    )),
+                );
+            }
+            if !accept && loaded {
+                return (Status::Fail, Some("accepted, expected reject".into()));
+            }
+            if let (false, Some(text)) = (accept, log) {
+                if !obs.log.as_deref().unwrap_or("").contains(text.as_str()) {
+                    return (
+                        Status::Fail,
+                        Some(format!(
+                            "rejected as expected, but the log lacks {text:?}{}",
+                            log_tail(&obs.log)
+                        )),
+                    );
+                }
+            }
+            (Status::Pass, None)
+        }
+        Expectation::LoadError(text) => {
+            if loaded {
+                (
+                    Status::Fail,
+                    Some(format!("loaded, expected a load error containing {text:?}")),
+                )
+            } else if obs.log.as_deref().unwrap_or("").contains(text.as_str()) {
+                (Status::Pass, None)
+            } else {
+                (
+                    Status::Fail,
+                    Some(format!(
+                        "load failed (errno {load_errno}) without {text:?}{}",
+                        log_tail(&obs.log)
+                    )),
+                )
+            }
+        }
+        Expectation::R0(want) => {
+            if !loaded {
+                return (
+                    Status::Fail,
+                    Some(format!(
+                        "load failed (errno {load_errno}){}",
+                        log_tail(&obs.log)
+                    )),
+                );
+            }
+            let Some((errno, retval, _)) = obs.run else {
+                return (Status::Error, Some("loaded but never run".into()));
+            };
+            if errno != 0 {
+                return (
+                    Status::Fail,
+                    Some(format!("BPF_PROG_TEST_RUN failed: errno {errno}")),
+                );
+            }
+            if retval != crate::cases::conformance::EPILOGUE_ACTION {
+                return (
+                    Status::Error,
+                    Some(format!(
+                        "the harness's epilogue did not run (retval {retval})"
+                    )),
+                );
+            }
+            let Some((_, 0, value)) = obs.maps.first() else {
+                return (
+                    Status::Error,
+                    Some("the result map could not be read".into()),
+                );
+            };
+            let Ok(bytes) = <[u8; 8]>::try_from(value.as_slice()) else {
+                return (
+                    Status::Error,
+                    Some(format!(
+                        "the result map value has {} bytes, not 8",
+                        value.len()
+                    )),
+                );
+            };
+            let got = match endian {
+                Endian::Little => u64::from_le_bytes(bytes),
+                Endian::Big => u64::from_be_bytes(bytes),
+            };
+            if got == *want {
+                (Status::Pass, None)
+            } else {
+                (
+                    Status::Fail,
+                    Some(format!("r0 = {got:#x}, expected {want:#x}")),
+                )
+            }
+        }
+        Expectation::Xdp { action, packet } => {
+            if !loaded {
+                return (
+                    Status::Fail,
+                    Some(format!(
+                        "load failed (errno {load_errno}){}",
+                        log_tail(&obs.log)
+                    )),
+                );
+            }
+            let Some((errno, retval, _)) = obs.run else {
+                return (Status::Error, Some("loaded but never run".into()));
+            };
+            if errno != 0 {
+                return (
+                    Status::Fail,
+                    Some(format!("BPF_PROG_TEST_RUN failed: errno {errno}")),
+                );
+            }
+            if retval != *action {
+                return (
+                    Status::Fail,
+                    Some(format!("action {retval}, expected {action}")),
+                );
+            }
+            if let Some(want) = packet {
+                let got = obs.out.clone().unwrap_or_default();
+                if &got != want {
+                    return (
+                        Status::Fail,
+                        Some(format!(
+                            "output frame {}, expected {}",
+                            to_hex(&got),
+                            to_hex(want)
+                        )),
+                    );
+                }
+            }
+            (Status::Pass, None)
+        }
+    }
+}
+
+/// Turns the agent's output into one result per case and mode, plus a `divergence` result for
+/// each case whose modes disagree. `stop` says why the agent never finished, if it did not:
+/// the case it was on gets that status.
+pub fn results(
+    cases: &[Case],
+    modes: &[Mode],
+    output: &AgentOutput,
+    endian: Endian,
+    stop: Option<&(Status, String)>,
+) -> Vec<TestResult> {
+    // The agent runs mode by mode, each over every case: the first pair it did not finish is
+    // the one it was on.
+    let in_flight = stop.and_then(|_| {
+        (0..modes.len())
+            .flat_map(|m| (0..cases.len()).map(move |c| (c, m)))
+            .find(|key| !output.observations.get(key).is_some_and(|o| o.done))
+    });
+    let mut results = Vec::new();
+    for (id, case) in cases.iter().enumerate() {
+        let mut per_mode = Vec::new();
+        for (index, &mode) in modes.iter().enumerate() {
+            let obs = output.observations.get(&(id, index));
+            let (status, message) = match stop {
+                Some((status, why)) if in_flight == Some((id, index)) => {
+                    (*status, Some(why.clone()))
+                }
+                _ => judge(case, obs, endian),
+            };
+            let jited = obs.and_then(|o| o.jit.as_ref()).map(|j| j.0);
+            per_mode.push((mode, status, message.clone(), obs));
+            results.push(TestResult {
+                suite: case.suite.name().to_owned(),
+                id: Some(id as u32),
+                name: case.name.clone(),
+                mode,
+                status,
+                jited,
+                message,
+            });
+        }
+        if let Some(divergence) = divergence(case, id, &per_mode) {
+            results.push(divergence);
+        }
+    }
+    results
+}
+
+type ModeVerdict<'a> = (Mode, Status, Option<String>, Option<&'a Observation>);
+
+/// A finding when modes that all ran disagree on the verdict.
+fn divergence(case: &Case, id: usize, per_mode: &[ModeVerdict<'_>]) -> Option<TestResult> {
+    let judged: Vec<_> = per_mode
+        .iter()
+        .filter(|(_, s, _, _)| matches!(s, Status::Pass | Status::Fail))
+        .collect();
+    let first = judged.first()?;
+    if judged.iter().all(|(_, s, _, _)| *s == first.1) {
+        return None;
+    }
+    let describe = |(mode, status, message, _): &&ModeVerdict<'_>| match message {
+        Some(m) => format!("{}: {} ({m})", mode.name(), status.name()),
+        None => format!("{}: {}", mode.name(), status.name()),
+    };
+    let matched: Vec<&str> = judged
+        .iter()
+        .filter(|v| v.1 == Status::Pass)
+        .map(|v| v.0.name())
+        .collect();
+    let failing = judged.iter().find(|v| v.1 == Status::Fail)?;
+    let mut message = format!(
+        "modes disagree; {} matched the expectation. {}",
+        matched.join(", "),
+        judged.iter().map(describe).collect::<Vec<_>>().join("; ")
+    );
+    if let Some((true, len, image)) = failing.3.and_then(|o| o.jit.as_ref()) {
+        let _ = write!(
+            message,
+            ". {} JIT image: {len} bytes: {}",
+            failing.0.name(),
+            to_hex(image)
+        );
+    }
+    Some(TestResult {
+        suite: case.suite.name().to_owned(),
+        id: Some(id as u32),
+        name: case.name.clone(),
+        mode: failing.0,
+        status: Status::Divergence,
+        jited: None,
+        message: Some(message),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::conformance;
+    use std::path::Path;
+
+    fn case() -> Case {
+        conformance::parse(
+            Path::new("t.data"),
+            "-- asm\nmov r0, 7\nexit\n-- result\n0x7\n",
+            "t",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn bundle_lists_modes_maps_programs_and_reads() {
+        let text = bundle(&[case()], &[Mode::Interp, Mode::JitHardened]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[..5],
+            [
+                "bundle 1",
+                "mode 0 0 0",
+                "mode 1 1 2",
+                "case 0 5",
+                "map 0 2 4 8 1 0 -"
+            ]
+        );
+        assert!(lines[5].starts_with("prog 0 6 0 0 "));
+        assert_eq!(lines[6], "insn 97 2 1 4 0");
+        assert_eq!(&lines[lines.len() - 3..], ["data 00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000", "readmap 0 00000000", "end"]);
+    }
+
+    fn output(value_le: &str) -> AgentOutput {
+        parse_output(
+            format!(
+                "agent hello 1 6.1.0\nmode 0 begin 1 0\nload 0 0 0 0\nrun 0 0 0 2 100 64\nout 0 0 -\n\
+                 map 0 0 0 0 {value_le}\njit 0 0 1 120 90 c3\ndone 0 0\nmode 0 end\nagent bye\n"
+            )
+            .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn a_run_is_judged_by_the_full_r0() {
+        let out = output("0700000000000000");
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert!(out.finished);
+        let r = results(&[case()], &[Mode::Jit], &out, Endian::Little, None);
+        assert_eq!((r[0].status, r[0].jited), (Status::Pass, Some(true)));
+        let out = output("0700000001000000");
+        let r = results(&[case()], &[Mode::Jit], &out, Endian::Little, None);
+        assert_eq!(r[0].status, Status::Fail);
+        assert_eq!(
+            r[0].message.as_deref(),
+            Some("r0 = 0x100000007, expected 0x7")
+        );
+    }
+
+    #[test]
+    fn big_endian_guests_store_the_value_big_endian() {
+        let out = output("0000000000000007");
+        let r = results(&[case()], &[Mode::Jit], &out, Endian::Big, None);
+        assert_eq!(r[0].status, Status::Pass);
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        let out = parse_output(b"load 0 0 0\nwhat 1\nrun x 0 0 0 0 0\n");
+        assert_eq!(out.errors.len(), 3, "{:?}", out.errors);
+        assert_eq!(
+            out.errors[0],
+            "agent output line 1: expected 5 fields: \"load 0 0 0\""
+        );
+    }
+
+    #[test]
+    fn a_crash_is_pinned_on_the_case_in_flight() {
+        let out = parse_output(b"mode 0 begin 1 0\nload 0 0 0 0\ndone 0 0\nload 1 0 0 0\n");
+        let stop = (
+            Status::Crash,
+            "Kernel panic - not syncing: Fatal exception".to_owned(),
+        );
+        let cases = [case(), case(), case()];
+        let r = results(&cases, &[Mode::Jit], &out, Endian::Little, Some(&stop));
+        let statuses: Vec<Status> = r.iter().map(|r| r.status).collect();
+        assert_eq!(statuses[1..], [Status::Crash, Status::NotRun]);
+        assert_eq!(
+            r[1].message.as_deref(),
+            Some("Kernel panic - not syncing: Fatal exception")
+        );
+    }
+
+    #[test]
+    fn modes_that_disagree_are_a_divergence() {
+        let text = "mode 0 begin 0 0\nload 0 0 0 0\nrun 0 0 0 2 1 64\nmap 0 0 0 0 0700000000000000\njit 0 0 0 0 9 -\ndone 0 0\n\
+                    mode 1 begin 1 0\nload 0 1 0 0\nrun 0 1 0 2 1 64\nmap 0 1 0 0 0800000000000000\njit 0 1 1 3 9 c3c3c3\ndone 0 1\n";
+        let out = parse_output(text.as_bytes());
+        let r = results(
+            &[case()],
+            &[Mode::Interp, Mode::Jit],
+            &out,
+            Endian::Little,
+            None,
+        );
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[2].status, r[2].mode), (Status::Divergence, Mode::Jit));
+        assert_eq!(
+            r[2].message.as_deref(),
+            Some("modes disagree; interp matched the expectation. interp: pass; jit: fail (r0 = 0x8, expected 0x7). jit JIT image: 3 bytes: c3c3c3")
+        );
+    }
+}

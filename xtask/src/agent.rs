@@ -1,0 +1,71 @@
+//! Builds the guest agent (images/agent/agent.c) for a guest architecture, once per source
+//! and compiler.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use runner::arch::Arch;
+use xshell::{cmd, Shell};
+
+use crate::project_root;
+use crate::tools::{self, Install, Tool};
+
+/// Flags for every build: static, because the guest has no C library; warnings are errors so
+/// that a cross compiler's complaint (byte order, word size) is never missed.
+const CFLAGS: [&str; 6] = [
+    "-static",
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-std=gnu11",
+];
+
+/// Returns the agent binary for `arch`, compiling it if the source or the compiler changed.
+pub fn build(sh: &Shell, arch: Arch, cache: &Path, install: Install) -> anyhow::Result<PathBuf> {
+    let toolchain = arch.toolchain();
+    tools::ensure(
+        sh,
+        &[Tool {
+            program: toolchain.cc,
+            package: toolchain.package,
+        }],
+        install,
+    )?;
+    let source_path = project_root().join("images/agent/agent.c");
+    let source = fs::read_to_string(&source_path)
+        .with_context(|| format!("cannot read {}", source_path.display()))?;
+    let cc = toolchain.cc;
+    let version = cmd!(sh, "{cc} --version")
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot run {cc}"))?;
+    // The key is the whole input: compiler, flags and source, kept beside the binary.
+    let key = format!("{version}\n{}\n{source}", CFLAGS.join(" "));
+    let dir = cache.join("agent").join(arch.name());
+    let (binary, key_path) = (dir.join("bpf-agent"), dir.join("bpf-agent.key"));
+    if binary.is_file() && fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
+        return Ok(binary);
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let staged = tempfile::NamedTempFile::new_in(&dir)?.into_temp_path();
+    let staged_path = staged.to_path_buf();
+    let output = cmd!(sh, "{cc} {CFLAGS...} -o {staged_path} {source_path}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot run {cc}"))?;
+    if !output.status.success() {
+        bail!(
+            "{cc} failed to build {}:\n{}",
+            source_path.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    staged
+        .persist(&binary)
+        .with_context(|| format!("cannot write {}", binary.display()))?;
+    fs::write(&key_path, key).with_context(|| format!("cannot write {}", key_path.display()))?;
+    Ok(binary)
+}
