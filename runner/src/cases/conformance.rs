@@ -282,12 +282,14 @@ fn wrap(program: Program, mem_len: usize) -> Program {
     items.push(Item::new(imm(ALU64 | K | 0xb0, 2, mem_len as i32)));
     let prologue = items.len();
     let epilogue = prologue + main_len;
+    // The bail-out exists only with a bounds check: the verifier refuses unreachable code.
+    let bail_len = if bail_jump.is_some() { BAIL_LEN } else { 0 };
     let shift = |target: usize| {
         if target < main_len {
             target + prologue
         } else {
             // Functions move past the epilogue.
-            target + prologue + EPILOGUE_LEN
+            target + prologue + EPILOGUE_LEN + bail_len
         }
     };
     let mut rest = Vec::new();
@@ -312,18 +314,25 @@ fn wrap(program: Program, mem_len: usize) -> Program {
     }
     items.extend(epilogue_items(epilogue));
     if let Some(jump) = bail_jump {
-        // The bail-out sits in the epilogue, which belongs to the main program.
-        items[jump].set_target(epilogue + EPILOGUE_LEN - 2);
+        // The bail-out follows the epilogue, inside the main program.
+        let bail = items.len();
+        items[jump].set_target(bail);
+        items.push(Item::new(imm(ALU64 | K | 0xb0, 0, 0))); // mov r0, 0 (XDP_ABORTED)
+        items.push(Item::new(Insn {
+            code: JMP | EXIT,
+            ..Insn::default()
+        }));
     }
     items.extend(rest);
     Program { items }
 }
 
 /// Items in [`epilogue_items`].
-const EPILOGUE_LEN: usize = 12;
+const EPILOGUE_LEN: usize = 10;
+/// Items of the bail-out for a failed bounds check.
+const BAIL_LEN: usize = 2;
 
-/// Stores r0 into the result map's slot 0 and returns XDP_PASS; the last two items return
-/// XDP_ABORTED for the prologue's bounds check.
+/// Stores r0 into the result map's slot 0 and returns XDP_PASS.
 fn epilogue_items(start: usize) -> Vec<Item> {
     let insn = |code: u8, dst: u8, src: u8, off: i16, imm: i32| Insn {
         code,
@@ -334,7 +343,7 @@ fn epilogue_items(start: usize) -> Vec<Item> {
     };
     let mut map = Item::new(insn(LD | DW | IMM, 1, PSEUDO_MAP_FD, 0, 0));
     map.map = Some(RESULT_MAP.to_owned());
-    let done = start + EPILOGUE_LEN - 4;
+    let done = start + EPILOGUE_LEN - 2;
     let items = vec![
         Item::new(insn(ALU64 | X | 0xb0, 6, 0, 0, 0)), // mov r6, r0
         Item::new(insn(ST | MEM | W, 10, 0, -4, 0)),   // stw [r10-4], 0
@@ -345,8 +354,6 @@ fn epilogue_items(start: usize) -> Vec<Item> {
         Item::to(insn(JMP | K | 0x10, 0, 0, 0, 0), done), // jeq r0, 0, done
         Item::new(insn(STX | MEM | DW, 0, 6, 0, 0)),   // stxdw [r0+0], r6
         Item::new(insn(ALU64 | K | 0xb0, 0, 0, 0, EPILOGUE_ACTION as i32)), // done: mov r0, 2
-        Item::new(insn(JMP | EXIT, 0, 0, 0, 0)),       // exit
-        Item::new(insn(ALU64 | K | 0xb0, 0, 0, 0, 0)), // bail: mov r0, 0
         Item::new(insn(JMP | EXIT, 0, 0, 0, 0)),       // exit
     ];
     debug_assert_eq!(items.len(), EPILOGUE_LEN);

@@ -112,7 +112,7 @@ pub struct Case {
 /// A suite file that cannot be read as cases.
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
