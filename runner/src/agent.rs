@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::arch::Endian;
+use crate::arch::{Arch, Endian};
 use crate::cases::{to_hex, Case, Expectation};
 use crate::report::{Mode, Status, TestResult};
 
@@ -382,9 +382,10 @@ pub fn results(
     cases: &[Case],
     modes: &[Mode],
     output: &AgentOutput,
-    endian: Endian,
+    arch: Arch,
     stop: Option<&(Status, String)>,
 ) -> Vec<TestResult> {
+    let endian = arch.elf().endian;
     // The agent runs mode by mode, each over every case: the first pair it did not finish is
     // the one it was on.
     let in_flight = stop.and_then(|_| {
@@ -415,7 +416,7 @@ pub fn results(
                 message,
             });
         }
-        if let Some(divergence) = divergence(case, id, &per_mode) {
+        if let Some(divergence) = divergence(case, id, &per_mode, arch) {
             results.push(divergence);
         }
     }
@@ -425,7 +426,12 @@ pub fn results(
 type ModeVerdict<'a> = (Mode, Status, Option<String>, Option<&'a Observation>);
 
 /// A finding when modes that all ran disagree on the verdict.
-fn divergence(case: &Case, id: usize, per_mode: &[ModeVerdict<'_>]) -> Option<TestResult> {
+fn divergence(
+    case: &Case,
+    id: usize,
+    per_mode: &[ModeVerdict<'_>],
+    arch: Arch,
+) -> Option<TestResult> {
     let judged: Vec<_> = per_mode
         .iter()
         .filter(|(_, s, _, _)| matches!(s, Status::Pass | Status::Fail))
@@ -450,11 +456,12 @@ fn divergence(case: &Case, id: usize, per_mode: &[ModeVerdict<'_>]) -> Option<Te
         judged.iter().map(describe).collect::<Vec<_>>().join("; ")
     );
     if let Some((true, len, image)) = failing.3.and_then(|o| o.jit.as_ref()) {
+        let code = crate::disasm::jit_image(arch, image)
+            .unwrap_or_else(|e| format!("({e}) {}", to_hex(image)));
         let _ = write!(
             message,
-            ". {} JIT image: {len} bytes: {}",
-            failing.0.name(),
-            to_hex(image)
+            ". {} JIT image, {len} bytes:\n{code}",
+            failing.0.name()
         );
     }
     Some(TestResult {
@@ -517,10 +524,10 @@ mod tests {
         let out = output("0700000000000000");
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert!(out.finished);
-        let r = results(&[case()], &[Mode::Jit], &out, Endian::Little, None);
+        let r = results(&[case()], &[Mode::Jit], &out, Arch::X86_64, None);
         assert_eq!((r[0].status, r[0].jited), (Status::Pass, Some(true)));
         let out = output("0700000001000000");
-        let r = results(&[case()], &[Mode::Jit], &out, Endian::Little, None);
+        let r = results(&[case()], &[Mode::Jit], &out, Arch::X86_64, None);
         assert_eq!(r[0].status, Status::Fail);
         assert_eq!(
             r[0].message.as_deref(),
@@ -531,8 +538,9 @@ mod tests {
     #[test]
     fn big_endian_guests_store_the_value_big_endian() {
         let out = output("0000000000000007");
-        let r = results(&[case()], &[Mode::Jit], &out, Endian::Big, None);
-        assert_eq!(r[0].status, Status::Pass);
+        let obs = out.observations.get(&(0, 0));
+        assert_eq!(judge(&case(), obs, Endian::Big).0, Status::Pass);
+        assert_eq!(judge(&case(), obs, Endian::Little).0, Status::Fail);
     }
 
     #[test]
@@ -553,7 +561,7 @@ mod tests {
             "Kernel panic - not syncing: Fatal exception".to_owned(),
         );
         let cases = [case(), case(), case()];
-        let r = results(&cases, &[Mode::Jit], &out, Endian::Little, Some(&stop));
+        let r = results(&cases, &[Mode::Jit], &out, Arch::X86_64, Some(&stop));
         let statuses: Vec<Status> = r.iter().map(|r| r.status).collect();
         assert_eq!(statuses[1..], [Status::Crash, Status::NotRun]);
         assert_eq!(
@@ -571,14 +579,17 @@ mod tests {
             &[case()],
             &[Mode::Interp, Mode::Jit],
             &out,
-            Endian::Little,
+            Arch::X86_64,
             None,
         );
         assert_eq!(r.len(), 3);
         assert_eq!((r[2].status, r[2].mode), (Status::Divergence, Mode::Jit));
         assert_eq!(
             r[2].message.as_deref(),
-            Some("modes disagree; interp matched the expectation. interp: pass; jit: fail (r0 = 0x8, expected 0x7). jit JIT image: 3 bytes: c3c3c3")
+            Some(
+                "modes disagree; interp matched the expectation. interp: pass; jit: fail (r0 = \
+                 0x8, expected 0x7). jit JIT image, 3 bytes:\n0:\tc3                   \tret\n1:\tc3                   \tret\n2:\tc3                   \tret"
+            )
         );
     }
 }

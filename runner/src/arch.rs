@@ -54,6 +54,10 @@ pub struct Toolchain {
     pub cc: &'static str,
     /// The Debian package that ships `cc` (with its C library, for static links).
     pub package: &'static str,
+    /// objdump for the architecture (it comes with `package`), and how to make it read raw
+    /// machine code: JIT images are bare bytes, not ELF files.
+    pub objdump: &'static str,
+    pub objdump_raw: &'static [&'static str],
 }
 
 impl Arch {
@@ -94,10 +98,15 @@ impl Arch {
             Arch::X86_64 => Toolchain {
                 cc: "x86_64-linux-gnu-gcc",
                 package: "gcc",
+                objdump: "objdump",
+                objdump_raw: &["-b", "binary", "-m", "i386:x86-64"],
             },
             Arch::Mips64el => Toolchain {
                 cc: "mips64el-linux-gnuabi64-gcc",
                 package: "gcc-mips64el-linux-gnuabi64",
+                objdump: "mips64el-linux-gnuabi64-objdump",
+                // The 5KEc is MIPS64 release 2; the JIT emits r2 instructions.
+                objdump_raw: &["-b", "binary", "-m", "mips:isa64r2", "-EL"],
             },
         }
     }

@@ -12,6 +12,7 @@ pub mod bpf;
 pub mod cases;
 pub mod cli;
 pub mod console;
+pub mod disasm;
 pub mod elf;
 pub mod initramfs;
 pub mod plan;

@@ -135,7 +135,7 @@ impl Test {
                 &cases,
                 &modes,
                 &output,
-                arch.elf().endian,
+                arch,
                 outcome.agent_stop.as_ref(),
             ));
         }
