@@ -32,6 +32,12 @@ pub fn bundle(cases: &[Case], modes: &[Mode]) -> String {
             for (key, value) in &map.init {
                 let _ = writeln!(out, "mapinit {slot} {} {}", to_hex(key), to_hex(value));
             }
+            for (index, inner) in &map.map_entries {
+                let _ = writeln!(out, "mapmap {slot} {index} {inner}");
+            }
+            for (index, prog) in &map.prog_entries {
+                let _ = writeln!(out, "mapprog {slot} {index} {prog}");
+            }
         }
         for (slot, prog) in case.progs.iter().enumerate() {
             let _ = writeln!(

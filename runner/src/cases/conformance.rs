@@ -131,6 +131,8 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         flags: 0,
         inner: None,
         init: Vec::new(),
+        prog_entries: Vec::new(),
+        map_entries: Vec::new(),
     }];
     let wrapped = wrap(program, mem.len());
     let insns = resolve_maps(path, first_line, &wrapped, &maps)?;

@@ -54,6 +54,10 @@ pub struct MapSpec {
     pub inner: Option<usize>,
     /// `(key, value)` stored before the run.
     pub init: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Prog arrays: `(index, program slot)` stored once the programs are loaded.
+    pub prog_entries: Vec<(u32, usize)>,
+    /// Map-in-map: `(index, map slot)` stored before the run.
+    pub map_entries: Vec<(u32, usize)>,
 }
 
 /// A program a case loads.

@@ -1,5 +1,6 @@
 //! Verifier and XDP cases: YAML lists (see suites/README.md).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -24,6 +25,20 @@ struct YamlMap {
     inner: Option<String>,
     #[serde(default)]
     init: Vec<YamlEntry>,
+    /// Prog arrays: index to the name of a program of the case.
+    #[serde(default)]
+    prog_entries: BTreeMap<u32, String>,
+    /// Map-in-map: index to the name of a map of the case.
+    #[serde(default)]
+    map_entries: BTreeMap<u32, String>,
+}
+
+/// A program besides the main one (`asm`), loaded after it: tail call targets.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlProgram {
+    name: String,
+    asm: String,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +73,8 @@ struct VerifierCase {
     #[serde(default)]
     maps: Vec<YamlMap>,
     asm: String,
+    #[serde(default)]
+    programs: Vec<YamlProgram>,
     expect: Verdict,
     log: Option<String>,
     unprivileged: Option<Unprivileged>,
@@ -78,6 +95,8 @@ struct XdpCase {
     #[serde(default)]
     maps: Vec<YamlMap>,
     asm: String,
+    #[serde(default)]
+    programs: Vec<YamlProgram>,
     packet: String,
     expect: XdpExpect,
 }
@@ -149,7 +168,12 @@ fn lines_of(text: &str, name: &str) -> (usize, usize) {
     (start + 1, asm + 1)
 }
 
-fn maps_of(path: &Path, line: usize, yaml: Vec<YamlMap>) -> Result<Vec<MapSpec>, CaseError> {
+fn maps_of(
+    path: &Path,
+    line: usize,
+    yaml: Vec<YamlMap>,
+    programs: &[&str],
+) -> Result<Vec<MapSpec>, CaseError> {
     let at = || format!("{}:{line}", path.display());
     let mut maps: Vec<MapSpec> = Vec::new();
     for m in yaml {
@@ -194,6 +218,30 @@ fn maps_of(path: &Path, line: usize, yaml: Vec<YamlMap>) -> Result<Vec<MapSpec>,
             }
             init.push((key, value));
         }
+        let mut prog_entries = Vec::new();
+        for (index, prog) in &m.prog_entries {
+            let slot = programs.iter().position(|p| p == prog).ok_or_else(|| {
+                CaseError::invalid(
+                    at(),
+                    format!(
+                        "map `{}`: no program `{prog}` (programs: {})",
+                        m.name,
+                        programs.join(", ")
+                    ),
+                )
+            })?;
+            prog_entries.push((*index, slot));
+        }
+        let mut map_entries = Vec::new();
+        for (index, inner) in &m.map_entries {
+            let slot = maps.iter().position(|x| &x.name == inner).ok_or_else(|| {
+                CaseError::invalid(
+                    at(),
+                    format!("map `{}`: map `{inner}` must be defined before it", m.name),
+                )
+            })?;
+            map_entries.push((*index, slot));
+        }
         maps.push(MapSpec {
             name: m.name,
             map_type,
@@ -203,9 +251,67 @@ fn maps_of(path: &Path, line: usize, yaml: Vec<YamlMap>) -> Result<Vec<MapSpec>,
             flags: m.flags,
             inner,
             init,
+            prog_entries,
+            map_entries,
         });
     }
     Ok(maps)
+}
+
+/// Program names by slot: the main program is slot 0 and has no name of its own.
+fn program_names(programs: &[YamlProgram]) -> Vec<&str> {
+    std::iter::once("")
+        .chain(programs.iter().map(|p| p.name.as_str()))
+        .collect()
+}
+
+/// Assembles the main program and the others, in slot order.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per suite; a struct would only rename them"
+)]
+fn programs_of(
+    path: &Path,
+    text: &str,
+    line: usize,
+    asm_line: usize,
+    asm: &str,
+    others: &[YamlProgram],
+    maps: &[MapSpec],
+    prog_type: u32,
+    prog_flags: u32,
+) -> Result<Vec<ProgSpec>, CaseError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut progs = Vec::new();
+    let mut sources = vec![(asm_line, asm)];
+    for other in others {
+        // The other program's `asm:` follows its `name:` line.
+        let name_line = lines
+            .iter()
+            .enumerate()
+            .skip(line)
+            .find(|(_, l)| {
+                l.trim_start().trim_start_matches("- ").trim() == format!("name: {}", other.name)
+            })
+            .map_or(line, |(i, _)| i);
+        let body = lines
+            .iter()
+            .enumerate()
+            .skip(name_line)
+            .find(|(_, l)| l.trim_start().starts_with("asm:"))
+            .map_or(name_line, |(i, _)| i + 1);
+        sources.push((body + 1, other.asm.as_str()));
+    }
+    for (first_line, asm) in sources {
+        let (_, insns) = assemble_in(path, first_line, asm, maps)?;
+        progs.push(ProgSpec {
+            prog_type,
+            expected_attach_type: 0,
+            prog_flags,
+            insns,
+        });
+    }
+    Ok(progs)
 }
 
 fn lookup(table: &[(&str, u32)], name: &str) -> Option<u32> {
@@ -238,20 +344,26 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
             }
         }
     }
-    let maps = maps_of(path, line, yaml.maps)?;
-    let (_, insns) = assemble_in(path, asm_line, &yaml.asm, &maps)?;
+    let names = program_names(&yaml.programs);
+    let maps = maps_of(path, line, yaml.maps, &names)?;
+    let progs = programs_of(
+        path,
+        text,
+        line,
+        asm_line,
+        &yaml.asm,
+        &yaml.programs,
+        &maps,
+        prog_type,
+        prog_flags,
+    )?;
     let base = Case {
         suite: AgentSuite::Verifier,
         name: yaml.name.clone(),
         origin: at(),
         guards: Some(yaml.guards),
         maps,
-        progs: vec![ProgSpec {
-            prog_type,
-            expected_attach_type: 0,
-            prog_flags,
-            insns,
-        }],
+        progs,
         data: Vec::new(),
         run: false,
         unprivileged: false,
@@ -307,20 +419,26 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase) -> Result<Case, CaseError> {
         ),
         None => None,
     };
-    let maps = maps_of(path, line, yaml.maps)?;
-    let (_, insns) = assemble_in(path, asm_line, &yaml.asm, &maps)?;
+    let names = program_names(&yaml.programs);
+    let maps = maps_of(path, line, yaml.maps, &names)?;
+    let progs = programs_of(
+        path,
+        text,
+        line,
+        asm_line,
+        &yaml.asm,
+        &yaml.programs,
+        &maps,
+        PROG_TYPE_XDP,
+        0,
+    )?;
     Ok(Case {
         suite: AgentSuite::Xdp,
         name: yaml.name,
         origin: at(),
         guards: Some(yaml.guards),
         maps,
-        progs: vec![ProgSpec {
-            prog_type: PROG_TYPE_XDP,
-            expected_attach_type: 0,
-            prog_flags: 0,
-            insns,
-        }],
+        progs,
         data: packet,
         run: true,
         unprivileged: false,
@@ -374,6 +492,43 @@ mod tests {
             .map(|c| (c.name.as_str(), c.unprivileged))
             .collect();
         assert_eq!(names, [("ok", false), ("ok (unprivileged)", true)]);
+    }
+
+    #[test]
+    fn tail_call_targets_and_map_in_map() {
+        let text = "\
+- name: tail
+  guards: a tail call through a prog array reaches its target
+  maps:
+    - {name: jumps, type: prog_array, key_size: 4, value_size: 4, max_entries: 2, prog_entries: {1: leaf}}
+    - {name: inner, type: array, key_size: 4, value_size: 8, max_entries: 1}
+    - {name: outer, type: array_of_maps, key_size: 4, value_size: 4, max_entries: 1, inner: inner, map_entries: {0: inner}}
+  asm: |
+    lddw %r2, map:jumps
+    mov %r3, 1
+    call tail_call
+    mov %r0, 1
+    exit
+  programs:
+    - name: leaf
+      asm: |
+        mov %r0, 3
+        exit
+  packet: 000000000000000000000000000000
+  expect: {action: tx}
+";
+        let cases = parse(Path::new("x.yaml"), text, AgentSuite::Xdp).unwrap();
+        let case = &cases[0];
+        assert_eq!(case.progs.len(), 2);
+        assert_eq!(case.maps[0].prog_entries, [(1, 1)]);
+        assert_eq!(
+            (case.maps[2].inner, case.maps[2].map_entries.clone()),
+            (Some(1), vec![(0, 1)])
+        );
+        let bundle = crate::agent::bundle(&cases, &[crate::report::Mode::Jit]);
+        assert!(bundle.contains("\nmapprog 0 1 1\n"), "{bundle}");
+        assert!(bundle.contains("\nmapmap 2 0 1\n"), "{bundle}");
+        assert!(bundle.contains("\nprog 1 6 0 0 2\n"), "{bundle}");
     }
 
     #[test]
