@@ -40,7 +40,8 @@ pub struct Test {
     #[command(flatten)]
     pub selection: Selection,
 
-    /// Also run every bpf_conformance `.data` file of this directory, unchanged.
+    /// Run every bpf_conformance `.data` file of this directory, unchanged (with no --suite,
+    /// only these).
     #[arg(long, value_name = "DIR")]
     pub conformance_dir: Option<PathBuf>,
 

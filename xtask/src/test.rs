@@ -23,7 +23,13 @@ use crate::{agent, cache, image, project_root, UsageError};
 impl Test {
     pub fn run(self) -> anyhow::Result<u8> {
         let mut plan = self.selection.plan().map_err(UsageError::wrap)?;
-        plan.agent |= self.conformance_dir.is_some();
+        if self.conformance_dir.is_some() {
+            plan.agent = true;
+            if self.selection.suite.is_empty() && self.selection.filter.is_none() {
+                // `--conformance-dir` alone runs just that directory.
+                plan.loads.clear();
+            }
+        }
         let cases = if plan.agent {
             cases::load(
                 &project_root().join("suites"),

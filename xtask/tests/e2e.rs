@@ -241,3 +241,74 @@ fn ctrl_c_ends_qemu_and_writes_a_partial_report() {
         "half-written files left: {leftovers:?}"
     );
 }
+
+fn fixtures(name: &str) -> String {
+    format!(
+        "{}/../runner/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn a_wrong_expectation_fails_in_every_mode_on_both_arches() {
+    for arch in ["x86_64", "mips64el"] {
+        let out = tempfile::tempdir().unwrap();
+        let dir = fixtures("conformance-wrong");
+        let (output, report) = xtask(
+            &[
+                "test",
+                "--arch",
+                arch,
+                "--conformance-dir",
+                &dir,
+                "--mode",
+                "interp,jit,jit-hardened",
+            ],
+            out.path(),
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+        let report = report.unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let got: Vec<(&str, Mode, Status, Option<&str>)> = report
+            .results
+            .iter()
+            .map(|r| (r.name.as_str(), r.mode, r.status, r.message.as_deref()))
+            .collect();
+        let wrong = Some("r0 = 0x1, expected 0x2");
+        assert_eq!(
+            got,
+            [
+                ("ext/lddw-full", Mode::Interp, Status::Pass, None),
+                ("ext/lddw-full", Mode::Jit, Status::Pass, None),
+                ("ext/lddw-full", Mode::JitHardened, Status::Pass, None),
+                ("ext/wrong-r0", Mode::Interp, Status::Fail, wrong),
+                ("ext/wrong-r0", Mode::Jit, Status::Fail, wrong),
+                ("ext/wrong-r0", Mode::JitHardened, Status::Fail, wrong),
+            ],
+            "{arch}"
+        );
+        let jited: Vec<Option<bool>> = report.results.iter().map(|r| r.jited).collect();
+        assert_eq!(
+            jited,
+            [Some(false), Some(true), Some(true)].repeat(2),
+            "{arch}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_case_is_an_input_error_naming_its_position() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = fixtures("conformance-malformed");
+    let (output, report) = xtask(
+        &["test", "--arch", "x86_64", "--conformance-dir", &dir],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    assert!(report.is_none());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("conformance-malformed/bad-operand.data:4:10: expected a register or an immediate, found `[%r1+2]`"),
+        "{stderr}"
+    );
+}

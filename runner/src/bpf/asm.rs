@@ -330,15 +330,27 @@ impl Parser<'_> {
         }
     }
 
+    /// What stands at the current position, up to the next comma or space: for messages.
+    fn token_here(&self) -> &str {
+        let rest = self.text[self.pos..].trim_end();
+        let end = rest.find([',', ' ', '\t']).unwrap_or(rest.len());
+        if end == 0 {
+            "end of line"
+        } else {
+            &rest[..end]
+        }
+    }
+
     fn number(&mut self) -> Result<i128, AsmError> {
         self.skip_space();
         let at = self.pos;
+        let found = self.token_here().to_owned();
         let word = self.word().to_owned();
         parse_number(&word).ok_or_else(|| {
             err(
                 self.line,
                 at + 1,
-                format!("expected a number, found `{word}`"),
+                format!("expected a number, found `{found}`"),
             )
         })
     }
@@ -383,8 +395,13 @@ impl Parser<'_> {
             || (rest.starts_with('r') && rest[1..].starts_with(|c: char| c.is_ascii_digit()))
         {
             Ok(Ok(self.reg()?))
-        } else {
+        } else if rest.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
             Ok(Err(self.imm32()?))
+        } else {
+            self.error(format!(
+                "expected a register or an immediate, found `{}`",
+                self.token_here()
+            ))
         }
     }
 
@@ -796,5 +813,13 @@ exit";
             "1:12: `xchg` always fetches; write it without `fetch`"
         );
         assert_eq!(error("x:\nx:\nexit"), "2:1: label `x` defined twice");
+        assert_eq!(
+            error("add r0, [r1+2]"),
+            "1:9: expected a register or an immediate, found `[r1+2]`"
+        );
+        assert_eq!(
+            error("mov r0,"),
+            "1:8: expected a register or an immediate, found `end of line`"
+        );
     }
 }
