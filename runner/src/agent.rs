@@ -91,6 +91,8 @@ pub struct AgentOutput {
     pub observations: BTreeMap<(usize, usize), Observation>,
     /// `mode index` to the sysctl values read back.
     pub modes: BTreeMap<usize, (u8, u8)>,
+    /// `mode index` to the guest's time for the whole pass, in nanoseconds.
+    pub mode_ns: BTreeMap<usize, u64>,
     pub finished: bool,
     pub errors: Vec<String>,
 }
@@ -147,7 +149,10 @@ fn parse_line(out: &mut AgentOutput, line: &str) -> Result<(), String> {
                 out.modes
                     .insert(num(1)? as usize, (num(3)? as u8, num(4)? as u8));
             }
-            Some("end") => want(3)?,
+            Some("end") => {
+                want(4)?;
+                out.mode_ns.insert(num(1)? as usize, num(3)?);
+            }
             _ => return Err("unknown mode record".into()),
         },
         "load" => {
@@ -519,7 +524,7 @@ mod tests {
         parse_output(
             format!(
                 "agent hello 1 6.1.0\nmode 0 begin 1 0\nload 0 0 0 0\nrun 0 0 0 2 100 64\nout 0 0 -\n\
-                 map 0 0 0 0 {value_le}\njit 0 0 1 120 90 c3\ndone 0 0\nmode 0 end\nagent bye\n"
+                 map 0 0 0 0 {value_le}\njit 0 0 1 120 90 c3\ndone 0 0\nmode 0 end 5000\nagent bye\n"
             )
             .as_bytes(),
         )

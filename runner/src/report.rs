@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 
 /// Version of `report.json`'s layout.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The outcome of one test. A closed set: every result is exactly one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -163,6 +163,17 @@ pub struct Timing {
     pub to_first_test_s: Option<f64>,
     /// QEMU start to QEMU exit.
     pub total_s: f64,
+    /// The agent's passes over its cases, one per mode, timed in the guest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent: Vec<AgentPass>,
+}
+
+/// One pass of the agent over all its cases in one mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentPass {
+    pub mode: Mode,
+    pub cases: usize,
+    pub seconds: f64,
 }
 
 /// Everything a run produced: `report.json`.
@@ -328,25 +339,32 @@ pub fn render_summary(report: &Report) -> String {
         .filter(|&&s| report.count(s) > 0)
         .map(|&s| format!("{} {}", report.count(s), s.name()))
         .collect();
-    let _ = writeln!(
-        out,
-        "{}{} in {:.1} s{}",
-        if counts.is_empty() {
-            "no results".to_owned()
-        } else {
-            counts.join(", ")
-        },
-        if report.complete {
-            ""
-        } else {
-            " (incomplete run)"
-        },
-        report.timing.total_s,
-        report
-            .timing
-            .to_first_test_s
-            .map_or(String::new(), |t| format!(" (first test after {t:.1} s)"))
-    );
+    let mut last = if counts.is_empty() {
+        "no results".to_owned()
+    } else {
+        counts.join(", ")
+    };
+    if !report.complete {
+        last.push_str(" (incomplete run)");
+    }
+    // A replayed recording has no wall-clock time.
+    if report.timing.total_s > 0.0 {
+        let _ = write!(last, " in {:.1} s", report.timing.total_s);
+    }
+    if let Some(t) = report.timing.to_first_test_s {
+        let _ = write!(last, " (first test after {t:.1} s)");
+    }
+    for pass in &report.timing.agent {
+        let rate = pass.cases as f64 / pass.seconds.max(1e-9);
+        let _ = writeln!(
+            out,
+            "agent {}: {} cases in {:.2} s ({rate:.0} cases/s)",
+            pass.mode.name(),
+            pass.cases,
+            pass.seconds
+        );
+    }
+    let _ = writeln!(out, "{last}");
     out
 }
 

@@ -126,11 +126,23 @@ impl Test {
         let (interrupted, invalid_selection) = (outcome.interrupted, outcome.invalid_selection);
         let mut results = outcome.results;
         let mut errors = outcome.errors;
+        let mut timing = outcome.timing;
         if plan.agent {
             let agent_path = out.join("agent.log");
             runner::report::write_atomically(&agent_path, &outcome.agent_output)
                 .with_context(|| format!("cannot write {}", agent_path.display()))?;
             let output = runner::agent::parse_output(&outcome.agent_output);
+            timing.agent = output
+                .mode_ns
+                .iter()
+                .filter_map(|(&index, &ns)| {
+                    Some(runner::report::AgentPass {
+                        mode: *modes.get(index)?,
+                        cases: cases.len(),
+                        seconds: ns as f64 / 1e9,
+                    })
+                })
+                .collect();
             errors.extend(agent_problems(
                 &output,
                 outcome.agent_status,
@@ -158,7 +170,7 @@ impl Test {
             results,
             errors,
             outcome.complete,
-            outcome.timing,
+            timing,
         );
         let report_path = out.join("report.json");
         report
