@@ -324,7 +324,7 @@ pub fn render_summary(report: &Report) -> String {
                 r.suite,
                 r.name,
                 r.mode.name(),
-                r.message.as_deref().unwrap_or("")
+                first_line(r.message.as_deref().unwrap_or(""))
             );
         }
         if failures.len() > 50 {
@@ -366,6 +366,14 @@ pub fn render_summary(report: &Report) -> String {
     }
     let _ = writeln!(out, "{last}");
     out
+}
+
+/// The first line of a message, saying how much more report.json holds.
+fn first_line(message: &str) -> String {
+    match message.split_once('\n') {
+        Some((first, rest)) => format!("{first} [+{} lines in report.json]", rest.lines().count()),
+        None => message.to_owned(),
+    }
 }
 
 /// Gives a file the usual mode of a published file: temporary files start private (0600).

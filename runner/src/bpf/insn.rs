@@ -81,7 +81,7 @@ pub const PSEUDO_MAP_FD: u8 = 1;
 pub const PSEUDO_CALL: u8 = 1;
 
 /// Kernel helpers callable by name, with their numbers (`enum bpf_func_id`).
-pub const HELPERS: [(&str, i32); 9] = [
+pub const HELPERS: [(&str, i32); 10] = [
     ("map_lookup_elem", 1),
     ("map_update_elem", 2),
     ("map_delete_elem", 3),
@@ -91,6 +91,7 @@ pub const HELPERS: [(&str, i32); 9] = [
     ("redirect", 23),
     ("xdp_adjust_head", 44),
     ("redirect_map", 51),
+    ("sk_redirect_map", 52),
 ];
 
 /// One 8-byte instruction slot (`struct bpf_insn`).

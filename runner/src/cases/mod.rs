@@ -137,7 +137,7 @@ impl CaseError {
 }
 
 /// `enum bpf_prog_type` values by the names suites use.
-pub const PROG_TYPES: [(&str, u32); 8] = [
+pub const PROG_TYPES: [(&str, u32); 9] = [
     ("socket_filter", 1),
     ("kprobe", 2),
     ("sched_cls", 3),
@@ -146,11 +146,12 @@ pub const PROG_TYPES: [(&str, u32); 8] = [
     ("xdp", 6),
     ("perf_event", 7),
     ("cgroup_skb", 8),
+    ("sk_skb", 14),
 ];
 pub const PROG_TYPE_XDP: u32 = 6;
 
 /// `enum bpf_map_type` values by the names suites use.
-pub const MAP_TYPES: [(&str, u32); 8] = [
+pub const MAP_TYPES: [(&str, u32); 9] = [
     ("hash", 1),
     ("array", 2),
     ("prog_array", 3),
@@ -159,6 +160,7 @@ pub const MAP_TYPES: [(&str, u32); 8] = [
     ("array_of_maps", 12),
     ("hash_of_maps", 13),
     ("devmap", 14),
+    ("sockmap", 15),
 ];
 pub const MAP_TYPE_ARRAY: u32 = 2;
 
