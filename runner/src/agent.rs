@@ -18,7 +18,10 @@ pub fn bundle(cases: &[Case], modes: &[Mode]) -> String {
     for (id, case) in cases.iter().enumerate() {
         // RUN, UNPRIV, and always JITDUMP: a divergence report shows the JIT'ed code. No LOG:
         // the agent fetches the log itself when a load fails.
-        let flags = u32::from(case.run) | (u32::from(case.unprivileged) << 1) | 4;
+        let flags = u32::from(case.run)
+            | (u32::from(case.unprivileged) << 1)
+            | 4
+            | (u32::from(case.attach) << 4);
         let _ = writeln!(out, "case {id} {flags}");
         for (slot, map) in case.maps.iter().enumerate() {
             let inner = map.inner.map_or("-".to_owned(), |i| i.to_string());
@@ -56,8 +59,11 @@ pub fn bundle(cases: &[Case], modes: &[Mode]) -> String {
                 );
             }
         }
-        if case.run {
+        if case.run || case.attach {
             let _ = writeln!(out, "data {}", to_hex(&case.data));
+        }
+        if let Expectation::Device { frames, .. } = case.expect {
+            let _ = writeln!(out, "repeat {frames}");
         }
         for (slot, key) in &case.read_maps {
             let _ = writeln!(out, "readmap {slot} {}", to_hex(key));
@@ -75,6 +81,8 @@ pub struct Observation {
     pub log: Option<String>,
     /// `(errno, retval, duration ns)`.
     pub run: Option<(i32, u32, u64)>,
+    /// `(errno, frames sent)` of an attached run.
+    pub attach: Option<(i32, u32)>,
     pub out: Option<Vec<u8>>,
     /// `(slot, errno, value)`.
     pub maps: Vec<(usize, i32, Vec<u8>)>,
@@ -170,6 +178,11 @@ fn parse_line(out: &mut AgentOutput, line: &str) -> Result<(), String> {
             want(7)?;
             let run = (num(3)? as i32, num(4)? as u32, num(5)?);
             out.observations.entry(key()?).or_default().run = Some(run);
+        }
+        "attach" => {
+            want(5)?;
+            let attach = (num(3)? as i32, num(4)? as u32);
+            out.observations.entry(key()?).or_default().attach = Some(attach);
         }
         "out" => {
             want(4)?;
@@ -347,6 +360,61 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
                     Some(format!("r0 = {got:#x}, expected {want:#x}")),
                 )
             }
+        }
+        Expectation::Device { frames, maps } => {
+            if !loaded {
+                return (
+                    Status::Fail,
+                    Some(format!(
+                        "load failed (errno {load_errno}){}",
+                        log_tail(&obs.log)
+                    )),
+                );
+            }
+            match obs.attach {
+                None => return (Status::Error, Some("loaded but never attached".into())),
+                // The device is the guest's, not the JIT's: without it the case cannot run.
+                Some((errno, _)) if errno != 0 => {
+                    return (
+                        Status::Skip,
+                        Some(format!(
+                            "cannot attach to a veth device or send through it (errno {errno})"
+                        )),
+                    )
+                }
+                Some((_, sent)) if sent != *frames => {
+                    return (
+                        Status::Error,
+                        Some(format!("sent {sent} of {frames} frames")),
+                    )
+                }
+                Some(_) => {}
+            }
+            for (slot, key, want) in maps {
+                let got = obs.maps.iter().find(|(s, _, _)| s == slot);
+                match got {
+                    Some((_, 0, value)) if value == want => {}
+                    Some((_, 0, value)) => {
+                        let name = case.maps.get(*slot).map_or("?", |m| m.name.as_str());
+                        return (
+                            Status::Fail,
+                            Some(format!(
+                                "after {frames} frames map `{name}` key {} holds {}, expected {}",
+                                to_hex(key),
+                                to_hex(value),
+                                to_hex(want)
+                            )),
+                        );
+                    }
+                    _ => {
+                        return (
+                            Status::Error,
+                            Some(format!("map slot {slot} could not be read")),
+                        )
+                    }
+                }
+            }
+            (Status::Pass, None)
         }
         Expectation::Xdp { action, packet } => {
             if !loaded {

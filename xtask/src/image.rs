@@ -57,8 +57,20 @@ pub fn build(
     dest: &Path,
 ) -> anyhow::Result<()> {
     let mut image = Initramfs::new();
-    for binary in [busybox, &kernel.test_bpf] {
+    let extra = kernel.extra_modules.iter().map(PathBuf::as_path);
+    for binary in [busybox, kernel.test_bpf.as_path()]
+        .into_iter()
+        .chain(extra)
+    {
         elf::check_file(binary, arch)?;
+    }
+    for module in &kernel.extra_modules {
+        let name = module
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let data = fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+        image.file(&format!("lib/extra/{name}"), 0o644, data);
     }
     if let Some(agent) = agent {
         elf::check_file(agent.binary, arch)?;

@@ -64,6 +64,9 @@ pub struct Kernel {
     pub image: PathBuf,
     pub config: Option<PathBuf>,
     pub test_bpf: PathBuf,
+    /// Modules the agent's cases need, loaded before it runs: veth, for real-device XDP.
+    #[serde(default)]
+    pub extra_modules: Vec<PathBuf>,
     /// Where it came from, for the report.
     pub source: String,
 }
@@ -88,7 +91,11 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
     let manifest = dir.join("kernel.json");
     if let Ok(data) = fs::read(&manifest) {
         if let Ok(kernel) = serde_json::from_slice::<Kernel>(&data) {
-            if kernel.image.exists() && kernel.test_bpf.exists() {
+            let files = [&kernel.image, &kernel.test_bpf]
+                .into_iter()
+                .chain(&kernel.extra_modules);
+            // An entry unpacked by an older harness lacks the extra modules: unpack again.
+            if !kernel.extra_modules.is_empty() && files.into_iter().all(|f| f.exists()) {
                 return Ok(kernel);
             }
         }
@@ -121,6 +128,9 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
         if let Some((name, _)) = names.iter().find(|(_, prefix)| path.starts_with(prefix)) {
             return Some(staging.path().join(name));
         }
+        if path.ends_with("/kernel/drivers/net/veth.ko") {
+            return Some(staging.path().join("veth.ko"));
+        }
         path.ends_with("/kernel/lib/test_bpf.ko")
             .then(|| staging.path().join("test_bpf.ko"))
     })?;
@@ -133,10 +143,16 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
             );
         }
     }
+    let extra_modules = if staging.path().join("veth.ko").exists() {
+        vec![dir.join("veth.ko")]
+    } else {
+        Vec::new()
+    };
     let kernel = Kernel {
         image,
         config: Some(config),
         test_bpf: module,
+        extra_modules,
         source: format!("debian:{package}={version}"),
     };
     fs::write(
@@ -212,10 +228,16 @@ fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
             module_names.join(", ")
         )
     })?;
+    let veth = [
+        "veth.ko",
+        "drivers/net/veth.ko",
+        "lib/modules/*/kernel/drivers/net/veth.ko",
+    ];
     Ok(Kernel {
         image,
         config,
         test_bpf,
+        extra_modules: first_match(dir, &veth).into_iter().collect(),
         source: format!("dir:{}", dir.display()),
     })
 }

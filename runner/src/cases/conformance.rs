@@ -152,6 +152,7 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         }],
         data,
         run: true,
+        attach: false,
         unprivileged: false,
         read_maps: vec![(0, vec![0; 4])],
         expect,

@@ -85,6 +85,12 @@ pub enum Expectation {
         action: u32,
         packet: Option<Vec<u8>>,
     },
+    /// An XDP program attached to a real device sees `frames` real frames, after which the
+    /// maps hold these `(slot, key, value)` entries.
+    Device {
+        frames: u32,
+        maps: Vec<(usize, Vec<u8>, Vec<u8>)>,
+    },
 }
 
 /// One case, ready to be written into a bundle.
@@ -103,6 +109,8 @@ pub struct Case {
     pub data: Vec<u8>,
     /// Run slot 0 after loading.
     pub run: bool,
+    /// Attach slot 0 to a real device and send `data` through it, instead of a test run.
+    pub attach: bool,
     /// Load as an unprivileged user instead of root.
     pub unprivileged: bool,
     /// Map slots and keys to read back after the run.

@@ -83,8 +83,28 @@ struct VerifierCase {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct XdpExpect {
-    action: String,
+    /// For test runs: the action returned.
+    action: Option<String>,
     packet: Option<String>,
+    /// Map entries after the run or the frames.
+    #[serde(default)]
+    maps: Vec<YamlMapValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlMapValue {
+    map: String,
+    key: String,
+    value: String,
+}
+
+/// Attach to a real device instead of a test run.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attach {
+    /// How many copies of `packet` go through the device.
+    frames: u32,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +118,7 @@ struct XdpCase {
     #[serde(default)]
     programs: Vec<YamlProgram>,
     packet: String,
+    attach: Option<Attach>,
     expect: XdpExpect,
 }
 
@@ -366,6 +387,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
         progs,
         data: Vec::new(),
         run: false,
+        attach: false,
         unprivileged: false,
         read_maps: Vec::new(),
         expect: Expectation::Verdict {
@@ -392,19 +414,18 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
 fn xdp_case(path: &Path, text: &str, yaml: XdpCase) -> Result<Case, CaseError> {
     let (line, asm_line) = lines_of(text, &yaml.name);
     let at = || format!("{}:{line}", path.display());
-    let action = XDP_ACTIONS
-        .iter()
-        .position(|a| *a == yaml.expect.action)
-        .ok_or_else(|| {
+    let action = match &yaml.expect.action {
+        None => None,
+        Some(name) => Some(XDP_ACTIONS.iter().position(|a| a == name).ok_or_else(|| {
             CaseError::invalid(
                 at(),
                 format!(
-                    "unknown action `{}` (known: {})",
-                    yaml.expect.action,
+                    "unknown action `{name}` (known: {})",
                     XDP_ACTIONS.join(", ")
                 ),
             )
-        })? as u32;
+        })? as u32),
+    };
     let packet =
         parse_hex(&yaml.packet).map_err(|e| CaseError::invalid(at(), format!("packet: {e}")))?;
     if packet.len() < 14 {
@@ -432,6 +453,48 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase) -> Result<Case, CaseError> {
         PROG_TYPE_XDP,
         0,
     )?;
+    let mut map_values = Vec::new();
+    for entry in &yaml.expect.maps {
+        let slot = maps
+            .iter()
+            .position(|m| m.name == entry.map)
+            .ok_or_else(|| {
+                CaseError::invalid(at(), format!("expect.maps: no map `{}`", entry.map))
+            })?;
+        let hex = |field: &str, text: &str| {
+            parse_hex(text)
+                .map_err(|e| CaseError::invalid(at(), format!("expect.maps {field}: {e}")))
+        };
+        map_values.push((slot, hex("key", &entry.key)?, hex("value", &entry.value)?));
+    }
+    let read_maps = map_values
+        .iter()
+        .map(|(slot, key, _)| (*slot, key.clone()))
+        .collect();
+    let expect = match (&yaml.attach, action) {
+        (Some(attach), None) if expected_packet.is_none() && !map_values.is_empty() => {
+            Expectation::Device {
+                frames: attach.frames,
+                maps: map_values,
+            }
+        }
+        (Some(_), _) => {
+            return Err(CaseError::invalid(
+                at(),
+                "an attached case checks maps only: give expect.maps, and no action or packet",
+            ))
+        }
+        (None, Some(action)) if map_values.is_empty() => Expectation::Xdp {
+            action,
+            packet: expected_packet,
+        },
+        (None, _) => {
+            return Err(CaseError::invalid(
+                at(),
+                "a test-run case needs expect.action (and no expect.maps)",
+            ))
+        }
+    };
     Ok(Case {
         suite: AgentSuite::Xdp,
         name: yaml.name,
@@ -440,13 +503,11 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase) -> Result<Case, CaseError> {
         maps,
         progs,
         data: packet,
-        run: true,
+        run: yaml.attach.is_none(),
+        attach: yaml.attach.is_some(),
         unprivileged: false,
-        read_maps: Vec::new(),
-        expect: Expectation::Xdp {
-            action,
-            packet: expected_packet,
-        },
+        read_maps,
+        expect,
         needs_isa_v4: false,
     })
 }
