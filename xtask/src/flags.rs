@@ -23,6 +23,17 @@ pub struct Xtask {
 pub enum Command {
     /// Boot a kernel for ARCH under QEMU, run the kernel's JIT suite and write a report.
     Test(Test),
+    /// Compare two runs (e.g. the same cases on x86_64 and mips64el): every result whose
+    /// status differs. Exit status 1 when any does.
+    Compare(Compare),
+}
+
+#[derive(Args, Debug)]
+pub struct Compare {
+    /// A run's directory or its report.json.
+    pub a: PathBuf,
+    /// Another run's directory or report.json.
+    pub b: PathBuf,
 }
 
 #[derive(Args, Debug)]

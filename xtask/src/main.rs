@@ -3,6 +3,7 @@
 
 mod agent;
 mod cache;
+mod compare;
 mod debian;
 mod flags;
 mod image;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
     let result = match flags.command {
         flags::Command::Test(cmd) => cmd.run(),
+        flags::Command::Compare(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => ExitCode::from(code),
