@@ -1,8 +1,9 @@
 /*
  * bpf-agent: the guest-side half of the BPF JIT harness. It reads a bundle of test cases,
- * loads and runs them with raw bpf(2) syscalls and reports what the kernel did, one line per
- * result, on an output channel of its own (the guest's second serial port). The input and
- * output formats are specified in PROTOCOL.md next to this file; all judging is the host's.
+ * loads and runs them with raw bpf(2) syscalls (or attaches them to a veth device, over raw
+ * rtnetlink) and reports what the kernel did, one line per result, on an output channel of its
+ * own (the guest's second serial port). The input and output formats are specified in
+ * PROTOCOL.md next to this file; all judging is the host's.
  *
  * Plain C with libc and the kernel uapi headers only (no libbpf), so that Debian's cross
  * compilers build it statically for every guest: 32- and 64-bit, either byte order.
@@ -12,18 +13,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <net/if.h> /* not linux/if.h: glibc's own ifreq and IFF_* would clash with it */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
 
 #define MAX_SLOTS 64
 #define MAX_LINE (1 << 20)
@@ -34,8 +43,14 @@
 #define LDDW (BPF_LD | BPF_IMM | BPF_DW)
 #define JIT_ENABLE "/proc/sys/net/core/bpf_jit_enable"
 #define JIT_HARDEN "/proc/sys/net/core/bpf_jit_harden"
+/* The veth pair of ATTACH: frames go into HOST0 and come out of HOST1, where the XDP program
+ * is. */
+#define HOST0 "bpfh0"
+#define HOST1 "bpfh1"
+#define SYS_NET "/sys/class/net/"
+#define IPV6_CONF "/proc/sys/net/ipv6/conf/"
 
-enum { F_RUN = 1, F_UNPRIV = 2, F_JITDUMP = 4, F_LOG = 8 };
+enum { F_RUN = 1, F_UNPRIV = 2, F_JITDUMP = 4, F_LOG = 8, F_ATTACH = 16 };
 /* How far setup() got. STOPPED: a map operation failed and only `done` follows. */
 enum { STOPPED, LOAD_FAILED, LOADED };
 
@@ -63,6 +78,9 @@ struct ctx {
 	size_t ncpu;      /* possible CPUs, for per-CPU map values */
 	int unpriv_ready; /* unprivileged_bpf_disabled has been written */
 	char *log;        /* the verifier log, LOG_SIZE bytes */
+	int veth_tried;   /* the veth pair was created (or that failed with veth_err) */
+	int veth_err;
+	int host0, host1; /* the pair's ifindexes */
 };
 
 /* ---- output ---- */
@@ -286,7 +304,7 @@ static struct tcase *parse_case(struct parser *p)
 	struct tcase *c = xalloc(p->x, sizeof *c);
 	if (!(c->id = strdup(p->tok[1])))
 		die(p->x, "out of memory");
-	c->flags = (unsigned)num(p, 2, 0, F_RUN | F_UNPRIV | F_JITDUMP | F_LOG);
+	c->flags = (unsigned)num(p, 2, 0, F_RUN | F_UNPRIV | F_JITDUMP | F_LOG | F_ATTACH);
 	c->repeat = 1;
 	for (int k, last = MAP;; last = k) {
 		if (!next_line(p))
@@ -579,6 +597,164 @@ static void write_sysctl(const char *path, uint32_t v)
 		close(fd);
 }
 
+/* ATTACH runs a program on a real device, set up over rtnetlink (in host byte order, so the
+ * same on every guest). A link request: its header, its ifinfomsg, then the attributes. */
+struct nlreq {
+	struct nlmsghdr h;
+	struct ifinfomsg i;
+	char attrs[128]; /* the largest request, the veth pair's, takes 64 bytes */
+};
+
+static void nl_link(struct nlreq *r, uint16_t type, uint16_t flags, int ifindex)
+{
+	memset(r, 0, sizeof *r);
+	r->h.nlmsg_len = NLMSG_LENGTH(sizeof r->i);
+	r->h.nlmsg_type = type;
+	r->h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+	r->i.ifi_family = AF_UNSPEC;
+	r->i.ifi_index = ifindex;
+}
+
+/* Appends an attribute. A nest starts empty (len 0) and is closed by nl_end(). */
+static struct rtattr *nl_put(struct nlreq *r, uint16_t type, const void *data, size_t len)
+{
+	struct rtattr *a = (struct rtattr *)((char *)r + NLMSG_ALIGN(r->h.nlmsg_len));
+	a->rta_type = type;
+	a->rta_len = (uint16_t)RTA_LENGTH(len);
+	if (len)
+		memcpy(RTA_DATA(a), data, len);
+	r->h.nlmsg_len = NLMSG_ALIGN(r->h.nlmsg_len) + RTA_ALIGN(a->rta_len);
+	return a;
+}
+
+static void nl_end(struct nlreq *r, struct rtattr *nest)
+{
+	nest->rta_len = (uint16_t)((char *)r + r->h.nlmsg_len - (char *)nest);
+}
+
+/* Sends one request on a socket of its own and reads its ACK. Returns the errno, 0 for an ACK
+ * without error. */
+static int nl_talk(struct nlreq *r)
+{
+	union { struct nlmsghdr h; char b[1024]; } ack; /* an error ACK quotes the request */
+	struct timeval tv = { .tv_sec = 10 };           /* never hang */
+	ssize_t n = -1;
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), err = 0;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) ||
+	    send(fd, r, r->h.nlmsg_len, 0) < 0 || (n = recv(fd, &ack, sizeof ack, 0)) < 0)
+		err = errno;
+	else if ((size_t)n < NLMSG_LENGTH(sizeof(struct nlmsgerr)) ||
+		 ack.h.nlmsg_type != NLMSG_ERROR)
+		err = EPROTO;
+	else
+		err = -((struct nlmsgerr *)NLMSG_DATA(&ack.h))->error;
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* Attaches prog fd to ifindex as a native XDP program, or detaches it with fd -1. */
+static int set_xdp(int ifindex, int32_t fd)
+{
+	struct nlreq r;
+	uint32_t flags = XDP_FLAGS_DRV_MODE;
+	nl_link(&r, RTM_SETLINK, 0, ifindex);
+	struct rtattr *xdp = nl_put(&r, IFLA_XDP, NULL, 0);
+	nl_put(&r, IFLA_XDP_FD, &fd, sizeof fd);
+	nl_put(&r, IFLA_XDP_FLAGS, &flags, sizeof flags);
+	nl_end(&r, xdp);
+	return nl_talk(&r);
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec t = { .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000 };
+	while (nanosleep(&t, &t) && errno == EINTR)
+		;
+}
+
+/* Whether an operstate file says "up". Linkwatch sets it, under the RTNL, in the same pass
+ * that gives the device its queues (until then its frames go to noop_qdisc and vanish), so the
+ * next rtnetlink request completes only once the device can send. */
+static int oper_up(const char *path)
+{
+	char b[8];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, b, sizeof b);
+	if (fd >= 0)
+		close(fd);
+	return n == 3 && !memcmp(b, "up\n", 3);
+}
+
+/* Creates the veth pair HOST0 <-> HOST1 once, and sets both ends up. Returns the errno. */
+static int veth_pair(struct ctx *x)
+{
+	if (x->veth_tried)
+		return x->veth_err;
+	x->veth_tried = 1;
+	struct nlreq r;
+	struct ifinfomsg peer = { .ifi_family = AF_UNSPEC };
+	nl_link(&r, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
+	nl_put(&r, IFLA_IFNAME, HOST0, sizeof HOST0);
+	struct rtattr *info = nl_put(&r, IFLA_LINKINFO, NULL, 0);
+	nl_put(&r, IFLA_INFO_KIND, "veth", sizeof "veth");
+	struct rtattr *data = nl_put(&r, IFLA_INFO_DATA, NULL, 0);
+	struct rtattr *p = nl_put(&r, VETH_INFO_PEER, &peer, sizeof peer);
+	nl_put(&r, IFLA_IFNAME, HOST1, sizeof HOST1);
+	nl_end(&r, p);
+	nl_end(&r, data);
+	nl_end(&r, info);
+	int err = nl_talk(&r);
+	if (!err && (!(x->host0 = (int)if_nametoindex(HOST0)) ||
+		     !(x->host1 = (int)if_nametoindex(HOST1))))
+		err = errno;
+	if (!err) { /* no IPv6 (DAD, solicitations, MLD): the frames are the case's alone */
+		write_sysctl(IPV6_CONF HOST0 "/disable_ipv6", 1);
+		write_sysctl(IPV6_CONF HOST1 "/disable_ipv6", 1);
+	}
+	for (int i = 0; i < 2 && !err; i++) {
+		nl_link(&r, RTM_NEWLINK, 0, i ? x->host1 : x->host0);
+		r.i.ifi_flags = r.i.ifi_change = IFF_UP;
+		err = nl_talk(&r);
+	}
+	for (int ms = 0; !err && !(oper_up(SYS_NET HOST0 "/operstate") &&
+				   oper_up(SYS_NET HOST1 "/operstate"));
+	     ms += 10) {
+		if (ms >= 5000)
+			err = ETIMEDOUT;
+		else
+			nap_ms(10);
+	}
+	return x->veth_err = err;
+}
+
+/* ATTACH: prog fd as native XDP on HOST1, the `data` frame sent `repeat` times into HOST0,
+ * 100 ms for the frames to cross, then detached. Reports the first failure. */
+static void attach_run(struct ctx *x, const struct tcase *c, uint32_t mode, int fd)
+{
+	uint32_t sent = 0;
+	int err = veth_pair(x), attached = !err && !(err = set_xdp(x->host1, fd)), s = -1;
+	struct sockaddr_ll ll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL),
+				  .sll_ifindex = x->host0 };
+	if (attached && ((s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL))) < 0 ||
+			 bind(s, (struct sockaddr *)&ll, sizeof ll) < 0))
+		err = errno;
+	while (!err && sent < c->repeat) {
+		if (send(s, c->data.p, c->data.n, 0) < 0)
+			err = errno;
+		else
+			sent++;
+	}
+	if (s >= 0)
+		close(s);
+	if (attached) {
+		nap_ms(100);
+		int derr = set_xdp(x->host1, -1);
+		err = err ? err : derr;
+	}
+	emit(x, NULL, 0, "attach %s %u %d %u", c->id, mode, err, sent);
+}
+
 /* UNPRIV: a child without privileges creates the maps and loads the programs. The `jit` line
  * needs a privileged fd (the kernel hides the JIT from unprivileged callers, and the image even
  * from root through an fd an unprivileged process opened): the child sends prog slot 0's id and
@@ -644,7 +820,9 @@ static void run_case(struct ctx *x, const struct tcase *c, uint32_t mode)
 		run_unpriv(x, c, mode); /* nothing is run, even with RUN */
 	} else {
 		int st = setup(x, c, mode, mapfd, progfd);
-		if (st == LOADED && (c->flags & F_RUN))
+		if (st == LOADED && (c->flags & F_ATTACH)) /* instead of RUN */
+			attach_run(x, c, mode, progfd[0]);
+		else if (st == LOADED && (c->flags & F_RUN))
 			test_run(x, c, mode, progfd[0]);
 		if (st != STOPPED)
 			read_maps(x, c, mode, mapfd);
