@@ -445,7 +445,7 @@ impl Parser<'_> {
     fn body(&mut self, m: &str) -> Result<Item, AsmError> {
         let plain = |insn| Ok(Item::new(insn));
         let (base, bits32) = match m.strip_suffix("32") {
-            Some(base) if !base.ends_with("be") && !base.ends_with("le") => (base, true),
+            Some(base) if base != "be" && base != "le" => (base, true),
             _ => (m, false),
         };
         if let Some(&(_, op)) = ALU_OPS.iter().find(|(n, _)| *n == base) {
@@ -738,6 +738,7 @@ lock fetch add [r10-8], r1
 lock xchg32 [r10-4], r2
 lock cmpxchg [r10-8], r3
 jslt32 r1, 5, +1
+jle32 r1, r2, +0
 ja +0
 call map_lookup_elem
 exit";
