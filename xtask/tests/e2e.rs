@@ -312,3 +312,78 @@ fn a_malformed_case_is_an_input_error_naming_its_position() {
         "{stderr}"
     );
 }
+
+/// Runs the harness's own suites in all three modes and returns the report.
+fn own_suites(arch: &str) -> (Output, Report) {
+    let out = tempfile::tempdir().unwrap();
+    let (output, report) = xtask(
+        &[
+            "test",
+            "--arch",
+            arch,
+            "--suite",
+            "conformance,verifier,xdp",
+            "--mode",
+            "interp,jit,jit-hardened",
+        ],
+        out.path(),
+    );
+    let report = report.unwrap_or_else(|| panic!("no report: {}", show(&output)));
+    (output, report)
+}
+
+/// Every result that is neither `pass` nor a reasoned `skip`, as (suite, name, mode, status).
+fn findings(report: &Report) -> Vec<(String, String, Mode, Status)> {
+    for r in &report.results {
+        if r.status == Status::Skip {
+            assert!(r.message.as_deref().is_some_and(|m| !m.is_empty()), "a skip without a reason: {r:?}");
+        }
+    }
+    report
+        .results
+        .iter()
+        .filter(|r| !matches!(r.status, Status::Pass | Status::Skip))
+        .map(|r| (r.suite.clone(), r.name.clone(), r.mode, r.status))
+        .collect()
+}
+
+fn assert_every_case_in_every_mode(report: &Report) {
+    assert!(report.complete && report.errors.is_empty(), "{:?}", report.errors);
+    let per_mode = |mode| report.results.iter().filter(|r| r.mode == mode && r.status != Status::Divergence).count();
+    let cases = per_mode(Mode::Jit);
+    assert!(cases >= 260, "only {cases} cases ran");
+    assert_eq!((per_mode(Mode::Interp), per_mode(Mode::JitHardened)), (cases, cases));
+    // The interpreter never JITs, the JIT modes always do on these kernels for programs that
+    // loaded (BPF-to-BPF calls aside on MIPS, which falls back to the interpreter).
+    assert!(report.results.iter().filter(|r| r.mode == Mode::Interp).all(|r| r.jited != Some(true)));
+}
+
+#[test]
+fn x86_64_own_suites_pass_in_every_mode() {
+    let (output, report) = own_suites("x86_64");
+    assert_every_case_in_every_mode(&report);
+    assert_eq!(findings(&report), [], "{}", show(&output));
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn mips64el_own_suites_find_the_tail_call_index_bug() {
+    let (output, report) = own_suites("mips64el");
+    assert_every_case_in_every_mode(&report);
+    // Linux 6.1's MIPS64 JIT compares the whole 64-bit r3 with max_entries in a tail call,
+    // where the helper takes a u32 index: the interpreter and x86_64 agree, the JIT falls
+    // through. A real bug, and the harness must keep finding it.
+    let case = "tail-call-index-upper-bits-ignored".to_owned();
+    let xdp = "xdp".to_owned();
+    assert_eq!(
+        findings(&report),
+        [
+            (xdp.clone(), case.clone(), Mode::Jit, Status::Fail),
+            (xdp.clone(), case.clone(), Mode::JitHardened, Status::Fail),
+            (xdp, case, Mode::Jit, Status::Divergence),
+        ],
+        "{}",
+        show(&output)
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
