@@ -219,6 +219,30 @@ fn log_tail(log: &Option<String>) -> String {
     }
 }
 
+type Verdict = (Status, Option<String>);
+
+fn load_failed(obs: &Observation, errno: i32) -> Verdict {
+    (
+        Status::Fail,
+        Some(format!("load failed (errno {errno}){}", log_tail(&obs.log))),
+    )
+}
+
+/// The return value of a test run after a successful load, or the verdict when there is none.
+fn test_run(obs: &Observation, loaded: bool, load_errno: i32) -> Result<u32, Verdict> {
+    if !loaded {
+        return Err(load_failed(obs, load_errno));
+    }
+    match obs.run {
+        None => Err((Status::Error, Some("loaded but never run".into()))),
+        Some((errno, _, _)) if errno != 0 => Err((
+            Status::Fail,
+            Some(format!("BPF_PROG_TEST_RUN failed: errno {errno}")),
+        )),
+        Some((_, retval, _)) => Ok(retval),
+    }
+}
+
 /// Judges one case in one mode.
 pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status, Option<String>) {
     let Some(obs) = obs else {
@@ -307,24 +331,10 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
             }
         }
         Expectation::R0(want) => {
-            if !loaded {
-                return (
-                    Status::Fail,
-                    Some(format!(
-                        "load failed (errno {load_errno}){}",
-                        log_tail(&obs.log)
-                    )),
-                );
-            }
-            let Some((errno, retval, _)) = obs.run else {
-                return (Status::Error, Some("loaded but never run".into()));
+            let retval = match test_run(obs, loaded, load_errno) {
+                Ok(retval) => retval,
+                Err(verdict) => return verdict,
             };
-            if errno != 0 {
-                return (
-                    Status::Fail,
-                    Some(format!("BPF_PROG_TEST_RUN failed: errno {errno}")),
-                );
-            }
             if retval != crate::cases::conformance::EPILOGUE_ACTION {
                 return (
                     Status::Error,
@@ -363,13 +373,7 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
         }
         Expectation::Device { frames, maps } => {
             if !loaded {
-                return (
-                    Status::Fail,
-                    Some(format!(
-                        "load failed (errno {load_errno}){}",
-                        log_tail(&obs.log)
-                    )),
-                );
+                return load_failed(obs, load_errno);
             }
             match obs.attach {
                 None => return (Status::Error, Some("loaded but never attached".into())),
@@ -417,24 +421,10 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
             (Status::Pass, None)
         }
         Expectation::Xdp { action, packet } => {
-            if !loaded {
-                return (
-                    Status::Fail,
-                    Some(format!(
-                        "load failed (errno {load_errno}){}",
-                        log_tail(&obs.log)
-                    )),
-                );
-            }
-            let Some((errno, retval, _)) = obs.run else {
-                return (Status::Error, Some("loaded but never run".into()));
+            let retval = match test_run(obs, loaded, load_errno) {
+                Ok(retval) => retval,
+                Err(verdict) => return verdict,
             };
-            if errno != 0 {
-                return (
-                    Status::Fail,
-                    Some(format!("BPF_PROG_TEST_RUN failed: errno {errno}")),
-                );
-            }
             if retval != *action {
                 return (
                     Status::Fail,

@@ -286,22 +286,30 @@ fn program_names(programs: &[YamlProgram]) -> Vec<&str> {
         .collect()
 }
 
-/// Assembles the main program and the others, in slot order.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site per suite; a struct would only rename them"
-)]
-fn programs_of(
-    path: &Path,
-    text: &str,
+/// Where a case sits in its file, for messages: its first line and its `asm:` body's.
+struct Place<'a> {
+    path: &'a Path,
+    text: &'a str,
     line: usize,
     asm_line: usize,
+}
+
+/// The maps and programs of a case, the main program (`asm`) in slot 0.
+fn maps_and_programs(
+    place: &Place<'_>,
+    yaml_maps: Vec<YamlMap>,
     asm: &str,
     others: &[YamlProgram],
-    maps: &[MapSpec],
     prog_type: u32,
     prog_flags: u32,
-) -> Result<Vec<ProgSpec>, CaseError> {
+) -> Result<(Vec<MapSpec>, Vec<ProgSpec>), CaseError> {
+    let Place {
+        path,
+        text,
+        line,
+        asm_line,
+    } = *place;
+    let maps = maps_of(path, line, yaml_maps, &program_names(others))?;
     let lines: Vec<&str> = text.lines().collect();
     let mut progs = Vec::new();
     let mut sources = vec![(asm_line, asm)];
@@ -324,7 +332,7 @@ fn programs_of(
         sources.push((body + 1, other.asm.as_str()));
     }
     for (first_line, asm) in sources {
-        let (_, insns) = assemble_in(path, first_line, asm, maps)?;
+        let (_, insns) = assemble_in(path, first_line, asm, &maps)?;
         progs.push(ProgSpec {
             prog_type,
             expected_attach_type: 0,
@@ -332,7 +340,7 @@ fn programs_of(
             insns,
         });
     }
-    Ok(progs)
+    Ok((maps, progs))
 }
 
 fn lookup(table: &[(&str, u32)], name: &str) -> Option<u32> {
@@ -365,16 +373,17 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
             }
         }
     }
-    let names = program_names(&yaml.programs);
-    let maps = maps_of(path, line, yaml.maps, &names)?;
-    let progs = programs_of(
+    let place = Place {
         path,
         text,
         line,
         asm_line,
+    };
+    let (maps, progs) = maps_and_programs(
+        &place,
+        yaml.maps,
         &yaml.asm,
         &yaml.programs,
-        &maps,
         prog_type,
         prog_flags,
     )?;
@@ -440,16 +449,17 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase) -> Result<Case, CaseError> {
         ),
         None => None,
     };
-    let names = program_names(&yaml.programs);
-    let maps = maps_of(path, line, yaml.maps, &names)?;
-    let progs = programs_of(
+    let place = Place {
         path,
         text,
         line,
         asm_line,
+    };
+    let (maps, progs) = maps_and_programs(
+        &place,
+        yaml.maps,
         &yaml.asm,
         &yaml.programs,
-        &maps,
         PROG_TYPE_XDP,
         0,
     )?;
