@@ -224,6 +224,11 @@ fn resolve(items: &mut [Item], labels: &HashMap<String, (usize, usize)>) -> Resu
             Some(Target::Item(i)) => i,
             Some(Target::Label(label)) => match labels.get(&label) {
                 Some(&(i, _)) => i,
+                // bpf_conformance's convention: `exit`, unless defined, is the first `exit`.
+                None if label == "exit" => match items.iter().position(Item::is_exit) {
+                    Some(i) => i,
+                    None => return Err(err(line, column, "no label `exit` and no exit".into())),
+                },
                 None => return Err(err(line, column, format!("no label `{label}`"))),
             },
             Some(Target::Relative(delta)) => {
@@ -582,6 +587,22 @@ impl Parser<'_> {
             dst,
             ..Insn::default()
         };
+        // `map:NAME` is the harness's spelling, `map_by_fd(NAME)` bpf_conformance's.
+        let rest = &self.text[self.pos..];
+        let by_fd = rest
+            .strip_prefix("map_by_fd(")
+            .and_then(|r| r.split_once(')'))
+            .map(|(name, _)| name.to_owned());
+        if let Some(name) = by_fd {
+            self.pos += "map_by_fd(".len() + name.len() + 1;
+            return Ok(Item {
+                map: Some(name),
+                ..Item::new(Insn {
+                    src: PSEUDO_MAP_FD,
+                    ..insn
+                })
+            });
+        }
         if self.text[self.pos..].starts_with("map:") {
             let word = self.word().to_owned();
             let name = &word["map:".len()..];
@@ -629,7 +650,9 @@ impl Parser<'_> {
                 })
             });
         }
-        let imm = match HELPERS.iter().find(|(n, _)| *n == word) {
+        // bpf_conformance writes helpers with the kernel's `bpf_` prefix.
+        let helper = word.strip_prefix("bpf_").unwrap_or(&word);
+        let imm = match HELPERS.iter().find(|(n, _)| *n == helper) {
             Some(&(_, id)) => id,
             None => match parse_number(&word) {
                 Some(n) if (0..=i32::MAX as i128).contains(&n) => n as i32,
@@ -760,6 +783,12 @@ exit";
     }
 
     #[test]
+    fn an_undefined_exit_label_is_the_first_exit() {
+        let insns = encode("jne r1, r0, exit\nmov r0, 0\nexit\nexit");
+        assert_eq!(insns[0].off, 1);
+    }
+
+    #[test]
     fn relative_offsets_count_lddw_as_two_slots() {
         let program = assemble("ja +2\nlddw r1, 1\nexit").unwrap();
         assert_eq!(program.items[0].target(), Some(2));
@@ -778,6 +807,10 @@ exit";
     fn map_references() {
         let program = assemble("mov r0, 0\nlddw %r1, map:counters\nexit").unwrap();
         assert_eq!(program.map_refs(), [(1, "counters")]);
+        let by_fd =
+            assemble("lddw r1, map_by_fd(array_map)\ncall bpf_map_lookup_elem\nexit").unwrap();
+        assert_eq!(by_fd.map_refs(), [(0, "array_map")]);
+        assert_eq!(by_fd.encode().unwrap()[2].imm, 1);
         let insns = program.encode().unwrap();
         assert_eq!((insns[1].src, insns[1].imm), (PSEUDO_MAP_FD, 0));
     }

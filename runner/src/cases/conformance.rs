@@ -122,7 +122,7 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         }
     };
     let needs_isa_v4 = uses_isa_v4(&program);
-    let maps = vec![MapSpec {
+    let mut maps = vec![MapSpec {
         name: RESULT_MAP.to_owned(),
         map_type: MAP_TYPE_ARRAY,
         key_size: 4,
@@ -134,6 +134,9 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         prog_entries: Vec::new(),
         map_entries: Vec::new(),
     }];
+    if let Some(s) = find("map") {
+        maps.extend(map_section(path, s)?);
+    }
     let wrapped = wrap(program, mem.len());
     let insns = resolve_maps(path, first_line, &wrapped, &maps)?;
     let mut data = mem;
@@ -158,6 +161,48 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         expect,
         needs_isa_v4,
     })
+}
+
+/// A `-- map` section: `name type key_size value_size max_entries` per line.
+fn map_section(path: &Path, section: &Section<'_>) -> Result<Vec<MapSpec>, CaseError> {
+    let mut maps = Vec::new();
+    for (n, line) in section.body.lines().enumerate() {
+        let fields: Vec<&str> = line
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let at = format!("{}:{}", path.display(), section.first_line + n);
+        let numbers: Option<Vec<u32>> = fields
+            .get(1..)
+            .map(|f| f.iter().map(|x| x.parse().ok()).collect())
+            .flatten();
+        let (Some(name), Some([map_type, key_size, value_size, max_entries])) =
+            (fields.first(), numbers.as_deref())
+        else {
+            return Err(CaseError::invalid(
+                at,
+                "expected `name type key_size value_size max_entries`",
+            ));
+        };
+        maps.push(MapSpec {
+            name: (*name).to_owned(),
+            map_type: *map_type,
+            key_size: *key_size,
+            value_size: *value_size,
+            max_entries: *max_entries,
+            flags: 0,
+            inner: None,
+            init: Vec::new(),
+            prog_entries: Vec::new(),
+            map_entries: Vec::new(),
+        });
+    }
+    Ok(maps)
 }
 
 fn strip_comments(body: &str) -> String {
