@@ -179,8 +179,7 @@ fn map_section(path: &Path, section: &Section<'_>) -> Result<Vec<MapSpec>, CaseE
         let at = format!("{}:{}", path.display(), section.first_line + n);
         let numbers: Option<Vec<u32>> = fields
             .get(1..)
-            .map(|f| f.iter().map(|x| x.parse().ok()).collect())
-            .flatten();
+            .and_then(|f| f.iter().map(|x| x.parse().ok()).collect());
         let (Some(name), Some([map_type, key_size, value_size, max_entries])) =
             (fields.first(), numbers.as_deref())
         else {
