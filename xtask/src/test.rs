@@ -21,6 +21,14 @@ use crate::tools::{self, Install, Tool};
 use crate::{agent, cache, image, project_root, UsageError};
 
 impl Test {
+    fn install(&self) -> Install {
+        if self.no_install {
+            Install::Forbidden
+        } else {
+            Install::Allowed
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<u8> {
         let mut plan = self.selection.plan().map_err(UsageError::wrap)?;
         if self.conformance_dir.is_some() {
@@ -30,11 +38,21 @@ impl Test {
                 plan.loads.clear();
             }
         }
+        let agent_suites = self.selection.agent_suites();
+        if agent_suites.contains(&cases::AgentSuite::Xdp) {
+            // suites/xdp holds programs written in C.
+            let clang = Tool {
+                program: "clang",
+                package: "clang",
+            };
+            tools::ensure(&Shell::new()?, &[clang], self.install())?;
+        }
         let cases = if plan.agent {
             cases::load(
                 &project_root().join("suites"),
-                &self.selection.agent_suites(),
+                &agent_suites,
                 self.conformance_dir.as_deref(),
+                self.arch.elf().endian == runner::arch::Endian::Big,
             )
             .map_err(UsageError::wrap)?
         } else {
@@ -44,11 +62,7 @@ impl Test {
         let sh = Shell::new()?;
         let arch = self.arch;
         let qemu = arch.qemu();
-        let install = if self.no_install {
-            Install::Forbidden
-        } else {
-            Install::Allowed
-        };
+        let install = self.install();
         tools::ensure(
             &sh,
             &[Tool {

@@ -2,6 +2,7 @@
 //!
 //! The three formats in `suites/` (see suites/README.md) each become a list of [`Case`].
 
+pub mod c;
 pub mod conformance;
 pub mod yaml;
 
@@ -247,13 +248,16 @@ pub fn load(
     suites_dir: &Path,
     suites: &[AgentSuite],
     conformance_dir: Option<&Path>,
+    big_endian: bool,
 ) -> Result<Vec<Case>, CaseError> {
     let mut cases = Vec::new();
     for &suite in suites {
         let dir = suites_dir.join(suite.name());
         match suite {
             AgentSuite::Conformance => cases.extend(conformance::load_dir(&dir, "")?),
-            AgentSuite::Verifier | AgentSuite::Xdp => cases.extend(yaml::load_dir(&dir, suite)?),
+            AgentSuite::Verifier | AgentSuite::Xdp => {
+                cases.extend(yaml::load_dir(&dir, suite, big_endian)?)
+            }
         }
     }
     if let Some(dir) = conformance_dir {

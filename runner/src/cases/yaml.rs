@@ -114,7 +114,11 @@ struct XdpCase {
     guards: String,
     #[serde(default)]
     maps: Vec<YamlMap>,
-    asm: String,
+    asm: Option<String>,
+    /// A C file (relative to the YAML file) instead of `asm`, built with clang.
+    c: Option<String>,
+    /// The ELF section holding the program; default: the first section of code.
+    section: Option<String>,
     #[serde(default)]
     programs: Vec<YamlProgram>,
     packet: String,
@@ -125,17 +129,24 @@ struct XdpCase {
 /// XDP actions by name, in `enum xdp_action` order.
 const XDP_ACTIONS: [&str; 5] = ["aborted", "drop", "pass", "tx", "redirect"];
 
-pub fn load_dir(dir: &Path, suite: AgentSuite) -> Result<Vec<Case>, CaseError> {
+/// Loads a directory of `suite`'s YAML files; C programs are built for a guest of the given
+/// byte order.
+pub fn load_dir(dir: &Path, suite: AgentSuite, big_endian: bool) -> Result<Vec<Case>, CaseError> {
     let mut cases = Vec::new();
     for path in files_in(dir, "yaml")? {
         let text = read_file(&path)?;
-        cases.extend(parse(&path, &text, suite)?);
+        cases.extend(parse(&path, &text, suite, big_endian)?);
     }
     Ok(cases)
 }
 
 /// Parses one YAML file of `suite`'s cases.
-pub fn parse(path: &Path, text: &str, suite: AgentSuite) -> Result<Vec<Case>, CaseError> {
+pub fn parse(
+    path: &Path,
+    text: &str,
+    suite: AgentSuite,
+    big_endian: bool,
+) -> Result<Vec<Case>, CaseError> {
     let yaml_error = |e: serde_yaml::Error| {
         let at = match e.location() {
             Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
@@ -161,7 +172,7 @@ pub fn parse(path: &Path, text: &str, suite: AgentSuite) -> Result<Vec<Case>, Ca
         AgentSuite::Xdp => {
             let list: Vec<XdpCase> = serde_yaml::from_str(text).map_err(yaml_error)?;
             list.into_iter()
-                .map(|case| xdp_case(path, text, case))
+                .map(|case| xdp_case(path, text, case, big_endian))
                 .collect()
         }
         AgentSuite::Conformance => Err(CaseError::invalid(
@@ -295,10 +306,20 @@ struct Place<'a> {
 }
 
 /// The maps and programs of a case, the main program (`asm`) in slot 0.
+/// A case's main program: assembly, or a C file compiled for the guest.
+enum Main<'a> {
+    Asm(&'a str),
+    C {
+        source: std::path::PathBuf,
+        section: Option<&'a str>,
+        big_endian: bool,
+    },
+}
+
 fn maps_and_programs(
     place: &Place<'_>,
     yaml_maps: Vec<YamlMap>,
-    asm: &str,
+    main: Main<'_>,
     others: &[YamlProgram],
     prog_type: u32,
     prog_flags: u32,
@@ -312,7 +333,24 @@ fn maps_and_programs(
     let maps = maps_of(path, line, yaml_maps, &program_names(others))?;
     let lines: Vec<&str> = text.lines().collect();
     let mut progs = Vec::new();
-    let mut sources = vec![(asm_line, asm)];
+    let mut sources = Vec::new();
+    let main_insns = match main {
+        Main::Asm(asm) => assemble_in(path, asm_line, asm, &maps)?.1,
+        Main::C {
+            source,
+            section,
+            big_endian,
+        } => {
+            let elf = super::c::compile(&source, big_endian)?;
+            super::c::program(&source, &elf, section, &maps)?
+        }
+    };
+    progs.push(ProgSpec {
+        prog_type,
+        expected_attach_type: 0,
+        prog_flags,
+        insns: main_insns,
+    });
     for other in others {
         // The other program's `asm:` follows its `name:` line.
         let name_line = lines
@@ -382,7 +420,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
     let (maps, progs) = maps_and_programs(
         &place,
         yaml.maps,
-        &yaml.asm,
+        Main::Asm(&yaml.asm),
         &yaml.programs,
         prog_type,
         prog_flags,
@@ -420,7 +458,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
     Ok(cases)
 }
 
-fn xdp_case(path: &Path, text: &str, yaml: XdpCase) -> Result<Case, CaseError> {
+fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<Case, CaseError> {
     let (line, asm_line) = lines_of(text, &yaml.name);
     let at = || format!("{}:{line}", path.display());
     let action = match &yaml.expect.action {
@@ -455,14 +493,22 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase) -> Result<Case, CaseError> {
         line,
         asm_line,
     };
-    let (maps, progs) = maps_and_programs(
-        &place,
-        yaml.maps,
-        &yaml.asm,
-        &yaml.programs,
-        PROG_TYPE_XDP,
-        0,
-    )?;
+    let main = match (&yaml.asm, &yaml.c) {
+        (Some(asm), None) => Main::Asm(asm),
+        (None, Some(c)) => Main::C {
+            source: path.parent().unwrap_or(Path::new(".")).join(c),
+            section: yaml.section.as_deref(),
+            big_endian,
+        },
+        _ => {
+            return Err(CaseError::invalid(
+                at(),
+                "give the program as `asm` or as `c`, one of them",
+            ))
+        }
+    };
+    let (maps, progs) =
+        maps_and_programs(&place, yaml.maps, main, &yaml.programs, PROG_TYPE_XDP, 0)?;
     let mut map_values = Vec::new();
     for entry in &yaml.expect.maps {
         let slot = maps
@@ -550,14 +596,14 @@ mod tests {
 
     #[test]
     fn assembly_errors_point_into_the_yaml_file() {
-        let err = parse(Path::new("v.yaml"), VERIFIER, AgentSuite::Verifier).unwrap_err();
+        let err = parse(Path::new("v.yaml"), VERIFIER, AgentSuite::Verifier, false).unwrap_err();
         assert_eq!(err.to_string(), "v.yaml:17:1: unknown instruction `movv`");
     }
 
     #[test]
     fn unprivileged_variant_is_its_own_case() {
         let text = VERIFIER.split("- name: bad-asm").next().unwrap();
-        let cases = parse(Path::new("v.yaml"), text, AgentSuite::Verifier).unwrap();
+        let cases = parse(Path::new("v.yaml"), text, AgentSuite::Verifier, false).unwrap();
         let names: Vec<(&str, bool)> = cases
             .iter()
             .map(|c| (c.name.as_str(), c.unprivileged))
@@ -588,7 +634,7 @@ mod tests {
   packet: 000000000000000000000000000000
   expect: {action: tx}
 ";
-        let cases = parse(Path::new("x.yaml"), text, AgentSuite::Xdp).unwrap();
+        let cases = parse(Path::new("x.yaml"), text, AgentSuite::Xdp, false).unwrap();
         let case = &cases[0];
         assert_eq!(case.progs.len(), 2);
         assert_eq!(case.maps[0].prog_entries, [(1, 1)]);
@@ -608,6 +654,7 @@ mod tests {
             Path::new("v.yaml"),
             "- name: a\n  guards: g\n  prog_type: xdp\n  asm: exit\n  expect: maybe\n",
             AgentSuite::Verifier,
+            false,
         )
         .unwrap_err();
         assert!(
@@ -620,6 +667,7 @@ mod tests {
             Path::new("x.yaml"),
             "- name: a\n  guards: g\n  asm: exit\n  packet: '00'\n  expect: {action: pass}\n",
             AgentSuite::Xdp,
+            false,
         )
         .unwrap_err();
         assert_eq!(
