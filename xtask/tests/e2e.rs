@@ -406,3 +406,34 @@ fn mips64el_own_suites_find_the_tail_call_index_bug() {
     );
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn isa_v4_instructions_are_skipped_with_a_reason_on_6_1() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = fixtures("conformance-isa-v4");
+    let (output, report) = xtask(
+        &[
+            "test",
+            "--arch",
+            "x86_64",
+            "--conformance-dir",
+            &dir,
+            "--mode",
+            "interp,jit",
+        ],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let report = report.unwrap();
+    assert_eq!(report.results.len(), 2);
+    for r in &report.results {
+        assert_eq!(r.status, Status::Skip, "{r:?}");
+        assert!(
+            r.message
+                .as_deref()
+                .unwrap()
+                .starts_with("needs ISA v4 instructions"),
+            "{r:?}"
+        );
+    }
+}

@@ -133,7 +133,8 @@ impl Program {
             if let Some(target) = item.target() {
                 let to = *slot_of.get(target).ok_or("jump past the end")? as i64;
                 let delta = to - (slot_of[index] as i64 + 1);
-                if item.is_local_call() {
+                // Calls and the v4 long jump (`gotol`) keep their offset in the immediate.
+                if item.is_local_call() || insn.code == JMP32 | JA {
                     insn.imm = i32::try_from(delta).map_err(|_| "call too far")?;
                 } else {
                     insn.off = i16::try_from(delta).map_err(|_| {
@@ -453,6 +454,11 @@ impl Parser<'_> {
             Some(base) if base != "be" && base != "le" => (base, true),
             _ => (m, false),
         };
+        // ISA v4 (Linux 6.6): the harness assembles these so that an older kernel's verifier
+        // can refuse them, which makes a case `skip`, not an input error.
+        if let Some(insn) = self.isa_v4(base, bits32, m)? {
+            return Ok(insn);
+        }
         if let Some(&(_, op)) = ALU_OPS.iter().find(|(n, _)| *n == base) {
             let class = if bits32 { ALU } else { ALU64 };
             let dst = self.reg()?;
@@ -576,6 +582,77 @@ impl Parser<'_> {
             "lock" => self.atomic(),
             _ => self.error(""),
         }
+    }
+
+    /// `sdiv`/`smod` (div/mod with offset 1), `movsx8/16/32` (mov with the source width in the
+    /// offset), `ldxsb/h/w` (sign-extending loads), `swap16/32/64` and `bswap` (unconditional
+    /// byte swaps), `gotol` (a jump with its offset in the immediate).
+    fn isa_v4(&mut self, base: &str, bits32: bool, m: &str) -> Result<Option<Item>, AsmError> {
+        let class = if bits32 { ALU } else { ALU64 };
+        let alu = |this: &mut Self, op: u8, off: i16| -> Result<Option<Item>, AsmError> {
+            let dst = this.reg()?;
+            this.expect(',')?;
+            let insn = match this.operand()? {
+                Ok(src) => Insn {
+                    code: class | X | op,
+                    dst,
+                    src,
+                    off,
+                    imm: 0,
+                },
+                Err(imm) => Insn {
+                    code: class | K | op,
+                    dst,
+                    off,
+                    imm,
+                    src: 0,
+                },
+            };
+            Ok(Some(Item::new(insn)))
+        };
+        match base {
+            "sdiv" => return alu(self, 0x30, 1),
+            "smod" => return alu(self, 0x90, 1),
+            "movsx8" => return alu(self, 0xb0, 8),
+            "movsx16" => return alu(self, 0xb0, 16),
+            "movsx32" if !bits32 => return alu(self, 0xb0, 32),
+            _ => {}
+        }
+        if let Some(size) = m.strip_prefix("ldxs").and_then(size_code) {
+            let dst = self.reg()?;
+            self.expect(',')?;
+            let (src, off) = self.memory()?;
+            let insn = Insn {
+                code: LDX | 0x80 | size,
+                dst,
+                src,
+                off,
+                imm: 0,
+            };
+            return Ok(Some(Item::new(insn)));
+        }
+        let width = m.strip_prefix("swap").or_else(|| m.strip_prefix("bswap"));
+        if let Some(imm) = width.and_then(|w| w.parse::<i32>().ok()) {
+            let dst = self.reg()?;
+            return Ok(Some(Item::new(Insn {
+                code: ALU64 | END,
+                dst,
+                imm,
+                ..Insn::default()
+            })));
+        }
+        if m == "gotol" {
+            let target = self.target()?;
+            let insn = Insn {
+                code: JMP32 | JA,
+                ..Insn::default()
+            };
+            return Ok(Some(Item {
+                target: Some(target),
+                ..Item::new(insn)
+            }));
+        }
+        Ok(None)
     }
 
     fn lddw(&mut self) -> Result<Item, AsmError> {
@@ -780,6 +857,26 @@ exit";
             (0x9abc_def0, 0x1234_5678)
         );
         assert_eq!(insns[2].off, 1);
+    }
+
+    #[test]
+    fn isa_v4_instructions_assemble() {
+        let insns = encode(
+            "sdiv r0, 3\nsmod32 r1, r2\nmovsx8 r0, r1\nldxsh r0, [r1+2]\nswap16 r3\ngotol +0\nexit",
+        );
+        let codes: Vec<(u8, i16, i32)> = insns.iter().map(|i| (i.code, i.off, i.imm)).collect();
+        assert_eq!(
+            codes,
+            [
+                (0x37, 1, 3),
+                (0x9c, 1, 0),
+                (0xbf, 8, 0),
+                (0x89, 2, 0),
+                (0xd7, 0, 16),
+                (0x06, 0, 0),
+                (0x95, 0, 0)
+            ]
+        );
     }
 
     #[test]
