@@ -58,9 +58,16 @@ fn debian_flavour(arch: Arch) -> &'static str {
     }
 }
 
+/// Version of an unpacked kernel's layout in the cache; an entry of another version is
+/// unpacked again (2 added veth.ko).
+const CACHE_LAYOUT: u32 = 2;
+
 /// A kernel ready to boot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Kernel {
+    /// [`CACHE_LAYOUT`] when the kernel was unpacked into the cache; 0 elsewhere.
+    #[serde(default)]
+    pub layout: u32,
     pub image: PathBuf,
     pub config: Option<PathBuf>,
     pub test_bpf: PathBuf,
@@ -94,8 +101,7 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
             let files = [&kernel.image, &kernel.test_bpf]
                 .into_iter()
                 .chain(&kernel.extra_modules);
-            // An entry unpacked by an older harness lacks the extra modules: unpack again.
-            if !kernel.extra_modules.is_empty() && files.into_iter().all(|f| f.exists()) {
+            if kernel.layout == CACHE_LAYOUT && files.into_iter().all(|f| f.exists()) {
                 return Ok(kernel);
             }
         }
@@ -149,6 +155,7 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
         Vec::new()
     };
     let kernel = Kernel {
+        layout: CACHE_LAYOUT,
         image,
         config: Some(config),
         test_bpf: module,
@@ -234,6 +241,7 @@ fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
         "lib/modules/*/kernel/drivers/net/veth.ko",
     ];
     Ok(Kernel {
+        layout: 0,
         image,
         config,
         test_bpf,
