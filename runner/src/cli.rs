@@ -105,6 +105,8 @@ impl Selection {
             return Ok(Plan {
                 loads: Vec::new(),
                 agent,
+                inject_panic_after_s: None,
+                catalog: None,
             });
         }
         let mut plan = Plan::new(&kernel, &self.mode, self.filter.clone())?;

@@ -15,6 +15,7 @@ pub mod console;
 pub mod disasm;
 pub mod elf;
 pub mod initramfs;
+pub mod module_tests;
 pub mod plan;
 pub mod protocol;
 pub mod qemu;

@@ -98,6 +98,12 @@ pub struct Plan {
     pub loads: Vec<ModuleLoad>,
     /// Whether the agent runs its bundle (`/agent/bundle`) after the module loads.
     pub agent: bool,
+    /// Fault injection for testing the harness: crash the guest kernel (sysrq-c) this many
+    /// seconds after init starts.
+    pub inject_panic_after_s: Option<u32>,
+    /// The tests the module holds, when read from it: lets results name tests the kernel
+    /// never printed.
+    pub catalog: Option<crate::test_bpf::Catalog>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +150,8 @@ impl Plan {
         Ok(Plan {
             loads,
             agent: false,
+            inject_panic_after_s: None,
+            catalog: None,
         })
     }
 }

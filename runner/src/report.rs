@@ -308,12 +308,22 @@ pub fn render_summary(report: &Report) -> String {
         }
         let _ = writeln!(out, "{line}");
     }
+    // Tests never reached are one line per reason; everything else, one line per test.
     let failures: Vec<&TestResult> = report
         .results
         .iter()
-        .filter(|r| r.status != Status::Pass)
+        .filter(|r| !matches!(r.status, Status::Pass | Status::NotRun))
         .collect();
-    if !failures.is_empty() {
+    // In the order the reasons first appear.
+    let mut not_run: Vec<((&str, Mode, &str), usize)> = Vec::new();
+    for r in report.results.iter().filter(|r| r.status == Status::NotRun) {
+        let key = (r.suite.as_str(), r.mode, r.message.as_deref().unwrap_or(""));
+        match not_run.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => not_run.push((key, 1)),
+        }
+    }
+    if !failures.is_empty() || !not_run.is_empty() {
         let _ = writeln!(out, "not passed:");
         for r in failures.iter().take(50) {
             let id = r.id.map_or(String::new(), |id| format!(" #{id}"));
@@ -329,6 +339,14 @@ pub fn render_summary(report: &Report) -> String {
         }
         if failures.len() > 50 {
             let _ = writeln!(out, "  ... and {} more in report.json", failures.len() - 50);
+        }
+        for ((suite, mode, why), n) in &not_run {
+            let entries = if *n == 1 { "entry" } else { "entries" };
+            let _ = writeln!(
+                out,
+                "  not_run {suite} [{}]: {n} {entries}: {why}",
+                mode.name()
+            );
         }
     }
     for e in &report.errors {

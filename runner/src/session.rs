@@ -325,7 +325,11 @@ impl<'p> Run<'p> {
                 });
                 self.phase = Phase::Loading {
                     index,
-                    parser: LoadParser::new(load.mode, load.suites.clone()),
+                    parser: match &self.plan.catalog {
+                        Some(catalog) => LoadParser::new(load.mode, load.suites.clone())
+                            .with_catalog(catalog, load.filter.as_ref()),
+                        None => LoadParser::new(load.mode, load.suites.clone()),
+                    },
                 };
             }
             (GuestLine::LoadEnd { index, status }, Phase::Loading { index: running, .. })

@@ -30,6 +30,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use crate::plan::Filter;
 use crate::report::{Mode, Status, TestResult};
 
 /// The three suites of `test_bpf.ko`, in the order the module runs them.
@@ -125,7 +128,14 @@ pub struct LoadParser {
     repeated_lines: usize,
     /// The module refused its parameters: the selection names no test it has.
     invalid_selection: bool,
+    /// Per suite, the ids and names of the tests this load runs, when the module's own list is
+    /// known (see `module_tests`): tests never reached are then reported one by one, and a
+    /// crash is pinned on its test even before the kernel printed that test's line.
+    expected: BTreeMap<Suite, Vec<(u32, String)>>,
 }
+
+/// Each suite's test names, in id order, as `module_tests::test_names` reads them.
+pub type Catalog = BTreeMap<Suite, Vec<String>>;
 
 /// What test_bpf says when its parameters select nothing (`prepare_test_range()`).
 const SELECTION_ERRORS: [&str; 5] = [
@@ -150,7 +160,31 @@ impl LoadParser {
             errors: Vec::new(),
             repeated_lines: 0,
             invalid_selection: false,
+            expected: BTreeMap::new(),
         }
+    }
+
+    /// A parser that knows which tests the load runs: the module's `catalog` cut down by the
+    /// load's `filter`, as test_bpf's `prepare_test_range()` does.
+    pub fn with_catalog(mut self, catalog: &Catalog, filter: Option<&Filter>) -> Self {
+        for &suite in &self.suites {
+            let Some(names) = catalog.get(&suite) else {
+                continue;
+            };
+            let all = names
+                .iter()
+                .enumerate()
+                .map(|(id, name)| (id as u32, name.clone()));
+            let selected: Vec<(u32, String)> = match filter {
+                None => all.collect(),
+                Some(Filter::Id(n)) => all.filter(|(id, _)| id == n).collect(),
+                Some(Filter::Range(a, b)) => all.filter(|(id, _)| (a..=b).contains(&id)).collect(),
+                // The module runs the first test of that name.
+                Some(Filter::Name(name)) => all.filter(|(_, n)| n == name).take(1).collect(),
+            };
+            self.expected.insert(suite, selected);
+        }
+        self
     }
 
     pub fn results(&self) -> &[TestResult] {
@@ -343,15 +377,29 @@ impl LoadParser {
     /// Marks every suite not yet started as not run, with `why`.
     fn finish_load(&mut self, why: &str) {
         self.finished = true;
-        for &suite in &self.suites[self.current.min(self.suites.len())..] {
-            self.results.push(TestResult::not_run(
-                suite.name(),
-                self.mode,
-                format!("{suite} (whole suite)"),
-                why,
-            ));
+        let rest: Vec<Suite> = self.suites[self.current.min(self.suites.len())..].to_vec();
+        for suite in rest {
+            self.push_rest_of_suite(suite, why);
         }
         self.current = self.suites.len();
+    }
+
+    /// The tests of `suite` this load runs that have no result yet, when known.
+    fn missing(&self, suite: Suite) -> Option<Vec<(u32, String)>> {
+        let expected = self.expected.get(&suite)?;
+        let done: std::collections::BTreeSet<u32> = self
+            .results
+            .iter()
+            .filter(|r| r.suite == suite.name())
+            .filter_map(|r| r.id)
+            .collect();
+        Some(
+            expected
+                .iter()
+                .filter(|(id, _)| !done.contains(id))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Ends the load because the kernel crashed or hung: the running test gets `status` with
@@ -379,6 +427,18 @@ impl LoadParser {
             });
             let rest = format!("not run: {cause} during {suite} #{}", open.id);
             self.push_rest_of_suite(suite, &rest);
+        } else if let Some((id, name)) = self.missing(suite).and_then(|m| m.into_iter().next()) {
+            // The kernel had not printed the test's line yet; the module's list names it.
+            self.results.push(TestResult {
+                suite: suite.name().to_owned(),
+                id: Some(id),
+                name,
+                mode: self.mode,
+                status,
+                jited: None,
+                message: Some(message.to_owned()),
+            });
+            self.push_rest_of_suite(suite, &format!("not run: {cause} during {suite} #{id}"));
         } else {
             let rest = match status {
                 Status::Crash | Status::Hang => format!("{}: {message}", status.name()),
@@ -391,6 +451,14 @@ impl LoadParser {
     }
 
     fn push_rest_of_suite(&mut self, suite: Suite, why: &str) {
+        if let Some(missing) = self.missing(suite) {
+            for (id, name) in missing {
+                let mut result = TestResult::not_run(suite.name(), self.mode, name, why);
+                result.id = Some(id);
+                self.results.push(result);
+            }
+            return;
+        }
         let after = self
             .results
             .iter()
@@ -951,6 +1019,44 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn with_the_module_list_a_crash_names_its_test_and_every_other_test_is_listed() {
+        let catalog: Catalog = [
+            (
+                Suite::TestBpf,
+                vec!["TAX".to_owned(), "TXA".to_owned(), "ADD".to_owned()],
+            ),
+            (Suite::TestTailCalls, vec!["Tail call leaf".to_owned()]),
+            (Suite::TestSkbSegment, vec!["gso".to_owned()]),
+        ]
+        .into();
+        let mut p = LoadParser::new(Mode::Jit, Suite::ALL.to_vec()).with_catalog(&catalog, None);
+        p.line(b"test_bpf: #0 TAX jited:1 5 PASS");
+        // The kernel died before printing #1's line.
+        p.interrupt(
+            Status::Crash,
+            "Kernel panic - not syncing: sysrq triggered crash",
+        );
+        let got: Vec<(&str, Option<u32>, &str, Status)> = p
+            .results()
+            .iter()
+            .map(|r| (r.suite.as_str(), r.id, r.name.as_str(), r.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("test_bpf", Some(0), "TAX", Status::Pass),
+                ("test_bpf", Some(1), "TXA", Status::Crash),
+                ("test_bpf", Some(2), "ADD", Status::NotRun),
+                ("test_tail_calls", Some(0), "Tail call leaf", Status::NotRun),
+                ("test_skb_segment", Some(0), "gso", Status::NotRun),
+            ]
+        );
+        let filtered = LoadParser::new(Mode::Jit, vec![Suite::TestBpf])
+            .with_catalog(&catalog, Some(&Filter::Range(1, 2)));
+        assert_eq!(filtered.missing(Suite::TestBpf).unwrap().len(), 2);
     }
 
     #[test]

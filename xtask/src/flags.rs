@@ -69,6 +69,11 @@ pub struct Test {
     #[arg(long)]
     pub no_install: bool,
 
+    /// For testing the harness itself: crash the guest kernel (sysrq-c) this many seconds
+    /// after its init starts.
+    #[arg(long, value_name = "SECS")]
+    pub inject_panic_after: Option<u32>,
+
     /// Seconds without console output, once booted, before a guest counts as hung.
     #[arg(long, default_value_t = 120)]
     pub silence_timeout: u64,

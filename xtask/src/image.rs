@@ -91,6 +91,9 @@ pub fn build(
         .file("init", 0o755, INIT.as_bytes().to_vec())
         .file("test_bpf.ko", 0o644, read(&kernel.test_bpf)?)
         .file("plan", 0o644, plan.to_string().into_bytes());
+    if let Some(seconds) = plan.inject_panic_after_s {
+        image.file("inject-panic", 0o644, format!("{seconds}\n").into_bytes());
+    }
     image
         .write_gz_file(dest)
         .with_context(|| format!("cannot write the guest image {}", dest.display()))

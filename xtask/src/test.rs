@@ -31,6 +31,7 @@ impl Test {
 
     pub fn run(self) -> anyhow::Result<u8> {
         let mut plan = self.selection.plan().map_err(UsageError::wrap)?;
+        plan.inject_panic_after_s = self.inject_panic_after;
         if self.conformance_dir.is_some() {
             plan.agent = true;
             if self.selection.suite.is_empty() && self.selection.filter.is_none() {
@@ -96,6 +97,16 @@ impl Test {
             .with_context(|| format!("cannot create the output directory {}", out.display()))?;
         let scratch = tempfile::TempDir::new().context("cannot create a temporary directory")?;
         let initrd = scratch.path().join("initramfs.cpio.gz");
+        // The module's own list of tests names those a crash or hang kept from printing.
+        let module = std::fs::read(&kernel.test_bpf)
+            .with_context(|| format!("cannot read {}", kernel.test_bpf.display()))?;
+        match runner::module_tests::test_names(&module) {
+            Ok(catalog) => plan.catalog = Some(catalog),
+            Err(e) => eprintln!(
+                "warning: cannot list the tests of {} ({e}); tests never reached are reported per suite",
+                kernel.test_bpf.display()
+            ),
+        }
         let agent_files = agent_binary.as_deref().map(|binary| image::AgentFiles {
             binary,
             bundle: runner::agent::bundle(&cases, &modes),

@@ -437,3 +437,54 @@ fn isa_v4_instructions_are_skipped_with_a_reason_on_6_1() {
         );
     }
 }
+
+#[test]
+fn a_real_panic_is_pinned_on_the_running_test_and_every_other_test_is_reported() {
+    let out = tempfile::tempdir().unwrap();
+    // sysrq-c from the guest's init, 20 s after it starts: in the middle of test_bpf.
+    let (output, report) = xtask(
+        &["test", "--arch", "x86_64", "--inject-panic-after", "20"],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    let report = report.unwrap();
+    assert!(!report.complete);
+    let crashed: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.status == Status::Crash)
+        .collect();
+    assert_eq!(crashed.len(), 1, "{}", show(&output));
+    let crash = crashed[0];
+    assert_eq!(crash.suite, "test_bpf");
+    assert!(crash.id.is_some() && !crash.name.is_empty(), "{crash:?}");
+    assert!(
+        crash
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("sysrq triggered crash"),
+        "{crash:?}"
+    );
+    // Before it everything passed, after it nothing ran, and every test is there once.
+    let id = crash.id.unwrap();
+    for r in report.results.iter().filter(|r| r.suite == "test_bpf") {
+        let want = match r.id.unwrap().cmp(&id) {
+            std::cmp::Ordering::Less => Status::Pass,
+            std::cmp::Ordering::Equal => Status::Crash,
+            std::cmp::Ordering::Greater => Status::NotRun,
+        };
+        assert_eq!(r.status, want, "{r:?}");
+    }
+    assert_eq!(
+        per_suite(&report)
+            .iter()
+            .map(|(s, n, _, _)| (s.as_str(), *n))
+            .collect::<Vec<_>>(),
+        [
+            ("test_bpf", 1026),
+            ("test_tail_calls", 10),
+            ("test_skb_segment", 2)
+        ]
+    );
+}
