@@ -527,16 +527,7 @@ impl Parser<'_> {
             });
         }
         if let Some(size) = m.strip_prefix("ldx").and_then(size_code) {
-            let dst = self.reg()?;
-            self.expect(',')?;
-            let (src, off) = self.memory()?;
-            return plain(Insn {
-                code: LDX | MEM | size,
-                dst,
-                src,
-                off,
-                ..Insn::default()
-            });
+            return self.load(LDX | MEM | size);
         }
         if let Some(size) = m.strip_prefix("stx").and_then(size_code) {
             let (dst, off) = self.memory()?;
@@ -619,17 +610,8 @@ impl Parser<'_> {
             _ => {}
         }
         if let Some(size) = m.strip_prefix("ldxs").and_then(size_code) {
-            let dst = self.reg()?;
-            self.expect(',')?;
-            let (src, off) = self.memory()?;
-            let insn = Insn {
-                code: LDX | 0x80 | size,
-                dst,
-                src,
-                off,
-                imm: 0,
-            };
-            return Ok(Some(Item::new(insn)));
+            // MEMSX, the sign-extending mode.
+            return self.load(LDX | 0x80 | size).map(Some);
         }
         let width = m.strip_prefix("swap").or_else(|| m.strip_prefix("bswap"));
         if let Some(imm) = width.and_then(|w| w.parse::<i32>().ok()) {
@@ -653,6 +635,20 @@ impl Parser<'_> {
             }));
         }
         Ok(None)
+    }
+
+    /// `dst, [src+off]`.
+    fn load(&mut self, code: u8) -> Result<Item, AsmError> {
+        let dst = self.reg()?;
+        self.expect(',')?;
+        let (src, off) = self.memory()?;
+        Ok(Item::new(Insn {
+            code,
+            dst,
+            src,
+            off,
+            imm: 0,
+        }))
     }
 
     fn lddw(&mut self) -> Result<Item, AsmError> {
