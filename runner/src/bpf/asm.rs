@@ -470,39 +470,13 @@ impl Parser<'_> {
                 });
             }
             self.expect(',')?;
-            return plain(match self.operand()? {
-                Ok(src) => Insn {
-                    code: class | X | op,
-                    dst,
-                    src,
-                    ..Insn::default()
-                },
-                Err(imm) => Insn {
-                    code: class | K | op,
-                    dst,
-                    imm,
-                    ..Insn::default()
-                },
-            });
+            return plain(with_source(class | op, dst, self.operand()?));
         }
         if let Some(&(_, op)) = JMP_OPS.iter().find(|(n, _)| *n == base) {
             let class = if bits32 { JMP32 } else { JMP };
             let dst = self.reg()?;
             self.expect(',')?;
-            let insn = match self.operand()? {
-                Ok(src) => Insn {
-                    code: class | X | op,
-                    dst,
-                    src,
-                    ..Insn::default()
-                },
-                Err(imm) => Insn {
-                    code: class | K | op,
-                    dst,
-                    imm,
-                    ..Insn::default()
-                },
-            };
+            let insn = with_source(class | op, dst, self.operand()?);
             self.expect(',')?;
             let target = self.target()?;
             return Ok(Item {
@@ -583,21 +557,9 @@ impl Parser<'_> {
         let alu = |this: &mut Self, op: u8, off: i16| -> Result<Option<Item>, AsmError> {
             let dst = this.reg()?;
             this.expect(',')?;
-            let insn = match this.operand()? {
-                Ok(src) => Insn {
-                    code: class | X | op,
-                    dst,
-                    src,
-                    off,
-                    imm: 0,
-                },
-                Err(imm) => Insn {
-                    code: class | K | op,
-                    dst,
-                    off,
-                    imm,
-                    src: 0,
-                },
+            let insn = Insn {
+                off,
+                ..with_source(class | op, dst, this.operand()?)
             };
             Ok(Some(Item::new(insn)))
         };
@@ -777,6 +739,24 @@ impl Parser<'_> {
             off,
             imm,
         }))
+    }
+}
+
+/// An ALU or jump instruction whose source is a register (`X`) or an immediate (`K`).
+fn with_source(code: u8, dst: u8, source: Result<u8, i32>) -> Insn {
+    match source {
+        Ok(src) => Insn {
+            code: code | X,
+            dst,
+            src,
+            ..Insn::default()
+        },
+        Err(imm) => Insn {
+            code: code | K,
+            dst,
+            imm,
+            ..Insn::default()
+        },
     }
 }
 
