@@ -4,7 +4,7 @@
 //! indices, so that the harness can wrap a program in a prologue and an epilogue before
 //! [`Program::encode`] computes the final offsets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use super::insn::*;
@@ -104,6 +104,8 @@ impl Item {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Program {
     pub items: Vec<Item>,
+    /// Each label's item index.
+    pub labels: BTreeMap<String, usize>,
 }
 
 impl Program {
@@ -205,7 +207,11 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
         items.push(item);
     }
     resolve(&mut items, &labels)?;
-    Ok(Program { items })
+    let labels = labels
+        .into_iter()
+        .map(|(name, (index, _))| (name, index))
+        .collect();
+    Ok(Program { items, labels })
 }
 
 /// Turns labels and relative offsets into item indices.

@@ -265,7 +265,10 @@ fn raw_program(path: &Path, section: &Section<'_>) -> Result<Program, CaseError>
             items[index].set_target(target);
         }
     }
-    Ok(Program { items })
+    Ok(Program {
+        items,
+        labels: Default::default(),
+    })
 }
 
 /// Whether the program uses instructions of ISA v4 (Linux 6.6): signed division and modulo,
@@ -287,124 +290,98 @@ fn uses_isa_v4(program: &Program) -> bool {
     })
 }
 
+/// The code around a case's program, in the harness's own assembly. The program goes at
+/// `__main`; each `exit` of it becomes a jump to what follows (the epilogue). With input memory,
+/// the prologue checks `data + len <= data_end` so that the verifier lets the program touch
+/// that many bytes, and `__bail` (XDP_ABORTED) is where that check fails, which it cannot for a
+/// frame the harness built. Without memory there is no check and no `__bail`: the verifier
+/// refuses unreachable code.
+fn frame(mem_len: usize) -> String {
+    let check = if mem_len > 0 {
+        format!("mov r3, r1\nadd r3, {mem_len}\njgt r3, r2, __bail\n")
+    } else {
+        String::new()
+    };
+    let bail = if mem_len > 0 {
+        "__bail:\nmov r0, 0\nexit\n"
+    } else {
+        ""
+    };
+    format!(
+        "ldxw r2, [r1+4]
+ldxw r1, [r1+0]
+{check}mov r2, {mem_len}
+__main:
+mov r6, r0
+stw [r10-4], 0
+lddw r1, map:{RESULT_MAP}
+mov r2, r10
+add r2, -4
+call map_lookup_elem
+jeq r0, 0, __done
+stxdw [r0+0], r6
+__done:
+mov r0, {EPILOGUE_ACTION}
+exit
+{bail}"
+    )
+}
+
 /// Prologue + main program (exits redirected) + epilogue + functions.
 fn wrap(program: Program, mem_len: usize) -> Program {
+    #[expect(
+        clippy::expect_used,
+        reason = "the frame is the harness's own fixed text"
+    )]
+    let frame = asm::assemble(&frame(mem_len)).expect("the conformance frame assembles");
+    let prologue = frame.labels.get("__main").copied().unwrap_or(0);
     let main_len = program.main_len();
-    let mut items: Vec<Item> = Vec::new();
-    let reg = |code: u8, dst: u8, src: u8| Insn {
-        code,
-        dst,
-        src,
-        ..Insn::default()
-    };
-    let imm = |code: u8, dst: u8, imm: i32| Insn {
-        code,
-        dst,
-        imm,
-        ..Insn::default()
-    };
-    // Prologue: r1 = data, r2 = length, after checking data + length <= data_end so that the
-    // verifier knows the program may touch that many bytes.
-    items.push(Item::new(Insn {
-        code: LDX | MEM | W,
-        dst: 2,
-        src: 1,
-        off: 4,
-        imm: 0,
-    }));
-    items.push(Item::new(Insn {
-        code: LDX | MEM | W,
-        dst: 1,
-        src: 1,
-        off: 0,
-        imm: 0,
-    }));
-    let mut bail_jump = None;
-    if mem_len > 0 {
-        items.push(Item::new(reg(ALU64 | X | 0xb0, 3, 1)));
-        items.push(Item::new(imm(ALU64 | K, 3, mem_len as i32)));
-        bail_jump = Some(items.len());
-        items.push(Item::new(reg(JMP | X | 0x20, 3, 2))); // jgt r3, r2, bail
-    }
-    items.push(Item::new(imm(ALU64 | K | 0xb0, 2, mem_len as i32)));
-    let prologue = items.len();
-    let epilogue = prologue + main_len;
-    // The bail-out exists only with a bounds check: the verifier refuses unreachable code.
-    let bail_len = if bail_jump.is_some() { BAIL_LEN } else { 0 };
-    let shift = |target: usize| {
-        if target < main_len {
-            target + prologue
+    let epilogue_len = frame.items.len() - prologue;
+    // Where an item index of the frame or of the program lands in the wrapped program.
+    let from_frame = |t: usize| if t < prologue { t } else { t + main_len };
+    let from_program = |t: usize| {
+        if t < main_len {
+            t + prologue
         } else {
             // Functions move past the epilogue.
-            target + prologue + EPILOGUE_LEN + bail_len
+            t + prologue + epilogue_len
         }
     };
-    let mut rest = Vec::new();
-    for (index, mut item) in program.items.into_iter().enumerate() {
+    let relocate = |mut item: Item, to: &dyn Fn(usize) -> usize| {
         if let Some(target) = item.target() {
-            item.set_target(shift(target));
+            item.set_target(to(target));
         }
-        if index < main_len && item.is_exit() {
-            item = Item::to(
+        item
+    };
+    let epilogue = prologue + main_len;
+    let mut items: Vec<Item> = Vec::with_capacity(frame.items.len() + program.items.len());
+    let (frame_head, frame_tail) = frame.items.split_at(prologue);
+    items.extend(frame_head.iter().cloned().map(|i| relocate(i, &from_frame)));
+    let (main, functions) = program.items.split_at(main_len);
+    for item in main.iter().cloned() {
+        items.push(if item.is_exit() {
+            Item::to(
                 Insn {
                     code: JMP | JA,
                     ..Insn::default()
                 },
                 epilogue,
-            );
-        }
-        if index < main_len {
-            items.push(item);
+            )
         } else {
-            rest.push(item);
-        }
+            relocate(item, &from_program)
+        });
     }
-    items.extend(epilogue_items(epilogue));
-    if let Some(jump) = bail_jump {
-        // The bail-out follows the epilogue, inside the main program.
-        let bail = items.len();
-        items[jump].set_target(bail);
-        items.push(Item::new(imm(ALU64 | K | 0xb0, 0, 0))); // mov r0, 0 (XDP_ABORTED)
-        items.push(Item::new(Insn {
-            code: JMP | EXIT,
-            ..Insn::default()
-        }));
+    items.extend(frame_tail.iter().cloned().map(|i| relocate(i, &from_frame)));
+    items.extend(
+        functions
+            .iter()
+            .cloned()
+            .map(|i| relocate(i, &from_program)),
+    );
+    Program {
+        items,
+        labels: Default::default(),
     }
-    items.extend(rest);
-    Program { items }
-}
-
-/// Items in [`epilogue_items`].
-const EPILOGUE_LEN: usize = 10;
-/// Items of the bail-out for a failed bounds check.
-const BAIL_LEN: usize = 2;
-
-/// Stores r0 into the result map's slot 0 and returns XDP_PASS.
-fn epilogue_items(start: usize) -> Vec<Item> {
-    let insn = |code: u8, dst: u8, src: u8, off: i16, imm: i32| Insn {
-        code,
-        dst,
-        src,
-        off,
-        imm,
-    };
-    let mut map = Item::new(insn(LD | DW | IMM, 1, PSEUDO_MAP_FD, 0, 0));
-    map.map = Some(RESULT_MAP.to_owned());
-    let done = start + EPILOGUE_LEN - 2;
-    let items = vec![
-        Item::new(insn(ALU64 | X | 0xb0, 6, 0, 0, 0)), // mov r6, r0
-        Item::new(insn(ST | MEM | W, 10, 0, -4, 0)),   // stw [r10-4], 0
-        map,                                           // lddw r1, map:__result
-        Item::new(insn(ALU64 | X | 0xb0, 2, 10, 0, 0)), // mov r2, r10
-        Item::new(insn(ALU64 | K, 2, 0, 0, -4)),       // add r2, -4
-        Item::new(insn(JMP | CALL, 0, 0, 0, 1)),       // call map_lookup_elem
-        Item::to(insn(JMP | K | 0x10, 0, 0, 0, 0), done), // jeq r0, 0, done
-        Item::new(insn(STX | MEM | DW, 0, 6, 0, 0)),   // stxdw [r0+0], r6
-        Item::new(insn(ALU64 | K | 0xb0, 0, 0, 0, EPILOGUE_ACTION as i32)), // done: mov r0, 2
-        Item::new(insn(JMP | EXIT, 0, 0, 0, 0)),       // exit
-    ];
-    debug_assert_eq!(items.len(), EPILOGUE_LEN);
-    items
 }
 
 #[cfg(test)]
@@ -454,6 +431,29 @@ mod tests {
     }
 
     #[test]
+    fn without_memory_there_is_no_bounds_check_and_no_bail_out() {
+        let c = case("-- asm\nmov %r0, 7\nexit\n-- result\n7\n");
+        let text = disassemble(&c.progs[0].insns);
+        let want = "   0: ldxw r2, [r1+4]
+   1: ldxw r1, [r1+0]
+   2: mov r2, 0
+   3: mov r0, 7
+   4: ja +0
+   5: mov r6, r0
+   6: stw [r10-4], 0
+   7: lddw r1, map_fd 0
+   9: mov r2, r10
+  10: add r2, -4
+  11: call map_lookup_elem
+  12: jeq r0, 0, +1
+  13: stxdw [r0+0], r6
+  14: mov r0, 2
+  15: exit
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
     fn errors_and_raw_programs() {
         let c = case("-- raw\n0xb7 # mov r0, 0\n0x95\n-- error\ninvalid\n");
         assert_eq!(c.expect, Expectation::LoadError("invalid".into()));
@@ -492,6 +492,7 @@ mod tests {
         };
         let program = Program {
             items: vec![Item::new(sdiv)],
+            labels: Default::default(),
         };
         assert!(uses_isa_v4(&program));
         assert!(!case("-- asm\nmov r0, 1\ndiv r0, 2\nexit\n-- result\n0\n").needs_isa_v4);
