@@ -52,9 +52,10 @@ pub struct QemuSettings {
 #[derive(Clone, Copy, Debug)]
 pub struct Toolchain {
     pub cc: &'static str,
-    /// The Debian package that ships `cc` (with its C library, for static links).
-    pub package: &'static str,
-    /// objdump for the architecture (it comes with `package`), and how to make it read raw
+    /// The Debian packages of `cc` and of the C library it links statically: with
+    /// `--no-install-recommends` a cross compiler comes without its libc.
+    pub packages: &'static [&'static str],
+    /// objdump for the architecture (it comes with the compiler), and how to make it read raw
     /// machine code: JIT images are bare bytes, not ELF files.
     pub objdump: &'static str,
     pub objdump_raw: &'static [&'static str],
@@ -97,13 +98,13 @@ impl Arch {
         match self {
             Arch::X86_64 => Toolchain {
                 cc: "x86_64-linux-gnu-gcc",
-                package: "gcc",
+                packages: &["gcc", "libc6-dev"],
                 objdump: "objdump",
                 objdump_raw: &["-b", "binary", "-m", "i386:x86-64"],
             },
             Arch::Mips64el => Toolchain {
                 cc: "mips64el-linux-gnuabi64-gcc",
-                package: "gcc-mips64el-linux-gnuabi64",
+                packages: &["gcc-mips64el-linux-gnuabi64", "libc6-dev-mips64el-cross"],
                 objdump: "mips64el-linux-gnuabi64-objdump",
                 // The 5KEc is MIPS64 release 2; the JIT emits r2 instructions.
                 objdump_raw: &["-b", "binary", "-m", "mips:isa64r2", "-EL"],

@@ -29,7 +29,7 @@ pub fn build(sh: &Shell, arch: Arch, cache: &Path, install: Install) -> anyhow::
         sh,
         &[Tool {
             program: toolchain.cc,
-            package: toolchain.package,
+            packages: toolchain.packages,
         }],
         install,
     )?;

@@ -149,7 +149,7 @@ impl Test {
             // suites/xdp holds programs written in C.
             let clang = Tool {
                 program: "clang",
-                package: "clang",
+                packages: &["clang"],
             };
             tools::ensure(&Shell::new()?, &[clang], self.install())?;
         }
@@ -174,7 +174,7 @@ impl Test {
         let qemu = arch.qemu();
         let tool = Tool {
             program: qemu.binary,
-            package: qemu.package,
+            packages: &[qemu.package],
         };
         tools::ensure(&sh, &[tool], install)?;
         let cache = match &self.cache_dir {

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-/// A program the harness runs, and the Debian package that ships it.
+/// A program the harness runs, and the Debian packages that make it work.
 #[derive(Clone, Copy, Debug)]
-pub struct Tool {
-    pub program: &'static str,
-    pub package: &'static str,
+pub struct Tool<'a> {
+    pub program: &'a str,
+    pub packages: &'a [&'a str],
 }
 
 /// Whether missing tools may be installed.
@@ -21,8 +21,8 @@ pub enum Install {
 
 /// Makes sure every tool is on PATH. Missing ones are installed with apt when running as
 /// root on Debian and `install` allows it; otherwise the error gives the command to run.
-pub fn ensure(sh: &Shell, tools: &[Tool], install: Install) -> anyhow::Result<()> {
-    let missing: Vec<Tool> = tools
+pub fn ensure(sh: &Shell, tools: &[Tool<'_>], install: Install) -> anyhow::Result<()> {
+    let missing: Vec<Tool<'_>> = tools
         .iter()
         .copied()
         .filter(|t| find(t.program).is_none())
@@ -30,7 +30,11 @@ pub fn ensure(sh: &Shell, tools: &[Tool], install: Install) -> anyhow::Result<()
     if missing.is_empty() {
         return Ok(());
     }
-    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    let mut packages: Vec<&str> = missing
+        .iter()
+        .flat_map(|t| t.packages.iter().copied())
+        .collect();
+    packages.sort_unstable();
     packages.dedup();
     let programs: Vec<&str> = missing.iter().map(|t| t.program).collect();
     // Recommends break the QEMU install on Debian 12 hosts (qemu-block-extra conflicts with a
@@ -79,7 +83,7 @@ pub fn ensure(sh: &Shell, tools: &[Tool], install: Install) -> anyhow::Result<()
             bail!(
                 "{} is still missing after installing {}; install it by hand",
                 tool.program,
-                tool.package
+                tool.packages.join(" ")
             );
         }
     }
