@@ -263,9 +263,14 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
         .map(|&(_, e)| e)
         .find(|&e| e != 0)
         .unwrap_or(0);
-    if let Some((slot, errno, _)) = obs.maps.iter().find(|m| m.1 != 0 && obs.loads.is_empty()) {
-        // The kernel refuses a map the case needs (a type it was built without): the case
-        // cannot run here, which says nothing about the JIT.
+    // A failed map line before any load: the kernel refuses a map the case needs (a type it was
+    // built without). The case cannot run here, which says nothing about the JIT.
+    let map_failure = obs
+        .maps
+        .iter()
+        .find(|m| m.1 != 0)
+        .filter(|_| obs.loads.is_empty());
+    if let Some((slot, errno, _)) = map_failure {
         let map = case.maps.get(*slot).map_or("?", |m| m.name.as_str());
         return (
             Status::Skip,
