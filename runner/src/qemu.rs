@@ -5,6 +5,7 @@
 //! period, and always a `wait()` so no zombie or orphan is left. [`Qemu`]'s `Drop` does the
 //! same for every path that forgets to.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -152,6 +153,20 @@ pub struct Qemu {
     status: Option<ExitStatus>,
 }
 
+/// The process groups of every QEMU started and not yet reaped, for [`kill_all`].
+static LIVE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+/// Kills every QEMU this process started and has not reaped, at once (SIGKILL to each
+/// process group): for a harness about to exit without the usual ending, on a second Ctrl-C.
+pub fn kill_all() {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    for &pid in live.iter() {
+        if let Some(pid) = Pid::from_raw(pid as i32) {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
+}
+
 /// Most of QEMU's stderr kept for error messages.
 const STDERR_LIMIT: usize = 64 * 1024;
 
@@ -174,6 +189,9 @@ impl Qemu {
                 program: program.display().to_string(),
                 source,
             })?;
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(child.id());
         let (tx, console) = mpsc::channel();
         let mut readers = Vec::new();
         if let Some(mut stdout) = child.stdout.take() {
@@ -266,6 +284,7 @@ impl Qemu {
         if let Some(status) = self.try_wait() {
             self.kill_group(Signal::KILL);
             self.join_readers();
+            self.forget();
             return Some(status);
         }
         self.kill_group(Signal::TERM);
@@ -281,6 +300,7 @@ impl Qemu {
         // Anything QEMU started that still holds the pipes goes too.
         self.kill_group(Signal::KILL);
         self.join_readers();
+        self.forget();
         status
     }
 
@@ -289,6 +309,13 @@ impl Qemu {
             // ESRCH once the group is gone: nothing left to end.
             let _ = kill_process_group(pid, signal);
         }
+    }
+
+    /// QEMU is reaped: its pid may be reused, so [`kill_all`] must not signal it.
+    fn forget(&self) {
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.child.id());
     }
 
     fn join_readers(&mut self) {

@@ -166,6 +166,21 @@ pub struct Timing {
     /// The agent's passes over its cases, one per mode, timed in the guest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent: Vec<AgentPass>,
+    /// Each guest of a run of several (`--jobs`, or a guest resumed after a crash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestTiming>,
+}
+
+/// One guest of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestTiming {
+    /// Its console log, in the run's directory.
+    pub console: String,
+    /// What it ran: its module loads (mode and parameters) and whether the agent ran.
+    pub shard: String,
+    pub boot_s: Option<f64>,
+    pub to_first_test_s: Option<f64>,
+    pub total_s: f64,
 }
 
 /// One pass of the agent over all its cases in one mode.
@@ -190,6 +205,56 @@ pub struct Report {
     /// Problems of the harness or the guest that are not any one test's result.
     pub errors: Vec<String>,
     pub timing: Timing,
+    /// Which part of a sharded run this is (`--shard K/N`); `None` for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardId>,
+}
+
+/// Part `index` of `count` (both from 1, as `--shard K/N` says them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardId {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for ShardId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("bad shard `{s}`: expected K/N with 1 <= K <= N, e.g. 2/4");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(ShardId { index, count })
+    }
+}
+
+/// Puts results in the one order every run uses, however it was cut into guests: the
+/// kernel's suites by mode, suite and test number; then the harness's own by suite, case and
+/// mode, each case's divergence after its modes.
+pub fn canonical_order(results: &mut [TestResult]) {
+    results.sort_by_cached_key(|r| {
+        let id = r.id.unwrap_or(u32::MAX);
+        match r.suite.parse::<crate::test_bpf::Suite>() {
+            Ok(suite) => (0, r.mode, suite as u8, String::new(), id, false),
+            Err(_) => (
+                1,
+                Mode::Interp,
+                0,
+                r.suite.clone(),
+                id,
+                r.status == Status::Divergence,
+            ),
+        }
+    })
 }
 
 impl Report {
@@ -209,6 +274,7 @@ impl Report {
             summary,
             errors,
             timing,
+            shard: None,
         }
     }
 

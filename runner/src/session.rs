@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::console::{self, LineSplitter};
+use crate::durations::Durations;
 use crate::plan::Plan;
 use crate::protocol::{self, GuestLine};
 use crate::qemu::{Output, Qemu, QemuConfig, QemuError};
@@ -50,6 +51,9 @@ pub struct Outcome {
     pub agent_stop: Option<(Status, String)>,
     /// Everything the agent wrote on its channel.
     pub agent_output: Vec<u8>,
+    /// How long each test that printed a verdict took, from the end of the one before (or the
+    /// start of its module load) to its verdict's arrival.
+    pub durations: Durations,
 }
 
 /// Console lines that mean the kernel has crashed. The first one seen names the crash.
@@ -95,6 +99,8 @@ struct Run<'p> {
     crash: Option<String>,
     /// The harness ended the guest on purpose (hang, timeout, cancel).
     stopped: bool,
+    /// When the test now running began: the previous verdict, or its module load.
+    test_started: Instant,
 }
 
 /// Boots the guest in `config`, runs `plan` and returns what happened. The raw console goes
@@ -262,6 +268,7 @@ impl<'p> Run<'p> {
             started: Instant::now(),
             crash: None,
             stopped: false,
+            test_started: Instant::now(),
         }
     }
 
@@ -288,6 +295,13 @@ impl<'p> Run<'p> {
                 if let Phase::Loading { parser, .. } = &mut self.phase {
                     if parser.line(text) == crate::test_bpf::Event::Finished {
                         if let Some(result) = parser.results().last() {
+                            self.out.durations.record_test(
+                                result.mode,
+                                &result.suite,
+                                &result.name,
+                                self.test_started.elapsed().as_secs_f64(),
+                            );
+                            self.test_started = Instant::now();
                             progress(Progress::TestFinished(result));
                         }
                     }
@@ -323,6 +337,7 @@ impl<'p> Run<'p> {
                     index,
                     of: self.plan.loads.len(),
                 });
+                self.test_started = Instant::now();
                 self.phase = Phase::Loading {
                     index,
                     parser: match &self.plan.catalog {

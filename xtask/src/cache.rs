@@ -32,3 +32,25 @@ impl Lock {
         Ok(Lock { _file: file })
     }
 }
+
+impl Lock {
+    /// Holds a run's output directory: a second run into the same directory is refused, so
+    /// two runs never write the same report. The lock is the kernel's; it goes with the
+    /// process, however that ends.
+    pub fn acquire_for_run(out: &Path) -> anyhow::Result<Lock> {
+        let path = out.join(".lock");
+        let file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Lock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(crate::UsageError::wrap(anyhow::anyhow!(
+                "another run is writing to {} (it holds {}); give this one another --out",
+                out.display(),
+                path.display()
+            ))),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+}

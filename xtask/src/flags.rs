@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use runner::arch::Arch;
 use runner::cli::Selection;
+use runner::report::ShardId;
 
 use crate::kernel::KernelSpec;
 
@@ -73,6 +74,15 @@ pub struct Test {
     /// after its init starts.
     #[arg(long, value_name = "SECS")]
     pub inject_panic_after: Option<u32>,
+
+    /// Guests to run at once. Default: the host's cores.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    /// Run only part K of N of the selection (e.g. 2/4), cut the same way on every machine,
+    /// for a CI job matrix; `cargo xtask report merge` joins the parts' reports.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<ShardId>,
 
     /// Seconds without console output, once booted, before a guest counts as hung.
     #[arg(long, default_value_t = 120)]

@@ -6,9 +6,11 @@ mod cache;
 mod compare;
 mod debian;
 mod flags;
+mod guests;
 mod image;
 mod kernel;
 mod progress;
+mod signals;
 mod test;
 mod tools;
 

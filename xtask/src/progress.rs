@@ -84,6 +84,11 @@ impl Reporter {
         }
     }
 
+    /// A line of its own, above the live one.
+    pub fn note(&self, line: &str) {
+        self.println(line);
+    }
+
     fn println(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(line),

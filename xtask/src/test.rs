@@ -1,24 +1,27 @@
-//! `cargo xtask test`: fetch the kernel, build the image, boot it, write the report.
+//! `cargo xtask test`: fetch the kernel, cut the selection into shards, boot a guest per
+//! shard (see `guests.rs`), write the report.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use runner::agent::AgentOutput;
+use runner::arch::Arch;
 use runner::cases;
+use runner::durations::Durations;
 use runner::plan::Plan;
-use runner::qemu::{Accel, QemuConfig};
-use runner::report::{render_summary, AgentPass, KernelInfo, Mode, Report};
-use runner::session::{self, Timeouts};
+use runner::report::{self, render_summary, KernelInfo, Report, TestResult, Timing};
+use runner::session::Timeouts;
+use runner::shard::{self, Shard};
 use xshell::Shell;
 
 use crate::flags::Test;
+use crate::guests::{self, GuestRun};
 use crate::kernel::{Kernel, KernelSpec};
 use crate::progress::Reporter;
 use crate::tools::{self, Install, Tool};
-use crate::{agent, cache, image, project_root, UsageError};
+use crate::{agent, cache, image, project_root, signals, UsageError};
 
 /// Everything a guest needs from the host, fetched or built.
 struct Inputs {
@@ -40,13 +43,15 @@ impl Test {
         let arch = self.arch;
         let (mut plan, cases) = self.plan_and_cases()?;
         let modes = self.selection.mode.clone();
-        let inputs = self.fetch_inputs(&plan)?;
+        let cache = self.cache_dir()?;
+        let inputs = self.fetch_inputs(&plan, &cache)?;
         let out = match &self.out {
             Some(out) => out.clone(),
             None => default_out_dir(arch),
         };
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create the output directory {}", out.display()))?;
+        let _out_lock = cache::Lock::acquire_for_run(&out)?;
 
         // The module's own list of tests names those a crash or hang kept from printing.
         let module = std::fs::read(&inputs.kernel.test_bpf)
@@ -58,79 +63,114 @@ impl Test {
                 inputs.kernel.test_bpf.display()
             ),
         }
-        let scratch = tempfile::TempDir::new().context("cannot create a temporary directory")?;
-        let initrd = scratch.path().join("initramfs.cpio.gz");
-        let agent_files = inputs.agent.as_deref().map(|binary| image::AgentFiles {
-            binary,
-            bundle: runner::agent::bundle(&cases, &modes),
-        });
-        image::build(
-            arch,
-            &inputs.busybox,
-            &inputs.kernel,
-            &plan,
-            agent_files,
-            &initrd,
-        )
-        .map_err(UsageError::wrap)?;
-        let config = QemuConfig {
-            arch,
-            accel: Accel::detect(arch),
-            kernel: inputs.kernel.image.clone(),
-            initrd,
-            append: String::new(),
-            agent_output: plan.agent.then(|| scratch.path().join("agent.out")),
-        };
-        let outcome = self.boot(&config, &plan, &inputs.kernel, &out)?;
+        let history_path = cache.join("durations").join(format!("{arch}.json"));
+        let history = Durations::read(&history_path).map_err(UsageError::wrap)?;
+        let shards = self.shards(&plan, cases.len(), history.as_ref())?;
+        let jobs = self
+            .jobs
+            .map_or_else(default_jobs, usize::from)
+            .min(shards.len())
+            .max(1);
 
-        let (interrupted, invalid_selection) = (outcome.interrupted, outcome.invalid_selection);
-        let mut results = outcome.results;
-        let mut errors = outcome.errors;
-        let mut timing = outcome.timing;
-        if plan.agent {
-            let agent_path = out.join("agent.log");
-            runner::report::write_atomically(&agent_path, &outcome.agent_output)
-                .with_context(|| format!("cannot write {}", agent_path.display()))?;
-            let output = runner::agent::parse_output(&outcome.agent_output);
-            timing.agent = agent_passes(&output, &modes, cases.len());
-            errors.extend(agent_problems(
-                &output,
-                outcome.agent_status,
-                &modes,
-                outcome.complete,
-            ));
-            results.extend(runner::agent::results(
-                &cases,
-                &modes,
-                &output,
-                arch,
-                outcome.agent_stop.as_ref(),
-            ));
-        }
-        let report = Report::new(
-            KernelInfo {
-                arch,
-                release: outcome.release,
-                source: inputs.kernel.source.clone(),
+        let cancel = Arc::new(AtomicBool::new(false));
+        signals::install(Arc::clone(&cancel))?;
+        let scratch = tempfile::TempDir::new().context("cannot create a temporary directory")?;
+        let setup = guests::Setup {
+            arch,
+            kernel: &inputs.kernel,
+            busybox: &inputs.busybox,
+            agent: inputs.agent.as_deref(),
+            cases: &cases,
+            modes: &modes,
+            catalog: plan.catalog.as_ref(),
+            timeouts: Timeouts {
+                boot: Duration::from_secs(arch.qemu().boot_timeout_secs),
+                silence: Duration::from_secs(self.silence_timeout),
             },
-            results,
-            errors,
-            outcome.complete,
-            timing,
-        );
+            inject_panic_after_s: self.inject_panic_after,
+            out: &out,
+            scratch: scratch.path(),
+        };
+        let what = match jobs {
+            1 => format!("{arch} ({})", inputs.kernel.source),
+            n => format!("{arch} ({}) in {n} guests", inputs.kernel.source),
+        };
+        let reporter = Mutex::new(Reporter::new(&what));
+        let started = Instant::now();
+        let guests = guests::run(&setup, shards, jobs, &cancel, &reporter);
+        let wall_s = started.elapsed().as_secs_f64();
+        reporter
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish();
+
+        let mut report = assemble(&guests, arch, &inputs.kernel.source, wall_s);
+        report.shard = self.shard;
         let report_path = out.join("report.json");
         report
             .write(&report_path)
             .with_context(|| format!("cannot write {}", report_path.display()))?;
+        let mut recorded = history.unwrap_or_default();
+        for guest in &guests {
+            recorded.update(&guest.durations);
+        }
+        if let Err(e) = std::fs::create_dir_all(cache.join("durations"))
+            .and_then(|()| recorded.write(&history_path))
+        {
+            eprintln!(
+                "warning: cannot record test durations in {}: {e}",
+                history_path.display()
+            );
+        }
         print!("{}", render_summary(&report));
         println!("report: {}", report_path.display());
-        Ok(if interrupted {
+        Ok(if guests.iter().any(|g| g.interrupted) {
             130
-        } else if invalid_selection {
+        } else if guests.iter().any(|g| g.invalid_selection) {
             crate::EXIT_USAGE
         } else {
             report.exit_code()
         })
+    }
+
+    /// The shards this run's guests take: the whole plan cut into `--jobs` parts, or this
+    /// machine's part of `--shard K/N` cut again.
+    fn shards(
+        &self,
+        plan: &Plan,
+        cases: usize,
+        history: Option<&Durations>,
+    ) -> anyhow::Result<Vec<Shard>> {
+        let seed_path = project_root()
+            .join("reports")
+            .join("durations")
+            .join(format!("{}.json", self.arch));
+        let seed = Durations::read(&seed_path)
+            .map_err(UsageError::wrap)?
+            .unwrap_or_default();
+        let jobs = self.jobs.map_or_else(default_jobs, usize::from);
+        let catalog = plan.catalog.as_ref();
+        let durations = history.unwrap_or(&seed);
+        let Some(id) = self.shard else {
+            return Ok(shard::partition(plan, cases, catalog, durations, jobs));
+        };
+        // Every machine of a CI matrix must cut alike: by the committed durations only.
+        let all = shard::partition(plan, cases, catalog, &seed, id.count as usize);
+        let Some(mine) = all.get(id.index as usize - 1) else {
+            return Err(UsageError::wrap(anyhow::anyhow!(
+                "--shard {id}: the selection makes only {} shards; use at most that many",
+                all.len()
+            )));
+        };
+        let mine = mine.plan(catalog);
+        Ok(shard::partition(&mine, cases, catalog, durations, jobs))
+    }
+
+    fn cache_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.cache_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => cache::default_dir(),
+        }
     }
 
     /// What the guest runs: module loads from the selection, and the agent's cases.
@@ -168,7 +208,7 @@ impl Test {
     }
 
     /// QEMU, the kernel, busybox and (when the plan needs it) the agent, from the cache.
-    fn fetch_inputs(&self, plan: &Plan) -> anyhow::Result<Inputs> {
+    fn fetch_inputs(&self, plan: &Plan, cache: &Path) -> anyhow::Result<Inputs> {
         let sh = Shell::new()?;
         let (arch, install) = (self.arch, self.install());
         let qemu = arch.qemu();
@@ -177,77 +217,19 @@ impl Test {
             packages: &[qemu.package],
         };
         tools::ensure(&sh, &[tool], install)?;
-        let cache = match &self.cache_dir {
-            Some(dir) => dir.clone(),
-            None => cache::default_dir()?,
-        };
-        let _lock = cache::Lock::acquire(&cache)?;
+        let _lock = cache::Lock::acquire(cache)?;
         let spec = self.kernel.clone().unwrap_or_else(|| KernelSpec::Debian {
             abi: crate::kernel::default_debian_abi(arch).to_owned(),
         });
         Ok(Inputs {
-            kernel: spec.resolve(&sh, arch, &cache)?,
-            busybox: image::busybox(&sh, arch, &cache)?,
+            kernel: spec.resolve(&sh, arch, cache)?,
+            busybox: image::busybox(&sh, arch, cache)?,
             agent: match plan.agent {
-                true => Some(agent::build(&sh, arch, &cache, install)?),
+                true => Some(agent::build(&sh, arch, cache, install)?),
                 false => None,
             },
         })
     }
-
-    /// Boots the guest and follows it to the end, writing `console.log` into `out`. Ctrl-C and
-    /// SIGTERM end the guest early.
-    fn boot(
-        &self,
-        config: &QemuConfig,
-        plan: &Plan,
-        kernel: &Kernel,
-        out: &Path,
-    ) -> anyhow::Result<session::Outcome> {
-        let cancel = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, Arc::clone(&cancel))
-                .context("cannot install the signal handler")?;
-        }
-        let timeouts = Timeouts {
-            boot: Duration::from_secs(self.arch.qemu().boot_timeout_secs),
-            silence: Duration::from_secs(self.silence_timeout),
-        };
-        let mut console = tempfile::NamedTempFile::new_in(out)
-            .with_context(|| format!("cannot create a file in {}", out.display()))?;
-        runner::report::publish_mode(console.as_file())?;
-        let mut reporter = Reporter::new(&format!("{} ({})", self.arch, kernel.source));
-        let outcome = session::run(
-            config,
-            plan,
-            timeouts,
-            console.as_file_mut(),
-            &cancel,
-            &mut |event| reporter.update(event),
-        )
-        .context("cannot boot the guest")?;
-        reporter.finish();
-        let console_path = out.join("console.log");
-        console
-            .persist(&console_path)
-            .with_context(|| format!("cannot write {}", console_path.display()))?;
-        Ok(outcome)
-    }
-}
-
-/// The agent's passes, timed in the guest.
-fn agent_passes(output: &AgentOutput, modes: &[Mode], cases: usize) -> Vec<AgentPass> {
-    output
-        .mode_ns
-        .iter()
-        .filter_map(|(&index, &ns)| {
-            Some(AgentPass {
-                mode: *modes.get(index)?,
-                cases,
-                seconds: ns as f64 / 1e9,
-            })
-        })
-        .collect()
 }
 
 /// `reports/runs/ARCH-YYYYMMDDTHHMMSSZ`: a new directory per run, so no run overwrites another.
@@ -261,37 +243,37 @@ fn default_out_dir(arch: runner::arch::Arch) -> PathBuf {
         .join(format!("{arch}-{stamp}"))
 }
 
-/// What went wrong with the agent as a whole, as opposed to any one case.
-fn agent_problems(
-    output: &AgentOutput,
-    status: Option<i32>,
-    modes: &[Mode],
-    guest_complete: bool,
-) -> Vec<String> {
-    let mut problems = output.errors.clone();
-    if guest_complete {
-        if status != Some(0) {
-            problems.push(format!(
-                "the agent exited with status {}",
-                status.map_or("?".into(), |s| s.to_string())
-            ));
-        }
-        if !output.finished {
-            problems.push("the agent's output ends without `agent bye`".into());
-        }
+/// One guest per core: each QEMU under TCG keeps one busy.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The run's report from its guests' results.
+fn assemble(guests: &[GuestRun], arch: Arch, source: &str, wall_s: f64) -> Report {
+    let mut results: Vec<TestResult> = guests.iter().flat_map(|g| g.results.clone()).collect();
+    report::canonical_order(&mut results);
+    let errors = guests.iter().flat_map(|g| g.errors.clone()).collect();
+    let first = guests.first();
+    let mut timing = Timing {
+        boot_s: first.and_then(|g| g.timing.boot_s),
+        to_first_test_s: first.and_then(|g| g.timing.to_first_test_s),
+        total_s: wall_s,
+        agent: guests.iter().flat_map(|g| g.agent_passes.clone()).collect(),
+        guests: Vec::new(),
+    };
+    if guests.len() > 1 {
+        timing.guests = guests.iter().map(|g| g.timing.clone()).collect();
     }
-    for (index, mode) in modes.iter().enumerate() {
-        let (enable, harden) = mode.sysctls();
-        match output.modes.get(&index) {
-            Some(&got) if got != (enable, harden) => problems.push(format!(
-                "mode {}: the guest kept bpf_jit_enable={} bpf_jit_harden={}, not {enable} {harden} \
-                 (a kernel with CONFIG_BPF_JIT_ALWAYS_ON cannot run the interpreter)",
-                mode.name(),
-                got.0,
-                got.1
-            )),
-            _ => {}
-        }
-    }
-    problems
+    let complete = !guests.is_empty() && guests.iter().all(|g| g.complete);
+    Report::new(
+        KernelInfo {
+            arch,
+            release: guests.iter().find_map(|g| g.release.clone()),
+            source: source.to_owned(),
+        },
+        results,
+        errors,
+        complete,
+        timing,
+    )
 }

@@ -1,0 +1,426 @@
+//! Cutting a plan into shards, one guest each, of about equal duration; and the shard that
+//! carries on after a guest crashed or hung.
+//!
+//! test_bpf's tests differ a hundredfold in cost (the "all magnitudes" tests at the end of the
+//! suite take half of its time), so shards are cut by the tests' recorded durations, not their
+//! number. A shard keeps each suite's tests contiguous, so that it runs them with one
+//! `test_range` per suite and mode, as few module loads as the cut allows.
+
+use crate::durations::{self, Durations};
+use crate::plan::{Filter, ModuleLoad, Plan};
+use crate::report::{Mode, Status, TestResult};
+use crate::test_bpf::{Catalog, Suite};
+
+/// What one guest runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub loads: Vec<ModuleLoad>,
+    /// Whether the agent runs its whole bundle (every case, every mode) in this guest. The
+    /// bundle is never split: divergences are found between the modes of one case.
+    pub agent: bool,
+}
+
+impl Shard {
+    /// The shard that runs all of `plan` in one guest.
+    pub fn whole(plan: &Plan) -> Shard {
+        Shard {
+            loads: plan.loads.clone(),
+            agent: plan.agent,
+        }
+    }
+
+    /// The guest's plan.
+    pub fn plan(&self, catalog: Option<&Catalog>) -> Plan {
+        Plan {
+            loads: self.loads.clone(),
+            agent: self.agent,
+            inject_panic_after_s: None,
+            catalog: catalog.cloned(),
+        }
+    }
+
+    /// What is left to run after the guest that ran this shard crashed or hung on a test
+    /// (the first `crash` or `hang` result with a number): the tests after it, in a fresh
+    /// guest. `None` when the guest stopped anywhere else (booting, between loads, in the
+    /// agent) or nothing is left.
+    pub fn resume_after(&self, results: &[TestResult], catalog: &Catalog) -> Option<Shard> {
+        let stop = results
+            .iter()
+            .find(|r| matches!(r.status, Status::Crash | Status::Hang) && r.id.is_some())?;
+        let (suite, id) = (stop.suite.parse::<Suite>().ok()?, stop.id?);
+        let at = self.loads.iter().position(|load| {
+            load.mode == stop.mode && load.suites.contains(&suite) && selects(load, id)
+        })?;
+        let load = &self.loads[at];
+        let mut loads = Vec::new();
+        let last = match load.filter {
+            Some(Filter::Range(_, b)) => b,
+            None => catalog
+                .get(&suite)
+                .map_or(0, |t| t.len() as u32)
+                .checked_sub(1)?,
+            // A single test: nothing of this suite is left.
+            Some(_) => id,
+        };
+        if id < last {
+            loads.push(ModuleLoad {
+                mode: load.mode,
+                suites: vec![suite],
+                filter: Some(Filter::Range(id + 1, last)),
+            });
+        }
+        // The suites the crashed load had yet to run.
+        let after = load.suites.iter().skip_while(|&&s| s != suite).skip(1);
+        loads.extend(after.map(|&s| ModuleLoad {
+            mode: load.mode,
+            suites: vec![s],
+            filter: None,
+        }));
+        loads.extend(self.loads[at + 1..].iter().cloned());
+        let rest = Shard {
+            loads,
+            agent: self.agent,
+        };
+        (!rest.loads.is_empty() || rest.agent).then_some(rest)
+    }
+
+    /// Whether this shard runs the test of `result` (or, for an entry with no number, the
+    /// suite it stands for): a guest resumed with this shard reports it anew.
+    pub fn covers(&self, result: &TestResult) -> bool {
+        let Ok(suite) = result.suite.parse::<Suite>() else {
+            // The agent's suites.
+            return self.agent;
+        };
+        self.loads.iter().any(|load| {
+            load.mode == result.mode
+                && load.suites.contains(&suite)
+                && result.id.is_none_or(|id| selects(load, id))
+        })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    /// `jit test_suite=test_bpf test_range=0,700; interp all suites; agent`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self
+            .loads
+            .iter()
+            .map(|load| match load.params() {
+                p if p.is_empty() => format!("{} all suites", load.mode.name()),
+                p => format!("{} {p}", load.mode.name()),
+            })
+            .collect();
+        if self.agent {
+            parts.push("agent".into());
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+fn selects(load: &ModuleLoad, id: u32) -> bool {
+    match load.filter {
+        None => true,
+        Some(Filter::Range(a, b)) => (a..=b).contains(&id),
+        Some(Filter::Id(n)) => n == id,
+        // The name's test is whichever it is: the load is about that one test.
+        Some(Filter::Name(_)) => true,
+    }
+}
+
+/// A stretch of one suite in one mode that can be cut anywhere: `(id, seconds)` per test.
+struct Stretch {
+    mode: Mode,
+    suite: Suite,
+    tests: Vec<(u32, f64)>,
+}
+
+/// Cuts `plan` into at most `n` shards of about equal duration, by `durations`. The cut is a
+/// function of its inputs only: the same plan, catalog and durations give the same shards.
+/// `agent_cases` is the number of cases in the agent's bundle.
+pub fn partition(
+    plan: &Plan,
+    agent_cases: usize,
+    catalog: Option<&Catalog>,
+    durations: &Durations,
+    n: usize,
+) -> Vec<Shard> {
+    let n = n.max(1);
+    if n == 1 {
+        // One guest runs the plan as it stands: one module load per mode, not one per suite.
+        return vec![Shard::whole(plan)];
+    }
+    // Pieces that cannot be cut: the agent's bundle, loads of one named test, and loads of
+    // suites the module's list does not name.
+    let mut whole: Vec<(f64, Option<ModuleLoad>)> = Vec::new();
+    if plan.agent {
+        let modes: Vec<Mode> = Mode::ALL.to_vec();
+        // Its modes are not in the plan; the worst case keeps the agent's shard light enough.
+        let seconds = modes
+            .iter()
+            .map(|&m| durations.agent(m, agent_cases))
+            .fold(0.0, f64::max);
+        whole.push((seconds * 3.0, None));
+    }
+    let mut stretches = Vec::new();
+    for load in &plan.loads {
+        for &suite in &load.suites {
+            let names = catalog.and_then(|c| c.get(&suite));
+            let single = ModuleLoad {
+                mode: load.mode,
+                suites: vec![suite],
+                filter: load.filter.clone(),
+            };
+            match (names, &load.filter) {
+                (Some(names), None | Some(Filter::Range(..))) => {
+                    let tests: Vec<(u32, f64)> = names
+                        .iter()
+                        .enumerate()
+                        .map(|(id, name)| (id as u32, name))
+                        .filter(|(id, _)| selects(load, *id))
+                        .map(|(id, name)| (id, durations.test(load.mode, suite.name(), name)))
+                        .collect();
+                    if !tests.is_empty() {
+                        stretches.push(Stretch {
+                            mode: load.mode,
+                            suite,
+                            tests,
+                        });
+                    }
+                }
+                _ => whole.push((durations::UNKNOWN_TEST_S, Some(single))),
+            }
+        }
+    }
+    let total: f64 = whole.iter().map(|w| w.0).sum::<f64>()
+        + stretches
+            .iter()
+            .flat_map(|s| s.tests.iter().map(|t| t.1))
+            .sum::<f64>();
+    let pieces = whole.len() + stretches.iter().map(|s| s.tests.len()).sum::<usize>();
+    let n = n.min(pieces).max(1);
+    let mut shards = vec![
+        Shard {
+            loads: Vec::new(),
+            agent: false,
+        };
+        n
+    ];
+    let mut load = vec![0.0f64; n];
+    // The uncuttable pieces first, largest first, each to the lightest shard.
+    whole.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (seconds, piece) in whole {
+        let lightest = (0..n)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+            .unwrap_or(0);
+        load[lightest] += seconds;
+        match piece {
+            Some(module_load) => shards[lightest].loads.push(module_load),
+            None => shards[lightest].agent = true,
+        }
+    }
+    // Then the tests in order, each shard filled up to its share.
+    let share = total / n as f64;
+    let mut shard = 0;
+    for stretch in &stretches {
+        let mut start: Option<u32> = None;
+        let mut end = 0;
+        for &(id, seconds) in &stretch.tests {
+            // Move on once this shard is full: when adding the test overshoots its share by
+            // more than half the test.
+            if shard + 1 < n && load[shard] + seconds / 2.0 > share {
+                if let Some(a) = start.take() {
+                    shards[shard].loads.push(range_load(stretch, a, end));
+                }
+                shard += 1;
+                while shard + 1 < n && load[shard] >= share {
+                    shard += 1;
+                }
+            }
+            start.get_or_insert(id);
+            end = id;
+            load[shard] += seconds;
+        }
+        if let Some(a) = start {
+            shards[shard].loads.push(range_load(stretch, a, end));
+        }
+    }
+    shards.retain(|s| !s.loads.is_empty() || s.agent);
+    shards
+}
+
+fn range_load(stretch: &Stretch, a: u32, b: u32) -> ModuleLoad {
+    ModuleLoad {
+        mode: stretch.mode,
+        suites: vec![stretch.suite],
+        filter: Some(Filter::Range(a, b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::new();
+        c.insert(Suite::TestBpf, (0..10).map(|i| format!("T{i}")).collect());
+        c.insert(Suite::TestTailCalls, vec!["C0".into(), "C1".into()]);
+        c.insert(Suite::TestSkbSegment, vec!["S0".into()]);
+        c
+    }
+
+    fn plan(suites: &[Suite], filter: Option<Filter>) -> Plan {
+        let mut plan = Plan::new(suites, &[Mode::Jit], filter).unwrap();
+        plan.catalog = Some(catalog());
+        plan
+    }
+
+    fn text(shards: &[Shard]) -> Vec<String> {
+        shards
+            .iter()
+            .map(|s| {
+                let loads: Vec<String> = s.loads.iter().map(|l| l.params()).collect();
+                format!(
+                    "{}{}",
+                    loads.join(" | "),
+                    if s.agent { " +agent" } else { "" }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_shard_is_the_plan_itself() {
+        let plan = plan(&Suite::ALL, None);
+        let shards = partition(&plan, 0, Some(&catalog()), &Durations::new(), 1);
+        assert_eq!(shards, vec![Shard::whole(&plan)]);
+    }
+
+    #[test]
+    fn shards_are_cut_by_duration_not_count() {
+        let plan = plan(&Suite::ALL, None);
+        let mut d = Durations::new();
+        // The last two tests weigh more than all the others: 8 s and 10 s beat 13 s and 5 s.
+        for i in 0..10 {
+            d.record_test(Mode::Jit, "test_bpf", &format!("T{i}"), 1.0);
+        }
+        d.record_test(Mode::Jit, "test_bpf", "T8", 5.0);
+        d.record_test(Mode::Jit, "test_bpf", "T9", 5.0);
+        for name in ["C0", "C1", "S0"] {
+            d.record_test(Mode::Jit, "test_tail_calls", name, 0.0);
+            d.record_test(Mode::Jit, "test_skb_segment", name, 0.0);
+        }
+        let shards = partition(&plan, 0, Some(&catalog()), &d, 2);
+        assert_eq!(
+            text(&shards),
+            [
+                "test_suite=test_bpf test_range=0,7",
+                "test_suite=test_bpf test_range=8,9 | test_suite=test_tail_calls test_range=0,1 \
+                 | test_suite=test_skb_segment test_range=0,0",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_test_lands_in_exactly_one_shard() {
+        let plan = plan(&Suite::ALL, None);
+        for n in 1..=15 {
+            let shards = partition(&plan, 0, Some(&catalog()), &Durations::new(), n);
+            assert!(shards.len() <= n.min(13));
+            for (suite, names) in catalog() {
+                for id in 0..names.len() as u32 {
+                    let r = TestResult {
+                        suite: suite.name().into(),
+                        id: Some(id),
+                        name: String::new(),
+                        mode: Mode::Jit,
+                        status: Status::Pass,
+                        jited: None,
+                        message: None,
+                    };
+                    let holders = shards.iter().filter(|s| s.covers(&r)).count();
+                    assert_eq!(holders, 1, "{suite} #{id} with {n} shards");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_agent_bundle_and_named_tests_stay_whole() {
+        let mut p = plan(&[Suite::TestBpf], Some(Filter::Name("T3".into())));
+        p.agent = true;
+        let shards = partition(&p, 500, Some(&catalog()), &Durations::new(), 4);
+        assert_eq!(
+            text(&shards),
+            [" +agent", "test_suite=test_bpf test_name=\"T3\""]
+        );
+    }
+
+    fn result(suite: Suite, id: u32, status: Status) -> TestResult {
+        TestResult {
+            suite: suite.name().into(),
+            id: Some(id),
+            name: format!("T{id}"),
+            mode: Mode::Jit,
+            status,
+            jited: None,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn a_crash_resumes_after_its_test_with_the_suites_left() {
+        let mut p = plan(&Suite::ALL, None);
+        p.agent = true;
+        let shard = Shard::whole(&p);
+        let results = [
+            result(Suite::TestBpf, 3, Status::Pass),
+            result(Suite::TestBpf, 4, Status::Crash),
+            result(Suite::TestBpf, 5, Status::NotRun),
+        ];
+        let rest = shard.resume_after(&results, &catalog()).unwrap();
+        assert_eq!(
+            text(&[rest.clone()]),
+            [
+                "test_suite=test_bpf test_range=5,9 | test_suite=test_tail_calls \
+              | test_suite=test_skb_segment +agent"
+            ]
+        );
+        assert!(rest.covers(&results[2]));
+        assert!(!rest.covers(&results[1]));
+        // A crash on the suite's last test leaves the other suites.
+        let last = [result(Suite::TestBpf, 9, Status::Hang)];
+        let rest = shard.resume_after(&last, &catalog()).unwrap();
+        assert_eq!(rest.loads[0].params(), "test_suite=test_tail_calls");
+        // Nothing crashed on a test: nothing to resume.
+        assert_eq!(
+            shard.resume_after(&[result(Suite::TestBpf, 1, Status::Fail)], &catalog()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_crash_on_the_last_test_of_a_range_resumes_with_the_next_load() {
+        let shard = Shard {
+            loads: vec![
+                ModuleLoad {
+                    mode: Mode::Jit,
+                    suites: vec![Suite::TestBpf],
+                    filter: Some(Filter::Range(2, 4)),
+                },
+                ModuleLoad {
+                    mode: Mode::Interp,
+                    suites: vec![Suite::TestBpf],
+                    filter: Some(Filter::Range(2, 4)),
+                },
+            ],
+            agent: false,
+        };
+        let rest = shard
+            .resume_after(&[result(Suite::TestBpf, 4, Status::Crash)], &catalog())
+            .unwrap();
+        assert_eq!(rest.loads, shard.loads[1..]);
+        let mut interp = result(Suite::TestBpf, 4, Status::Crash);
+        interp.mode = Mode::Interp;
+        assert_eq!(shard.resume_after(&[interp], &catalog()), None);
+    }
+}

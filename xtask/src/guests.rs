@@ -1,0 +1,344 @@
+//! Running shards in parallel guests: a fixed number of workers take shards from a queue, boot
+//! one guest per shard, and put back the rest of a shard whose guest crashed or hung.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use runner::agent::AgentOutput;
+use runner::arch::Arch;
+use runner::cases::Case;
+use runner::durations::Durations;
+use runner::qemu::{Accel, QemuConfig};
+use runner::report::{AgentPass, GuestTiming, Mode, Status, TestResult};
+use runner::session::{self, Progress, Timeouts};
+use runner::shard::Shard;
+use runner::test_bpf::Catalog;
+
+use crate::image;
+use crate::kernel::Kernel;
+use crate::progress::Reporter;
+
+/// How many times one shard is resumed after crashes or hangs before the rest is given up:
+/// a kernel that crashes on every test would otherwise take a boot per test.
+const MAX_RESUMES: usize = 8;
+
+/// What every guest of a run shares.
+pub struct Setup<'a> {
+    pub arch: Arch,
+    pub kernel: &'a Kernel,
+    pub busybox: &'a Path,
+    pub agent: Option<&'a Path>,
+    pub cases: &'a [Case],
+    pub modes: &'a [Mode],
+    pub catalog: Option<&'a Catalog>,
+    pub timeouts: Timeouts,
+    /// Crash the first guest this many seconds after its init starts.
+    pub inject_panic_after_s: Option<u32>,
+    /// Where the console logs go.
+    pub out: &'a Path,
+    /// Where images and half-written logs go; nothing of it is kept.
+    pub scratch: &'a Path,
+}
+
+/// What one guest produced, turned into results.
+#[derive(Debug, Default)]
+pub struct GuestRun {
+    /// 1 for the first guest started, and so on.
+    pub number: usize,
+    pub results: Vec<TestResult>,
+    pub errors: Vec<String>,
+    pub release: Option<String>,
+    /// The guest ran its shard to the end, or another guest took over the rest.
+    pub complete: bool,
+    pub interrupted: bool,
+    pub invalid_selection: bool,
+    pub timing: GuestTiming,
+    pub agent_passes: Vec<AgentPass>,
+    pub durations: Durations,
+}
+
+struct Job {
+    shard: Shard,
+    resumes: usize,
+}
+
+/// Runs `shards` on `jobs` guests at once. Returns one entry per guest booted, in the order
+/// they were started.
+pub fn run(
+    setup: &Setup<'_>,
+    shards: Vec<Shard>,
+    jobs: usize,
+    cancel: &AtomicBool,
+    reporter: &Mutex<Reporter>,
+) -> Vec<GuestRun> {
+    let queue = Mutex::new(
+        shards
+            .into_iter()
+            .map(|shard| Job { shard, resumes: 0 })
+            .collect::<VecDeque<_>>(),
+    );
+    // Guests running now: a worker that finds the queue empty waits for them, since a crash
+    // can put work back.
+    let running = AtomicUsize::new(0);
+    let started = AtomicUsize::new(0);
+    let finished = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let job = {
+                    let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    let job = queue.pop_front();
+                    if job.is_some() {
+                        running.fetch_add(1, Ordering::SeqCst);
+                    }
+                    job
+                };
+                let Some(job) = job else {
+                    if running.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                };
+                let number = started.fetch_add(1, Ordering::SeqCst) + 1;
+                let (guest, rest) = run_one(setup, &job, number, cancel, reporter);
+                if let Some(shard) = rest {
+                    let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    queue.push_front(Job {
+                        shard,
+                        resumes: job.resumes + 1,
+                    });
+                }
+                finished
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(guest);
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let mut guests = finished.into_inner().unwrap_or_else(|e| e.into_inner());
+    guests.sort_by_key(|g| g.number);
+    guests
+}
+
+/// The console log of guest `number`: the first is `console.log`, as in a run of one guest.
+pub fn console_name(number: usize) -> String {
+    match number {
+        1 => "console.log".to_owned(),
+        n => format!("console-{n}.log"),
+    }
+}
+
+/// The agent's channel of guest `number`, named like its console.
+pub fn agent_log_name(number: usize) -> String {
+    match number {
+        1 => "agent.log".to_owned(),
+        n => format!("agent-{n}.log"),
+    }
+}
+
+/// Boots one guest for `job`. Returns what it produced and, if it crashed or hung on a test,
+/// the shard that carries on after that test.
+fn run_one(
+    setup: &Setup<'_>,
+    job: &Job,
+    number: usize,
+    cancel: &AtomicBool,
+    reporter: &Mutex<Reporter>,
+) -> (GuestRun, Option<Shard>) {
+    let mut guest = GuestRun {
+        number,
+        ..GuestRun::default()
+    };
+    guest.timing.console = console_name(number);
+    guest.timing.shard = job.shard.to_string();
+    if let Err(e) = boot(setup, job, &mut guest, cancel, reporter) {
+        guest.errors.push(format!("guest {number}: {e:#}"));
+        return (guest, None);
+    }
+    let rest = match (setup.catalog, guest.interrupted) {
+        (Some(catalog), false) => job.shard.resume_after(&guest.results, catalog),
+        _ => None,
+    };
+    let rest = match rest {
+        Some(_) if job.resumes >= MAX_RESUMES => {
+            guest.errors.push(format!(
+                "guest {number}: not resumed again after {MAX_RESUMES} crashes or hangs in one \
+                 shard; the tests left are not run"
+            ));
+            None
+        }
+        rest => rest,
+    };
+    if let Some(rest) = &rest {
+        // The tests the crash kept from running get their results from the next guest.
+        guest
+            .results
+            .retain(|r| !(r.status == Status::NotRun && rest.covers(r)));
+        guest.complete = true;
+    }
+    (guest, rest)
+}
+
+fn boot(
+    setup: &Setup<'_>,
+    job: &Job,
+    guest: &mut GuestRun,
+    cancel: &AtomicBool,
+    reporter: &Mutex<Reporter>,
+) -> anyhow::Result<()> {
+    let number = guest.number;
+    let dir = setup.scratch.join(format!("guest-{number}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut plan = job.shard.plan(setup.catalog);
+    if number == 1 {
+        plan.inject_panic_after_s = setup.inject_panic_after_s;
+    }
+    let initrd = dir.join("initramfs.cpio.gz");
+    let agent_files = setup
+        .agent
+        .filter(|_| plan.agent)
+        .map(|binary| image::AgentFiles {
+            binary,
+            bundle: runner::agent::bundle(setup.cases, setup.modes),
+        });
+    image::build(
+        setup.arch,
+        setup.busybox,
+        setup.kernel,
+        &plan,
+        agent_files,
+        &initrd,
+    )?;
+    let config = QemuConfig {
+        arch: setup.arch,
+        accel: Accel::detect(setup.arch),
+        kernel: setup.kernel.image.clone(),
+        initrd,
+        append: String::new(),
+        agent_output: plan.agent.then(|| dir.join("agent.out")),
+    };
+    let shard = job.shard.to_string();
+    let console_tmp = dir.join("console.log");
+    let mut console = std::fs::File::create(&console_tmp)
+        .with_context(|| format!("cannot create {}", console_tmp.display()))?;
+    let outcome = session::run(
+        &config,
+        &plan,
+        setup.timeouts,
+        &mut console,
+        cancel,
+        &mut |event| {
+            let mut reporter = reporter.lock().unwrap_or_else(|e| e.into_inner());
+            if let Progress::Booted { .. } = event {
+                reporter.note(&format!("guest {number} runs {shard}"));
+            }
+            reporter.update(event);
+        },
+    )
+    .with_context(|| format!("cannot boot guest {number}"))?;
+    drop(console);
+    publish(&console_tmp, &setup.out.join(&guest.timing.console))?;
+
+    guest.timing.boot_s = outcome.timing.boot_s;
+    guest.timing.to_first_test_s = outcome.timing.to_first_test_s;
+    guest.timing.total_s = outcome.timing.total_s;
+    guest.release = outcome.release;
+    guest.complete = outcome.complete;
+    guest.interrupted = outcome.interrupted;
+    guest.invalid_selection = outcome.invalid_selection;
+    guest.durations = outcome.durations;
+    guest.results = outcome.results;
+    guest.errors = outcome
+        .errors
+        .into_iter()
+        .map(|e| format!("guest {number}: {e}"))
+        .collect();
+    if plan.agent {
+        let agent_log = setup.out.join(agent_log_name(number));
+        runner::report::write_atomically(&agent_log, &outcome.agent_output)
+            .with_context(|| format!("cannot write {}", agent_log.display()))?;
+        let output = runner::agent::parse_output(&outcome.agent_output);
+        guest.agent_passes = agent_passes(&output, setup.modes, setup.cases.len());
+        for pass in &guest.agent_passes {
+            guest
+                .durations
+                .record_agent(pass.mode, pass.cases, pass.seconds);
+        }
+        guest.errors.extend(
+            agent_problems(&output, outcome.agent_status, setup.modes, outcome.complete)
+                .into_iter()
+                .map(|e| format!("guest {number}: {e}")),
+        );
+        guest.results.extend(runner::agent::results(
+            setup.cases,
+            setup.modes,
+            &output,
+            setup.arch,
+            outcome.agent_stop.as_ref(),
+        ));
+    }
+    Ok(())
+}
+
+/// Moves a finished log from the scratch directory into the output directory, whole.
+fn publish(from: &Path, to: &PathBuf) -> anyhow::Result<()> {
+    let data = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    runner::report::write_atomically(to, &data)
+        .with_context(|| format!("cannot write {}", to.display()))
+}
+
+/// The agent's passes, timed in the guest.
+fn agent_passes(output: &AgentOutput, modes: &[Mode], cases: usize) -> Vec<AgentPass> {
+    output
+        .mode_ns
+        .iter()
+        .filter_map(|(&index, &ns)| {
+            Some(AgentPass {
+                mode: *modes.get(index)?,
+                cases,
+                seconds: ns as f64 / 1e9,
+            })
+        })
+        .collect()
+}
+
+/// What went wrong with the agent as a whole, as opposed to any one case.
+fn agent_problems(
+    output: &AgentOutput,
+    status: Option<i32>,
+    modes: &[Mode],
+    guest_complete: bool,
+) -> Vec<String> {
+    let mut problems = output.errors.clone();
+    if guest_complete {
+        if status != Some(0) {
+            problems.push(format!(
+                "the agent exited with status {}",
+                status.map_or("?".into(), |s| s.to_string())
+            ));
+        }
+        if !output.finished {
+            problems.push("the agent's output ends without `agent bye`".into());
+        }
+    }
+    for (index, mode) in modes.iter().enumerate() {
+        let (enable, harden) = mode.sysctls();
+        match output.modes.get(&index) {
+            Some(&got) if got != (enable, harden) => problems.push(format!(
+                "mode {}: the guest kept bpf_jit_enable={} bpf_jit_harden={}, not {enable} {harden} \
+                 (a kernel with CONFIG_BPF_JIT_ALWAYS_ON cannot run the interpreter)",
+                mode.name(),
+                got.0,
+                got.1
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
