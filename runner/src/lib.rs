@@ -16,6 +16,7 @@ pub mod disasm;
 pub mod durations;
 pub mod elf;
 pub mod initramfs;
+pub mod merge;
 pub mod module_tests;
 pub mod plan;
 pub mod protocol;

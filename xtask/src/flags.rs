@@ -27,6 +27,26 @@ pub enum Command {
     /// Compare two runs (e.g. the same cases on x86_64 and mips64el): every result whose
     /// status differs. Exit status 1 when any does.
     Compare(Compare),
+    /// Work with reports: `merge` joins the reports of a sharded run.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Join the reports of every shard of a run (`--shard K/N`) into the report one unsharded
+    /// run writes. Exit status as `test` would give for the whole run.
+    Merge(Merge),
+}
+
+#[derive(Args, Debug)]
+pub struct Merge {
+    /// Each shard's run directory or report.json.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Where the merged report.json goes.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ mod flags;
 mod guests;
 mod image;
 mod kernel;
+mod merge;
 mod progress;
 mod signals;
 mod test;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
     let result = match flags.command {
         flags::Command::Test(cmd) => cmd.run(),
         flags::Command::Compare(cmd) => cmd.run(),
+        flags::Command::Report(flags::ReportCommand::Merge(cmd)) => cmd.run(),
     };
     match result {
         Ok(code) => ExitCode::from(code),
