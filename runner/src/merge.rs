@@ -190,7 +190,10 @@ mod tests {
     #[test]
     fn wrong_sets_of_shards_are_refused() {
         let err = |r: &[(String, Report)]| merge(r).unwrap_err().to_string();
-        assert_eq!(err(&[]), "nothing to merge: give the reports of every shard");
+        assert_eq!(
+            err(&[]),
+            "nothing to merge: give the reports of every shard"
+        );
         assert_eq!(err(&[shard(1, 3, &[0])]), "shard 2, 3 of 3 is missing");
         assert_eq!(
             err(&[shard(1, 2, &[0]), shard(1, 2, &[1])]),

@@ -27,9 +27,19 @@ pub enum Command {
     /// Compare two runs (e.g. the same cases on x86_64 and mips64el): every result whose
     /// status differs. Exit status 1 when any does.
     Compare(Compare),
+    /// Measure the harness on this machine: parse throughput, boot to first test, --jobs 1
+    /// against --jobs 2, overhead over bare QEMU. Prints a Markdown table.
+    Bench(Bench),
     /// Work with reports: `merge` joins the reports of a sharded run.
     #[command(subcommand)]
     Report(ReportCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct Bench {
+    /// The architecture of the --jobs and bare-QEMU measures.
+    #[arg(long, default_value = "mips64el")]
+    pub arch: Arch,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,6 +2,7 @@
 //! module of its own.
 
 mod agent;
+mod bench;
 mod cache;
 mod compare;
 mod debian;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
     let result = match flags.command {
         flags::Command::Test(cmd) => cmd.run(),
         flags::Command::Compare(cmd) => cmd.run(),
+        flags::Command::Bench(cmd) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Merge(cmd)) => cmd.run(),
     };
     match result {

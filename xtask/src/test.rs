@@ -11,6 +11,7 @@ use runner::arch::Arch;
 use runner::cases;
 use runner::durations::Durations;
 use runner::plan::Plan;
+use runner::qemu::{Accel, QemuConfig};
 use runner::report::{self, render_summary, KernelInfo, Report, TestResult, Timing};
 use runner::session::Timeouts;
 use runner::shard::{self, Shard};
@@ -164,6 +165,34 @@ impl Test {
         };
         let mine = mine.plan(catalog);
         Ok(shard::partition(&mine, cases, catalog, durations, jobs))
+    }
+
+    /// The image and QEMU command line of the whole selection in one guest, built in `dir`,
+    /// for running QEMU without the harness (`cargo xtask bench`).
+    pub fn bare_guest(&self, dir: &Path) -> anyhow::Result<QemuConfig> {
+        let (plan, cases) = self.plan_and_cases()?;
+        let inputs = self.fetch_inputs(&plan, &self.cache_dir()?)?;
+        let initrd = dir.join("initramfs.cpio.gz");
+        let agent = inputs.agent.as_deref().map(|binary| image::AgentFiles {
+            binary,
+            bundle: runner::agent::bundle(&cases, &self.selection.mode),
+        });
+        image::build(
+            self.arch,
+            &inputs.busybox,
+            &inputs.kernel,
+            &plan,
+            agent,
+            &initrd,
+        )?;
+        Ok(QemuConfig {
+            arch: self.arch,
+            accel: Accel::detect(self.arch),
+            kernel: inputs.kernel.image.clone(),
+            initrd,
+            append: String::new(),
+            agent_output: plan.agent.then(|| dir.join("agent.out")),
+        })
     }
 
     fn cache_dir(&self) -> anyhow::Result<PathBuf> {

@@ -1,0 +1,182 @@
+//! `cargo xtask bench`: the harness's speed on this machine, each figure beside the one it is
+//! judged against, measured in one run (these machines are too noisy to compare runs made
+//! apart).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use runner::arch::Arch;
+use runner::plan::Plan;
+use runner::report::{Mode, Report, Status};
+use runner::test_bpf::Suite;
+
+use crate::flags::{Bench, Command as Verb, Xtask};
+use crate::project_root;
+
+/// One row of the table.
+struct Row {
+    what: String,
+    value: String,
+    target: &'static str,
+}
+
+impl Bench {
+    pub fn run(self) -> anyhow::Result<u8> {
+        let mut rows = vec![parse_throughput()?];
+        for arch in [Arch::X86_64, Arch::Mips64el] {
+            let report = self.test(arch, &["--filter", "0", "--jobs", "1"], "first")?;
+            rows.push(Row {
+                what: format!("{arch}: boot to first test ({})", report.kernel.source),
+                value: format!("{:.2} s", report.timing.to_first_test_s.unwrap_or(f64::NAN)),
+                target: "<= 0.5 s with a minimal built kernel",
+            });
+        }
+        let arch = self.arch;
+        let one = self.test(arch, &["--jobs", "1"], "jobs1")?;
+        let two = self.test(arch, &["--jobs", "2"], "jobs2")?;
+        let same = statuses(&one) == statuses(&two);
+        let ratio = two.timing.total_s / one.timing.total_s;
+        rows.push(Row {
+            what: format!("{arch}: full test_bpf, --jobs 1"),
+            value: format!("{:.1} s", one.timing.total_s),
+            target: "",
+        });
+        rows.push(Row {
+            what: format!("{arch}: full test_bpf, --jobs 2"),
+            value: format!("{:.1} s", two.timing.total_s),
+            target: "",
+        });
+        rows.push(Row {
+            what: format!(
+                "{arch}: --jobs 2 / --jobs 1 ({} results)",
+                if same { "same" } else { "DIFFERENT" }
+            ),
+            value: format!("{ratio:.3}"),
+            target: "<= 0.55 on 2 cores",
+        });
+        let bare = self.bare_qemu(arch)?;
+        rows.push(Row {
+            what: format!("{arch}: bare QEMU, same image, one guest"),
+            value: format!("{bare:.1} s"),
+            target: "",
+        });
+        rows.push(Row {
+            what: format!("{arch}: harness overhead over bare QEMU (--jobs 1)"),
+            value: format!("{:+.1} %", (one.timing.total_s / bare - 1.0) * 100.0),
+            target: "<= 2 %",
+        });
+        print_table(&rows);
+        Ok(if same { 0 } else { 1 })
+    }
+
+    /// Runs `cargo xtask test` for `arch` with `args` (the kernel's suites) into a scratch
+    /// directory and returns its report.
+    fn test(&self, arch: Arch, args: &[&str], label: &str) -> anyhow::Result<Report> {
+        let out = tempfile::TempDir::new().context("cannot create a temporary directory")?;
+        let arch_name = arch.to_string();
+        let out_arg = out.path().join(label);
+        let mut argv = vec!["cargo xtask", "test", "--arch", &arch_name];
+        argv.extend_from_slice(args);
+        let out_str = out_arg.display().to_string();
+        argv.extend(["--out", &out_str]);
+        eprintln!("bench: {}", argv[1..].join(" "));
+        let Verb::Test(test) = Xtask::try_parse_from(&argv)?.command else {
+            anyhow::bail!("`{}` is not a test command", argv.join(" "));
+        };
+        let code = test.run()?;
+        let report = Report::read(&out_arg.join("report.json"))?;
+        if code != 0 {
+            anyhow::bail!(
+                "`{}` exited with {code}; bench needs a passing run",
+                argv.join(" ")
+            );
+        }
+        Ok(report)
+    }
+
+    /// Seconds from QEMU's start to its exit, running the image of a whole `--jobs 1` run
+    /// without the harness: its console goes to a file, nobody reads it.
+    fn bare_qemu(&self, arch: Arch) -> anyhow::Result<f64> {
+        let dir = tempfile::TempDir::new().context("cannot create a temporary directory")?;
+        let arch_name = arch.to_string();
+        let Verb::Test(test) =
+            Xtask::try_parse_from(["cargo xtask", "test", "--arch", &arch_name])?.command
+        else {
+            anyhow::bail!("cannot build the bare guest's flags");
+        };
+        let config = test.bare_guest(dir.path())?;
+        let (program, args) = config.command_line();
+        let console = std::fs::File::create(dir.path().join("console.log"))?;
+        eprintln!("bench: bare {program}");
+        let started = Instant::now();
+        let status = Command::new(&program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot run {program}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let log = std::fs::read(dir.path().join("console.log"))?;
+        if !status.success() || !contains(&log, b"harness: done") {
+            anyhow::bail!("bare {program} did not finish its plan ({status})");
+        }
+        Ok(seconds)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Each result's status, in order: two runs of one selection must agree.
+fn statuses(report: &Report) -> Vec<(String, Option<u32>, Mode, Status)> {
+    report
+        .results
+        .iter()
+        .map(|r| (r.suite.clone(), r.id, r.mode, r.status))
+        .collect()
+}
+
+/// MB/s of recorded consoles through the same parser a live guest's goes through.
+fn parse_throughput() -> anyhow::Result<Row> {
+    let fixtures = project_root().join("runner/tests/fixtures");
+    let logs: Vec<Vec<u8>> = ["x86_64-full.log", "mips64el-full.log"]
+        .iter()
+        .map(|name| read(&fixtures.join(name)))
+        .collect::<anyhow::Result<_>>()?;
+    let plan = Plan::new(&Suite::ALL, &[Mode::Jit], None)?;
+    let (mut bytes, mut passes) = (0usize, 0usize);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        for log in &logs {
+            let outcome = runner::session::replay(log, &plan);
+            bytes += log.len();
+            passes += usize::from(outcome.complete);
+        }
+    }
+    if passes == 0 {
+        anyhow::bail!("the recorded logs no longer parse as complete runs");
+    }
+    let mb_s = bytes as f64 / 1e6 / started.elapsed().as_secs_f64();
+    Ok(Row {
+        what: "console parse throughput (recorded full runs)".into(),
+        value: format!("{mb_s:.0} MB/s"),
+        target: ">= 200 MB/s",
+    })
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| measure | value | target |");
+    println!("| --- | --- | --- |");
+    for row in rows {
+        println!("| {} | {} | {} |", row.what, row.value, row.target);
+    }
+}
