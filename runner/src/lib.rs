@@ -24,4 +24,5 @@ pub mod qemu;
 pub mod report;
 pub mod session;
 pub mod shard;
+pub mod splat;
 pub mod test_bpf;

@@ -11,6 +11,7 @@ use crate::plan::Plan;
 use crate::protocol::{self, GuestLine};
 use crate::qemu::{Output, Qemu, QemuConfig, QemuError};
 use crate::report::{Status, TestResult, Timing};
+use crate::splat::{self, Splat};
 use crate::test_bpf::LoadParser;
 
 /// When to give up on a guest.
@@ -56,18 +57,7 @@ pub struct Outcome {
     pub durations: Durations,
 }
 
-/// Console lines that mean the kernel has crashed. The first one seen names the crash.
-const CRASH_MARKERS: [&str; 7] = [
-    "Kernel panic - not syncing",
-    "BUG: ",
-    "Oops: ",
-    "Oops[#",
-    "kernel BUG at ",
-    "general protection fault",
-    "Unable to handle kernel",
-];
-
-/// After a crash, how long to keep reading the console for the rest of the report.
+/// After a crash or stall, how long to keep reading the console for the rest of the report.
 const CRASH_TAIL: Duration = Duration::from_secs(10);
 
 /// How long a guest that said `done` gets to power off by itself.
@@ -96,7 +86,12 @@ struct Run<'p> {
     phase: Phase,
     out: Outcome,
     started: Instant,
-    crash: Option<String>,
+    /// The first fatal splat or stall: the status it gives the running test, and its title.
+    crash: Option<(Status, String)>,
+    /// A warning splat (WARNING, KASAN, UBSAN) waiting for the verdict of the test it came in.
+    warning: Option<String>,
+    /// Console lines seen, for pointing at a splat in the log.
+    lines_seen: usize,
     /// The harness ended the guest on purpose (hang, timeout, cancel).
     stopped: bool,
     /// When the test now running began: the previous verdict, or its module load.
@@ -267,6 +262,8 @@ impl<'p> Run<'p> {
             out: Outcome::default(),
             started: Instant::now(),
             crash: None,
+            warning: None,
+            lines_seen: 0,
             stopped: false,
             test_started: Instant::now(),
         }
@@ -274,19 +271,9 @@ impl<'p> Run<'p> {
 
     fn line(&mut self, raw: &[u8], progress: &mut dyn FnMut(Progress<'_>)) {
         let text = console::text(raw);
-        if self.crash.is_none() {
-            if let Some(title) = crash_title(text) {
-                self.crash = Some(title.clone());
-                if let Phase::Loading { parser, .. } = &mut self.phase {
-                    parser.interrupt(Status::Crash, &title);
-                } else if let Phase::Agent = self.phase {
-                    self.out.agent_stop = Some((Status::Crash, title.clone()));
-                } else {
-                    self.out
-                        .errors
-                        .push(format!("the kernel crashed outside any test: {title}"));
-                }
-            }
+        self.lines_seen += 1;
+        if let Some(splat) = splat::detect(text) {
+            self.splat(splat);
         }
         match protocol::parse(text) {
             Some(Ok(line)) => self.guest_line(line, progress),
@@ -294,6 +281,9 @@ impl<'p> Run<'p> {
             None => {
                 if let Phase::Loading { parser, .. } = &mut self.phase {
                     if parser.line(text) == crate::test_bpf::Event::Finished {
+                        if let Some(title) = self.warning.take() {
+                            parser.fail_last(&format!("kernel splat while it ran: {title}"));
+                        }
                         if let Some(result) = parser.results().last() {
                             self.out.durations.record_test(
                                 result.mode,
@@ -393,6 +383,42 @@ impl<'p> Run<'p> {
         }
     }
 
+    /// A splat on the console: a crash or stall ends the running test and the guest, a
+    /// warning fails the running test once its verdict comes.
+    fn splat(&mut self, splat: Splat) {
+        let title = format!("{} (console line {})", splat.title, self.lines_seen);
+        let status = match splat.kind {
+            splat::Kind::Warning => {
+                match self.phase {
+                    Phase::Loading { .. } => {
+                        self.warning.get_or_insert(title);
+                    }
+                    _ => self
+                        .out
+                        .errors
+                        .push(format!("kernel splat outside any test_bpf test: {title}")),
+                }
+                return;
+            }
+            splat::Kind::Fatal => Status::Crash,
+            splat::Kind::Stall => Status::Hang,
+        };
+        if self.crash.is_some() {
+            // The panic after an oops, the stall report after a stall: the first one names it.
+            return;
+        }
+        self.crash = Some((status, title.clone()));
+        if let Phase::Loading { parser, .. } = &mut self.phase {
+            parser.interrupt(status, &title);
+        } else if let Phase::Agent = self.phase {
+            self.out.agent_stop = Some((status, title));
+        } else {
+            self.out
+                .errors
+                .push(format!("the kernel crashed outside any test: {title}"));
+        }
+    }
+
     fn phase_name(&self) -> String {
         match &self.phase {
             Phase::Booting => "while booting".into(),
@@ -465,39 +491,12 @@ impl<'p> Run<'p> {
                 ));
             }
         }
-        if let Some(crash) = &self.crash {
+        if let Some((status, title)) = &self.crash {
             self.out.complete = false;
-            if !self.out.results.iter().any(|r| r.status == Status::Crash) {
-                self.out.errors.push(format!("the kernel crashed: {crash}"));
+            if !self.out.results.iter().any(|r| r.status == *status) {
+                self.out.errors.push(format!("the kernel crashed: {title}"));
             }
         }
         self.out
-    }
-}
-
-/// The crash a console line announces, if any, as a title: the line from the marker on.
-pub fn crash_title(text: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(text);
-    CRASH_MARKERS
-        .iter()
-        .find_map(|m| text.find(m).map(|at| text[at..].trim_end().to_owned()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crash_titles() {
-        assert_eq!(
-            crash_title(b"Kernel panic - not syncing: Fatal exception in interrupt"),
-            Some("Kernel panic - not syncing: Fatal exception in interrupt".into())
-        );
-        assert_eq!(
-            crash_title(b"BUG: unable to handle page fault for address: 0000000000000010"),
-            Some("BUG: unable to handle page fault for address: 0000000000000010".into())
-        );
-        assert_eq!(crash_title(b"test_bpf: #12 LD_ABS jited:1 7 PASS"), None);
-        assert_eq!(crash_title(b"debug: no BUGs here"), None);
     }
 }

@@ -386,7 +386,7 @@ mod tests {
         ];
         let rest = shard.resume_after(&results, &catalog()).unwrap();
         assert_eq!(
-            text(&[rest.clone()]),
+            text(std::slice::from_ref(&rest)),
             [
                 "test_suite=test_bpf test_range=5,9 | test_suite=test_tail_calls \
               | test_suite=test_skb_segment +agent"

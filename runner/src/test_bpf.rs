@@ -541,6 +541,17 @@ impl LoadParser {
         self.invalid_selection
     }
 
+    /// Fails the test that finished last, for `why` (a kernel splat while it ran).
+    pub fn fail_last(&mut self, why: &str) {
+        if let Some(last) = self.results.last_mut() {
+            last.message = Some(match last.message.take() {
+                Some(said) => format!("{why}; {said}"),
+                None => why.to_owned(),
+            });
+            last.status = Status::Fail;
+        }
+    }
+
     pub fn into_results(self) -> Vec<TestResult> {
         self.results
     }

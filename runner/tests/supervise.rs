@@ -124,7 +124,7 @@ fn a_panic_is_pinned_on_the_running_test() {
     assert_eq!((crashed.id, crashed.status), (Some(1), Status::Crash));
     assert_eq!(
         crashed.message.as_deref(),
-        Some("BUG: unable to handle page fault for address: 0000000000000010")
+        Some("BUG: unable to handle page fault for address: ADDR (console line 6)")
     );
     assert!(!fake.outcome.complete);
 }
@@ -223,4 +223,32 @@ fn cancelling_ends_the_guest_and_keeps_what_ran() {
     assert!(fake.outcome.results[1..]
         .iter()
         .all(|r| r.status == Status::NotRun));
+}
+
+#[test]
+fn a_warning_fails_the_test_it_came_in_and_a_soft_lockup_is_a_hang() {
+    // The test's line is flushed by the WARNING and its verdict comes as a line of its own.
+    let script = format!(
+        "{BOOTED}; echo 'harness: load-begin 0'; echo '[    3.1] test_bpf: #0 TAX jited:1 5 PASS'; \
+         echo '[    3.2] test_bpf: #1 LD_ABS '; \
+         echo '[    3.3] WARNING: CPU: 0 PID: 9 at kernel/bpf/core.c:2155 bpf_prog_select_runtime+0x1c/0x180'; \
+         echo '[    3.4] jited:1 7 PASS'; \
+         echo '[    3.5] test_bpf: #2 TXA '; \
+         echo '[   25.6] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [insmod:88]'; sleep 30"
+    );
+    let fake = fake_qemu(&script, secs(10, 20), None);
+    let got = statuses(&fake.outcome);
+    assert_eq!(got[0], ("test_bpf".into(), Some(0), Status::Pass));
+    assert_eq!(got[1], ("test_bpf".into(), Some(1), Status::Fail));
+    assert_eq!(
+        fake.outcome.results[1].message.as_deref(),
+        Some("kernel splat while it ran: WARNING in bpf_prog_select_runtime (console line 6)")
+    );
+    assert_eq!(got[2], ("test_bpf".into(), Some(2), Status::Hang));
+    assert_eq!(
+        fake.outcome.results[2].message.as_deref(),
+        Some("BUG: soft lockup in insmod (console line 9)")
+    );
+    // A stall ends the guest once its report is in, without waiting out the silence timeout.
+    assert!(fake.elapsed < Duration::from_secs(15), "{:?}", fake.elapsed);
 }

@@ -2,7 +2,7 @@
 //! one guest per shard, and put back the rest of a shard whose guest crashed or hung.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -287,7 +287,7 @@ fn boot(
 }
 
 /// Moves a finished log from the scratch directory into the output directory, whole.
-fn publish(from: &Path, to: &PathBuf) -> anyhow::Result<()> {
+fn publish(from: &Path, to: &Path) -> anyhow::Result<()> {
     let data = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
     runner::report::write_atomically(to, &data)
         .with_context(|| format!("cannot write {}", to.display()))
