@@ -17,7 +17,7 @@ impl LineSplitter {
 
     /// Feeds bytes, calling `on_line` for each completed line (without its `\n`).
     pub fn push(&mut self, mut bytes: &[u8], mut on_line: impl FnMut(&[u8])) {
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', bytes) {
             if self.partial.is_empty() {
                 on_line(&bytes[..end]);
             } else {

@@ -208,10 +208,11 @@ impl LoadParser {
     /// Feeds one console line, already stripped of `\r` and time stamp.
     pub fn line(&mut self, text: &[u8]) -> Event {
         let text = String::from_utf8_lossy(text);
-        let Some(rest) = text.as_bytes().strip_prefix(PREFIX) else {
+        if !text.as_bytes().starts_with(PREFIX) {
             return self.continuation(&text);
-        };
-        let rest = String::from_utf8_lossy(rest).into_owned();
+        }
+        // PREFIX is ASCII: the rest starts on a character boundary.
+        let rest = &text[PREFIX.len()..];
         if let Some(record) = rest.strip_prefix('#') {
             return self.test_line(record);
         }
@@ -219,8 +220,8 @@ impl LoadParser {
             return self.summary(summary);
         }
         // A retried load repeats the module's messages; one copy says it.
-        if !self.notes.contains(&rest) {
-            self.notes.push(rest);
+        if !self.notes.iter().any(|n| n == rest) {
+            self.notes.push(rest.to_owned());
         }
         Event::Nothing
     }

@@ -26,6 +26,7 @@ struct Row {
 impl Bench {
     pub fn run(self) -> anyhow::Result<u8> {
         let mut rows = vec![parse_throughput()?];
+        eprintln!("bench: {} {}", rows[0].what, rows[0].value);
         for arch in [Arch::X86_64, Arch::Mips64el] {
             let report = self.test(arch, &["--filter", "0", "--jobs", "1"], "first")?;
             rows.push(Row {
