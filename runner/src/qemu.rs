@@ -131,6 +131,8 @@ pub enum QemuError {
         #[source]
         source: std::io::Error,
     },
+    #[error("not starting QEMU: the harness is ending")]
+    Closing,
 }
 
 /// What reading the console gave.
@@ -153,14 +155,16 @@ pub struct Qemu {
     status: Option<ExitStatus>,
 }
 
-/// The process groups of every QEMU started and not yet reaped, for [`kill_all`].
-static LIVE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+/// The process groups of every QEMU started and not yet reaped, for [`kill_all`]; `None`
+/// once `kill_all` ran, so that no QEMU starts after it.
+static LIVE: Mutex<Option<BTreeSet<u32>>> = Mutex::new(Some(BTreeSet::new()));
 
 /// Kills every QEMU this process started and has not reaped, at once (SIGKILL to each
-/// process group): for a harness about to exit without the usual ending, on a second Ctrl-C.
+/// process group), and refuses to start any more: for a harness about to exit without the
+/// usual ending, on a second Ctrl-C.
 pub fn kill_all() {
-    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    for &pid in live.iter() {
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    for &pid in live.take().iter().flatten() {
         if let Some(pid) = Pid::from_raw(pid as i32) {
             let _ = kill_process_group(pid, Signal::KILL);
         }
@@ -178,6 +182,11 @@ impl Qemu {
 
     /// Starts `program` as if it were QEMU (tests use fake ones).
     pub fn spawn_program(program: &Path, args: &[String]) -> Result<Qemu, QemuError> {
+        // Held from spawn to registration, so that `kill_all` sees every QEMU.
+        let mut guard = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(live) = guard.as_mut() else {
+            return Err(QemuError::Closing);
+        };
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -189,9 +198,8 @@ impl Qemu {
                 program: program.display().to_string(),
                 source,
             })?;
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(child.id());
+        live.insert(child.id());
+        drop(guard);
         let (tx, console) = mpsc::channel();
         let mut readers = Vec::new();
         if let Some(mut stdout) = child.stdout.take() {
@@ -313,9 +321,9 @@ impl Qemu {
 
     /// QEMU is reaped: its pid may be reused, so [`kill_all`] must not signal it.
     fn forget(&self) {
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.child.id());
+        if let Some(live) = LIVE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            live.remove(&self.child.id());
+        }
     }
 
     fn join_readers(&mut self) {

@@ -324,12 +324,42 @@ pub fn summarize(results: &[TestResult]) -> BTreeMap<Status, usize> {
 /// Writes `data` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    publish_mode(tmp.as_file())?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    // Created under the lock, so that none is created after `discard_partial_writes`.
+    let (mut tmp, tmp_path) = {
+        let mut files = writing();
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        files.insert(tmp.path().to_owned());
+        let path = tmp.path().to_owned();
+        (tmp, path)
+    };
+    let written = (|| {
+        publish_mode(tmp.as_file())?;
+        tmp.write_all(data)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)
+    })();
+    writing().remove(&tmp_path);
+    written.map(drop)
+}
+
+/// The temporary files [`write_atomically`] is writing now.
+static WRITING: std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn writing() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<std::path::PathBuf>> {
+    WRITING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Deletes the temporary files being written now, for a process about to exit at once (a
+/// second Ctrl-C): it leaves no half-written file behind. The lock stays held, so no write
+/// starts after.
+pub fn discard_partial_writes() {
+    let mut files = writing();
+    for path in files.iter() {
+        let _ = std::fs::remove_file(path);
+    }
+    files.clear();
+    std::mem::forget(files);
 }
 
 /// The short human summary printed at the end of a run.

@@ -122,6 +122,15 @@ pub fn run(
     ))
 }
 
+/// The outcome of a guest the run was cancelled before booting: every test of `plan` is
+/// `not_run`.
+pub fn cancelled(plan: &Plan) -> Outcome {
+    let mut run = Run::new(plan);
+    run.out.interrupted = true;
+    run.stop("interrupted: the run was cancelled before this guest booted");
+    run.finish()
+}
+
 /// Reads a recorded console (a `console.log`) as if it came from a guest running `plan`.
 pub fn replay(console: &[u8], plan: &Plan) -> Outcome {
     let mut run = Run::new(plan);

@@ -216,7 +216,7 @@ impl LoadParser {
         if let Some(record) = rest.strip_prefix('#') {
             return self.test_line(record);
         }
-        if let Some(summary) = parse_summary(&rest) {
+        if let Some(summary) = parse_summary(rest) {
             return self.summary(summary);
         }
         // A retried load repeats the module's messages; one copy says it.

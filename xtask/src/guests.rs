@@ -199,6 +199,14 @@ fn boot(
     if number == 1 {
         plan.inject_panic_after_s = setup.inject_panic_after_s;
     }
+    if cancel.load(Ordering::SeqCst) {
+        // No guest boots once the run is interrupted; its tests are reported as not run.
+        let outcome = session::cancelled(&plan);
+        guest.interrupted = true;
+        guest.results = outcome.results;
+        guest.timing.console.clear();
+        return Ok(());
+    }
     let initrd = dir.join("initramfs.cpio.gz");
     let agent_files = setup
         .agent

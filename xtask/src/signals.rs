@@ -18,6 +18,7 @@ pub fn install(cancel: Arc<AtomicBool>) -> anyhow::Result<()> {
             for _ in signals.forever() {
                 if cancel.swap(true, Ordering::SeqCst) {
                     runner::qemu::kill_all();
+                    runner::report::discard_partial_writes();
                     eprintln!("interrupted again: ending at once, without a report");
                     std::process::exit(130);
                 }

@@ -41,6 +41,9 @@ impl Test {
     }
 
     pub fn run(self) -> anyhow::Result<u8> {
+        // First of all: a Ctrl-C while kernels download still ends the run in order.
+        let cancel = Arc::new(AtomicBool::new(false));
+        signals::install(Arc::clone(&cancel))?;
         let arch = self.arch;
         let (mut plan, cases) = self.plan_and_cases()?;
         let modes = self.selection.mode.clone();
@@ -73,8 +76,6 @@ impl Test {
             .min(shards.len())
             .max(1);
 
-        let cancel = Arc::new(AtomicBool::new(false));
-        signals::install(Arc::clone(&cancel))?;
         let scratch = tempfile::TempDir::new().context("cannot create a temporary directory")?;
         let setup = guests::Setup {
             arch,
