@@ -109,11 +109,17 @@ impl Durations {
         }
     }
 
-    /// Adds everything `newer` knows, replacing what it times again.
+    /// Adds what `newer` timed: a test timed before keeps the mean of its old time and the
+    /// new one, since one run's figure varies by 10 % or more on a shared machine.
     pub fn update(&mut self, newer: &Durations) {
-        self.tests
-            .extend(newer.tests.iter().map(|(k, &v)| (k.clone(), v)));
-        self.agent_case_s.extend(newer.agent_case_s.iter());
+        for (key, &seconds) in &newer.tests {
+            let kept = self.tests.entry(key.clone()).or_insert(seconds);
+            *kept = (*kept + seconds) / 2.0;
+        }
+        for (&mode, &seconds) in &newer.agent_case_s {
+            let kept = self.agent_case_s.entry(mode).or_insert(seconds);
+            *kept = (*kept + seconds) / 2.0;
+        }
     }
 
     /// The time of one test: as timed in this mode, else in another mode, else a guess.
@@ -151,6 +157,18 @@ mod tests {
         assert_eq!(d.test(Mode::Jit, "test_bpf", "TXA"), UNKNOWN_TEST_S);
         d.record_test(Mode::Interp, "test_bpf", "TAX", 2.0);
         assert_eq!(d.test(Mode::Interp, "test_bpf", "TAX"), 2.0);
+    }
+
+    #[test]
+    fn a_new_time_is_averaged_with_the_old() {
+        let mut old = Durations::new();
+        old.record_test(Mode::Jit, "test_bpf", "A", 1.0);
+        let mut new = Durations::new();
+        new.record_test(Mode::Jit, "test_bpf", "A", 2.0);
+        new.record_test(Mode::Jit, "test_bpf", "B", 3.0);
+        old.update(&new);
+        assert_eq!(old.test(Mode::Jit, "test_bpf", "A"), 1.5);
+        assert_eq!(old.test(Mode::Jit, "test_bpf", "B"), 3.0);
     }
 
     #[test]

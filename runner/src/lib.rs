@@ -26,3 +26,4 @@ pub mod session;
 pub mod shard;
 pub mod splat;
 pub mod test_bpf;
+pub mod vmlinux;
