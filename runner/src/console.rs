@@ -75,6 +75,15 @@ fn strip_timestamp(line: &[u8]) -> Option<&[u8]> {
     Some(rest.strip_prefix(b" ").unwrap_or(rest))
 }
 
+/// A console line as text: borrowed when it is UTF-8 (nearly always, and checked much faster
+/// than a lossy decode), else with U+FFFD for each bad byte.
+pub fn str_of(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Lossy text of a console line, for messages and reports.
 pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

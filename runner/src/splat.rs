@@ -19,16 +19,34 @@ pub struct Splat {
     pub title: String,
 }
 
+/// Words at least one of which every splat line below holds.
+static MARKERS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    aho_corasick::AhoCorasick::new([
+        "BUG",
+        "LOCKUP",
+        "INFO: ",
+        "Kernel panic",
+        "UBSAN: ",
+        "WARNING: ",
+        "general protection",
+        "Oops",
+        "Unable to handle kernel ",
+    ])
+    .unwrap_or_else(|e| unreachable!("fixed patterns: {e}"))
+});
+
 /// Longest title kept: corrupted or interleaved lines can be very long.
 const MAX_TITLE: usize = 120;
 
 /// The splat a console line (already without its time stamp) starts, if any.
 pub fn detect(line: &[u8]) -> Option<Splat> {
-    // Nearly every line of a run is the module's or the guest's, and none of those is a splat.
-    if line.starts_with(b"test_bpf: ") || line.starts_with(b"harness: ") {
+    // Nearly every line of a run is the module's or the guest's, and none of those is a splat;
+    // of the others, one scan finds those that hold no splat's words at all.
+    if line.starts_with(b"test_bpf: ") || line.starts_with(b"harness: ") || !MARKERS.is_match(line)
+    {
         return None;
     }
-    let text = String::from_utf8_lossy(line);
+    let text = crate::console::str_of(line);
     let text = strip_caller(text.trim());
     let splat = |kind, title: &str| {
         Some(Splat {

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: the harness's speed on this machine, each figure beside the one it is
 //! judged against, measured in one run (these machines are too noisy to compare runs made
-//! apart).
+//! apart). The runs compared are interleaved, round after round, and each figure is its best
+//! round: noise on a shared machine only ever slows a run down.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,26 +29,41 @@ impl Bench {
         let mut rows = vec![parse_throughput()?];
         eprintln!("bench: {} {}", rows[0].what, rows[0].value);
         for arch in [Arch::X86_64, Arch::Mips64el] {
-            let report = self.test(arch, &["--filter", "0", "--jobs", "1"], "first")?;
+            let mut best = f64::INFINITY;
+            let mut source = String::new();
+            for _ in 0..3 {
+                let report = self.test(arch, &["--filter", "0", "--jobs", "1"], "first")?;
+                best = best.min(report.timing.to_first_test_s.unwrap_or(f64::INFINITY));
+                source = report.kernel.source;
+            }
             rows.push(Row {
-                what: format!("{arch}: boot to first test ({})", report.kernel.source),
-                value: format!("{:.2} s", report.timing.to_first_test_s.unwrap_or(f64::NAN)),
+                what: format!("{arch}: boot to first test, best of 3 ({source})"),
+                value: format!("{best:.2} s"),
                 target: "<= 0.5 s with a minimal built kernel",
             });
         }
         let arch = self.arch;
-        let one = self.test(arch, &["--jobs", "1"], "jobs1")?;
-        let two = self.test(arch, &["--jobs", "2"], "jobs2")?;
-        let same = statuses(&one) == statuses(&two);
-        let ratio = two.timing.total_s / one.timing.total_s;
+        let (mut one, mut two, mut bare) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+        let mut same = true;
+        for round in 1..=self.rounds {
+            eprintln!("bench: round {round} of {}", self.rounds);
+            let jobs1 = self.test(arch, &["--jobs", "1"], "jobs1")?;
+            let jobs2 = self.test(arch, &["--jobs", "2"], "jobs2")?;
+            same &= statuses(&jobs1) == statuses(&jobs2);
+            one = one.min(jobs1.timing.total_s);
+            two = two.min(jobs2.timing.total_s);
+            bare = bare.min(self.bare_qemu(arch)?);
+        }
+        let rounds = self.rounds;
+        let ratio = two / one;
         rows.push(Row {
-            what: format!("{arch}: full test_bpf, --jobs 1"),
-            value: format!("{:.1} s", one.timing.total_s),
+            what: format!("{arch}: full test_bpf, --jobs 1, best of {rounds}"),
+            value: format!("{one:.1} s"),
             target: "",
         });
         rows.push(Row {
-            what: format!("{arch}: full test_bpf, --jobs 2"),
-            value: format!("{:.1} s", two.timing.total_s),
+            what: format!("{arch}: full test_bpf, --jobs 2, best of {rounds}"),
+            value: format!("{two:.1} s"),
             target: "",
         });
         rows.push(Row {
@@ -58,15 +74,14 @@ impl Bench {
             value: format!("{ratio:.3}"),
             target: "<= 0.55 on 2 cores",
         });
-        let bare = self.bare_qemu(arch)?;
         rows.push(Row {
-            what: format!("{arch}: bare QEMU, same image, one guest"),
+            what: format!("{arch}: bare QEMU, same image, one guest, best of {rounds}"),
             value: format!("{bare:.1} s"),
             target: "",
         });
         rows.push(Row {
             what: format!("{arch}: harness overhead over bare QEMU (--jobs 1)"),
-            value: format!("{:+.1} %", (one.timing.total_s / bare - 1.0) * 100.0),
+            value: format!("{:+.1} %", (one / bare - 1.0) * 100.0),
             target: "<= 2 %",
         });
         print_table(&rows);
@@ -150,21 +165,25 @@ fn parse_throughput() -> anyhow::Result<Row> {
         .map(|name| read(&fixtures.join(name)))
         .collect::<anyhow::Result<_>>()?;
     let plan = Plan::new(&Suite::ALL, &[Mode::Jit], None)?;
-    let (mut bytes, mut passes) = (0usize, 0usize);
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(2) {
-        for log in &logs {
-            let outcome = runner::session::replay(log, &plan);
-            bytes += log.len();
-            passes += usize::from(outcome.complete);
+    let mut best: f64 = 0.0;
+    for _ in 0..10 {
+        let (mut bytes, mut passes) = (0usize, 0usize);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(300) {
+            for log in &logs {
+                let outcome = runner::session::replay(log, &plan);
+                bytes += log.len();
+                passes += usize::from(outcome.complete);
+            }
         }
+        if passes == 0 {
+            anyhow::bail!("the recorded logs no longer parse as complete runs");
+        }
+        best = best.max(bytes as f64 / 1e6 / started.elapsed().as_secs_f64());
     }
-    if passes == 0 {
-        anyhow::bail!("the recorded logs no longer parse as complete runs");
-    }
-    let mb_s = bytes as f64 / 1e6 / started.elapsed().as_secs_f64();
+    let mb_s = best;
     Ok(Row {
-        what: "console parse throughput (recorded full runs)".into(),
+        what: "console parse throughput (recorded full runs), best of 10".into(),
         value: format!("{mb_s:.0} MB/s"),
         target: ">= 200 MB/s",
     })

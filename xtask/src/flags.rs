@@ -40,6 +40,10 @@ pub struct Bench {
     /// The architecture of the --jobs and bare-QEMU measures.
     #[arg(long, default_value = "mips64el")]
     pub arch: Arch,
+
+    /// Rounds of the full-suite runs (--jobs 1, --jobs 2, bare QEMU), interleaved.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 }
 
 #[derive(Subcommand, Debug)]
