@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 
 /// Version of `report.json`'s layout.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The outcome of one test. A closed set: every result is exactly one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -166,7 +166,8 @@ pub struct Timing {
     /// The agent's passes over its cases, one per mode, timed in the guest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent: Vec<AgentPass>,
-    /// Each guest of a run of several (`--jobs`, or a guest resumed after a crash).
+    /// Each guest of the run, in the order they started (several with `--jobs`, or when a
+    /// guest was resumed after a crash).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guests: Vec<GuestTiming>,
 }

@@ -207,7 +207,7 @@ fn boot(
         guest.timing.console.clear();
         return Ok(());
     }
-    let initrd = dir.join("initramfs.cpio.gz");
+    let initrd = dir.join("initramfs.cpio");
     let agent_files = setup
         .agent
         .filter(|_| plan.agent)

@@ -1,4 +1,4 @@
-//! The guest image: a gzip'd initramfs with a static busybox, `images/init`, the kernel's
+//! The guest image: an initramfs with a static busybox, `images/init`, the kernel's
 //! test_bpf.ko and the run's plan.
 
 use std::fs;
@@ -95,6 +95,6 @@ pub fn build(
         image.file("inject-panic", 0o644, format!("{seconds}\n").into_bytes());
     }
     image
-        .write_gz_file(dest)
+        .write_file(dest)
         .with_context(|| format!("cannot write the guest image {}", dest.display()))
 }

@@ -173,7 +173,7 @@ impl Test {
     pub fn bare_guest(&self, dir: &Path) -> anyhow::Result<QemuConfig> {
         let (plan, cases) = self.plan_and_cases()?;
         let inputs = self.fetch_inputs(&plan, &self.cache_dir()?)?;
-        let initrd = dir.join("initramfs.cpio.gz");
+        let initrd = dir.join("initramfs.cpio");
         let agent = inputs.agent.as_deref().map(|binary| image::AgentFiles {
             binary,
             bundle: runner::agent::bundle(&cases, &self.selection.mode),
@@ -284,16 +284,13 @@ fn assemble(guests: &[GuestRun], arch: Arch, source: &str, wall_s: f64) -> Repor
     report::canonical_order(&mut results);
     let errors = guests.iter().flat_map(|g| g.errors.clone()).collect();
     let first = guests.first();
-    let mut timing = Timing {
+    let timing = Timing {
         boot_s: first.and_then(|g| g.timing.boot_s),
         to_first_test_s: first.and_then(|g| g.timing.to_first_test_s),
         total_s: wall_s,
         agent: guests.iter().flat_map(|g| g.agent_passes.clone()).collect(),
-        guests: Vec::new(),
+        guests: guests.iter().map(|g| g.timing.clone()).collect(),
     };
-    if guests.len() > 1 {
-        timing.guests = guests.iter().map(|g| g.timing.clone()).collect();
-    }
     let complete = !guests.is_empty() && guests.iter().all(|g| g.complete);
     Report::new(
         KernelInfo {

@@ -634,3 +634,50 @@ fn a_real_panic_is_pinned_on_its_test_and_a_fresh_guest_runs_the_rest() {
     );
     assert!(report.complete, "{:?}", report.errors);
 }
+
+#[test]
+fn shards_merge_into_the_report_of_the_unsharded_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "test", "--arch", "x86_64", "--filter", "0-300", "--jobs", "1",
+        ];
+        args.extend_from_slice(extra);
+        let (output, report) = xtask(&args, &out);
+        assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+        (out, report.unwrap())
+    };
+    let (_, whole) = run("whole", &[]);
+    let (one, first) = run("one", &["--shard", "1/2"]);
+    let (two, second) = run("two", &["--shard", "2/2"]);
+    // Each machine of a matrix runs a part, and no test twice.
+    assert!(!first.results.is_empty() && !second.results.is_empty());
+    assert_eq!(first.results.len() + second.results.len(), 301);
+    let merged_dir = dir.path().join("merged");
+    std::fs::create_dir_all(&merged_dir).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["report", "merge"])
+        .arg(&two)
+        .arg(&one)
+        .arg("--out")
+        .arg(&merged_dir)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let merged = Report::read(&merged_dir.join("report.json")).unwrap();
+    assert_eq!(merged.results, whole.results);
+    assert_eq!(merged.summary, whole.summary);
+    assert!(merged.complete && merged.errors.is_empty());
+    assert_eq!(merged.shard, None);
+    // A part missing is refused, naming it.
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["report", "merge"])
+        .arg(&one)
+        .arg("--out")
+        .arg(&merged_dir)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("shard 2 of 2 is missing"));
+}
