@@ -98,6 +98,8 @@ struct Run<'p> {
     test_started: Instant,
     /// Whether the console comes from a live guest, whose tests' durations mean something.
     live: bool,
+    /// No test of the running load has finished yet.
+    first_of_load: bool,
 }
 
 /// Boots the guest in `config`, runs `plan` and returns what happened. The raw console goes
@@ -279,6 +281,7 @@ impl<'p> Run<'p> {
             stopped: false,
             test_started: Instant::now(),
             live: true,
+            first_of_load: false,
         }
     }
 
@@ -298,15 +301,17 @@ impl<'p> Run<'p> {
                             parser.fail_last(&format!("kernel splat while it ran: {title}"));
                         }
                         if let Some(result) = parser.results().last() {
-                            if self.live {
+                            // The first test of a load also waited for the module to load,
+                            // which every shard pays anyway: its own time is unknown.
+                            if self.live && !std::mem::take(&mut self.first_of_load) {
                                 self.out.durations.record_test(
                                     result.mode,
                                     &result.suite,
                                     &result.name,
                                     self.test_started.elapsed().as_secs_f64(),
                                 );
-                                self.test_started = Instant::now();
                             }
+                            self.test_started = Instant::now();
                             progress(Progress::TestFinished(result));
                         }
                     }
@@ -343,6 +348,7 @@ impl<'p> Run<'p> {
                     of: self.plan.loads.len(),
                 });
                 self.test_started = Instant::now();
+                self.first_of_load = true;
                 self.phase = Phase::Loading {
                     index,
                     parser: match &self.plan.catalog {

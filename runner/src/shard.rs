@@ -153,48 +153,7 @@ pub fn partition(
         // One guest runs the plan as it stands: one module load per mode, not one per suite.
         return vec![Shard::whole(plan)];
     }
-    // Pieces that cannot be cut: the agent's bundle, loads of one named test, and loads of
-    // suites the module's list does not name.
-    let mut whole: Vec<(f64, Option<ModuleLoad>)> = Vec::new();
-    if plan.agent {
-        let modes: Vec<Mode> = Mode::ALL.to_vec();
-        // Its modes are not in the plan; the worst case keeps the agent's shard light enough.
-        let seconds = modes
-            .iter()
-            .map(|&m| durations.agent(m, agent_cases))
-            .fold(0.0, f64::max);
-        whole.push((seconds * 3.0, None));
-    }
-    let mut stretches = Vec::new();
-    for load in &plan.loads {
-        for &suite in &load.suites {
-            let names = catalog.and_then(|c| c.get(&suite));
-            let single = ModuleLoad {
-                mode: load.mode,
-                suites: vec![suite],
-                filter: load.filter.clone(),
-            };
-            match (names, &load.filter) {
-                (Some(names), None | Some(Filter::Range(..))) => {
-                    let tests: Vec<(u32, f64)> = names
-                        .iter()
-                        .enumerate()
-                        .map(|(id, name)| (id as u32, name))
-                        .filter(|(id, _)| selects(load, *id))
-                        .map(|(id, name)| (id, durations.test(load.mode, suite.name(), name)))
-                        .collect();
-                    if !tests.is_empty() {
-                        stretches.push(Stretch {
-                            mode: load.mode,
-                            suite,
-                            tests,
-                        });
-                    }
-                }
-                _ => whole.push((durations::UNKNOWN_TEST_S, Some(single))),
-            }
-        }
-    }
+    let (mut whole, stretches) = pieces(plan, agent_cases, catalog, durations);
     let total: f64 = whole.iter().map(|w| w.0).sum::<f64>()
         + stretches
             .iter()
@@ -253,6 +212,80 @@ pub fn partition(
     }
     shards.retain(|s| !s.loads.is_empty() || s.agent);
     shards
+}
+
+/// A plan's work: the pieces that cannot be cut, with their durations, and the stretches of
+/// tests that can.
+#[allow(clippy::type_complexity, reason = "a private pair of lists")]
+fn pieces(
+    plan: &Plan,
+    agent_cases: usize,
+    catalog: Option<&Catalog>,
+    durations: &Durations,
+) -> (Vec<(f64, Option<ModuleLoad>)>, Vec<Stretch>) {
+    // Pieces that cannot be cut: the agent's bundle, loads of one named test, and loads of
+    // suites the module's list does not name.
+    let mut whole: Vec<(f64, Option<ModuleLoad>)> = Vec::new();
+    if plan.agent {
+        let modes: Vec<Mode> = Mode::ALL.to_vec();
+        // Its modes are not in the plan; the worst case keeps the agent's shard light enough.
+        let seconds = modes
+            .iter()
+            .map(|&m| durations.agent(m, agent_cases))
+            .fold(0.0, f64::max);
+        whole.push((seconds * 3.0, None));
+    }
+    let mut stretches = Vec::new();
+    for load in &plan.loads {
+        for &suite in &load.suites {
+            let names = catalog.and_then(|c| c.get(&suite));
+            let single = ModuleLoad {
+                mode: load.mode,
+                suites: vec![suite],
+                filter: load.filter.clone(),
+            };
+            match (names, &load.filter) {
+                (Some(names), None | Some(Filter::Range(..))) => {
+                    let tests: Vec<(u32, f64)> = names
+                        .iter()
+                        .enumerate()
+                        .map(|(id, name)| (id as u32, name))
+                        .filter(|(id, _)| selects(load, *id))
+                        .map(|(id, name)| (id, durations.test(load.mode, suite.name(), name)))
+                        .collect();
+                    if !tests.is_empty() {
+                        stretches.push(Stretch {
+                            mode: load.mode,
+                            suite,
+                            tests,
+                        });
+                    }
+                }
+                _ => whole.push((durations::UNKNOWN_TEST_S, Some(single))),
+            }
+        }
+    }
+    (whole, stretches)
+}
+
+/// A guest costs about 4 s to boot under TCG: work under twice that is not worth another.
+const MIN_SHARD_S: f64 = 8.0;
+
+/// How many of `jobs` guests `plan` is worth: one per [`MIN_SHARD_S`] of work at most.
+pub fn worth_guests(
+    plan: &Plan,
+    agent_cases: usize,
+    catalog: Option<&Catalog>,
+    durations: &Durations,
+    jobs: usize,
+) -> usize {
+    let (whole, stretches) = pieces(plan, agent_cases, catalog, durations);
+    let total: f64 = whole.iter().map(|w| w.0).sum::<f64>()
+        + stretches
+            .iter()
+            .flat_map(|s| s.tests.iter().map(|t| t.1))
+            .sum::<f64>();
+    jobs.min((total / MIN_SHARD_S) as usize).max(1)
 }
 
 fn range_load(stretch: &Stretch, a: u32, b: u32) -> ModuleLoad {
@@ -349,6 +382,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn little_work_is_not_worth_a_guest_each() {
+        let plan = plan(&Suite::ALL, None);
+        let mut d = Durations::new();
+        assert_eq!(worth_guests(&plan, 0, Some(&catalog()), &d, 4), 1);
+        d.record_test(Mode::Jit, "test_bpf", "T9", 20.0);
+        assert_eq!(worth_guests(&plan, 0, Some(&catalog()), &d, 4), 2);
+        assert_eq!(worth_guests(&plan, 0, Some(&catalog()), &d, 1), 1);
     }
 
     #[test]

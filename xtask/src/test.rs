@@ -154,6 +154,7 @@ impl Test {
         let catalog = plan.catalog.as_ref();
         let durations = history.unwrap_or(&seed);
         let Some(id) = self.shard else {
+            let jobs = shard::worth_guests(plan, cases, catalog, durations, jobs);
             return Ok(shard::partition(plan, cases, catalog, durations, jobs));
         };
         // Every machine of a CI matrix must cut alike: by the committed durations only.
@@ -165,6 +166,7 @@ impl Test {
             )));
         };
         let mine = mine.plan(catalog);
+        let jobs = shard::worth_guests(&mine, cases, catalog, durations, jobs);
         Ok(shard::partition(&mine, cases, catalog, durations, jobs))
     }
 
