@@ -24,6 +24,16 @@ struct Row {
     target: &'static str,
 }
 
+impl Row {
+    fn new(what: String, value: String, target: &'static str) -> Row {
+        Row {
+            what,
+            value,
+            target,
+        }
+    }
+}
+
 impl Bench {
     pub fn run(self) -> anyhow::Result<u8> {
         let mut rows = vec![parse_throughput()?];
@@ -61,44 +71,44 @@ impl Bench {
         }
         let rounds = self.rounds;
         let ratio = two / one;
-        rows.push(Row {
-            what: format!("{arch}: full test_bpf, --jobs 1, best of {rounds}"),
-            value: format!("{one:.1} s"),
-            target: "",
-        });
-        rows.push(Row {
-            what: format!("{arch}: full test_bpf, --jobs 2, best of {rounds}"),
-            value: format!("{two:.1} s"),
-            target: "",
-        });
-        rows.push(Row {
-            what: format!(
-                "{arch}: --jobs 2 / --jobs 1 ({} results)",
-                if same { "same" } else { "DIFFERENT" }
+        let results = if same { "same" } else { "DIFFERENT" };
+        rows.extend([
+            Row::new(
+                format!("{arch}: full test_bpf, --jobs 1, best of {rounds}"),
+                format!("{one:.1} s"),
+                "",
             ),
-            value: format!("{ratio:.3}"),
-            target: "<= 0.55 on 2 cores",
-        });
-        rows.push(Row {
-            what: format!("{arch}: bare QEMU, same image, one guest, best of {rounds}"),
-            value: format!("{bare:.1} s"),
-            target: "",
-        });
-        rows.push(Row {
-            what: format!("{arch}: harness overhead over bare QEMU (--jobs 1)"),
-            value: format!("{:+.1} %", (one / bare - 1.0) * 100.0),
-            target: "<= 2 %",
-        });
-        rows.push(Row {
-            what: format!("{arch}: wall time the harness adds around its QEMU (--jobs 1)"),
-            value: format!("{:+.1} %", outside * 100.0),
-            target: "<= 2 %",
-        });
-        rows.push(Row {
-            what: format!("{arch}: the harness's own CPU time while it runs (--jobs 1)"),
-            value: format!("{:.1} % of one core", cpu * 100.0),
-            target: "",
-        });
+            Row::new(
+                format!("{arch}: full test_bpf, --jobs 2, best of {rounds}"),
+                format!("{two:.1} s"),
+                "",
+            ),
+            Row::new(
+                format!("{arch}: --jobs 2 / --jobs 1 ({results} results)"),
+                format!("{ratio:.3}"),
+                "<= 0.55 on 2 cores",
+            ),
+            Row::new(
+                format!("{arch}: bare QEMU, same image, one guest, best of {rounds}"),
+                format!("{bare:.1} s"),
+                "",
+            ),
+            Row::new(
+                format!("{arch}: harness overhead over bare QEMU (--jobs 1)"),
+                format!("{:+.1} %", (one / bare - 1.0) * 100.0),
+                "<= 2 %",
+            ),
+            Row::new(
+                format!("{arch}: wall time the harness adds around its QEMU (--jobs 1)"),
+                format!("{:+.1} %", outside * 100.0),
+                "<= 2 %",
+            ),
+            Row::new(
+                format!("{arch}: the harness's own CPU time while it runs (--jobs 1)"),
+                format!("{:.1} % of one core", cpu * 100.0),
+                "",
+            ),
+        ]);
         print_table(&rows);
         Ok(if same { 0 } else { 1 })
     }

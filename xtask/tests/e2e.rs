@@ -24,6 +24,18 @@ fn xtask(args: &[&str], out: &Path) -> (Output, Option<Report>) {
     (output, report)
 }
 
+/// Starts `cargo xtask ARGS --out OUT` in the background, its output discarded.
+fn spawn_quietly(args: &[&str], out: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn show(output: &Output) -> String {
     format!(
         "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -201,13 +213,7 @@ fn children(parent: u32, prefix: &str) -> Vec<u32> {
 #[test]
 fn ctrl_c_ends_qemu_and_writes_a_partial_report() {
     let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["test", "--arch", "x86_64", "--jobs", "1", "--out"])
-        .arg(out.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_quietly(&["test", "--arch", "x86_64", "--jobs", "1"], out.path());
     // Wait for QEMU, then for the guest to be well into the suite.
     let started = std::time::Instant::now();
     let qemu = loop {
@@ -337,16 +343,12 @@ fn twenty_interrupted_runs_leave_no_qemu_and_no_half_written_file() {
 #[test]
 fn a_second_run_into_the_same_directory_is_refused() {
     let out = tempfile::tempdir().unwrap();
-    let first = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
+    let first = spawn_quietly(
+        &[
             "test", "--arch", "x86_64", "--filter", "0-200", "--jobs", "1",
-        ])
-        .arg("--out")
-        .arg(out.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        out.path(),
+    );
     let started = std::time::Instant::now();
     while children(first.id(), "qemu-system").is_empty() {
         assert!(started.elapsed().as_secs() < 120, "QEMU never started");
