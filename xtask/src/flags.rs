@@ -58,7 +58,8 @@ pub struct Merge {
     /// Each shard's run directory or report.json.
     #[arg(required = true)]
     pub reports: Vec<PathBuf>,
-    /// Where the merged report.json goes.
+    /// Where the merged report goes: a directory (created if need be) for its report.json, or
+    /// a path ending in `.json`.
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -19,10 +19,13 @@ impl Merge {
             reports.push((path.display().to_string(), report));
         }
         let merged = runner::merge::merge(&reports).map_err(UsageError::wrap)?;
-        let path = if self.out.is_dir() {
-            self.out.join("report.json")
-        } else {
+        // A `.json` path is the report itself; anything else is its run directory.
+        let path = if self.out.extension().is_some_and(|e| e == "json") {
             self.out.clone()
+        } else {
+            std::fs::create_dir_all(&self.out)
+                .with_context(|| format!("cannot create {}", self.out.display()))?;
+            self.out.join("report.json")
         };
         merged
             .write(&path)
