@@ -100,6 +100,8 @@ struct Run<'p> {
     live: bool,
     /// No test of the running load has finished yet.
     first_of_load: bool,
+    /// Counts what shows the guest moving on: verdicts and protocol lines.
+    marks: u64,
 }
 
 /// Boots the guest in `config`, runs `plan` and returns what happened. The raw console goes
@@ -165,6 +167,10 @@ pub fn supervise(
     let mut run = Run::new(plan);
     let mut lines = LineSplitter::new();
     let mut last_output = Instant::now();
+    // Output is not progress: a guest can print the same stall report forever. Progress is a
+    // test's verdict, a protocol line, or the agent's channel growing.
+    let mut last_progress = Instant::now();
+    let mut marks = 0;
     let mut crashed_at: Option<Instant> = None;
     let mut log_failed = false;
     let mut agent_len = 0;
@@ -176,17 +182,21 @@ pub fn supervise(
         if len > agent_len {
             agent_len = len;
             last_output = Instant::now();
+            last_progress = last_output;
+        }
+        if run.marks != marks {
+            marks = run.marks;
+            last_progress = Instant::now();
         }
         if cancel.load(Ordering::SeqCst) {
             run.out.interrupted = true;
             run.stop("interrupted: the run was cancelled (Ctrl-C or SIGTERM)");
             break;
         }
-        let waited = last_output.elapsed();
         let limit = match run.phase {
             Phase::Booting => timeouts.boot.saturating_sub(run.started.elapsed()),
-            Phase::Done => POWEROFF_GRACE.saturating_sub(waited),
-            _ => timeouts.silence.saturating_sub(waited),
+            Phase::Done => POWEROFF_GRACE.saturating_sub(last_output.elapsed()),
+            _ => timeouts.silence.saturating_sub(last_progress.elapsed()),
         };
         let limit = match crashed_at {
             Some(at) => limit.min(CRASH_TAIL.saturating_sub(at.elapsed())),
@@ -229,7 +239,7 @@ pub fn supervise(
                         timeouts.boot.as_secs()
                     )),
                     Phase::Done => {}
-                    _ => run.hang(timeouts.silence),
+                    _ => run.hang(timeouts.silence, last_output.elapsed() < timeouts.silence),
                 }
                 break;
             }
@@ -282,6 +292,7 @@ impl<'p> Run<'p> {
             test_started: Instant::now(),
             live: true,
             first_of_load: false,
+            marks: 0,
         }
     }
 
@@ -312,6 +323,7 @@ impl<'p> Run<'p> {
                                 );
                             }
                             self.test_started = Instant::now();
+                            self.marks += 1;
                             progress(Progress::TestFinished(result));
                         }
                     }
@@ -321,6 +333,7 @@ impl<'p> Run<'p> {
     }
 
     fn guest_line(&mut self, line: GuestLine, progress: &mut dyn FnMut(Progress<'_>)) {
+        self.marks += 1;
         let elapsed = self.started.elapsed().as_secs_f64();
         match (line, &mut self.phase) {
             (GuestLine::Start, Phase::Booting) => {
@@ -450,9 +463,16 @@ impl<'p> Run<'p> {
         }
     }
 
-    /// The guest made no progress for `silence`.
-    fn hang(&mut self, silence: Duration) {
-        let message = format!("no console output for {} s", silence.as_secs());
+    /// The guest made no progress for `silence`; `chatty` if it kept printing all the same.
+    fn hang(&mut self, silence: Duration, chatty: bool) {
+        let message = if chatty {
+            format!(
+                "no progress for {} s, though the console kept printing",
+                silence.as_secs()
+            )
+        } else {
+            format!("no console output for {} s", silence.as_secs())
+        };
         match &mut self.phase {
             Phase::Loading { parser, .. } => parser.interrupt(Status::Hang, &message),
             Phase::Agent => self.out.agent_stop = Some((Status::Hang, message)),

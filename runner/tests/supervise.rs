@@ -252,3 +252,22 @@ fn a_warning_fails_the_test_it_came_in_and_a_soft_lockup_is_a_hang() {
     // A stall ends the guest once its report is in, without waiting out the silence timeout.
     assert!(fake.elapsed < Duration::from_secs(15), "{:?}", fake.elapsed);
 }
+
+#[test]
+fn a_guest_that_keeps_printing_without_progress_is_a_hang() {
+    // A stall report repeated forever: bytes keep coming, no verdict does.
+    let script = format!(
+        "{BOOTED}; echo 'harness: load-begin 0'; echo 'test_bpf: #0 TAX jited:1 5 PASS'; \
+         echo 'test_bpf: #1 TXA '; \
+         while true; do echo 'rcu: rcu_sched kthread starved for 2000 jiffies'; sleep 0.2; done"
+    );
+    let fake = fake_qemu(&script, secs(10, 2), None);
+    assert!(fake.elapsed < Duration::from_secs(8), "{:?}", fake.elapsed);
+    let got = statuses(&fake.outcome);
+    assert_eq!(got[0], ("test_bpf".into(), Some(0), Status::Pass));
+    assert_eq!(got[1], ("test_bpf".into(), Some(1), Status::Hang));
+    assert_eq!(
+        fake.outcome.results[1].message.as_deref(),
+        Some("no progress for 2 s, though the console kept printing")
+    );
+}

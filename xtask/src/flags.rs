@@ -119,7 +119,8 @@ pub struct Test {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<ShardId>,
 
-    /// Seconds without console output, once booted, before a guest counts as hung.
+    /// Seconds without progress (a test's verdict, a protocol line, agent output), once
+    /// booted, before a guest counts as hung, however much else the console prints.
     #[arg(long, default_value_t = 120)]
     pub silence_timeout: u64,
 }
