@@ -173,19 +173,12 @@ fn pin_to(cpu: usize) {
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
 
-/// The console log of guest `number`: the first is `console.log`, as in a run of one guest.
-pub fn console_name(number: usize) -> String {
+/// A log of guest `number`: `STEM.log` for the first, as in a run of one guest, then
+/// `STEM-N.log`.
+pub fn log_name(stem: &str, number: usize) -> String {
     match number {
-        1 => "console.log".to_owned(),
-        n => format!("console-{n}.log"),
-    }
-}
-
-/// The agent's channel of guest `number`, named like its console.
-pub fn agent_log_name(number: usize) -> String {
-    match number {
-        1 => "agent.log".to_owned(),
-        n => format!("agent-{n}.log"),
+        1 => format!("{stem}.log"),
+        n => format!("{stem}-{n}.log"),
     }
 }
 
@@ -202,7 +195,7 @@ fn run_one(
         number,
         ..GuestRun::default()
     };
-    guest.timing.console = console_name(number);
+    guest.timing.console = log_name("console", number);
     guest.timing.shard = job.shard.to_string();
     if let Err(e) = boot(setup, job, &mut guest, cancel, reporter) {
         guest.errors.push(format!("guest {number}: {e:#}"));
@@ -315,7 +308,7 @@ fn boot(
         .map(|e| format!("guest {number}: {e}"))
         .collect();
     if plan.agent {
-        let agent_log = setup.out.join(agent_log_name(number));
+        let agent_log = setup.out.join(log_name("agent", number));
         runner::report::write_atomically(&agent_log, &outcome.agent_output)
             .with_context(|| format!("cannot write {}", agent_log.display()))?;
         let output = runner::agent::parse_output(&outcome.agent_output);

@@ -57,7 +57,7 @@ impl Reporter {
                 self.done += 1;
                 if result.status != Status::Pass {
                     self.not_passed += 1;
-                    self.println(&failure_line(result));
+                    self.note(&failure_line(result));
                 }
                 format!(
                     "{} tests, {} not passed; {} #{} {}",
@@ -86,10 +86,6 @@ impl Reporter {
 
     /// A line of its own, above the live one.
     pub fn note(&self, line: &str) {
-        self.println(line);
-    }
-
-    fn println(&self, line: &str) {
         match &self.bar {
             Some(bar) => bar.println(line),
             None => eprintln!("{line}"),
