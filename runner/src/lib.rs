@@ -18,6 +18,7 @@ pub mod elf;
 pub mod initramfs;
 pub mod merge;
 pub mod module_tests;
+pub mod outputs;
 pub mod plan;
 pub mod protocol;
 pub mod qemu;

@@ -134,13 +134,17 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
     timing.to_first_test_s = earliest(|t| t.to_first_test_s);
     let mut kernel = first.kernel.clone();
     kernel.release = reports.iter().find_map(|(_, r)| r.kernel.release.clone());
-    Ok(Report::new(
+    let mut merged = Report::new(
         kernel,
         results,
         errors,
         reports.iter().all(|(_, r)| r.complete),
         timing,
-    ))
+    );
+    // RFC 3339 in UTC sorts as text.
+    merged.started = reports.iter().filter_map(|(_, r)| r.started.clone()).min();
+    merged.scope = first.scope.clone();
+    Ok(merged)
 }
 
 #[cfg(test)]

@@ -55,6 +55,30 @@ impl std::str::FromStr for Filter {
     }
 }
 
+/// The form `--filter` takes, so that a filter read back parses to itself.
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Filter::Id(id) => write!(f, "{id}"),
+            Filter::Range(a, b) => write!(f, "{a}-{b}"),
+            Filter::Name(name) => write!(f, "name:{name}"),
+        }
+    }
+}
+
+impl Filter {
+    /// Whether the test numbered `id` (when known) and named `name` is one this filter
+    /// selects; `None` when it cannot tell (a number filter and no number).
+    pub fn selects(&self, id: Option<u32>, name: &str) -> Option<bool> {
+        match (self, id) {
+            (Filter::Name(n), _) => Some(n == name),
+            (Filter::Id(want), Some(id)) => Some(*want == id),
+            (Filter::Range(a, b), Some(id)) => Some((*a..=*b).contains(&id)),
+            (_, None) => None,
+        }
+    }
+}
+
 fn name_filter(name: &str) -> Result<Filter, FilterError> {
     if name.is_empty() {
         Err(FilterError::Empty)

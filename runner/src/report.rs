@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 
 /// Version of `report.json`'s layout.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The outcome of one test. A closed set: every result is exactly one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -154,6 +154,39 @@ pub struct KernelInfo {
     pub source: String,
 }
 
+impl KernelInfo {
+    /// What a baseline is kept per, beside the arch: the kernel's origin, series and
+    /// flavour, without the revision, so that every revision of one line of kernels is
+    /// compared with the same baseline. `debian-6.1-amd64` for Debian's
+    /// `linux-image-6.1.0-56-amd64-unsigned`, `local` for a directory.
+    pub fn flavour(&self) -> String {
+        let Some(package) = self.source.strip_prefix("debian:linux-image-") else {
+            return "local".to_owned();
+        };
+        let package = package.split('=').next().unwrap_or(package);
+        // ABI `6.1.0-56`, then the flavour: `amd64-unsigned`, `5kc-malta`.
+        let mut parts = package.splitn(3, '-');
+        let (Some(version), Some(_abi), Some(flavour)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return "local".to_owned();
+        };
+        let series: Vec<&str> = version.split('.').take(2).collect();
+        let flavour = flavour.strip_suffix("-unsigned").unwrap_or(flavour);
+        format!("debian-{}-{flavour}", series.join("."))
+    }
+}
+
+/// What a run was asked to run: lets a diff tell a test the kernel dropped from one the run
+/// did not select.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Suite names, in the order given (the defaults filled in).
+    pub suites: Vec<String>,
+    pub modes: Vec<Mode>,
+    /// `--filter` as given (`42`, `10-20`, `name:NAME`).
+    pub filter: Option<String>,
+}
+
 /// Wall-clock figures of a run, in seconds, measured on the host.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
@@ -209,6 +242,12 @@ pub struct Report {
     /// Which part of a sharded run this is (`--shard K/N`); `None` for a whole run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardId>,
+    /// When the run started, RFC 3339 in UTC; `None` for a replayed recording.
+    #[serde(default)]
+    pub started: Option<String>,
+    /// What was selected; `None` for a replayed recording or an older report.
+    #[serde(default)]
+    pub scope: Option<Scope>,
 }
 
 /// Part `index` of `count` (both from 1, as `--shard K/N` says them).
@@ -276,6 +315,8 @@ impl Report {
             errors,
             timing,
             shard: None,
+            started: None,
+            scope: None,
         }
     }
 

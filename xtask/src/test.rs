@@ -45,6 +45,7 @@ impl Test {
         let cancel = Arc::new(AtomicBool::new(false));
         signals::install(Arc::clone(&cancel))?;
         let arch = self.arch;
+        let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let (mut plan, cases) = self.plan_and_cases()?;
         let modes = self.selection.mode.clone();
         let cache = self.cache_dir()?;
@@ -108,6 +109,8 @@ impl Test {
 
         let mut report = assemble(&guests, arch, &inputs.kernel.source, wall_s);
         report.shard = self.shard;
+        report.started = Some(started_at);
+        report.scope = Some(self.scope(&plan));
         let report_path = out.join("report.json");
         report
             .write(&report_path)
@@ -168,6 +171,29 @@ impl Test {
         let mine = mine.plan(catalog);
         let jobs = shard::worth_guests(&mine, cases, catalog, durations, jobs);
         Ok(shard::partition(&mine, cases, catalog, durations, jobs))
+    }
+
+    /// What this run selected, for the report.
+    fn scope(&self, plan: &Plan) -> report::Scope {
+        let mut suites: Vec<String> = Vec::new();
+        for load in &plan.loads {
+            for suite in &load.suites {
+                if !suites.iter().any(|s| s == suite.name()) {
+                    suites.push(suite.name().to_owned());
+                }
+            }
+        }
+        if plan.agent {
+            suites.extend(self.selection.agent_suites().iter().map(|s| s.name().to_owned()));
+            if self.conformance_dir.is_some() && !suites.iter().any(|s| s == "conformance") {
+                suites.push("conformance".to_owned());
+            }
+        }
+        report::Scope {
+            suites,
+            modes: self.selection.mode.clone(),
+            filter: self.selection.filter.as_ref().map(ToString::to_string),
+        }
     }
 
     /// The image and QEMU command line of the whole selection in one guest, built in `dir`,
