@@ -8,10 +8,12 @@
 
 pub mod agent;
 pub mod arch;
+pub mod baseline;
 pub mod bpf;
 pub mod cases;
 pub mod cli;
 pub mod console;
+pub mod diff;
 pub mod disasm;
 pub mod durations;
 pub mod elf;
@@ -22,6 +24,7 @@ pub mod outputs;
 pub mod plan;
 pub mod protocol;
 pub mod qemu;
+pub mod quarantine;
 pub mod report;
 pub mod session;
 pub mod shard;

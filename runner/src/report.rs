@@ -248,6 +248,9 @@ pub struct Report {
     /// What was selected; `None` for a replayed recording or an older report.
     #[serde(default)]
     pub scope: Option<Scope>,
+    /// The run against its baseline; `None` when there was none to compare with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<crate::diff::Diff>,
 }
 
 /// Part `index` of `count` (both from 1, as `--shard K/N` says them).
@@ -317,6 +320,7 @@ impl Report {
             shard: None,
             started: None,
             scope: None,
+            diff: None,
         }
     }
 
@@ -344,6 +348,15 @@ impl Report {
         let mut json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         json.push(b'\n');
         write_atomically(path, &json)
+    }
+
+    /// Reads a run's report, given its directory or the file itself.
+    pub fn read_run(given: &Path) -> anyhow::Result<Report> {
+        if given.is_dir() {
+            Report::read(&given.join("report.json"))
+        } else {
+            Report::read(given)
+        }
     }
 
     pub fn read(path: &Path) -> anyhow::Result<Report> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use runner::arch::Arch;
 use runner::cli::Selection;
+use runner::diff::Class;
 use runner::report::ShardId;
 
 use crate::kernel::KernelSpec;
@@ -30,7 +31,8 @@ pub enum Command {
     /// Measure the harness on this machine: parse throughput, boot to first test, --jobs 1
     /// against --jobs 2, overhead over bare QEMU. Prints a Markdown table.
     Bench(Bench),
-    /// Work with reports: `merge` joins the reports of a sharded run.
+    /// Work with reports: `diff` one against a baseline or another run, `bless` one as the
+    /// baseline, `merge` the reports of a sharded run.
     #[command(subcommand)]
     Report(ReportCommand),
 }
@@ -49,8 +51,68 @@ pub struct Bench {
 #[derive(Subcommand, Debug)]
 pub enum ReportCommand {
     /// Join the reports of every shard of a run (`--shard K/N`) into the report one unsharded
-    /// run writes. Exit status as `test` would give for the whole run.
+    /// run writes, with all its files and the diff against the baseline. Exit status as
+    /// `test` would give for the whole run.
     Merge(Merge),
+    /// Every change from OLD to NEW, each in one class (regression, coverage-lost, fix,
+    /// coverage-gained, new, removed, not-run). Exit status 1 when the gate fails.
+    Diff(Diff),
+    /// Accept a run as the baseline of its arch and kernel flavour (reports/baselines/),
+    /// after reviewing its diff. Refused for an incomplete run, a shard, and under CI.
+    Bless(Bless),
+}
+
+/// How a run is judged against its baseline.
+#[derive(Args, Debug, Clone)]
+pub struct GateArgs {
+    /// The baseline to compare with. Default: reports/baselines/ARCH-FLAVOUR.yaml, where
+    /// FLAVOUR names the line of kernels (e.g. debian-6.1-amd64); a run without one says so.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_baseline")]
+    pub baseline: Option<PathBuf>,
+
+    /// Compare with no baseline: any failing test fails the run.
+    #[arg(long)]
+    pub no_baseline: bool,
+
+    #[command(flatten)]
+    pub rules: GateRules,
+}
+
+/// What fails the gate.
+#[derive(Args, Debug, Clone)]
+pub struct GateRules {
+    /// Change classes that fail the gate, comma-separated.
+    /// Default: regression,coverage-lost.
+    #[arg(long, value_delimiter = ',', value_name = "CLASS")]
+    pub fail_on: Option<Vec<Class>>,
+
+    /// The list of flaky tests whose changes do not fail the gate. Default:
+    /// suites/quarantine.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub quarantine: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct Diff {
+    /// The old side: a baseline (.yaml), a run's directory or its report.json.
+    pub old: PathBuf,
+    /// The new side: a run's directory or its report.json.
+    pub new: PathBuf,
+
+    #[command(flatten)]
+    pub rules: GateRules,
+}
+
+#[derive(Args, Debug)]
+pub struct Bless {
+    /// The runs to accept, as one baseline: their directories or report.json files. Several
+    /// runs of one arch and kernel may each cover part (e.g. the kernel's suites in two
+    /// modes, the harness's own in three).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Where the baseline goes. Default: reports/baselines/ARCH-FLAVOUR.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +124,9 @@ pub struct Merge {
     /// a path ending in `.json`.
     #[arg(long)]
     pub out: PathBuf,
+
+    #[command(flatten)]
+    pub gate: GateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -123,4 +188,7 @@ pub struct Test {
     /// booted, before a guest counts as hung, however much else the console prints.
     #[arg(long, default_value_t = 120)]
     pub silence_timeout: u64,
+
+    #[command(flatten)]
+    pub gate: GateArgs,
 }

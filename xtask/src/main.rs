@@ -3,10 +3,13 @@
 
 mod agent;
 mod bench;
+mod bless;
 mod cache;
 mod compare;
 mod debian;
+mod diff;
 mod flags;
+mod gate;
 mod guests;
 mod image;
 mod kernel;
@@ -51,6 +54,8 @@ fn main() -> ExitCode {
         flags::Command::Compare(cmd) => cmd.run(),
         flags::Command::Bench(cmd) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Merge(cmd)) => cmd.run(),
+        flags::Command::Report(flags::ReportCommand::Diff(cmd)) => cmd.run(),
+        flags::Command::Report(flags::ReportCommand::Bless(cmd)) => cmd.run(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

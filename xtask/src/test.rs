@@ -18,6 +18,7 @@ use runner::shard::{self, Shard};
 use xshell::Shell;
 
 use crate::flags::Test;
+use crate::gate::Gate;
 use crate::guests::{self, GuestRun};
 use crate::kernel::{Kernel, KernelSpec};
 use crate::progress::Reporter;
@@ -50,6 +51,12 @@ impl Test {
         let modes = self.selection.mode.clone();
         let cache = self.cache_dir()?;
         let inputs = self.fetch_inputs(&plan, &cache)?;
+        let kernel_info = KernelInfo {
+            arch,
+            release: None,
+            source: inputs.kernel.source.clone(),
+        };
+        let gate = Gate::load(&self.gate, arch, &kernel_info.flavour())?;
         let out = match &self.out {
             Some(out) => out.clone(),
             None => default_out_dir(arch),
@@ -111,10 +118,8 @@ impl Test {
         report.shard = self.shard;
         report.started = Some(started_at);
         report.scope = Some(self.scope(&plan));
-        let report_path = out.join("report.json");
-        report
-            .write(&report_path)
-            .with_context(|| format!("cannot write {}", report_path.display()))?;
+        gate.judge(&mut report);
+        runner::outputs::write_all(&out, &report, &gate.fail_on)?;
         let mut recorded = history.unwrap_or_default();
         for guest in &guests {
             recorded.update(&guest.durations);
@@ -128,13 +133,16 @@ impl Test {
             );
         }
         print!("{}", render_summary(&report));
-        println!("report: {}", report_path.display());
+        if let Some(diff) = &report.diff {
+            print!("{}", diff.render_text(&gate.fail_on));
+        }
+        println!("report: {}", out.join("report.json").display());
         Ok(if guests.iter().any(|g| g.interrupted) {
             130
         } else if guests.iter().any(|g| g.invalid_selection) {
             crate::EXIT_USAGE
         } else {
-            report.exit_code()
+            gate.exit_code(&report)
         })
     }
 
@@ -184,7 +192,12 @@ impl Test {
             }
         }
         if plan.agent {
-            suites.extend(self.selection.agent_suites().iter().map(|s| s.name().to_owned()));
+            suites.extend(
+                self.selection
+                    .agent_suites()
+                    .iter()
+                    .map(|s| s.name().to_owned()),
+            );
             if self.conformance_dir.is_some() && !suites.iter().any(|s| s == "conformance") {
                 suites.push("conformance".to_owned());
             }

@@ -24,7 +24,13 @@ pub fn python_with(name: &str, packages: &[&str]) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
     run(Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .args(packages));
     std::fs::write(&stamp, wanted).expect("cannot write the venv's stamp");
     python
