@@ -493,6 +493,7 @@ pub fn results(
                 status,
                 jited,
                 message,
+                flaky: None,
             });
         }
         if let Some(divergence) = divergence(case, id, &per_mode, arch) {
@@ -551,6 +552,7 @@ fn divergence(
         status: Status::Divergence,
         jited: None,
         message: Some(message),
+        flaky: None,
     })
 }
 

@@ -345,6 +345,7 @@ mod tests {
             status,
             jited,
             message: Some("not kept".into()),
+            flaky: None,
         }
     }
 

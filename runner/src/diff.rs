@@ -18,8 +18,8 @@ use crate::report::{Report, Status};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
-    /// Worse than the baseline: pass or skip to fail, crash, hang; a new divergence; fail to
-    /// crash.
+    /// Worse than the baseline: pass or skip to fail, crash, hang; fail to crash; a new
+    /// divergence; a test not in the baseline that fails (the baseline had no failure there).
     Regression,
     /// JIT-compiled before, not now; or run before and skipped now.
     CoverageLost,
@@ -28,7 +28,7 @@ pub enum Class {
     Fix,
     /// Not JIT-compiled before and compiled now; or skipped before and run now.
     CoverageGained,
-    /// In the run, not in the baseline.
+    /// In the run, not in the baseline, and not failing.
     New,
     /// In the baseline and in what the run selected, but the kernel no longer has it.
     Removed,
@@ -219,7 +219,7 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
         let after = Entry::of(result);
         let class = match before.get(key) {
             Some(&b) => classify(b, after),
-            None if key.mode == DIVERGENCE_KEY => Some(Class::Regression),
+            None if result.status.is_test_failure() => Some(Class::Regression),
             None => Some(Class::New),
         };
         match class {
@@ -348,6 +348,7 @@ mod tests {
             status,
             jited,
             message: None,
+            flaky: None,
         }
     }
 
@@ -431,6 +432,7 @@ mod tests {
             result("A", Status::Fail, Some(true)),
             result("B", Status::Pass, Some(false)),
             result("added", Status::Pass, Some(true)),
+            result("added and failing", Status::Crash, None),
         ]);
         let d = diff(&base, "b.yaml", &run);
         let got: Vec<(Class, &str)> = d
@@ -444,14 +446,15 @@ mod tests {
                 (Class::Regression, "A"),
                 (Class::CoverageLost, "B"),
                 (Class::New, "added"),
+                (Class::Regression, "added and failing"),
                 (Class::Removed, "gone"),
             ]
         );
         assert_eq!(
             d.headline(),
-            "1 regression, 1 coverage-lost, 1 new, 1 removed"
+            "2 regression, 1 coverage-lost, 1 new, 1 removed"
         );
-        assert_eq!(d.gate_failures(&Class::GATE_DEFAULT).count(), 2);
+        assert_eq!(d.gate_failures(&Class::GATE_DEFAULT).count(), 3);
         assert_eq!(d.gate_failures(&[Class::Removed]).count(), 1);
     }
 

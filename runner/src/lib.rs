@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod qemu;
 pub mod quarantine;
 pub mod report;
+pub mod retry;
 pub mod session;
 pub mod shard;
 pub mod splat;

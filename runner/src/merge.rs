@@ -162,6 +162,7 @@ mod tests {
             status: Status::Pass,
             jited: Some(true),
             message: None,
+            flaky: None,
         }
     }
 

@@ -127,6 +127,10 @@ pub struct TestResult {
     pub jited: Option<bool>,
     /// Why the test did not pass: the kernel's failure text, a crash title, a reason.
     pub message: Option<String>,
+    /// For a test that failed, was run again (`--retry-failures`) and passed: the first
+    /// attempt's failure. The status is then `pass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flaky: Option<String>,
 }
 
 impl TestResult {
@@ -140,6 +144,7 @@ impl TestResult {
             status: Status::NotRun,
             jited: None,
             message: Some(why.to_owned()),
+            flaky: None,
         }
     }
 }

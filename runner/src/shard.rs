@@ -12,7 +12,7 @@ use crate::report::{Mode, Status, TestResult};
 use crate::test_bpf::{Catalog, Suite};
 
 /// What one guest runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shard {
     pub loads: Vec<ModuleLoad>,
     /// Whether the agent runs its whole bundle (every case, every mode) in this guest. The
@@ -376,6 +376,7 @@ mod tests {
                         status: Status::Pass,
                         jited: None,
                         message: None,
+                        flaky: None,
                     };
                     let holders = shards.iter().filter(|s| s.covers(&r)).count();
                     assert_eq!(holders, 1, "{suite} #{id} with {n} shards");
@@ -414,6 +415,7 @@ mod tests {
             status,
             jited: None,
             message: None,
+            flaky: None,
         }
     }
 

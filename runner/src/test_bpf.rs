@@ -311,6 +311,7 @@ impl LoadParser {
             status,
             jited: verdict.jited,
             message,
+            flaky: None,
         });
     }
 
@@ -434,6 +435,7 @@ impl LoadParser {
                 status,
                 jited: jited_of(&open.text),
                 message: Some(message.to_owned()),
+                flaky: None,
             });
             let rest = format!("not run: {cause} during {suite} #{}", open.id);
             self.push_rest_of_suite(suite, &rest);
@@ -447,6 +449,7 @@ impl LoadParser {
                 status,
                 jited: None,
                 message: Some(message.to_owned()),
+                flaky: None,
             });
             self.push_rest_of_suite(suite, &format!("not run: {cause} during {suite} #{id}"));
         } else {

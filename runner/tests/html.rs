@@ -64,6 +64,7 @@ fn result(suite: &str, id: u32, name: &str, mode: Mode, status: Status) -> TestR
         status,
         jited: Some(mode != Mode::Interp),
         message: None,
+        flaky: None,
     }
 }
 

@@ -193,6 +193,7 @@ fn result(suite: &str, id: Option<u32>, name: &str, mode: Mode, status: Status) 
         status,
         jited: (status == Status::Pass).then_some(mode != Mode::Interp),
         message: None,
+        flaky: None,
     }
 }
 

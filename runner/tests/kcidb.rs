@@ -115,6 +115,7 @@ fn result(
         status,
         jited: id.map(|_| mode != Mode::Interp),
         message: message.map(str::to_owned),
+        flaky: None,
     }
 }
 

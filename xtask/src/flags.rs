@@ -189,6 +189,11 @@ pub struct Test {
     #[arg(long, default_value_t = 120)]
     pub silence_timeout: u64,
 
+    /// For nightly runs: run each failing test once more, in a fresh guest; one that passes
+    /// then is `pass`, marked flaky. A crash or a hang is never retried.
+    #[arg(long)]
+    pub retry_failures: bool,
+
     #[command(flatten)]
     pub gate: GateArgs,
 }

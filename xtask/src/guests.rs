@@ -113,12 +113,13 @@ impl Pool {
     }
 }
 
-/// Runs `shards` on `jobs` guests at once. Returns one entry per guest booted, in the order
-/// they were started.
+/// Runs `shards` on `jobs` guests at once, numbering them from `first_number`. Returns one
+/// entry per guest booted, in the order they were started.
 pub fn run(
     setup: &Setup<'_>,
     shards: Vec<Shard>,
     jobs: usize,
+    first_number: usize,
     cancel: &AtomicBool,
     reporter: &Mutex<Reporter>,
 ) -> Vec<GuestRun> {
@@ -130,7 +131,7 @@ pub fn run(
                 .collect(),
         ),
         running: AtomicUsize::new(0),
-        started: AtomicUsize::new(0),
+        started: AtomicUsize::new(first_number.saturating_sub(1)),
         finished: Mutex::new(Vec::new()),
     };
     let cpus = allowed_cpus();

@@ -107,14 +107,18 @@ impl Test {
         };
         let reporter = Mutex::new(Reporter::new(&what));
         let started = Instant::now();
-        let guests = guests::run(&setup, shards, jobs, &cancel, &reporter);
+        let guests = guests::run(&setup, shards, jobs, 1, &cancel, &reporter);
+        let retried = match self.retry_failures {
+            true => retry(&setup, &guests, &cancel, &reporter),
+            false => Vec::new(),
+        };
         let wall_s = started.elapsed().as_secs_f64();
         reporter
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .finish();
 
-        let mut report = assemble(&guests, arch, &inputs.kernel.source, wall_s);
+        let mut report = assemble(&guests, &retried, arch, &inputs.kernel.source, wall_s);
         report.shard = self.shard;
         report.started = Some(started_at);
         report.scope = Some(self.scope(&plan));
@@ -137,7 +141,7 @@ impl Test {
             print!("{}", diff.render_text(&gate.fail_on));
         }
         println!("report: {}", out.join("report.json").display());
-        Ok(if guests.iter().any(|g| g.interrupted) {
+        Ok(if guests.iter().chain(&retried).any(|g| g.interrupted) {
             130
         } else if guests.iter().any(|g| g.invalid_selection) {
             crate::EXIT_USAGE
@@ -319,9 +323,56 @@ fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The run's report from its guests' results.
-fn assemble(guests: &[GuestRun], arch: Arch, source: &str, wall_s: f64) -> Report {
+/// Runs the failures of `guests` once more (`--retry-failures`), in one fresh guest.
+fn retry(
+    setup: &guests::Setup<'_>,
+    guests: &[GuestRun],
+    cancel: &AtomicBool,
+    reporter: &Mutex<Reporter>,
+) -> Vec<GuestRun> {
+    let results: Vec<TestResult> = guests.iter().flat_map(|g| g.results.clone()).collect();
+    let Some(retry) = runner::retry::plan(&results) else {
+        return Vec::new();
+    };
+    if guests.iter().any(|g| g.interrupted) {
+        return Vec::new();
+    }
+    let cases: Vec<cases::Case> = setup
+        .cases
+        .iter()
+        .filter(|c| {
+            let key = (c.suite.name().to_owned(), c.name.clone());
+            retry.cases.contains(&key)
+        })
+        .cloned()
+        .collect();
+    let setup = guests::Setup {
+        cases: &cases,
+        inject_panic_after_s: None,
+        ..*setup
+    };
+    guests::run(
+        &setup,
+        vec![retry.shard],
+        1,
+        guests.len() + 1,
+        cancel,
+        reporter,
+    )
+}
+
+/// The run's report from its guests' results, with the failures that passed when `retried`
+/// marked flaky.
+fn assemble(
+    guests: &[GuestRun],
+    retried: &[GuestRun],
+    arch: Arch,
+    source: &str,
+    wall_s: f64,
+) -> Report {
     let mut results: Vec<TestResult> = guests.iter().flat_map(|g| g.results.clone()).collect();
+    let again: Vec<TestResult> = retried.iter().flat_map(|g| g.results.clone()).collect();
+    runner::retry::apply(&mut results, &again);
     report::canonical_order(&mut results);
     let errors = guests.iter().flat_map(|g| g.errors.clone()).collect();
     let first = guests.first();
@@ -330,7 +381,11 @@ fn assemble(guests: &[GuestRun], arch: Arch, source: &str, wall_s: f64) -> Repor
         to_first_test_s: first.and_then(|g| g.timing.to_first_test_s),
         total_s: wall_s,
         agent: guests.iter().flat_map(|g| g.agent_passes.clone()).collect(),
-        guests: guests.iter().map(|g| g.timing.clone()).collect(),
+        guests: guests
+            .iter()
+            .chain(retried)
+            .map(|g| g.timing.clone())
+            .collect(),
     };
     let complete = !guests.is_empty() && guests.iter().all(|g| g.complete);
     Report::new(

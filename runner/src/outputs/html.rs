@@ -553,6 +553,7 @@ mod tests {
             status,
             jited: Some(mode != Mode::Interp),
             message: (status != Status::Pass).then(|| format!("{name} did not pass")),
+            flaky: None,
         }
     }
 

@@ -192,6 +192,7 @@ mod tests {
             status,
             jited: Some(true),
             message: (!message.is_empty()).then(|| message.to_owned()),
+            flaky: None,
         }
     }
 

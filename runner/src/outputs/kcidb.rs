@@ -395,6 +395,7 @@ mod tests {
             status,
             jited: Some(true),
             message: None,
+            flaky: None,
         }
     }
 

@@ -197,6 +197,7 @@ mod tests {
             status,
             jited: Some(true),
             message: message.map(Into::into),
+            flaky: None,
         };
         let mut r = Report::new(
             KernelInfo {
