@@ -50,6 +50,20 @@ pub fn text(line: &[u8]) -> &[u8] {
     strip_timestamp(line).unwrap_or(line)
 }
 
+/// A line of init's made of two: printk wrote a whole record onto the console between init's
+/// text and its newline (the tty writes the `\r\n` apart, and the kernel can take the console
+/// in between), as in `harness: start[    2.699799] tsc: Refined TSC ...`. Returns init's
+/// part and the kernel's, timestamp included.
+pub fn split_interrupted(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    if !text.starts_with(crate::protocol::PREFIX) {
+        return None;
+    }
+    memchr::memchr_iter(b'[', text)
+        .skip_while(|&i| i == 0)
+        .find(|&i| strip_timestamp(&text[i..]).is_some())
+        .map(|i| text.split_at(i))
+}
+
 fn trim_cr(mut line: &[u8]) -> &[u8] {
     while let [rest @ .., b'\r'] = line {
         line = rest;
@@ -107,6 +121,21 @@ mod tests {
     fn lines_split_across_chunks_are_joined() {
         let lines = split(&[b"ab", b"c\r\nde", b"f\n\ng", b"h"]);
         assert_eq!(lines, [&b"abc\r"[..], b"def", b"", b"gh"]);
+    }
+
+    #[test]
+    fn a_record_printed_inside_a_protocol_line_is_split_off() {
+        let line = b"harness: start[    2.699799] tsc: Refined TSC calibration: 2599.980 MHz";
+        assert_eq!(
+            split_interrupted(line),
+            Some((
+                &b"harness: start"[..],
+                &b"[    2.699799] tsc: Refined TSC calibration: 2599.980 MHz"[..]
+            ))
+        );
+        // Brackets of init's own, and lines that are not init's, stay whole.
+        assert_eq!(split_interrupted(b"harness: error cannot set [x]"), None);
+        assert_eq!(split_interrupted(b"test_bpf: #1 a[    1.0] b"), None);
     }
 
     #[test]

@@ -299,6 +299,17 @@ impl<'p> Run<'p> {
     fn line(&mut self, raw: &[u8], progress: &mut dyn FnMut(Progress<'_>)) {
         let text = console::text(raw);
         self.lines_seen += 1;
+        match console::split_interrupted(text) {
+            Some((init, kernel)) => {
+                self.text_line(init, progress);
+                self.text_line(console::text(kernel), progress);
+            }
+            None => self.text_line(text, progress),
+        }
+    }
+
+    /// One line of text: a protocol line, or kernel output.
+    fn text_line(&mut self, text: &[u8], progress: &mut dyn FnMut(Progress<'_>)) {
         if let Some(splat) = splat::detect(text) {
             self.splat(splat);
         }

@@ -136,3 +136,26 @@ fn a_panic_split_across_reads_is_still_a_crash() {
         .unwrap()
         .starts_with("kernel panic: sysrq triggered crash"));
 }
+
+/// As seen on a real x86_64 boot: the kernel printed a record between init's `harness: start`
+/// and its newline. Every protocol line of the log interrupted so must give the same report.
+#[test]
+fn a_kernel_record_inside_a_protocol_line_is_taken_apart() {
+    let log = fixture("x86_64-full.log");
+    let clean = session::replay(&log, &full_plan());
+    let text = String::from_utf8_lossy(&log).into_owned();
+    let interrupted: String = text
+        .lines()
+        .map(|line| match line.starts_with("harness: ") {
+            true => format!(
+                "{line}[    2.699799] tsc: Refined TSC clocksource calibration: 2599.980 MHz\n\n"
+            ),
+            false => format!("{line}\n"),
+        })
+        .collect();
+    assert_ne!(interrupted.as_bytes(), &log[..]);
+    let outcome = session::replay(interrupted.as_bytes(), &full_plan());
+    assert_eq!(outcome.errors, clean.errors);
+    assert_eq!(outcome.results, clean.results);
+    assert!(outcome.complete);
+}

@@ -60,6 +60,18 @@ pub enum ReportCommand {
     /// Accept a run as the baseline of its arch and kernel flavour (reports/baselines/),
     /// after reviewing its diff. Refused for an incomplete run, a shard, and under CI.
     Bless(Bless),
+    /// One index.html of several runs side by side: a column per (arch, kernel, mode).
+    Html(Html),
+}
+
+#[derive(Args, Debug)]
+pub struct Html {
+    /// The runs: their directories or report.json files, in the order of the columns.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The page to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// How a run is judged against its baseline.

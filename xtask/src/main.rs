@@ -11,6 +11,7 @@ mod diff;
 mod flags;
 mod gate;
 mod guests;
+mod html;
 mod image;
 mod kernel;
 mod merge;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         flags::Command::Report(flags::ReportCommand::Merge(cmd)) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Diff(cmd)) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Bless(cmd)) => cmd.run(),
+        flags::Command::Report(flags::ReportCommand::Html(cmd)) => cmd.run(),
     };
     match result {
         Ok(code) => ExitCode::from(code),
