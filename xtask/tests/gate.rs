@@ -290,3 +290,31 @@ fn bless_accepts_a_reviewed_run_and_refuses_under_ci() {
         show(&output)
     );
 }
+
+#[test]
+fn a_run_with_a_broken_or_missing_baseline_stops_before_booting() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "schema: 1\narch: x86_64\nresults: [\n").expect("write");
+    let missing = dir.path().join("missing.yaml");
+    for (baseline, says) in [
+        (&broken, format!("{}:", broken.display())),
+        (&missing, format!("no baseline at {}", missing.display())),
+    ] {
+        let out = dir.path().join("run");
+        let output = xtask(&[
+            "test",
+            "--arch",
+            "x86_64",
+            "--baseline",
+            path_str(baseline),
+            "--out",
+            path_str(&out),
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&says), "wanted {says}\n{}", show(&output));
+        assert!(!stderr.contains("booting"), "{}", show(&output));
+        assert!(!out.join("report.json").exists());
+    }
+}
