@@ -4,21 +4,20 @@
 //! Chromium is required, not optional: without `/usr/bin/chromium` these tests fail and
 //! name the package to install.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::BufReader;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use runner::arch::Arch;
 use runner::outputs::html;
-use runner::plan::Plan;
 use runner::report::{KernelInfo, Mode, Report, Scope, Status, TestResult};
-use runner::session;
-use runner::test_bpf::Suite;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -30,29 +29,9 @@ static BROWSER: Mutex<()> = Mutex::new(());
 
 const EVIL: &str = "</script><img src=x onerror=alert(1)>";
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 /// The report `runner replay` would write for a recorded full run in JIT mode.
 fn replayed(log: &str, arch: Arch) -> Report {
-    let console = std::fs::read(fixture(log)).expect("the fixture is readable");
-    let plan = Plan::new(&Suite::ALL, &[Mode::Jit], None).expect("the full plan is valid");
-    let outcome = session::replay(&console, &plan);
-    let kernel = KernelInfo {
-        arch,
-        release: outcome.release,
-        source: "fixture".to_owned(),
-    };
-    Report::new(
-        kernel,
-        outcome.results,
-        outcome.errors,
-        outcome.complete,
-        outcome.timing,
-    )
+    common::replayed(log, arch, "fixture")
 }
 
 fn result(suite: &str, id: u32, name: &str, mode: Mode, status: Status) -> TestResult {

@@ -5,13 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use runner::arch::Arch;
-use runner::plan::Plan;
 use runner::report::{KernelInfo, Mode, Report, ShardId, Status, TestResult, Timing};
-use runner::test_bpf::Suite;
 use serde_json::Value;
 
 /// Loads the file given as argv[1] with ElementTree (which refuses ill-formed XML) and with
@@ -325,30 +322,10 @@ fn junitparser_reads_every_status_and_hostile_names() {
     assert_eq!(divergent[0]["text"], "interp: 0x100000001\njit: 0x1");
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 #[test]
 fn junitparser_finds_the_injected_failure_of_a_replayed_run() {
-    let console = std::fs::read(fixture("x86_64-injected-failure.log")).expect("the fixture");
     // What `cargo xtask test --arch x86_64` runs by default, as the fixture was recorded.
-    let plan = Plan::new(&Suite::ALL, &[Mode::Jit], None).expect("the default plan");
-    let outcome = runner::session::replay(&console, &plan);
-    let kernel = KernelInfo {
-        arch: Arch::X86_64,
-        release: outcome.release,
-        source: "fixture".to_owned(),
-    };
-    let report = Report::new(
-        kernel,
-        outcome.results,
-        outcome.errors,
-        outcome.complete,
-        outcome.timing,
-    );
+    let report = common::replayed("x86_64-injected-failure.log", Arch::X86_64, "fixture");
     assert_eq!(report.results.len(), 1026 + 2);
 
     let seen = read_back(&report);

@@ -4,14 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use runner::arch::Arch;
-use runner::cli::Selection;
 use runner::outputs::kcidb;
 use runner::report::{KernelInfo, Mode, Report, Status, TestResult, Timing};
-use runner::session;
 use serde_json::Value;
 
 /// The kcidb-io release whose latest schema `kcidb::render` writes.
@@ -235,35 +232,12 @@ fn realistic_report() -> Report {
     report
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 /// The report `runner replay` makes of a recorded full run on x86_64, with its defaults.
 fn replayed_report() -> Report {
-    let selection = Selection {
-        suite: Vec::new(),
-        mode: vec![Mode::Jit],
-        filter: None,
-    };
-    let plan = selection
-        .plan()
-        .expect("the default selection makes a plan");
-    let console = std::fs::read(fixture("x86_64-full.log")).expect("cannot read the fixture");
-    let outcome = session::replay(&console, &plan);
-    let kernel = KernelInfo {
-        arch: Arch::X86_64,
-        release: outcome.release,
-        source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".to_owned(),
-    };
-    Report::new(
-        kernel,
-        outcome.results,
-        outcome.errors,
-        outcome.complete,
-        outcome.timing,
+    common::replayed(
+        "x86_64-full.log",
+        Arch::X86_64,
+        "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2",
     )
 }
 

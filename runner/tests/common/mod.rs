@@ -42,3 +42,29 @@ fn run(command: &mut Command) {
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(status.success(), "{command:?} failed: {status}");
 }
+
+/// The report a default run (the kernel's suites, `jit`) writes for a recorded console in
+/// `tests/fixtures/`, with the kernel named by `source`.
+#[allow(dead_code)]
+pub fn replayed(log: &str, arch: runner::arch::Arch, source: &str) -> runner::report::Report {
+    use runner::report::{KernelInfo, Mode, Report};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(log);
+    let console = std::fs::read(&path).expect("the fixture is readable");
+    let plan = runner::plan::Plan::new(&runner::test_bpf::Suite::ALL, &[Mode::Jit], None)
+        .expect("the default plan is valid");
+    let outcome = runner::session::replay(&console, &plan);
+    let kernel = KernelInfo {
+        arch,
+        release: outcome.release,
+        source: source.to_owned(),
+    };
+    Report::new(
+        kernel,
+        outcome.results,
+        outcome.errors,
+        outcome.complete,
+        outcome.timing,
+    )
+}
