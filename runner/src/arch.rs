@@ -10,7 +10,13 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     X86_64,
+    /// MIPS64 release 2, little endian (Malta, 5KEc).
     Mips64el,
+    /// MIPS32 release 2, little endian (Malta, 24Kf): the 32-bit JIT, another code path.
+    Mipsel,
+    /// MIPS32 release 2, big endian: where byte-order bugs of the 32-bit JIT show. Debian
+    /// ships no kernel or userland for it.
+    Mips,
 }
 
 /// Byte order of a guest.
@@ -62,20 +68,35 @@ pub struct Toolchain {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Mips64el];
+    pub const ALL: [Arch; 4] = [Arch::X86_64, Arch::Mips64el, Arch::Mipsel, Arch::Mips];
 
     pub fn name(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86_64",
             Arch::Mips64el => "mips64el",
+            Arch::Mipsel => "mipsel",
+            Arch::Mips => "mips",
         }
     }
 
-    /// Debian's name for the architecture (`dpkg --print-architecture`).
+    /// Debian's name for the architecture (`dpkg --print-architecture`); big-endian MIPS
+    /// left Debian with buster, so its name finds no packages in bookworm.
     pub fn debian_name(self) -> &'static str {
         match self {
             Arch::X86_64 => "amd64",
             Arch::Mips64el => "mips64el",
+            Arch::Mipsel => "mipsel",
+            Arch::Mips => "mips",
+        }
+    }
+
+    /// The kernel's `ARCH=` and the prefix of the cross compiler that builds kernels.
+    pub fn kbuild(self) -> (&'static str, &'static str) {
+        match self {
+            Arch::X86_64 => ("x86", "x86_64-linux-gnu-"),
+            Arch::Mips64el => ("mips", "mips64el-linux-gnuabi64-"),
+            Arch::Mipsel => ("mips", "mipsel-linux-gnu-"),
+            Arch::Mips => ("mips", "mips-linux-gnu-"),
         }
     }
 
@@ -90,6 +111,16 @@ impl Arch {
                 machine: object::elf::EM_MIPS,
                 endian: Endian::Little,
                 is_64: true,
+            },
+            Arch::Mipsel => ElfIdent {
+                machine: object::elf::EM_MIPS,
+                endian: Endian::Little,
+                is_64: false,
+            },
+            Arch::Mips => ElfIdent {
+                machine: object::elf::EM_MIPS,
+                endian: Endian::Big,
+                is_64: false,
             },
         }
     }
@@ -108,6 +139,18 @@ impl Arch {
                 objdump: "mips64el-linux-gnuabi64-objdump",
                 // The 5KEc is MIPS64 release 2; the JIT emits r2 instructions.
                 objdump_raw: &["-b", "binary", "-m", "mips:isa64r2", "-EL"],
+            },
+            Arch::Mipsel => Toolchain {
+                cc: "mipsel-linux-gnu-gcc",
+                packages: &["gcc-mipsel-linux-gnu", "libc6-dev-mipsel-cross"],
+                objdump: "mipsel-linux-gnu-objdump",
+                objdump_raw: &["-b", "binary", "-m", "mips:isa32r2", "-EL"],
+            },
+            Arch::Mips => Toolchain {
+                cc: "mips-linux-gnu-gcc",
+                packages: &["gcc-mips-linux-gnu", "libc6-dev-mips-cross"],
+                objdump: "mips-linux-gnu-objdump",
+                objdump_raw: &["-b", "binary", "-m", "mips:isa32r2", "-EB"],
             },
         }
     }
@@ -133,6 +176,24 @@ impl Arch {
                 memory_mib: 512,
                 boot_timeout_secs: 120,
             },
+            Arch::Mipsel => QemuSettings {
+                binary: "qemu-system-mipsel",
+                package: "qemu-system-mips",
+                // QEMU's default Malta CPU, the 24Kf, is MIPS32 release 2.
+                machine_args: &["-M", "malta"],
+                console: "ttyS0",
+                // A 32-bit kernel without HIGHMEM maps 256 MiB at most.
+                memory_mib: 256,
+                boot_timeout_secs: 120,
+            },
+            Arch::Mips => QemuSettings {
+                binary: "qemu-system-mips",
+                package: "qemu-system-mips",
+                machine_args: &["-M", "malta"],
+                console: "ttyS0",
+                memory_mib: 256,
+                boot_timeout_secs: 120,
+            },
         }
     }
 }
@@ -144,7 +205,7 @@ impl fmt::Display for Arch {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown architecture `{0}`: expected one of x86_64, mips64el")]
+#[error("unknown architecture `{0}`: expected one of x86_64, mips64el, mipsel, mips")]
 pub struct UnknownArch(String);
 
 impl FromStr for Arch {
@@ -154,6 +215,8 @@ impl FromStr for Arch {
         match s {
             "x86_64" | "amd64" => Ok(Arch::X86_64),
             "mips64el" => Ok(Arch::Mips64el),
+            "mipsel" => Ok(Arch::Mipsel),
+            "mips" => Ok(Arch::Mips),
             _ => Err(UnknownArch(s.to_owned())),
         }
     }

@@ -358,6 +358,8 @@ mod tests {
                 arch: Arch::X86_64,
                 release: None,
                 source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".into(),
+                revision: None,
+                config_hash: None,
             },
             results,
             Vec::new(),

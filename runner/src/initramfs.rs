@@ -20,7 +20,7 @@ enum Entry {
     CharDevice { major: u32, minor: u32 },
 }
 
-/// The contents of an initramfs, by path relative to its root (`bin/busybox`, `init`).
+/// The contents of an initramfs, by path relative to its root (`init`, `bin/bpf-agent`).
 #[derive(Clone, Debug, Default)]
 pub struct Initramfs {
     entries: BTreeMap<String, Entry>,

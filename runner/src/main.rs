@@ -69,6 +69,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     arch,
                     release: outcome.release,
                     source,
+                    revision: None,
+                    config_hash: None,
                 },
                 outcome.results,
                 outcome.errors,

@@ -172,6 +172,8 @@ mod tests {
                 arch: Arch::Mips64el,
                 release: Some("6.1".into()),
                 source: "debian:x".into(),
+                revision: None,
+                config_hash: None,
             },
             ids.iter().map(|&i| result(i, Mode::Jit)).collect(),
             Vec::new(),

@@ -1,7 +1,7 @@
 //! What a guest runs: an ordered list of test module loads, written into the image as `/plan`.
 //!
 //! Each line of `/plan` is `<bpf_jit_enable> <bpf_jit_harden> <module parameters>`; init sets
-//! the two sysctls, then loads `test_bpf.ko` with the parameters (see `images/init`).
+//! the two sysctls, then loads `test_bpf.ko` with the parameters (see `images/init.c`).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The guest's side of the conversation: the lines `images/init` prints.
+//! The guest's side of the conversation: the lines `images/init.c` prints.
 //!
 //! Every line that starts with `harness: ` must be one of [`GuestLine`]; anything else after
 //! that prefix is a protocol error, never ignored.

@@ -155,16 +155,27 @@ pub struct KernelInfo {
     pub arch: Arch,
     /// `uname -r` inside the guest; `None` if the guest never said.
     pub release: Option<String>,
-    /// Where the kernel came from, e.g. `debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2`.
+    /// Where the kernel came from, e.g. `debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2`
+    /// or `built:git:COMMIT`.
     pub source: String,
+    /// For a kernel built here: the commit, or the source package's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// For a kernel built here: a hash of its resolved `.config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
 }
 
 impl KernelInfo {
     /// What a baseline is kept per, beside the arch: the kernel's origin, series and
     /// flavour, without the revision, so that every revision of one line of kernels is
     /// compared with the same baseline. `debian-6.1-amd64` for Debian's
-    /// `linux-image-6.1.0-56-amd64-unsigned`, `local` for a directory.
+    /// `linux-image-6.1.0-56-amd64-unsigned`, `built` for a kernel built here from
+    /// images/kconfig/'s fragments, `local` for a directory.
     pub fn flavour(&self) -> String {
+        if self.source.starts_with("built:") {
+            return "built".to_owned();
+        }
         let Some(package) = self.source.strip_prefix("debian:linux-image-") else {
             return "local".to_owned();
         };

@@ -531,8 +531,9 @@ impl LoadParser {
             ));
         }
         if self.repeated_lines > 0 {
-            // busybox insmod retries a failed finit_module() with init_module(), running every
-            // test again; only the first pass counts.
+            // busybox insmod, the loader of older guests (recorded logs), retried a failed
+            // finit_module() with init_module(), running every test again; only the first
+            // pass counts.
             self.notes.push(format!(
                 "ignored {} test lines from a repeated module load",
                 self.repeated_lines

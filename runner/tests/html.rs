@@ -114,6 +114,8 @@ fn synthetic() -> Report {
         arch: Arch::Mips64el,
         release: Some("6.12.0-synthetic <i>".to_owned()),
         source: "local".to_owned(),
+        revision: None,
+        config_hash: None,
     };
     let mut report = Report::new(kernel, results, Vec::new(), false, Default::default());
     report
@@ -321,6 +323,8 @@ fn a_small_page_is_stable() {
         arch: Arch::X86_64,
         release: Some("6.1.0-56-amd64".to_owned()),
         source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".to_owned(),
+        revision: None,
+        config_hash: None,
     };
     let mut report = Report::new(kernel, results, Vec::new(), true, Default::default());
     report.started = Some("2025-01-02T03:04:05Z".to_owned());

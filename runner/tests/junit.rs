@@ -262,6 +262,8 @@ fn realistic_report() -> Report {
         arch: Arch::X86_64,
         release: Some("6.1.0-56-amd64".to_owned()),
         source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".to_owned(),
+        revision: None,
+        config_hash: None,
     };
     let timing = Timing {
         total_s: 93.25,

@@ -220,6 +220,8 @@ fn realistic_report() -> Report {
         arch: Arch::Mips64el,
         release: Some("6.1.0-50-5kc-malta".to_owned()),
         source: "debian:linux-image-6.1.0-50-5kc-malta=6.1.164-1".to_owned(),
+        revision: None,
+        config_hash: None,
     };
     let mut report = Report::new(
         kernel,

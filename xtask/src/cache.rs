@@ -1,4 +1,5 @@
-//! The download cache: Debian packages' apt state, unpacked kernels, busybox binaries.
+//! The download cache: Debian packages' apt state, unpacked kernels, the guest programs
+//! built from C (`guest_c`).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

@@ -24,7 +24,10 @@ pub struct Xtask {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Boot a kernel for ARCH under QEMU, run the kernel's JIT suite and write a report.
-    Test(Test),
+    Test(Box<Test>),
+    /// Build a kernel from source for ARCH (Debian's linux-source-6.1 by default, or
+    /// --kernel-source at --rev with --patch), or list and prune the built ones.
+    Kernel(KernelCmd),
     /// Compare two runs (e.g. the same cases on x86_64 and mips64el): every result whose
     /// status differs. Exit status 1 when any does.
     Compare(Compare),
@@ -149,15 +152,81 @@ pub struct Compare {
     pub b: PathBuf,
 }
 
+/// A kernel built from source.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BuildArgs {
+    /// Build the kernel from this tree (as it is, or at --rev); without it and without
+    /// --kernel, mipsel and mips build Debian's linux-source-6.1.
+    #[arg(long, value_name = "DIR")]
+    pub kernel_source: Option<PathBuf>,
+
+    /// A revision of --kernel-source to build, checked out in a worktree of the cache (the
+    /// tree's own checkout is never touched).
+    #[arg(long, value_name = "REV", requires = "kernel_source")]
+    pub rev: Option<String>,
+
+    /// A patch to apply on top (repeatable, in order); refused if it does not apply.
+    #[arg(long, value_name = "FILE")]
+    pub patch: Vec<PathBuf>,
+
+    /// A Kconfig fragment to add to images/kconfig/'s (repeatable): e.g. KASAN for a run.
+    #[arg(long, value_name = "FILE")]
+    pub config_fragment: Vec<PathBuf>,
+}
+
+impl BuildArgs {
+    pub fn spec(&self) -> crate::kbuild::BuildSpec {
+        crate::kbuild::BuildSpec {
+            source: self.kernel_source.clone(),
+            rev: self.rev.clone(),
+            patches: self.patch.clone(),
+            fragments: self.config_fragment.clone(),
+        }
+    }
+}
+
+/// `cargo xtask kernel`: build a kernel, or look after the built ones.
+#[derive(Args, Debug)]
+pub struct KernelCmd {
+    /// Guest architecture: x86_64, mips64el, mipsel or mips.
+    #[arg(long, required_unless_present_any = ["list", "prune"])]
+    pub arch: Option<Arch>,
+
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    /// List the kernels built into the cache.
+    #[arg(long, conflicts_with = "prune")]
+    pub list: bool,
+
+    /// Remove built kernels but the newest --keep of each arch.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// With --prune: how many to keep per arch.
+    #[arg(long, default_value_t = 2)]
+    pub keep: usize,
+
+    /// Where built kernels are kept. Default: $XDG_CACHE_HOME/bpf-jit-harness or
+    /// ~/.cache/bpf-jit-harness.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Never install missing host tools; say what to install instead.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct Test {
-    /// Guest architecture: x86_64 or mips64el.
+    /// Guest architecture: x86_64, mips64el, mipsel or mips.
     #[arg(long)]
     pub arch: Arch,
 
     /// The kernel: `debian:ABI` (e.g. debian:6.1.0-50) for one of Debian's packaged kernels,
-    /// or a directory holding a kernel image, its config and test_bpf.ko.
-    /// Default: the pinned Debian kernel of the architecture.
+    /// `linux-source` for Debian's linux-source-6.1 built here with images/kconfig/, or a
+    /// directory holding a kernel image, its config and test_bpf.ko.
+    /// Default: the pinned Debian kernel (x86_64, mips64el), linux-source (mipsel, mips).
     #[arg(long)]
     pub kernel: Option<KernelSpec>,
 
@@ -181,6 +250,9 @@ pub struct Test {
     /// Never install missing host tools; say what to install instead.
     #[arg(long)]
     pub no_install: bool,
+
+    #[command(flatten)]
+    pub build: BuildArgs,
 
     /// For testing the harness itself: crash the guest kernel (sysrq-c) this many seconds
     /// after its init starts.

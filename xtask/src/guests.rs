@@ -30,7 +30,8 @@ const MAX_RESUMES: usize = 8;
 pub struct Setup<'a> {
     pub arch: Arch,
     pub kernel: &'a Kernel,
-    pub busybox: &'a Path,
+    /// The guest's PID 1, built from `images/init.c`.
+    pub init: &'a Path,
     pub agent: Option<&'a Path>,
     pub cases: &'a [Case],
     pub modes: &'a [Mode],
@@ -258,7 +259,7 @@ fn boot(
         });
     image::build(
         setup.arch,
-        setup.busybox,
+        setup.init,
         setup.kernel,
         &plan,
         agent_files,

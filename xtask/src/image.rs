@@ -1,5 +1,5 @@
-//! The guest image: an initramfs with a static busybox, `images/init`, the kernel's
-//! test_bpf.ko and the run's plan.
+//! The guest image: an initramfs with the static init built from `images/init.c`, the kernel's
+//! test_bpf.ko, the run's plan and, when the plan needs it, the agent and its bundle.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,37 +9,8 @@ use runner::arch::Arch;
 use runner::elf;
 use runner::initramfs::Initramfs;
 use runner::plan::Plan;
-use xshell::Shell;
 
-use crate::debian::{self, Apt};
 use crate::kernel::Kernel;
-
-/// The guest's PID 1, a busybox shell script (see the file for its protocol).
-const INIT: &str = include_str!("../../images/init");
-
-/// A static busybox for `arch`: Debian's `busybox-static`, fetched once into the cache.
-pub fn busybox(sh: &Shell, arch: Arch, cache: &Path) -> anyhow::Result<PathBuf> {
-    let dir = cache.join("busybox").join(arch.debian_name());
-    let path = dir.join("busybox");
-    if path.is_file() {
-        return Ok(path);
-    }
-    let apt = Apt::new(cache, arch.debian_name())?;
-    let deb = apt.download(sh, "busybox-static")?;
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let staging = tempfile::NamedTempFile::new_in(&dir)?;
-    let copied = debian::extract(&deb, |p| {
-        (p == "bin/busybox").then(|| staging.path().to_owned())
-    })?;
-    if copied.is_empty() {
-        anyhow::bail!("{} has no bin/busybox", deb.display());
-    }
-    staging
-        .persist(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let _ = fs::remove_file(&deb);
-    Ok(path)
-}
 
 /// The agent and what it runs.
 pub struct AgentFiles<'a> {
@@ -50,7 +21,7 @@ pub struct AgentFiles<'a> {
 /// Writes the image for one guest to `dest`.
 pub fn build(
     arch: Arch,
-    busybox: &Path,
+    init: &Path,
     kernel: &Kernel,
     plan: &Plan,
     agent: Option<AgentFiles<'_>>,
@@ -58,10 +29,7 @@ pub fn build(
 ) -> anyhow::Result<()> {
     let mut image = Initramfs::new();
     let extra = kernel.extra_modules.iter().map(PathBuf::as_path);
-    for binary in [busybox, kernel.test_bpf.as_path()]
-        .into_iter()
-        .chain(extra)
-    {
+    for binary in [init, kernel.test_bpf.as_path()].into_iter().chain(extra) {
         elf::check_file(binary, arch)?;
     }
     for module in &kernel.extra_modules {
@@ -87,8 +55,7 @@ pub fn build(
         .dir("proc")
         .dir("sys")
         .char_device("dev/console", 5, 1)
-        .file("bin/busybox", 0o755, read(busybox)?)
-        .file("init", 0o755, INIT.as_bytes().to_vec())
+        .file("init", 0o755, read(init)?)
         .file("test_bpf.ko", 0o644, read(&kernel.test_bpf)?)
         .file("plan", 0o644, plan.to_string().into_bytes());
     if let Some(seconds) = plan.inject_panic_after_s {

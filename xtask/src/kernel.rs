@@ -20,6 +20,8 @@ pub enum KernelSpec {
     /// A directory holding a kernel image, its config and test_bpf.ko (an unpacked package,
     /// a build tree, or the three files side by side).
     Dir(PathBuf),
+    /// Built here from source (`--kernel-source`, or Debian's linux-source-6.1).
+    Build(crate::kbuild::BuildSpec),
 }
 
 impl FromStr for KernelSpec {
@@ -33,29 +35,44 @@ impl FromStr for KernelSpec {
             Some(_) => Err(format!(
                 "`{s}`: expected debian:ABI with an ABI such as 6.1.0-50"
             )),
+            // Debian's linux-source-6.1, built here.
+            None if s == "linux-source" => Ok(KernelSpec::Build(Default::default())),
             None => Ok(KernelSpec::Dir(PathBuf::from(s))),
         }
     }
 }
 
-/// The Debian kernel each architecture boots by default. Pinned so that baselines stay
-/// comparable; `--kernel debian:ABI` picks another.
-pub fn default_debian_abi(arch: Arch) -> &'static str {
-    match arch {
+/// The kernel each architecture boots by default: a Debian kernel, pinned so that
+/// baselines stay comparable (`--kernel debian:ABI` picks another), or, for the 32-bit MIPS
+/// guests, one built from Debian's linux-source-6.1.
+pub fn default_spec(arch: Arch) -> KernelSpec {
+    let abi = match arch {
         Arch::X86_64 => "6.1.0-56",
         // Debian's security archive no longer builds mips64el, so bookworm's newest
         // mips64el kernel is the point release's 6.1.0-50 (6.1.176).
         Arch::Mips64el => "6.1.0-50",
+        // Debian has no big-endian MIPS at all; its mipsel kernels are MIPS32 release 1
+        // (4kc-malta), and built kernels keep the two 32-bit guests alike.
+        Arch::Mipsel | Arch::Mips => return KernelSpec::Build(Default::default()),
+    };
+    KernelSpec::Debian {
+        abi: abi.to_owned(),
     }
 }
 
 /// The flavour of Debian's kernel packages that ships test_bpf.ko and boots under QEMU.
-fn debian_flavour(arch: Arch) -> &'static str {
-    match arch {
+fn debian_flavour(arch: Arch) -> anyhow::Result<&'static str> {
+    Ok(match arch {
         // The -cloud-amd64 flavour is smaller but has no test_bpf.ko.
         Arch::X86_64 => "amd64-unsigned",
         Arch::Mips64el => "5kc-malta",
-    }
+        Arch::Mipsel => "4kc-malta",
+        Arch::Mips => {
+            return Err(UsageError::wrap(anyhow::anyhow!(
+                "Debian has no big-endian MIPS kernels; leave out --kernel to build one from                  linux-source-6.1, or give --kernel-source"
+            )))
+        }
+    })
 }
 
 /// Version of an unpacked kernel's layout in the cache; an entry of another version is
@@ -76,13 +93,26 @@ pub struct Kernel {
     pub extra_modules: Vec<PathBuf>,
     /// Where it came from, for the report.
     pub source: String,
+    /// The source revision of a kernel built here: a commit, or the source package's version.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// A hash of the resolved `.config` of a kernel built here.
+    #[serde(default)]
+    pub config_hash: Option<String>,
 }
 
 impl KernelSpec {
-    pub fn resolve(&self, sh: &Shell, arch: Arch, cache: &Path) -> anyhow::Result<Kernel> {
+    pub fn resolve(
+        &self,
+        sh: &Shell,
+        arch: Arch,
+        cache: &Path,
+        install: crate::tools::Install,
+    ) -> anyhow::Result<Kernel> {
         let kernel = match self {
             KernelSpec::Debian { abi } => fetch_debian(sh, arch, abi, cache)?,
             KernelSpec::Dir(dir) => find_in_dir(dir, arch).map_err(UsageError::wrap)?,
+            KernelSpec::Build(spec) => crate::kbuild::build(sh, arch, spec, cache, install)?,
         };
         if let Some(config) = &kernel.config {
             check_config(config).map_err(UsageError::wrap)?;
@@ -118,7 +148,7 @@ fn unwrapped(arch: Arch, vmlinuz: &Path) -> anyhow::Result<PathBuf> {
 
 /// Fetches `linux-image-ABI-FLAVOUR` once; later runs reuse the unpacked files.
 fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Result<Kernel> {
-    let package = format!("linux-image-{abi}-{}", debian_flavour(arch));
+    let package = format!("linux-image-{abi}-{}", debian_flavour(arch)?);
     let dir = cache.join("kernels").join(&package);
     let manifest = dir.join("kernel.json");
     if let Ok(data) = fs::read(&manifest) {
@@ -186,6 +216,8 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
         test_bpf: module,
         extra_modules,
         source: format!("debian:{package}={version}"),
+        revision: None,
+        config_hash: None,
     };
     fs::write(
         staging.path().join("kernel.json"),
@@ -202,7 +234,7 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
 }
 
 fn newest_debian_kernel(sh: &Shell, apt: &Apt, arch: Arch) -> Option<String> {
-    let suffix = format!("-{}", debian_flavour(arch));
+    let suffix = format!("-{}", debian_flavour(arch).ok()?);
     let names = apt.package_names(sh, "linux-image-").ok()?;
     names
         .iter()
@@ -238,7 +270,9 @@ fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
             "vmlinuz-*",
         ],
         // Malta boots the ELF image directly.
-        Arch::Mips64el => &["vmlinux", "vmlinuz", "boot/vmlinuz-*", "vmlinuz-*"],
+        Arch::Mips64el | Arch::Mipsel | Arch::Mips => {
+            &["vmlinux", "vmlinuz", "boot/vmlinuz-*", "vmlinuz-*"]
+        }
     };
     let image = first_match(dir, image_names).with_context(|| {
         format!(
@@ -272,6 +306,8 @@ fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
         test_bpf,
         extra_modules: first_match(dir, &veth).into_iter().collect(),
         source: format!("dir:{}", dir.display()),
+        revision: None,
+        config_hash: None,
     })
 }
 

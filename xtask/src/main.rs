@@ -1,7 +1,6 @@
 //! `cargo xtask`: the harness's front door. This file only dispatches; each verb lives in a
 //! module of its own.
 
-mod agent;
 mod bench;
 mod bless;
 mod cache;
@@ -10,10 +9,13 @@ mod debian;
 mod diff;
 mod flags;
 mod gate;
+mod guest_c;
 mod guests;
 mod html;
 mod image;
+mod kbuild;
 mod kernel;
+mod kernels;
 mod merge;
 mod progress;
 mod signals;
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
     let result = match flags.command {
         flags::Command::Test(cmd) => cmd.run(),
+        flags::Command::Kernel(cmd) => cmd.run(),
         flags::Command::Compare(cmd) => cmd.run(),
         flags::Command::Bench(cmd) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Merge(cmd)) => cmd.run(),

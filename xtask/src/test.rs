@@ -19,16 +19,18 @@ use xshell::Shell;
 
 use crate::flags::Test;
 use crate::gate::Gate;
+use crate::guest_c::{self, Program};
 use crate::guests::{self, GuestRun};
 use crate::kernel::{Kernel, KernelSpec};
 use crate::progress::Reporter;
 use crate::tools::{self, Install, Tool};
-use crate::{agent, cache, image, project_root, signals, UsageError};
+use crate::{cache, image, project_root, signals, UsageError};
 
 /// Everything a guest needs from the host, fetched or built.
 struct Inputs {
     kernel: Kernel,
-    busybox: PathBuf,
+    /// The guest's PID 1.
+    init: PathBuf,
     agent: Option<PathBuf>,
 }
 
@@ -55,6 +57,8 @@ impl Test {
             arch,
             release: None,
             source: inputs.kernel.source.clone(),
+            revision: None,
+            config_hash: None,
         };
         let gate = Gate::load(&self.gate, arch, &kernel_info.flavour())?;
         let out = match &self.out {
@@ -88,7 +92,7 @@ impl Test {
         let setup = guests::Setup {
             arch,
             kernel: &inputs.kernel,
-            busybox: &inputs.busybox,
+            init: &inputs.init,
             agent: inputs.agent.as_deref(),
             cases: &cases,
             modes: &modes,
@@ -118,7 +122,7 @@ impl Test {
             .unwrap_or_else(|e| e.into_inner())
             .finish();
 
-        let mut report = assemble(&guests, &retried, arch, &inputs.kernel.source, wall_s);
+        let mut report = assemble(&guests, &retried, arch, &inputs.kernel, wall_s);
         report.shard = self.shard;
         report.started = Some(started_at);
         report.scope = Some(self.scope(&plan));
@@ -185,6 +189,20 @@ impl Test {
         Ok(shard::partition(&mine, cases, catalog, durations, jobs))
     }
 
+    /// The kernel to boot: `--kernel`, a build of `--kernel-source`, or the arch's default.
+    fn kernel_spec(&self) -> anyhow::Result<KernelSpec> {
+        let build = self.build.spec();
+        match (&self.kernel, build != Default::default()) {
+            (Some(_), true) => Err(UsageError::wrap(anyhow::anyhow!(
+                "--kernel takes a ready kernel; --kernel-source, --patch and --config-fragment \
+                 build one: give one or the other"
+            ))),
+            (Some(spec), false) => Ok(spec.clone()),
+            (None, true) => Ok(KernelSpec::Build(build)),
+            (None, false) => Ok(crate::kernel::default_spec(self.arch)),
+        }
+    }
+
     /// What this run selected, for the report.
     fn scope(&self, plan: &Plan) -> report::Scope {
         let mut suites: Vec<String> = Vec::new();
@@ -225,7 +243,7 @@ impl Test {
         });
         image::build(
             self.arch,
-            &inputs.busybox,
+            &inputs.init,
             &inputs.kernel,
             &plan,
             agent,
@@ -282,7 +300,8 @@ impl Test {
         Ok((plan, cases))
     }
 
-    /// QEMU, the kernel, busybox and (when the plan needs it) the agent, from the cache.
+    /// QEMU, the kernel, the guest's init and (when the plan needs it) the agent, from the
+    /// cache.
     fn fetch_inputs(&self, plan: &Plan, cache: &Path) -> anyhow::Result<Inputs> {
         let sh = Shell::new()?;
         let (arch, install) = (self.arch, self.install());
@@ -293,14 +312,12 @@ impl Test {
         };
         tools::ensure(&sh, &[tool], install)?;
         let _lock = cache::Lock::acquire(cache)?;
-        let spec = self.kernel.clone().unwrap_or_else(|| KernelSpec::Debian {
-            abi: crate::kernel::default_debian_abi(arch).to_owned(),
-        });
+        let spec = self.kernel_spec()?;
         Ok(Inputs {
-            kernel: spec.resolve(&sh, arch, cache)?,
-            busybox: image::busybox(&sh, arch, cache)?,
+            kernel: spec.resolve(&sh, arch, cache, install)?,
+            init: guest_c::build(&sh, arch, cache, install, Program::Init)?,
             agent: match plan.agent {
-                true => Some(agent::build(&sh, arch, cache, install)?),
+                true => Some(guest_c::build(&sh, arch, cache, install, Program::Agent)?),
                 false => None,
             },
         })
@@ -367,7 +384,7 @@ fn assemble(
     guests: &[GuestRun],
     retried: &[GuestRun],
     arch: Arch,
-    source: &str,
+    kernel: &Kernel,
     wall_s: f64,
 ) -> Report {
     let mut results: Vec<TestResult> = guests.iter().flat_map(|g| g.results.clone()).collect();
@@ -392,7 +409,9 @@ fn assemble(
         KernelInfo {
             arch,
             release: guests.iter().find_map(|g| g.release.clone()),
-            source: source.to_owned(),
+            source: kernel.source.clone(),
+            revision: kernel.revision.clone(),
+            config_hash: kernel.config_hash.clone(),
         },
         results,
         errors,

@@ -90,8 +90,13 @@ pub fn ensure(sh: &Shell, tools: &[Tool<'_>], install: Install) -> anyhow::Resul
     Ok(())
 }
 
-/// The full path of `program` on PATH.
+/// The full path of `program` on PATH. An absolute path names a file a package installs (a
+/// header, a tarball): it only has to exist.
 pub fn find(program: &str) -> Option<PathBuf> {
+    if program.starts_with('/') {
+        let file = PathBuf::from(program);
+        return file.is_file().then_some(file);
+    }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

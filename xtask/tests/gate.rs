@@ -35,6 +35,8 @@ fn recorded_run(log: &str, edit: impl Fn(String) -> String) -> Report {
             arch: Arch::X86_64,
             release: outcome.release,
             source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".into(),
+            revision: None,
+            config_hash: None,
         },
         outcome.results,
         outcome.errors,

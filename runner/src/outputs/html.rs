@@ -562,6 +562,8 @@ mod tests {
             arch: Arch::X86_64,
             release: Some(release.to_owned()),
             source: "local".to_owned(),
+            revision: None,
+            config_hash: None,
         };
         Report::new(kernel, results, Vec::new(), true, Default::default())
     }

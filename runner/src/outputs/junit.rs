@@ -201,6 +201,8 @@ mod tests {
             arch: Arch::X86_64,
             release: Some("6.1.0-56-amd64".to_owned()),
             source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".to_owned(),
+            revision: None,
+            config_hash: None,
         };
         let mut report = Report::new(kernel, results, Vec::new(), true, Timing::default());
         report.started = Some("2025-01-02T03:04:05Z".to_owned());

@@ -217,7 +217,7 @@ fn status(status: Status) -> &'static str {
 fn architecture(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => "x86_64",
-        Arch::Mips64el => "mips",
+        Arch::Mips64el | Arch::Mipsel | Arch::Mips => "mips",
     }
 }
 
@@ -404,6 +404,8 @@ mod tests {
             arch: Arch::X86_64,
             release: Some("6.1.0-56-amd64".to_owned()),
             source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".to_owned(),
+            revision: None,
+            config_hash: None,
         };
         Report::new(kernel, results, Vec::new(), true, Timing::default())
     }

@@ -204,6 +204,8 @@ mod tests {
                 arch: Arch::Mips64el,
                 release: Some("6.1.0-50-5kc-malta".into()),
                 source: "debian:linux-image-6.1.0-50-5kc-malta=6.1.176-1".into(),
+                revision: None,
+                config_hash: None,
             },
             vec![
                 result("ok", Status::Pass, None),

@@ -59,6 +59,8 @@ pub fn replayed(log: &str, arch: runner::arch::Arch, source: &str) -> runner::re
         arch,
         release: outcome.release,
         source: source.to_owned(),
+        revision: None,
+        config_hash: None,
     };
     Report::new(
         kernel,

@@ -1,5 +1,5 @@
-//! Builds the guest agent (images/agent/agent.c) for a guest architecture, once per source
-//! and compiler.
+//! Builds the guest's C programs (`images/init.c`, `images/agent/agent.c`) for a guest
+//! architecture, once per source and compiler.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,41 @@ const CFLAGS: [&str; 6] = [
     "-std=gnu11",
 ];
 
-/// Returns the agent binary for `arch`, compiling it if the source or the compiler changed.
-pub fn build(sh: &Shell, arch: Arch, cache: &Path, install: Install) -> anyhow::Result<PathBuf> {
+/// A program that runs inside the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// The guest's PID 1: mounts, sysctls, module loads and the `harness: ` protocol.
+    Init,
+    /// The agent that runs the harness's own cases (`images/agent/PROTOCOL.md`).
+    Agent,
+}
+
+impl Program {
+    /// Its source, relative to the project root.
+    fn source(self) -> &'static str {
+        match self {
+            Program::Init => "images/init.c",
+            Program::Agent => "images/agent/agent.c",
+        }
+    }
+
+    /// The cache directory under which each arch's binary is kept, and the binary's name.
+    fn cache_names(self) -> (&'static str, &'static str) {
+        match self {
+            Program::Init => ("init", "init"),
+            Program::Agent => ("agent", "bpf-agent"),
+        }
+    }
+}
+
+/// Returns `program` built for `arch`, compiling it if the source or the compiler changed.
+pub fn build(
+    sh: &Shell,
+    arch: Arch,
+    cache: &Path,
+    install: Install,
+    program: Program,
+) -> anyhow::Result<PathBuf> {
     let toolchain = arch.toolchain();
     tools::ensure(
         sh,
@@ -33,7 +66,7 @@ pub fn build(sh: &Shell, arch: Arch, cache: &Path, install: Install) -> anyhow::
         }],
         install,
     )?;
-    let source_path = project_root().join("images/agent/agent.c");
+    let source_path = project_root().join(program.source());
     let source = fs::read_to_string(&source_path)
         .with_context(|| format!("cannot read {}", source_path.display()))?;
     let cc = toolchain.cc;
@@ -43,8 +76,9 @@ pub fn build(sh: &Shell, arch: Arch, cache: &Path, install: Install) -> anyhow::
         .with_context(|| format!("cannot run {cc}"))?;
     // The key is the whole input: compiler, flags and source, kept beside the binary.
     let key = format!("{version}\n{}\n{source}", CFLAGS.join(" "));
-    let dir = cache.join("agent").join(arch.name());
-    let (binary, key_path) = (dir.join("bpf-agent"), dir.join("bpf-agent.key"));
+    let (dir_name, name) = program.cache_names();
+    let dir = cache.join(dir_name).join(arch.name());
+    let (binary, key_path) = (dir.join(name), dir.join(format!("{name}.key")));
     if binary.is_file() && fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
         return Ok(binary);
     }

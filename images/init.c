@@ -1,0 +1,258 @@
+/*
+ * init: PID 1 of every test guest. It only does what must happen inside the guest and reports
+ * each step on the console in the strict `harness: ` protocol that runner/src/protocol.rs
+ * parses; all judging happens on the host.
+ *
+ * /plan holds one module load per line: `<bpf_jit_enable> <bpf_jit_harden> <module params>`.
+ * Then, if the image has a bundle, the agent runs it (images/agent/PROTOCOL.md).
+ *
+ * Plain C and Linux syscalls, built statically by Debian's cross compilers for every guest, so
+ * the guest needs no userland of its own.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TEST_MODULE "/test_bpf.ko"
+#define EXTRA_MODULES "/lib/extra"
+#define AGENT "/bin/bpf-agent"
+#define BUNDLE "/agent/bundle"
+
+/* Prints one line on the console. The whole line goes out in one write(2), so that a kernel
+ * message cannot land in the middle of a protocol line. */
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 2)
+		n = sizeof(line) - 2; /* truncated */
+	line[n++] = '\n';
+	for (int done = 0; done < n;) {
+		ssize_t w = write(STDOUT_FILENO, line + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		done += w;
+	}
+}
+
+/* Writes `text` and a newline to a /proc file, as `echo text > path` does. */
+static int write_file(const char *path, const char *text)
+{
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "%s\n", text);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	int ok = n > 0 && (size_t)n < sizeof(buf) && write(fd, buf, n) == n;
+	return close(fd) == 0 && ok ? 0 : -1;
+}
+
+/* A child's end as a shell's `$?` gives it: the exit status, or 128 + the signal. */
+static int wait_for(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			say("harness: error cannot wait for process %d: %s", (int)pid, strerror(errno));
+			return 255;
+		}
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Loads a module with finit_module(2), once: unlike busybox insmod, never again with
+ * init_module(2), which would run test_bpf's whole suite a second time. It runs in a child, so
+ * that an Oops in the module's init kills that child, not PID 1 (which would panic the kernel).
+ * Returns 0, or the errno as busybox insmod's exit status gave it (EINVAL when tests failed).
+ * Children end with _exit(): exit() would flush PID 1's stdio and could move /plan's offset. */
+static int load_module(const char *path, const char *params)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		say("harness: error cannot fork to load %s: %s", path, strerror(errno));
+		return 255;
+	}
+	if (pid == 0) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || syscall(SYS_finit_module, fd, params, 0) != 0) {
+			int err = errno;
+			say("init: cannot load %s: %s", path, strerror(err));
+			_exit(err > 0 && err < 256 ? err : 255);
+		}
+		_exit(0);
+	}
+	return wait_for(pid);
+}
+
+/* Sets a sysctl under /proc/sys/net/core/ or says it could not. */
+static void set_sysctl(const char *name, const char *value)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/proc/sys/net/core/%s", name);
+	if (write_file(path, value) != 0)
+		say("harness: error cannot set net.core.%s to %s", name, value);
+}
+
+/* Runs every line of /plan. A line is `read -r enable harden params`: two words, then the rest
+ * untouched (it may hold double quotes and spaces, which the kernel parses itself). */
+static void run_plan(void)
+{
+	FILE *plan = fopen("/plan", "re");
+	char *line = NULL;
+	size_t size = 0;
+	ssize_t len;
+	int index = 0;
+
+	if (!plan) {
+		say("harness: error cannot read /plan: %s", strerror(errno));
+		return;
+	}
+	while ((len = getline(&line, &size, plan)) >= 0) {
+		while (len > 0 && strchr(" \t\r\n", line[len - 1]))
+			line[--len] = '\0';
+		char *rest = line + strspn(line, " \t");
+		if (!*rest)
+			continue; /* the host writes no blank lines; never load for one */
+		char *enable = strsep(&rest, " \t");
+		char *harden = rest ? strsep(&rest, " \t") : "";
+		char *params = rest ? rest + strspn(rest, " \t") : "";
+
+		set_sysctl("bpf_jit_enable", enable);
+		set_sysctl("bpf_jit_harden", harden);
+		say("harness: load-begin %d", index);
+		int code = load_module(TEST_MODULE, params);
+		say("harness: load-end %d %d", index, code);
+		/* A module whose tests all passed stays loaded; the next load needs it gone. */
+		syscall(SYS_delete_module, "test_bpf", O_NONBLOCK);
+		index++;
+	}
+	free(line);
+	fclose(plan);
+}
+
+static int is_module(const struct dirent *entry)
+{
+	size_t n = strlen(entry->d_name);
+	return n > 3 && strcmp(entry->d_name + n - 3, ".ko") == 0;
+}
+
+/* Loads the modules the agent's cases need (veth for real-device XDP), then runs the agent. A
+ * kernel with those modules built in has none in the image. */
+static void run_agent(void)
+{
+	struct dirent **modules;
+	int n = scandir(EXTRA_MODULES, &modules, is_module, alphasort);
+	char path[512];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), EXTRA_MODULES "/%s", modules[i]->d_name);
+		load_module(path, "");
+		free(modules[i]);
+	}
+	if (n >= 0)
+		free(modules);
+
+	say("harness: agent-begin");
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *argv[] = {AGENT, BUNDLE, "/dev/ttyS1", NULL};
+		execv(AGENT, argv);
+		say("init: cannot run " AGENT ": %s", strerror(errno));
+		_exit(127);
+	}
+	int code = 255;
+	if (pid < 0)
+		say("harness: error cannot fork for the agent: %s", strerror(errno));
+	else
+		code = wait_for(pid);
+	say("harness: agent-end %d", code);
+}
+
+/* Fault injection, for the harness's own tests: crash the kernel `seconds` after init starts,
+ * in the middle of the run. */
+static void inject_panic(FILE *file)
+{
+	unsigned seconds;
+
+	if (fscanf(file, "%u", &seconds) != 1) {
+		say("harness: error /inject-panic holds no number of seconds");
+		return;
+	}
+	pid_t pid = fork();
+	if (pid < 0)
+		say("harness: error cannot fork for /inject-panic: %s", strerror(errno));
+	if (pid == 0) {
+		sleep(seconds);
+		write_file("/proc/sysrq-trigger", "c");
+		_exit(0);
+	}
+}
+
+static void mount_fs(const char *type, const char *target)
+{
+	if (mount(type, target, type, 0, NULL) != 0)
+		say("harness: error cannot mount %s on %s: %s", type, target, strerror(errno));
+}
+
+int main(void)
+{
+	int console = open("/dev/console", O_RDWR | O_NOCTTY);
+	if (console >= 0) {
+		dup2(console, STDIN_FILENO);
+		dup2(console, STDOUT_FILENO);
+		dup2(console, STDERR_FILENO);
+		if (console > STDERR_FILENO)
+			close(console);
+	}
+	mount_fs("proc", "/proc");
+	mount_fs("sysfs", "/sys");
+	/* /dev/ttyS1, the agent's channel, comes from devtmpfs. */
+	mount_fs("devtmpfs", "/dev");
+	say("harness: start");
+	struct utsname uts;
+	if (uname(&uts) == 0)
+		say("harness: uname %s", uts.release);
+	else
+		say("harness: error uname: %s", strerror(errno));
+
+	FILE *panic = fopen("/inject-panic", "re");
+	if (panic) {
+		inject_panic(panic);
+		fclose(panic);
+	}
+	run_plan();
+	if (access(BUNDLE, F_OK) == 0)
+		run_agent();
+
+	say("harness: done");
+	sync();
+	/* With QEMU's -no-reboot, a reboot ends QEMU: the quickest clean way out on every arch. */
+	reboot(RB_AUTOBOOT);
+	/* PID 1 must never return: that panics the kernel. */
+	say("harness: error cannot reboot: %s", strerror(errno));
+	for (;;)
+		pause();
+}

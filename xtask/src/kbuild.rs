@@ -1,0 +1,780 @@
+//! Kernels built from source: Debian's `linux-source-6.1`, or the user's tree at a revision
+//! with patches, configured as `allnoconfig` plus the fragments in `images/kconfig/`, built
+//! once per key and kept in the cache.
+//!
+//! The key is everything that decides the result: the source (package version, commit, or a
+//! tree's state), the patches, the fragments, the arch and the compiler. A kept build
+//! directory per arch and tree, and ccache, make the next revision an incremental build.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use runner::arch::Arch;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::kernel::Kernel;
+use crate::tools::{self, Install, Tool};
+use crate::{project_root, UsageError};
+
+/// What to build.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The kernel tree; `None` for Debian's `linux-source-6.1`.
+    pub source: Option<PathBuf>,
+    /// A revision of `source` (a git tree), checked out into a worktree of the cache.
+    pub rev: Option<String>,
+    /// Patches applied on top, in order.
+    pub patches: Vec<PathBuf>,
+    /// Fragments added after the harness's own.
+    pub fragments: Vec<PathBuf>,
+}
+
+/// The Debian package whose tarball is the default source.
+const SOURCE_PACKAGE: &str = "linux-source-6.1";
+const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
+
+/// What a built kernel's directory in the cache records (`build.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Built {
+    pub kernel: Kernel,
+    pub arch: Arch,
+    pub key: String,
+    /// `uname -r` of the kernel.
+    pub release: String,
+    /// When the build finished, RFC 3339.
+    pub built: String,
+    /// Wall time of the `make` that built it.
+    pub seconds: f64,
+}
+
+/// The host tools a kernel build needs, with the packages that bring them.
+fn build_tools(arch: Arch) -> Vec<Tool<'static>> {
+    let mut tools = vec![
+        Tool {
+            program: "make",
+            packages: &["make"],
+        },
+        Tool {
+            program: "flex",
+            packages: &["flex"],
+        },
+        Tool {
+            program: "bison",
+            packages: &["bison"],
+        },
+        Tool {
+            program: "bc",
+            packages: &["bc"],
+        },
+        Tool {
+            program: "ccache",
+            packages: &["ccache"],
+        },
+        Tool {
+            program: "git",
+            packages: &["git"],
+        },
+        // objtool (x86) and the module tools need these headers.
+        Tool {
+            program: "/usr/include/gelf.h",
+            packages: &["libelf-dev"],
+        },
+        Tool {
+            program: "/usr/include/openssl/ssl.h",
+            packages: &["libssl-dev"],
+        },
+    ];
+    let toolchain = arch.toolchain();
+    tools.push(Tool {
+        program: toolchain.cc,
+        packages: toolchain.packages,
+    });
+    tools
+}
+
+/// Builds (or finds in the cache) the kernel `spec` names for `arch`.
+pub fn build(
+    sh: &Shell,
+    arch: Arch,
+    spec: &BuildSpec,
+    cache: &Path,
+    install: Install,
+) -> anyhow::Result<Kernel> {
+    let mut tools = build_tools(arch);
+    if spec.source.is_none() {
+        tools.push(Tool {
+            program: SOURCE_TARBALL,
+            packages: &[SOURCE_PACKAGE],
+        });
+    }
+    tools::ensure(sh, &tools, install)?;
+    for patch in &spec.patches {
+        if !patch.is_file() {
+            return Err(UsageError::wrap(anyhow::anyhow!(
+                "--patch {}: no such file",
+                patch.display()
+            )));
+        }
+    }
+    let fragments = Fragments::read(arch, &spec.fragments)?;
+    let (arch_name, prefix) = arch.kbuild();
+    let compiler = format!("{prefix}gcc");
+    let compiler_version = cmd!(sh, "{compiler} --version")
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot run {compiler}"))?;
+    let tree = Tree::prepare(sh, spec, cache)?;
+    let mut key = Sha256::new();
+    for part in [
+        tree.identity.as_str(),
+        &fragments.merged,
+        arch.name(),
+        compiler_version.lines().next().unwrap_or(""),
+    ] {
+        key.update(part.as_bytes());
+        key.update(b"\0");
+    }
+    for patch in &spec.patches {
+        key.update(fs::read(patch).with_context(|| format!("cannot read {}", patch.display()))?);
+    }
+    let key = hex(&key.finalize())[..16].to_owned();
+    let dest = cache.join("kernels").join(format!("built-{arch}-{key}"));
+    if let Some(built) = read_built(&dest) {
+        eprintln!(
+            "kernel {} for {arch} is built already ({})",
+            built.release,
+            dest.display()
+        );
+        return Ok(built.kernel);
+    }
+
+    tree.checkout(sh, spec)?;
+    let out = cache.join("build").join(format!("{arch}-{}", tree.name));
+    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let fragment_path = out.join("harness.config");
+    fs::write(&fragment_path, &fragments.merged)
+        .with_context(|| format!("cannot write {}", fragment_path.display()))?;
+    let log_path = out.join("build.log");
+    let make = Make {
+        tree: &tree.dir,
+        out: &out,
+        arch: arch_name,
+        prefix,
+        log: &log_path,
+    };
+    fs::write(&log_path, "").with_context(|| format!("cannot write {}", log_path.display()))?;
+    make.run(
+        "configuring (allnoconfig + fragments)",
+        &["allnoconfig"],
+        Some(&fragment_path),
+    )?;
+    let config_text = fs::read_to_string(out.join(".config"))
+        .with_context(|| format!("cannot read {}", out.join(".config").display()))?;
+    fragments.check(&config_text, &tree.dir)?;
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    make.run(
+        "building vmlinux and modules",
+        &[&format!("-j{jobs}"), "vmlinux", "modules"],
+        None,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    let release = fs::read_to_string(out.join("include/config/kernel.release"))
+        .context("the build wrote no include/config/kernel.release")?
+        .trim()
+        .to_owned();
+    let built = publish(
+        &out,
+        &dest,
+        arch,
+        &key,
+        &tree,
+        &config_text,
+        release,
+        seconds,
+    )?;
+    eprintln!(
+        "built {} for {arch} in {seconds:.0} s: {}",
+        built.release,
+        dest.display()
+    );
+    Ok(built.kernel)
+}
+
+/// Copies what a guest needs out of the build directory into the cache entry `dest`, checks
+/// the kernel is an ELF of the arch, and writes its manifest last.
+#[allow(clippy::too_many_arguments)]
+fn publish(
+    out: &Path,
+    dest: &Path,
+    arch: Arch,
+    key: &str,
+    tree: &Tree,
+    config_text: &str,
+    release: String,
+    seconds: f64,
+) -> anyhow::Result<Built> {
+    let vmlinux = out.join("vmlinux");
+    runner::elf::check_file(&vmlinux, arch)
+        .with_context(|| format!("the built {} is not a kernel for {arch}", vmlinux.display()))?;
+    let parent = dest.parent().unwrap_or(dest);
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::TempDir::new_in(parent)?;
+    let copy = |from: &Path, name: &str| -> anyhow::Result<PathBuf> {
+        fs::copy(from, staging.path().join(name))
+            .with_context(|| format!("cannot copy {}", from.display()))?;
+        Ok(dest.join(name))
+    };
+    let test_bpf = out.join("lib/test_bpf.ko");
+    if !test_bpf.is_file() {
+        bail!("the build made no lib/test_bpf.ko; check CONFIG_TEST_BPF=m in images/kconfig/bpf.config");
+    }
+    let veth = out.join("drivers/net/veth.ko");
+    let config_hash = hex(&Sha256::digest(config_text.as_bytes()))[..16].to_owned();
+    let kernel = Kernel {
+        layout: 0,
+        image: copy(&vmlinux, "vmlinux")?,
+        config: Some(copy(&out.join(".config"), "config")?),
+        test_bpf: copy(&test_bpf, "test_bpf.ko")?,
+        extra_modules: match veth.is_file() {
+            true => vec![copy(&veth, "veth.ko")?],
+            false => Vec::new(),
+        },
+        source: format!("built:{}", tree.identity),
+        revision: Some(tree.revision.clone()),
+        config_hash: Some(config_hash),
+    };
+    copy(&out.join("build.log"), "build.log")?;
+    let built = Built {
+        kernel,
+        arch,
+        key: key.to_owned(),
+        release,
+        built: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        seconds,
+    };
+    fs::write(
+        staging.path().join("build.json"),
+        serde_json::to_vec_pretty(&built)?,
+    )?;
+    let _ = fs::remove_dir_all(dest);
+    let staged = staging.keep();
+    fs::rename(&staged, dest)
+        .with_context(|| format!("cannot move {} to {}", staged.display(), dest.display()))?;
+    Ok(built)
+}
+
+fn read_built(dir: &Path) -> Option<Built> {
+    let built: Built = serde_json::from_slice(&fs::read(dir.join("build.json")).ok()?).ok()?;
+    let k = &built.kernel;
+    let whole = [&k.image, &k.test_bpf]
+        .into_iter()
+        .chain(&k.extra_modules)
+        .all(|f| f.is_file());
+    whole.then_some(built)
+}
+
+/// Every kernel built into `cache`, newest first.
+pub fn list(cache: &Path) -> Vec<(PathBuf, Built)> {
+    let mut all: Vec<(PathBuf, Built)> = fs::read_dir(cache.join("kernels"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("built-"))
+        .filter_map(|e| read_built(&e.path()).map(|b| (e.path(), b)))
+        .collect();
+    all.sort_by(|a, b| b.1.built.cmp(&a.1.built));
+    all
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The harness's fragments for an arch and the user's, merged.
+struct Fragments {
+    /// (file, line number, line) of every setting.
+    lines: Vec<(PathBuf, usize, String)>,
+    /// What Kconfig reads: the settings, comments dropped.
+    merged: String,
+}
+
+impl Fragments {
+    fn read(arch: Arch, extra: &[PathBuf]) -> anyhow::Result<Fragments> {
+        let dir = project_root().join("images").join("kconfig");
+        let mut files: Vec<PathBuf> = ["base", "bpf", arch.name()]
+            .iter()
+            .map(|n| dir.join(format!("{n}.config")))
+            .collect();
+        files.extend(extra.iter().cloned());
+        let mut lines = Vec::new();
+        let mut merged = String::new();
+        for file in files {
+            let text = fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the config fragment {}", file.display()))
+                .map_err(UsageError::wrap)?;
+            for (i, line) in text.lines().enumerate() {
+                let setting = setting_of(line);
+                if setting.is_empty() {
+                    continue;
+                }
+                if !setting.starts_with("CONFIG_") && !setting.starts_with("# CONFIG_") {
+                    return Err(UsageError::wrap(anyhow::anyhow!(
+                        "{}:{}: `{line}` is not a Kconfig setting (CONFIG_X=y, =m, =\"text\", \
+                         or `# CONFIG_X is not set`)",
+                        file.display(),
+                        i + 1
+                    )));
+                }
+                merged.push_str(setting);
+                merged.push('\n');
+                lines.push((file.clone(), i + 1, setting.to_owned()));
+            }
+        }
+        Ok(Fragments { lines, merged })
+    }
+
+    /// Every setting must be in the resolved `.config` as written; one that did not stick is
+    /// an error naming it and what Kconfig says it depends on.
+    fn check(&self, config: &str, tree: &Path) -> anyhow::Result<()> {
+        let mut problems = String::new();
+        for (file, line, setting) in &self.lines {
+            let (symbol, wanted) = parse_setting(setting);
+            let resolved = config
+                .lines()
+                .find(|l| parse_setting(l).0 == symbol)
+                .map_or("not set", |l| parse_setting(l).1);
+            if resolved == wanted {
+                continue;
+            }
+            let _ = write!(
+                problems,
+                "\n  {}:{line}: {setting} did not stick: the resolved .config has {}",
+                file.display(),
+                match resolved {
+                    "not set" => format!("{symbol} not set"),
+                    value => format!("{symbol}={value}"),
+                }
+            );
+            for dependency in kconfig_dependencies(tree, symbol.trim_start_matches("CONFIG_")) {
+                let _ = write!(problems, "\n      Kconfig: {dependency}");
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(UsageError::wrap(anyhow::anyhow!(
+            "config fragments that did not stick (fix the fragment, or enable what they \
+             depend on):{problems}"
+        )))
+    }
+}
+
+/// A fragment line without its comment: `CONFIG_X=y`, `# CONFIG_X is not set`, or empty.
+fn setting_of(line: &str) -> &str {
+    let line = line.trim();
+    if line.starts_with('#') && !line.starts_with("# CONFIG_") {
+        return "";
+    }
+    if line.starts_with("# CONFIG_") {
+        return line
+            .find(" is not set")
+            .map_or(line, |end| &line[..end + " is not set".len()]);
+    }
+    match line.find('#') {
+        Some(comment) if !line[..comment].contains('"') => line[..comment].trim(),
+        Some(_) | None => line,
+    }
+}
+
+/// (`CONFIG_X`, value) of a setting; the value of `# CONFIG_X is not set` is `not set`.
+fn parse_setting(line: &str) -> (&str, &str) {
+    if let Some(rest) = line.strip_prefix("# ") {
+        if let Some(symbol) = rest.strip_suffix(" is not set") {
+            return (symbol, "not set");
+        }
+    }
+    match line.split_once('=') {
+        Some((symbol, "n")) => (symbol, "not set"),
+        Some((symbol, value)) => (symbol, value),
+        None => ("", ""),
+    }
+}
+
+/// The `depends on`, `select`ed-by-nothing and menu conditions Kconfig files give `symbol`:
+/// the lines after `config SYMBOL` that say what it needs.
+fn kconfig_dependencies(tree: &Path, symbol: &str) -> Vec<String> {
+    let header = format!("config {symbol}");
+    let mut found = Vec::new();
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if path.is_dir() && !name.starts_with('.') {
+                stack.push(path);
+            } else if name.starts_with("Kconfig") {
+                let Ok(text) = fs::read_to_string(&path) else {
+                    continue;
+                };
+                let mut lines = text.lines();
+                while let Some(line) = lines.next() {
+                    if line.trim() != header {
+                        continue;
+                    }
+                    let at = path
+                        .strip_prefix(tree)
+                        .unwrap_or(&path)
+                        .display()
+                        .to_string();
+                    for next in lines.by_ref() {
+                        let next = next.trim();
+                        if next.starts_with("config ") || next.starts_with("menuconfig ") {
+                            break;
+                        }
+                        if next.starts_with("depends on") || next.starts_with("select ") {
+                            found.push(format!("{next} ({at})"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The source tree a build reads.
+struct Tree {
+    /// Where it is.
+    dir: PathBuf,
+    /// A short name for its build directory.
+    name: String,
+    /// What decides its content, for the key: the package version, a commit, or a tree's
+    /// state.
+    identity: String,
+    /// What the report records: the package version or the commit.
+    revision: String,
+    /// The git repository the worktree belongs to, when a revision or patches were asked.
+    checkout: Option<Checkout>,
+}
+
+/// A revision to check out in a worktree the harness owns.
+struct Checkout {
+    commit: String,
+}
+
+impl Tree {
+    fn prepare(sh: &Shell, spec: &BuildSpec, cache: &Path) -> anyhow::Result<Tree> {
+        let Some(source) = &spec.source else {
+            return Tree::package(sh, spec, cache);
+        };
+        if !source.join("Makefile").is_file() || !source.join("Kconfig").is_file() {
+            return Err(UsageError::wrap(anyhow::anyhow!(
+                "--kernel-source {}: not a kernel tree (no Makefile and Kconfig at its top)",
+                source.display()
+            )));
+        }
+        let source = fs::canonicalize(source)
+            .with_context(|| format!("cannot resolve {}", source.display()))?;
+        let base = source
+            .file_name()
+            .map_or("tree".into(), |n| n.to_string_lossy().into_owned());
+        let path_hash = hex(&Sha256::digest(source.to_string_lossy().as_bytes()))[..8].to_owned();
+        let is_git = cmd!(sh, "git -C {source} rev-parse --git-dir")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .is_ok();
+        if spec.rev.is_none() && spec.patches.is_empty() {
+            // The tree as it is: its commit and uncommitted changes, when it is git.
+            let identity = match is_git {
+                true => {
+                    let head = cmd!(sh, "git -C {source} rev-parse HEAD").quiet().read()?;
+                    let diff = cmd!(sh, "git -C {source} diff HEAD").quiet().read()?;
+                    let status = cmd!(sh, "git -C {source} status --porcelain")
+                        .quiet()
+                        .read()?;
+                    let state = hex(&Sha256::digest(format!("{diff}\n{status}").as_bytes()));
+                    format!("tree:{}@{head}+{}", source.display(), &state[..12])
+                }
+                // Not git: nothing cheap tells two states apart, so every build runs make,
+                // which rebuilds what changed.
+                false => format!("tree:{}@{}", source.display(), unique_now()),
+            };
+            let revision = identity.rsplit('@').next().unwrap_or("").to_owned();
+            return Ok(Tree {
+                dir: source,
+                name: format!("{base}-{path_hash}"),
+                identity,
+                revision,
+                checkout: None,
+            });
+        }
+        if !is_git {
+            return Err(UsageError::wrap(anyhow::anyhow!(
+                "--rev and --patch need a git tree; {} is not one",
+                source.display()
+            )));
+        }
+        let rev = spec.rev.as_deref().unwrap_or("HEAD");
+        let spec_rev = format!("{rev}^{{commit}}");
+        let commit = cmd!(sh, "git -C {source} rev-parse --verify --quiet {spec_rev}")
+            .quiet()
+            .read()
+            .map_err(|_| {
+                UsageError::wrap(anyhow::anyhow!(
+                    "--rev {rev}: no such revision in {}",
+                    source.display()
+                ))
+            })?;
+        // Never the user's checkout: a worktree of the cache, one per tree, moved from
+        // revision to revision so that make sees only the files that changed.
+        let worktree = cache.join("worktrees").join(format!("{base}-{path_hash}"));
+        if !worktree.join(".git").exists() {
+            let _ = fs::remove_dir_all(&worktree);
+            fs::create_dir_all(cache.join("worktrees"))?;
+            cmd!(
+                sh,
+                "git -C {source} worktree add --detach --force {worktree} {commit}"
+            )
+            .quiet()
+            .run()
+            .with_context(|| format!("cannot add a worktree of {}", source.display()))?;
+        }
+        Ok(Tree {
+            dir: worktree,
+            name: format!("{base}-{path_hash}"),
+            identity: format!("git:{commit}"),
+            revision: commit.clone(),
+            checkout: Some(Checkout { commit }),
+        })
+    }
+
+    /// Debian's linux-source-6.1, unpacked once into the cache and made a git repository,
+    /// so that patches apply on it and come off again.
+    fn package(sh: &Shell, spec: &BuildSpec, cache: &Path) -> anyhow::Result<Tree> {
+        if spec.rev.is_some() {
+            return Err(UsageError::wrap(anyhow::anyhow!(
+                "--rev needs --kernel-source: {SOURCE_PACKAGE} has one revision"
+            )));
+        }
+        let format = "-f=${Version}";
+        let version = cmd!(sh, "dpkg-query -W {format} {SOURCE_PACKAGE}")
+            .quiet()
+            .read()
+            .with_context(|| format!("cannot tell the version of {SOURCE_PACKAGE}"))?;
+        let dir = cache
+            .join("src")
+            .join(format!("{SOURCE_PACKAGE}={version}"));
+        if !dir.join(".git").exists() {
+            eprintln!("unpacking {SOURCE_TARBALL} into {}", dir.display());
+            let parent = cache.join("src");
+            fs::create_dir_all(&parent)?;
+            let staging = tempfile::TempDir::new_in(&parent)?;
+            let at = staging.path();
+            cmd!(sh, "tar xf {SOURCE_TARBALL} -C {at} --strip-components=1")
+                .quiet()
+                .run()
+                .with_context(|| format!("cannot unpack {SOURCE_TARBALL}"))?;
+            let git = |args: &[&str]| {
+                Command::new("git")
+                    .arg("-C")
+                    .arg(at)
+                    .args([
+                        "-c",
+                        "user.name=harness",
+                        "-c",
+                        "user.email=harness@localhost",
+                    ])
+                    .args(args)
+                    .stdout(Stdio::null())
+                    .status()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|s| match s.success() {
+                        true => Ok(()),
+                        false => bail!("git {} failed in {}", args.join(" "), at.display()),
+                    })
+            };
+            git(&["init", "-q"])?;
+            // Debian's tarball carries a .gitignore that ignores everything (`/*`).
+            git(&["add", "-A", "--force"])?;
+            git(&["commit", "-q", "-m", &format!("{SOURCE_PACKAGE} {version}")])?;
+            let _ = fs::remove_dir_all(&dir);
+            fs::rename(staging.keep(), &dir)
+                .with_context(|| format!("cannot move the unpacked source to {}", dir.display()))?;
+        }
+        let commit = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read()?;
+        Ok(Tree {
+            dir,
+            name: SOURCE_PACKAGE.to_owned(),
+            identity: format!("{SOURCE_PACKAGE}={version}"),
+            revision: format!("{SOURCE_PACKAGE}={version}"),
+            checkout: Some(Checkout { commit }),
+        })
+    }
+
+    /// Puts the worktree at its revision, clean, with the patches applied; checks every patch
+    /// first, so a patch that does not apply is said before anything changes.
+    fn checkout(&self, sh: &Shell, spec: &BuildSpec) -> anyhow::Result<()> {
+        let Some(checkout) = &self.checkout else {
+            return Ok(());
+        };
+        let (dir, commit) = (&self.dir, &checkout.commit);
+        cmd!(
+            sh,
+            "git -C {dir} checkout --quiet --detach --force {commit}"
+        )
+        .quiet()
+        .run()
+        .with_context(|| format!("cannot check out {commit} in {}", dir.display()))?;
+        cmd!(sh, "git -C {dir} clean -fdq").quiet().run()?;
+        for patch in &spec.patches {
+            let patch = fs::canonicalize(patch)?;
+            let output = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["apply", "--check"])
+                .arg(&patch)
+                .output()
+                .context("cannot run git apply")?;
+            if !output.status.success() {
+                return Err(UsageError::wrap(anyhow::anyhow!(
+                    "--patch {} does not apply on {}:\n{}",
+                    patch.display(),
+                    self.revision,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+            cmd!(sh, "git -C {dir} apply {patch}")
+                .quiet()
+                .run()
+                .with_context(|| format!("cannot apply {}", patch.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A value that differs from one run to the next.
+fn unique_now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+/// How often a running build says where it is.
+const NOTE_EVERY: Duration = Duration::from_secs(15);
+
+/// `make` in a tree, out of tree, its output into the build log.
+struct Make<'a> {
+    tree: &'a Path,
+    out: &'a Path,
+    arch: &'a str,
+    prefix: &'a str,
+    log: &'a Path,
+}
+
+impl Make<'_> {
+    /// Runs `make TARGETS`, printing the step and its elapsed time every 15 s; on failure,
+    /// the log's tail.
+    fn run(&self, step: &str, targets: &[&str], allconfig: Option<&Path>) -> anyhow::Result<()> {
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(self.log)
+            .with_context(|| format!("cannot open {}", self.log.display()))?;
+        let mut command = Command::new("make");
+        command
+            .arg("-C")
+            .arg(self.tree)
+            .arg(format!("O={}", self.out.display()))
+            .arg(format!("ARCH={}", self.arch))
+            .arg(format!("CROSS_COMPILE={}", self.prefix))
+            .arg(format!("CC=ccache {}gcc", self.prefix))
+            .args(targets)
+            // The same source gives the same kernel, whoever builds it when.
+            .env("KBUILD_BUILD_USER", "harness")
+            .env("KBUILD_BUILD_HOST", "harness")
+            .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(fragment) = allconfig {
+            command.env("KCONFIG_ALLCONFIG", fragment);
+        }
+        let started = Instant::now();
+        eprintln!("kernel: {step}");
+        let mut child = command.spawn().context("cannot run make")?;
+        let mut next_note = started + NOTE_EVERY;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if Instant::now() >= next_note {
+                next_note += NOTE_EVERY;
+                let elapsed = started.elapsed().as_secs();
+                eprintln!("kernel: {step}, {elapsed} s: {}", last_line(self.log));
+            }
+        };
+        if status.success() {
+            return Ok(());
+        }
+        bail!(
+            "make {} failed ({status}); the full log is {}; its end:\n{}",
+            targets.join(" "),
+            self.log.display(),
+            tail(self.log, 30)
+        )
+    }
+}
+
+fn last_line(log: &Path) -> String {
+    tail(log, 1)
+}
+
+/// The last `n` lines of a file.
+fn tail(path: &Path, n: usize) -> String {
+    let Ok(file) = fs::File::open(path) else {
+        return String::new();
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragment_lines_lose_their_comments_but_not_their_meaning() {
+        assert_eq!(setting_of("CONFIG_BPF=y   # why"), "CONFIG_BPF=y");
+        assert_eq!(
+            setting_of("# CONFIG_BPF_JIT_ALWAYS_ON is not set"),
+            "# CONFIG_BPF_JIT_ALWAYS_ON is not set"
+        );
+        assert_eq!(setting_of("# ^ a comment"), "");
+        assert_eq!(
+            setting_of("CONFIG_CMDLINE=\"a # b\""),
+            "CONFIG_CMDLINE=\"a # b\""
+        );
+        assert_eq!(setting_of("   "), "");
+        assert_eq!(parse_setting("CONFIG_TEST_BPF=m"), ("CONFIG_TEST_BPF", "m"));
+        assert_eq!(
+            parse_setting("# CONFIG_TEST_BPF is not set"),
+            ("CONFIG_TEST_BPF", "not set")
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! `cargo xtask kernel`: build a kernel from source without running anything, or list and
+//! prune the kernels built into the cache.
+
+use std::fs;
+
+use runner::arch::Arch;
+use xshell::Shell;
+
+use crate::flags::KernelCmd;
+use crate::kbuild;
+use crate::tools::Install;
+use crate::{cache, UsageError};
+
+impl KernelCmd {
+    pub fn run(self) -> anyhow::Result<u8> {
+        let cache = match &self.cache_dir {
+            Some(dir) => dir.clone(),
+            None => cache::default_dir()?,
+        };
+        if self.list {
+            for (dir, built) in kbuild::list(&cache) {
+                println!(
+                    "{:<9} {:<24} {:<22} {:>5.0} s  {}  {}",
+                    built.arch.name(),
+                    built.release,
+                    built.built,
+                    built.seconds,
+                    built.kernel.revision.as_deref().unwrap_or("?"),
+                    dir.display()
+                );
+            }
+            return Ok(0);
+        }
+        let _lock = cache::Lock::acquire(&cache)?;
+        if self.prune {
+            let mut kept: Vec<(Arch, usize)> = Vec::new();
+            for (dir, built) in kbuild::list(&cache) {
+                let n = match kept.iter_mut().find(|(a, _)| *a == built.arch) {
+                    Some((_, n)) => n,
+                    None => {
+                        kept.push((built.arch, 0));
+                        &mut kept.last_mut().expect("just pushed").1
+                    }
+                };
+                *n += 1;
+                if *n > self.keep {
+                    fs::remove_dir_all(&dir)?;
+                    println!("removed {}", dir.display());
+                }
+            }
+            return Ok(0);
+        }
+        let Some(arch) = self.arch else {
+            return Err(UsageError::wrap(anyhow::anyhow!("give --arch")));
+        };
+        let install = match self.no_install {
+            true => Install::Forbidden,
+            false => Install::Allowed,
+        };
+        let kernel = kbuild::build(&Shell::new()?, arch, &self.build.spec(), &cache, install)?;
+        println!("{}", kernel.image.display());
+        Ok(0)
+    }
+}
