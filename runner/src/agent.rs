@@ -279,6 +279,16 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
             )),
         );
     }
+    if case.little_endian_only && endian == Endian::Big {
+        return (
+            Status::Skip,
+            Some(
+                "written for a little-endian machine (`# endian: little`): its memory and \
+                 expected value are in that byte order"
+                    .into(),
+            ),
+        );
+    }
     let loaded = load_errno == 0 && !obs.loads.is_empty();
     if !loaded && case.needs_isa_v4 {
         return (
@@ -622,6 +632,20 @@ mod tests {
         let obs = out.observations.get(&(0, 0));
         assert_eq!(judge(&case(), obs, Endian::Big).0, Status::Pass);
         assert_eq!(judge(&case(), obs, Endian::Little).0, Status::Fail);
+    }
+
+    #[test]
+    fn a_little_endian_case_is_a_skip_on_a_big_endian_guest() {
+        let out = output("0700000000000000");
+        let obs = out.observations.get(&(0, 0));
+        let mut le_case = case();
+        le_case.little_endian_only = true;
+        let (status, why) = judge(&le_case, obs, Endian::Big);
+        assert_eq!(status, Status::Skip);
+        assert!(why.is_some_and(|w| w.contains("# endian: little")));
+        assert_eq!(judge(&le_case, obs, Endian::Little).0, Status::Pass);
+        // Never reached is still not_run, whatever the byte order.
+        assert_eq!(judge(&le_case, None, Endian::Big).0, Status::NotRun);
     }
 
     #[test]

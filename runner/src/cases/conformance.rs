@@ -160,6 +160,7 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         read_maps: vec![(0, vec![0; 4])],
         expect,
         needs_isa_v4,
+        little_endian_only: text.lines().any(|l| l.trim() == "# endian: little"),
     })
 }
 
@@ -391,6 +392,13 @@ mod tests {
 
     fn case(text: &str) -> Case {
         parse(Path::new("t.data"), text, "t").unwrap()
+    }
+
+    #[test]
+    fn an_endian_marker_is_read() {
+        let marked = "# endian: little\n-- asm\nldxw %r0, [%r1]\nexit\n-- mem\n01 02 03 04\n-- result\n0x04030201\n";
+        assert!(case(marked).little_endian_only);
+        assert!(!case("-- asm\nmov %r0, 1\nexit\n-- result\n1\n").little_endian_only);
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub struct Case {
     /// Uses instructions newer than the classic ISA (v4: sdiv, movsx, ...); a kernel that
     /// rejects them gets `skip`, not `fail`.
     pub needs_isa_v4: bool,
+    /// Written for a little-endian machine (`# endian: little`): its memory and expected
+    /// value are in that byte order, so a big-endian guest gets `skip`, not `fail`.
+    pub little_endian_only: bool,
 }
 
 /// A suite file that cannot be read as cases.

@@ -96,7 +96,16 @@ struct XdpExpect {
 struct YamlMapValue {
     map: String,
     key: String,
-    value: String,
+    value: MapValue,
+}
+
+/// An expected map value: raw bytes in hex, or a number, written in the guest's byte order
+/// at the map's value size, so that one case holds on guests of either order.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MapValue {
+    Number(u64),
+    Hex(String),
 }
 
 /// Attach to a real device instead of a test run.
@@ -442,6 +451,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
             log: yaml.log,
         },
         needs_isa_v4: false,
+        little_endian_only: false,
     };
     let mut cases = vec![base.clone()];
     if let Some(unpriv) = yaml.unprivileged {
@@ -521,7 +531,24 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<
             parse_hex(text)
                 .map_err(|e| CaseError::invalid(at(), format!("expect.maps {field}: {e}")))
         };
-        map_values.push((slot, hex("key", &entry.key)?, hex("value", &entry.value)?));
+        let value = match &entry.value {
+            MapValue::Hex(text) => hex("value", text)?,
+            MapValue::Number(n) => {
+                let size = maps[slot].value_size as usize;
+                let bytes = match big_endian {
+                    true => n.to_be_bytes()[8usize.saturating_sub(size)..].to_vec(),
+                    false => n.to_le_bytes()[..size.min(8)].to_vec(),
+                };
+                if bytes.len() != size {
+                    return Err(CaseError::invalid(
+                        at(),
+                        format!("expect.maps value {n}: map `{}` values are {size} bytes, more than a number holds", entry.map),
+                    ));
+                }
+                bytes
+            }
+        };
+        map_values.push((slot, hex("key", &entry.key)?, value));
     }
     let read_maps = map_values
         .iter()
@@ -565,6 +592,7 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<
         read_maps,
         expect,
         needs_isa_v4: false,
+        little_endian_only: false,
     })
 }
 
