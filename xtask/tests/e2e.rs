@@ -5,8 +5,12 @@
 
 #![allow(clippy::unwrap_used, reason = "a test panics to fail")]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
+
+use common::show;
 
 use runner::report::{Mode, Report, Status};
 
@@ -34,15 +38,6 @@ fn spawn_quietly(args: &[&str], out: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn show(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Per suite: (tests, passed, JIT'ed), from the report.

@@ -2,8 +2,12 @@
 //! the committed baselines in reports/baselines/, with no guest booted. The recorded consoles
 //! are real runs of the pinned kernels (runner/tests/fixtures/README.md).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{path_str, show};
 
 use runner::arch::Arch;
 use runner::cli::Selection;
@@ -73,19 +77,6 @@ fn xtask(args: &[&str]) -> Output {
         .env_remove("CI")
         .output()
         .expect("cannot run the xtask binary")
-}
-
-fn show(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
 }
 
 #[test]

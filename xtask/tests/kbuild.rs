@@ -3,9 +3,13 @@
 //! The first test builds a kernel (minutes when the cache is cold); the others need only
 //! `allnoconfig` or nothing at all.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Instant;
+
+use common::{path_str, show};
 
 use runner::report::{Report, Status};
 
@@ -14,19 +18,6 @@ fn xtask(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cannot run the xtask binary")
-}
-
-fn show(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
 }
 
 #[test]
