@@ -454,6 +454,9 @@ fn a_failure_is_retried_once_in_a_fresh_guest_and_stays_a_failure() {
             "--suite",
             "test_bpf,conformance",
             "--retry-failures",
+            // One guest whatever durations this machine has recorded, then the retry's.
+            "--jobs",
+            "1",
         ],
         out.path(),
     );
