@@ -190,12 +190,19 @@ pub fn build(
         .context("the build wrote no include/config/kernel.release")?
         .trim()
         .to_owned();
+    // The revision a report names: the source's, and the patches on top by name.
+    let mut revision = tree.revision.clone();
+    for patch in &spec.patches {
+        let name = patch.file_name().unwrap_or(patch.as_os_str());
+        let _ = write!(revision, " + {}", name.to_string_lossy());
+    }
+    let source = format!("built:{}", tree.identity);
     let built = publish(
         &out,
         &dest,
         arch,
         &key,
-        &tree,
+        (source, revision),
         &config_text,
         release,
         seconds,
@@ -216,7 +223,7 @@ fn publish(
     dest: &Path,
     arch: Arch,
     key: &str,
-    tree: &Tree,
+    (source, revision): (String, String),
     config_text: &str,
     release: String,
     seconds: f64,
@@ -247,8 +254,8 @@ fn publish(
             true => vec![copy(&veth, "veth.ko")?],
             false => Vec::new(),
         },
-        source: format!("built:{}", tree.identity),
-        revision: Some(tree.revision.clone()),
+        source,
+        revision: Some(revision),
         config_hash: Some(config_hash),
     };
     copy(&out.join("build.log"), "build.log")?;
