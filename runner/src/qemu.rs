@@ -80,8 +80,8 @@ impl QemuConfig {
         let cmdline = format!(
             // panic=-1: reboot at once on panic, which -no-reboot turns into QEMU exiting.
             // loglevel=7: test_bpf reports with pr_info, which must reach the console.
-            "console={} panic=-1 loglevel=7 {}",
-            qemu.console, self.append
+            "console={} panic=-1 loglevel=7 {} {}",
+            qemu.console, qemu.cmdline, self.append
         );
         args.extend(
             [
