@@ -191,8 +191,7 @@ fn dom(url: &str) -> String {
     let dom = chromium(&["--dump-dom"], url);
     assert!(
         dom.contains("<html lang=\"en\" class=\"js\">"),
-        "the page's script did not run: if it changed, update SCRIPT_SHA256 in \
-         runner/src/outputs/html.rs\n{}",
+        "the page's script did not run (blocked by the page's Content-Security-Policy?)\n{}",
         dom.get(..2000).unwrap_or(&dom)
     );
     dom

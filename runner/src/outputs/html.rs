@@ -135,7 +135,8 @@ fn write_page(out: &mut String, runs: &[&Report], columns: &[Column], rows: &[Ro
     writeln!(
         out,
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
-         style-src 'unsafe-inline'; script-src 'sha256-{SCRIPT_SHA256}'\">"
+         style-src 'unsafe-inline'; script-src 'sha256-{}'\">",
+        script_sha256()
     )?;
     writeln!(
         out,
@@ -535,9 +536,12 @@ const SCRIPT: &str = r##"
 "##;
 
 /// SHA-256 of [`SCRIPT`], base64: the page's Content-Security-Policy lets only this script
-/// run. Update it with every change to the script (the Chromium test fails otherwise):
-/// `printf %s "$SCRIPT" | openssl dgst -sha256 -binary | base64`.
-const SCRIPT_SHA256: &str = "WjNF+AZWsy2Jj+hID/38a0ymJfFCbIM6AM4j0DV9GGg=";
+/// run. Computed, so that it always matches the script.
+fn script_sha256() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(SCRIPT.as_bytes()))
+}
 
 #[cfg(test)]
 mod tests {
