@@ -23,14 +23,7 @@ fn key(r: &runner::report::TestResult) -> Key {
 
 impl Compare {
     pub fn run(self) -> anyhow::Result<u8> {
-        let read = |p: &std::path::Path| {
-            let path = if p.is_dir() {
-                p.join("report.json")
-            } else {
-                p.to_owned()
-            };
-            Report::read(&path).map_err(UsageError::wrap)
-        };
+        let read = |p: &std::path::Path| Report::read_run(p).map_err(UsageError::wrap);
         let (a, b) = (read(&self.a)?, read(&self.b)?);
         let label = |r: &Report| {
             format!(

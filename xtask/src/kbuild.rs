@@ -477,13 +477,9 @@ struct Tree {
     identity: String,
     /// What the report records: the package version or the commit.
     revision: String,
-    /// The git repository the worktree belongs to, when a revision or patches were asked.
-    checkout: Option<Checkout>,
-}
-
-/// A revision to check out in a worktree the harness owns.
-struct Checkout {
-    commit: String,
+    /// The commit to check out in a worktree the harness owns, before patches; `None` for a
+    /// tree built as it is.
+    checkout: Option<String>,
 }
 
 impl Tree {
@@ -569,7 +565,7 @@ impl Tree {
             name: format!("{base}-{path_hash}"),
             identity: format!("git:{commit}"),
             revision: commit.clone(),
-            checkout: Some(Checkout { commit }),
+            checkout: Some(commit),
         })
     }
 
@@ -632,17 +628,17 @@ impl Tree {
             name: SOURCE_PACKAGE.to_owned(),
             identity: format!("{SOURCE_PACKAGE}={version}"),
             revision: format!("{SOURCE_PACKAGE}={version}"),
-            checkout: Some(Checkout { commit }),
+            checkout: Some(commit),
         })
     }
 
     /// Puts the worktree at its revision, clean, with the patches applied; checks every patch
     /// first, so a patch that does not apply is said before anything changes.
     fn checkout(&self, sh: &Shell, spec: &BuildSpec) -> anyhow::Result<()> {
-        let Some(checkout) = &self.checkout else {
+        let Some(commit) = &self.checkout else {
             return Ok(());
         };
-        let (dir, commit) = (&self.dir, &checkout.commit);
+        let dir = &self.dir;
         cmd!(
             sh,
             "git -C {dir} checkout --quiet --detach --force {commit}"
@@ -733,7 +729,7 @@ impl Make<'_> {
             if Instant::now() >= next_note {
                 next_note += NOTE_EVERY;
                 let elapsed = started.elapsed().as_secs();
-                eprintln!("kernel: {step}, {elapsed} s: {}", last_line(self.log));
+                eprintln!("kernel: {step}, {elapsed} s: {}", tail(self.log, 1));
             }
         };
         if status.success() {
@@ -746,10 +742,6 @@ impl Make<'_> {
             tail(self.log, 30)
         )
     }
-}
-
-fn last_line(log: &Path) -> String {
-    tail(log, 1)
 }
 
 /// The last `n` lines of a file.

@@ -79,10 +79,17 @@ fn xtask(args: &[&str]) -> Output {
         .expect("cannot run the xtask binary")
 }
 
+/// `cargo xtask report diff OLD RUN EXTRA...`.
+fn diff(old: &str, run: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["report", "diff", old, path_str(run)];
+    args.extend_from_slice(extra);
+    xtask(&args)
+}
+
 #[test]
 fn a_clean_recorded_run_is_no_change() {
     let run = run_dir(&recorded_run("x86_64-full.log", unchanged));
-    let output = xtask(&["report", "diff", X86_BASELINE, path_str(run.path())]);
+    let output = diff(X86_BASELINE, run.path(), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -102,7 +109,7 @@ fn an_injected_failure_exits_1_naming_it_as_a_regression() {
         .expect("the fixture has a failing test");
     assert_eq!(failed.name, "JMP32_JLT_K: Small immediate");
     let run = run_dir(&report);
-    let output = xtask(&["report", "diff", X86_BASELINE, path_str(run.path())]);
+    let output = diff(X86_BASELINE, run.path(), &[]);
     assert_eq!(output.status.code(), Some(1), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -129,7 +136,7 @@ fn a_test_missing_its_jit_flag_is_coverage_lost() {
             .replace("[1014/1014 JIT'ed]", "[1013/1014 JIT'ed]")
     });
     let run = run_dir(&report);
-    let output = xtask(&["report", "diff", X86_BASELINE, path_str(run.path())]);
+    let output = diff(X86_BASELINE, run.path(), &[]);
     assert_eq!(output.status.code(), Some(1), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -138,14 +145,7 @@ fn a_test_missing_its_jit_flag_is_coverage_lost() {
         show(&output)
     );
     // Unless the gate is told to let coverage go.
-    let output = xtask(&[
-        "report",
-        "diff",
-        X86_BASELINE,
-        path_str(run.path()),
-        "--fail-on",
-        "regression",
-    ]);
+    let output = diff(X86_BASELINE, run.path(), &["--fail-on", "regression"]);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
 }
 
@@ -156,14 +156,7 @@ fn a_quarantined_test_is_reported_but_does_not_fail_the_gate() {
     let list = dir.path().join("quarantine.yaml");
     let entry = "- test: \"test_bpf/JMP32_JLT_K: Small immediate\"\n  arch: x86_64\n  reason: flaky under TCG\n  link: https://example.org/bug/1\n  expires: ";
     std::fs::write(&list, format!("{entry}2999-12-31\n")).expect("write");
-    let output = xtask(&[
-        "report",
-        "diff",
-        X86_BASELINE,
-        path_str(run.path()),
-        "--quarantine",
-        path_str(&list),
-    ]);
+    let output = diff(X86_BASELINE, run.path(), &["--quarantine", path_str(&list)]);
     // Not 1: the regression is quarantined. Still not 0: two suites never ran.
     assert_eq!(output.status.code(), Some(3), "{}", show(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -174,14 +167,7 @@ fn a_quarantined_test_is_reported_but_does_not_fail_the_gate() {
     );
 
     std::fs::write(&list, format!("# flaky\n{entry}2020-01-31\n")).expect("write");
-    let output = xtask(&[
-        "report",
-        "diff",
-        X86_BASELINE,
-        path_str(run.path()),
-        "--quarantine",
-        path_str(&list),
-    ]);
+    let output = diff(X86_BASELINE, run.path(), &["--quarantine", path_str(&list)]);
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -213,7 +199,7 @@ fn a_corrupt_or_old_baseline_is_refused_with_where_and_what_to_do() {
         })
         .collect();
     std::fs::write(&broken, edited.join("\n")).expect("write");
-    let output = xtask(&["report", "diff", path_str(&broken), path_str(run.path())]);
+    let output = diff(path_str(&broken), run.path(), &[]);
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let at = format!("{}:{}:", broken.display(), line + 1);
@@ -226,7 +212,7 @@ fn a_corrupt_or_old_baseline_is_refused_with_where_and_what_to_do() {
 
     let old = dir.path().join("x86_64-old.yaml");
     std::fs::write(&old, text.replace("schema: 1", "schema: 0")).expect("write");
-    let output = xtask(&["report", "diff", path_str(&old), path_str(run.path())]);
+    let output = diff(path_str(&old), run.path(), &[]);
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("is a baseline of schema 0"),
@@ -258,7 +244,7 @@ fn bless_accepts_a_reviewed_run_and_refuses_under_ci() {
 
     let output = xtask(&bless);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
-    let output = xtask(&["report", "diff", path_str(&baseline), path_str(run.path())]);
+    let output = diff(path_str(&baseline), run.path(), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("no change"),
@@ -268,12 +254,7 @@ fn bless_accepts_a_reviewed_run_and_refuses_under_ci() {
 
     // Against the injected failure, the clean run is a fix.
     let clean = run_dir(&recorded_run("x86_64-full.log", unchanged));
-    let output = xtask(&[
-        "report",
-        "diff",
-        path_str(&baseline),
-        path_str(clean.path()),
-    ]);
+    let output = diff(path_str(&baseline), clean.path(), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
     assert!(
         String::from_utf8_lossy(&output.stdout).contains(
