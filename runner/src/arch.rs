@@ -198,14 +198,10 @@ impl Arch {
                 cmdline: "",
                 boot_timeout_secs: 120,
             },
+            // The same board and CPU in big-endian mode, QEMU's other binary.
             Arch::Mips => QemuSettings {
                 binary: "qemu-system-mips",
-                package: "qemu-system-mips",
-                machine_args: &["-M", "malta"],
-                console: "ttyS0",
-                memory_mib: 256,
-                cmdline: "",
-                boot_timeout_secs: 120,
+                ..Arch::Mipsel.qemu()
             },
         }
     }
