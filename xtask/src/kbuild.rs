@@ -554,7 +554,7 @@ impl Tree {
             fs::create_dir_all(cache.join("worktrees"))?;
             cmd!(
                 sh,
-                "git -C {source} worktree add --detach --force {worktree} {commit}"
+                "git -C {source} worktree add --quiet --detach --force {worktree} {commit}"
             )
             .quiet()
             .run()
