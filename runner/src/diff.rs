@@ -129,12 +129,12 @@ fn severity(status: Status) -> u8 {
     }
 }
 
-fn is_infrastructure(status: Status) -> bool {
+pub fn is_infrastructure(status: Status) -> bool {
     matches!(status, Status::NotRun | Status::Error)
 }
 
 /// The class of a result that is in both, or `None` when it did not change.
-fn classify(before: Entry, after: Entry) -> Option<Class> {
+pub fn classify(before: Entry, after: Entry) -> Option<Class> {
     let jited = |e: Entry| e.jited == Some(true);
     if before.status == after.status {
         return match (jited(before), jited(after)) {
@@ -158,7 +158,7 @@ fn classify(before: Entry, after: Entry) -> Option<Class> {
 
 /// Whether the run selected `key`: its suite and mode, and its name under the run's filter.
 /// `None` when it cannot tell.
-fn selected(report: &Report, key: &TestKey) -> Option<bool> {
+pub fn selected(report: &Report, key: &TestKey) -> Option<bool> {
     let scope = report.scope.as_ref()?;
     if !scope.suites.contains(&key.suite) {
         return Some(false);
@@ -220,6 +220,7 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
         let class = match before.get(key) {
             Some(&b) => classify(b, after),
             None if result.status.is_test_failure() => Some(Class::Regression),
+            None if is_infrastructure(result.status) => Some(Class::NotRun),
             None => Some(Class::New),
         };
         match class {

@@ -31,4 +31,5 @@ pub mod session;
 pub mod shard;
 pub mod splat;
 pub mod test_bpf;
+pub mod track;
 pub mod vmlinux;
