@@ -38,6 +38,83 @@ pub enum Command {
     /// baseline, `merge` the reports of a sharded run.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Run the suites over a series of kernel revisions (Debian's packaged ones, or a range
+    /// of a tree), keep each run in a history, and show every test that changed, pinned on
+    /// the first revision that shows it (track.md, track.json, track.html). With --bisect,
+    /// find the commit that changed one test.
+    Track(Box<TrackCmd>),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrackCmd {
+    /// Guest architectures, comma-separated (one with --bisect).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub arch: Vec<Arch>,
+
+    /// Debian's packaged kernels, by ABI, comma-separated (6.1.0-47,6.1.0-50); an ABI the
+    /// archive lacks for an arch is skipped with a note.
+    #[arg(long, value_delimiter = ',', value_name = "ABI", conflicts_with_all = ["revs", "bisect"])]
+    pub debian: Vec<String>,
+
+    /// The tree whose revisions --revs and --bisect build.
+    #[arg(long, value_name = "DIR")]
+    pub kernel_source: Option<PathBuf>,
+
+    /// Revisions of --kernel-source, `A..B`: A, every --step-th commit after it on the first
+    /// parent line, and B.
+    #[arg(long, value_name = "A..B", requires = "kernel_source")]
+    pub revs: Option<String>,
+
+    /// With --revs: build and run every STEP-th commit.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub step: u32,
+
+    /// Find the first commit between --good and --bad of --kernel-source where TEST stops
+    /// passing. TEST is `SUITE NAME [MODE]` as track.md and diffs print it, e.g.
+    /// `test_bpf JMP32_JLT_K: Small immediate [jit]` (the mode defaults to jit).
+    #[arg(long, value_name = "TEST", requires_all = ["good", "bad", "kernel_source"])]
+    pub bisect: Option<String>,
+
+    /// With --bisect: a revision where TEST passes.
+    #[arg(long, value_name = "REV")]
+    pub good: Option<String>,
+
+    /// With --bisect: a later revision where it does not.
+    #[arg(long, value_name = "REV")]
+    pub bad: Option<String>,
+
+    /// The history: one run per (arch, flavour, revision). Default: reports/history.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
+
+    /// Where track.md, track.json and track.html go. Default: the history's directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Run revisions the history has already again, replacing their entries.
+    #[arg(long)]
+    pub rerun: bool,
+
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Guests to run at once for each revision. Default: the host's cores.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    /// For nightly runs: run each failing test once more, so that a flaky test is marked as
+    /// such rather than seen as a regression.
+    #[arg(long)]
+    pub retry_failures: bool,
+
+    /// Where downloaded and built kernels are kept.
+    /// Default: $XDG_CACHE_HOME/bpf-jit-harness or ~/.cache/bpf-jit-harness.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Never install missing host tools; say what to install instead.
+    #[arg(long)]
+    pub no_install: bool,
 }
 
 #[derive(Args, Debug)]

@@ -234,18 +234,31 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
 }
 
 fn newest_debian_kernel(sh: &Shell, apt: &Apt, arch: Arch) -> Option<String> {
-    let suffix = format!("-{}", debian_flavour(arch).ok()?);
-    let names = apt.package_names(sh, "linux-image-").ok()?;
-    names
+    available_abis(sh, apt, arch).ok()?.pop()
+}
+
+/// The ABIs (`6.1.0-50`) of Debian's kernels for `arch` that the archive carries, oldest
+/// first.
+pub fn debian_abis(sh: &Shell, arch: Arch, cache: &Path) -> anyhow::Result<Vec<String>> {
+    let apt = Apt::new(cache, arch.debian_name())?;
+    available_abis(sh, &apt, arch)
+}
+
+fn available_abis(sh: &Shell, apt: &Apt, arch: Arch) -> anyhow::Result<Vec<String>> {
+    let suffix = format!("-{}", debian_flavour(arch)?);
+    let names = apt.package_names(sh, "linux-image-")?;
+    let mut abis: Vec<String> = names
         .iter()
         .filter_map(|n| n.strip_prefix("linux-image-")?.strip_suffix(&suffix))
         .filter(|abi| abi.starts_with(|c: char| c.is_ascii_digit()))
-        .max_by_key(|abi| version_key(abi))
         .map(str::to_owned)
+        .collect();
+    abis.sort_by_key(|abi| version_key(abi));
+    Ok(abis)
 }
 
 /// `6.1.0-50` as numbers, for ordering.
-fn version_key(abi: &str) -> Vec<u64> {
+pub fn version_key(abi: &str) -> Vec<u64> {
     abi.split(['.', '-'])
         .map(|p| p.parse().unwrap_or(0))
         .collect()

@@ -2,6 +2,7 @@
 //! module of its own.
 
 mod bench;
+mod bisect;
 mod bless;
 mod cache;
 mod compare;
@@ -9,8 +10,10 @@ mod debian;
 mod diff;
 mod flags;
 mod gate;
+mod git;
 mod guest_c;
 mod guests;
+mod history;
 mod html;
 mod image;
 mod kbuild;
@@ -21,6 +24,7 @@ mod progress;
 mod signals;
 mod test;
 mod tools;
+mod track;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         flags::Command::Report(flags::ReportCommand::Diff(cmd)) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Bless(cmd)) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Html(cmd)) => cmd.run(),
+        flags::Command::Track(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

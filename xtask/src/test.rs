@@ -47,6 +47,12 @@ impl Test {
         // First of all: a Ctrl-C while kernels download still ends the run in order.
         let cancel = Arc::new(AtomicBool::new(false));
         signals::install(Arc::clone(&cancel))?;
+        self.run_until(&cancel)
+    }
+
+    /// The run, ended in order (partial report, status 130) once `cancel` is set: for callers
+    /// that run many and own the signal handling (`track`).
+    pub fn run_until(self, cancel: &AtomicBool) -> anyhow::Result<u8> {
         let arch = self.arch;
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let (mut plan, cases) = self.plan_and_cases()?;
@@ -111,9 +117,9 @@ impl Test {
         };
         let reporter = Mutex::new(Reporter::new(&what));
         let started = Instant::now();
-        let guests = guests::run(&setup, shards, jobs, 1, &cancel, &reporter);
+        let guests = guests::run(&setup, shards, jobs, 1, cancel, &reporter);
         let retried = match self.retry_failures {
-            true => retry(&setup, &guests, &cancel, &reporter),
+            true => retry(&setup, &guests, cancel, &reporter),
             false => Vec::new(),
         };
         let wall_s = started.elapsed().as_secs_f64();

@@ -380,7 +380,7 @@ impl fmt::Display for Badge<'_> {
 /// Text escaped for HTML, in text or in a quoted attribute. Control characters other than
 /// newline and tab become visible: the console's escape sequences and stray carriage returns
 /// show as ␛ and ␍ instead of vanishing or upsetting the parser.
-struct Esc<'a>(&'a str);
+pub(crate) struct Esc<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

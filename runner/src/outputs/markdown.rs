@@ -9,7 +9,7 @@ use crate::report::{Report, Status};
 
 /// How many changes or failures a section lists before saying how many more there are: a
 /// step summary is read, not searched.
-const LIST_AT_MOST: usize = 50;
+pub(crate) const LIST_AT_MOST: usize = 50;
 /// Lines of a failure's message shown.
 const MESSAGE_LINES: usize = 3;
 
@@ -134,7 +134,7 @@ fn render_failures(out: &mut String, report: &Report) {
     more(out, failures.len());
 }
 
-fn more(out: &mut String, total: usize) {
+pub(crate) fn more(out: &mut String, total: usize) {
     if total > LIST_AT_MOST {
         let _ = writeln!(
             out,
@@ -150,7 +150,7 @@ fn first_line(s: &str) -> &str {
 
 /// Text from the guest inside a table cell or a list item: no line breaks, no cell breaks, no
 /// markup or HTML of its own.
-fn cell(s: &str) -> String {
+pub(crate) fn cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
