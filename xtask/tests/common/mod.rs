@@ -1,7 +1,11 @@
 //! Shared by the tests that run the `cargo xtask` binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
+
+use runner::arch::Arch;
+use runner::cli::Selection;
+use runner::report::{KernelInfo, Mode, Report, Scope};
 
 /// A command's status and output, for an assertion's message.
 pub fn show(output: &Output) -> String {
@@ -17,4 +21,49 @@ pub fn show(output: &Output) -> String {
 #[allow(dead_code)]
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// The workspace's root.
+#[allow(dead_code)]
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_owned()
+}
+
+/// The report a default x86_64 run writes for this console log, edited first by `edit`.
+#[allow(dead_code)]
+pub fn recorded_run(log: &str, edit: impl Fn(String) -> String) -> Report {
+    let path = root().join("runner/tests/fixtures").join(log);
+    let console = std::fs::read(&path).expect("the fixture is there");
+    let console = edit(String::from_utf8_lossy(&console).into_owned());
+    let selection = Selection {
+        suite: Vec::new(),
+        mode: vec![Mode::Jit],
+        filter: None,
+    };
+    let plan = selection.plan().expect("the default selection plans");
+    let outcome = runner::session::replay(console.as_bytes(), &plan);
+    let mut report = Report::new(
+        KernelInfo {
+            arch: Arch::X86_64,
+            release: outcome.release,
+            source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".into(),
+            revision: None,
+            config_hash: None,
+        },
+        outcome.results,
+        outcome.errors,
+        outcome.complete,
+        outcome.timing,
+    );
+    report.scope = Some(Scope {
+        suites: ["test_bpf", "test_tail_calls", "test_skb_segment"]
+            .map(String::from)
+            .to_vec(),
+        modes: vec![Mode::Jit],
+        filter: None,
+    });
+    report
 }
