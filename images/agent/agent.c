@@ -889,6 +889,8 @@ int main(int argc, char **argv)
 		perr(&p, "unsupported bundle version '%s'", p.tok[1]);
 	uint32_t(*modes)[3] = NULL; /* index, bpf_jit_enable, bpf_jit_harden */
 	size_t nmodes = 0;
+	/* A guest resumed after a crash or hang starts past the case in flight. */
+	uint32_t start_mode = 0, start_skip = 0;
 	struct tcase *cases = NULL, **tail = &cases;
 	while (next_line(&p)) {
 		if (!strcmp(p.tok[0], "mode") && !cases) {
@@ -898,6 +900,10 @@ int main(int argc, char **argv)
 			modes[nmodes][0] = (uint32_t)num(&p, 1, 0, UINT32_MAX);
 			modes[nmodes][1] = (uint32_t)num(&p, 2, 0, 2);
 			modes[nmodes++][2] = (uint32_t)num(&p, 3, 0, 2);
+		} else if (!strcmp(p.tok[0], "start") && !cases) {
+			need(&p, 2);
+			start_mode = (uint32_t)num(&p, 1, 0, UINT32_MAX);
+			start_skip = (uint32_t)num(&p, 2, 0, UINT32_MAX);
 		} else if (!strcmp(p.tok[0], "case")) {
 			*tail = parse_case(&p);
 			tail = &(*tail)->next;
@@ -909,6 +915,8 @@ int main(int argc, char **argv)
 	free(p.buf);
 
 	for (size_t i = 0; i < nmodes; i++) {
+		if (modes[i][0] < start_mode)
+			continue;
 		write_sysctl(JIT_ENABLE, modes[i][1]);
 		write_sysctl(JIT_HARDEN, modes[i][2]);
 		emit(&x, NULL, 0, "mode %u begin %d %d", modes[i][0], read_sysctl(&x, JIT_ENABLE),
@@ -917,8 +925,14 @@ int main(int argc, char **argv)
 		 * port's latency. */
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		for (const struct tcase *c = cases; c; c = c->next)
+		uint32_t skip = modes[i][0] == start_mode ? start_skip : 0;
+		for (const struct tcase *c = cases; c; c = c->next) {
+			if (skip) {
+				skip--;
+				continue;
+			}
 			run_case(&x, c, modes[i][0]);
+		}
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		unsigned long long ns = (unsigned long long)(t1.tv_sec - t0.tv_sec) * 1000000000ULL +
 					(unsigned long long)t1.tv_nsec - (unsigned long long)t0.tv_nsec;

@@ -8,12 +8,69 @@ use crate::arch::{Arch, Endian};
 use crate::cases::{to_hex, Case, Expectation};
 use crate::report::{Mode, Status, TestResult};
 
-/// Writes the bundle: the modes to run, then every case.
-pub fn bundle(cases: &[Case], modes: &[Mode]) -> String {
+/// Where in its bundle the agent starts: the beginning, or, in a guest resumed after a crash
+/// or hang, just past the case that was in flight. The agent runs mode by mode, each over
+/// every case in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentStart {
+    /// The index of the mode to start in.
+    pub mode: usize,
+    /// How many cases of that mode to skip.
+    pub skip: usize,
+}
+
+impl AgentStart {
+    /// Whether the agent runs `case` in the mode of index `mode` when starting here.
+    pub fn runs(self, case: usize, mode: usize) -> bool {
+        (mode, case) >= (self.mode, self.skip)
+    }
+
+    /// Where to go on after the pair (`case`, `mode`): `None` past the last.
+    pub fn after(case: usize, mode: usize, cases: usize, modes: usize) -> Option<AgentStart> {
+        if case + 1 < cases {
+            Some(AgentStart {
+                mode,
+                skip: case + 1,
+            })
+        } else {
+            (mode + 1 < modes).then_some(AgentStart {
+                mode: mode + 1,
+                skip: 0,
+            })
+        }
+    }
+}
+
+/// What one guest's agent produced: where it started, what it wrote, and why it stopped
+/// early, if it did.
+#[derive(Clone, Debug, Default)]
+pub struct AgentRun {
+    pub start: AgentStart,
+    pub output: AgentOutput,
+    pub stop: Option<(Status, String)>,
+}
+
+impl AgentRun {
+    /// The (case, mode) pair the agent was on when it stopped: the first it runs from its
+    /// start and did not finish. `None` when it did not stop early.
+    pub fn in_flight(&self, cases: usize, modes: usize) -> Option<(usize, usize)> {
+        self.stop.as_ref()?;
+        (self.start.mode..modes)
+            .flat_map(|m| (0..cases).map(move |c| (c, m)))
+            .filter(|&(c, m)| self.start.runs(c, m))
+            .find(|key| !self.output.observations.get(key).is_some_and(|o| o.done))
+    }
+}
+
+/// Writes the bundle: the modes to run, where to start, then every case.
+pub fn bundle(cases: &[Case], modes: &[Mode], start: AgentStart) -> String {
     let mut out = String::from("bundle 1\n");
     for (index, mode) in modes.iter().enumerate() {
         let (enable, harden) = mode.sysctls();
         let _ = writeln!(out, "mode {index} {enable} {harden}");
+    }
+    if start != AgentStart::default() {
+        let _ = writeln!(out, "start {} {}", start.mode, start.skip);
     }
     for (id, case) in cases.iter().enumerate() {
         // RUN, UNPRIV, and always JITDUMP: a divergence report shows the JIT'ed code. No LOG:
@@ -92,7 +149,7 @@ pub struct Observation {
 }
 
 /// Everything the agent wrote, parsed.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct AgentOutput {
     pub hello: Option<String>,
     /// `(case id, mode index)` to what was seen.
@@ -465,33 +522,31 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
 }
 
 /// Turns the agent's output into one result per case and mode, plus a `divergence` result for
-/// each case whose modes disagree. `stop` says why the agent never finished, if it did not:
-/// the case it was on gets that status.
-pub fn results(
-    cases: &[Case],
-    modes: &[Mode],
-    output: &AgentOutput,
-    arch: Arch,
-    stop: Option<&(Status, String)>,
-) -> Vec<TestResult> {
+/// each case whose modes disagree. `runs` are the guests that ran the agent, in order: the
+/// first from the start, each next one resumed past the case the one before stopped on. The
+/// case a guest stopped on gets the status of its stop (crash, hang, not run).
+pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) -> Vec<TestResult> {
     let endian = arch.elf().endian;
-    // The agent runs mode by mode, each over every case: the first pair it did not finish is
-    // the one it was on.
-    let in_flight = stop.and_then(|_| {
-        (0..modes.len())
-            .flat_map(|m| (0..cases.len()).map(move |c| (c, m)))
-            .find(|key| !output.observations.get(key).is_some_and(|o| o.done))
-    });
+    let mut observations: BTreeMap<(usize, usize), &Observation> = BTreeMap::new();
+    let mut stops: BTreeMap<(usize, usize), &(Status, String)> = BTreeMap::new();
+    for run in runs {
+        for (&(case, mode), obs) in &run.output.observations {
+            if run.start.runs(case, mode) {
+                observations.insert((case, mode), obs);
+            }
+        }
+        if let (Some(stop), Some(at)) = (&run.stop, run.in_flight(cases.len(), modes.len())) {
+            stops.insert(at, stop);
+        }
+    }
     let mut results = Vec::new();
     for (id, case) in cases.iter().enumerate() {
         let mut per_mode = Vec::new();
         for (index, &mode) in modes.iter().enumerate() {
-            let obs = output.observations.get(&(id, index));
-            let (status, message) = match stop {
-                Some((status, why)) if in_flight == Some((id, index)) => {
-                    (*status, Some(why.clone()))
-                }
-                _ => judge(case, obs, endian),
+            let obs = observations.get(&(id, index)).copied();
+            let (status, message) = match stops.get(&(id, index)) {
+                Some((status, why)) => (*status, Some(why.clone())),
+                None => judge(case, obs, endian),
             };
             let jited = obs.and_then(|o| o.jit.as_ref()).map(|j| j.0);
             per_mode.push((mode, status, message.clone(), obs));
@@ -583,7 +638,11 @@ mod tests {
 
     #[test]
     fn bundle_lists_modes_maps_programs_and_reads() {
-        let text = bundle(&[case()], &[Mode::Interp, Mode::JitHardened]);
+        let text = bundle(
+            &[case()],
+            &[Mode::Interp, Mode::JitHardened],
+            AgentStart::default(),
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             &lines[..5],
@@ -610,15 +669,100 @@ mod tests {
         )
     }
 
+    /// A guest's agent run from the start, to its end.
+    fn whole(output: AgentOutput) -> AgentRun {
+        AgentRun {
+            output,
+            ..AgentRun::default()
+        }
+    }
+
+    fn stopped(output: AgentOutput, stop: (Status, String)) -> AgentRun {
+        AgentRun {
+            output,
+            stop: Some(stop),
+            ..AgentRun::default()
+        }
+    }
+
+    #[test]
+    fn a_resumed_guest_carries_on_past_the_case_in_flight_and_divergences_span_guests() {
+        // Three cases in two modes. The first guest finishes case 0 in interp and crashes on
+        // case 1; the second starts past it.
+        let first = stopped(
+            parse_output(
+                b"mode 0 begin 0 0\nload 0 0 0 0\nrun 0 0 0 2 1 64\nmap 0 0 0 0 0700000000000000\n\
+                  jit 0 0 0 0 9 -\ndone 0 0\nload 1 0 0 0\n",
+            ),
+            (Status::Crash, "Oops".to_owned()),
+        );
+        let at = first.in_flight(3, 2).expect("it stopped on a case");
+        assert_eq!(at, (1, 0));
+        let start = AgentStart::after(at.0, at.1, 3, 2).expect("cases are left");
+        assert_eq!(start, AgentStart { mode: 0, skip: 2 });
+        let text = bundle(&[case(), case(), case()], &[Mode::Interp, Mode::Jit], start);
+        assert!(text.lines().any(|l| l == "start 0 2"), "{text}");
+        let mut rest = String::from("mode 0 begin 0 0\n");
+        let pass = |c: usize, m: usize| {
+            format!("load {c} {m} 0 0\nrun {c} {m} 0 2 1 64\nmap {c} {m} 0 0 0700000000000000\njit {c} {m} 1 3 9 c3c3c3\ndone {c} {m}\n")
+        };
+        rest.push_str(&pass(2, 0));
+        rest.push_str("mode 0 end 10\nmode 1 begin 1 0\n");
+        for c in 0..3 {
+            rest.push_str(&pass(c, 1));
+        }
+        // The second guest's case 0 fails in jit: against the first guest's interp pass.
+        rest = rest.replacen(
+            "map 0 1 0 0 0700000000000000",
+            "map 0 1 0 0 0800000000000000",
+            1,
+        );
+        rest.push_str("mode 1 end 10\nagent bye\n");
+        let second = AgentRun {
+            start,
+            output: parse_output(rest.as_bytes()),
+            stop: None,
+        };
+        let r = results(
+            &[case(), case(), case()],
+            &[Mode::Interp, Mode::Jit],
+            &[first, second],
+            Arch::X86_64,
+        );
+        let got: Vec<(u32, Mode, Status)> = r
+            .iter()
+            .map(|r| (r.id.unwrap_or(99), r.mode, r.status))
+            .collect();
+        use Mode::{Interp, Jit};
+        use Status::*;
+        assert_eq!(
+            got,
+            [
+                (0, Interp, Pass),
+                (0, Jit, Fail),
+                (0, Jit, Divergence),
+                (1, Interp, Crash),
+                (1, Jit, Pass),
+                (2, Interp, Pass),
+                (2, Jit, Pass),
+            ]
+        );
+        assert_eq!(
+            AgentStart::after(2, 1, 3, 2),
+            None,
+            "nothing after the last pair"
+        );
+    }
+
     #[test]
     fn a_run_is_judged_by_the_full_r0() {
         let out = output("0700000000000000");
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert!(out.finished);
-        let r = results(&[case()], &[Mode::Jit], &out, Arch::X86_64, None);
+        let r = results(&[case()], &[Mode::Jit], &[whole(out.clone())], Arch::X86_64);
         assert_eq!((r[0].status, r[0].jited), (Status::Pass, Some(true)));
         let out = output("0700000001000000");
-        let r = results(&[case()], &[Mode::Jit], &out, Arch::X86_64, None);
+        let r = results(&[case()], &[Mode::Jit], &[whole(out.clone())], Arch::X86_64);
         assert_eq!(r[0].status, Status::Fail);
         assert_eq!(
             r[0].message.as_deref(),
@@ -666,7 +810,7 @@ mod tests {
             "Kernel panic - not syncing: Fatal exception".to_owned(),
         );
         let cases = [case(), case(), case()];
-        let r = results(&cases, &[Mode::Jit], &out, Arch::X86_64, Some(&stop));
+        let r = results(&cases, &[Mode::Jit], &[stopped(out, stop)], Arch::X86_64);
         let statuses: Vec<Status> = r.iter().map(|r| r.status).collect();
         assert_eq!(statuses[1..], [Status::Crash, Status::NotRun]);
         assert_eq!(
@@ -683,9 +827,8 @@ mod tests {
         let r = results(
             &[case()],
             &[Mode::Interp, Mode::Jit],
-            &out,
+            &[whole(out)],
             Arch::X86_64,
-            None,
         );
         assert_eq!(r.len(), 3);
         assert_eq!((r[2].status, r[2].mode), (Status::Divergence, Mode::Jit));

@@ -545,7 +545,14 @@ impl<'p> Run<'p> {
         }
         if let Some((status, title)) = &self.crash {
             self.out.complete = false;
-            if !self.out.results.iter().any(|r| r.status == *status) {
+            // Pinned on a test, or on the agent's case in flight: not an error of its own.
+            let pinned = self.out.results.iter().any(|r| r.status == *status)
+                || self
+                    .out
+                    .agent_stop
+                    .as_ref()
+                    .is_some_and(|(s, _)| s == status);
+            if !pinned {
                 self.out.errors.push(format!("the kernel crashed: {title}"));
             }
         }

@@ -6,6 +6,7 @@
 //! number. A shard keeps each suite's tests contiguous, so that it runs them with one
 //! `test_range` per suite and mode, as few module loads as the cut allows.
 
+use crate::agent::AgentStart;
 use crate::durations::{self, Durations};
 use crate::plan::{Filter, ModuleLoad, Plan};
 use crate::report::{Mode, Status, TestResult};
@@ -18,6 +19,9 @@ pub struct Shard {
     /// Whether the agent runs its whole bundle (every case, every mode) in this guest. The
     /// bundle is never split: divergences are found between the modes of one case.
     pub agent: bool,
+    /// Where the agent starts in its bundle: past the case in flight when this shard resumes
+    /// a guest that crashed or hung in the agent.
+    pub agent_from: AgentStart,
 }
 
 impl Shard {
@@ -26,6 +30,7 @@ impl Shard {
         Shard {
             loads: plan.loads.clone(),
             agent: plan.agent,
+            agent_from: AgentStart::default(),
         }
     }
 
@@ -80,6 +85,7 @@ impl Shard {
         let rest = Shard {
             loads,
             agent: self.agent,
+            agent_from: self.agent_from,
         };
         (!rest.loads.is_empty() || rest.agent).then_some(rest)
     }
@@ -110,8 +116,10 @@ impl std::fmt::Display for Shard {
                 p => format!("{} {p}", load.mode.name()),
             })
             .collect();
-        if self.agent {
-            parts.push("agent".into());
+        match (self.agent, self.agent_from) {
+            (false, _) => {}
+            (true, from) if from == AgentStart::default() => parts.push("agent".into()),
+            (true, from) => parts.push(format!("agent from mode {} case {}", from.mode, from.skip)),
         }
         f.write_str(&parts.join("; "))
     }
@@ -161,13 +169,7 @@ pub fn partition(
             .sum::<f64>();
     let pieces = whole.len() + stretches.iter().map(|s| s.tests.len()).sum::<usize>();
     let n = n.min(pieces).max(1);
-    let mut shards = vec![
-        Shard {
-            loads: Vec::new(),
-            agent: false,
-        };
-        n
-    ];
+    let mut shards = vec![Shard::default(); n];
     let mut load = vec![0.0f64; n];
     // The uncuttable pieces first, largest first, each to the lightest shard.
     whole.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -465,7 +467,7 @@ mod tests {
                     filter: Some(Filter::Range(2, 4)),
                 },
             ],
-            agent: false,
+            ..Shard::default()
         };
         let rest = shard
             .resume_after(&[result(Suite::TestBpf, 4, Status::Crash)], &catalog())

@@ -154,7 +154,9 @@ mod tests {
 
     #[test]
     fn a_target_reads_as_diffs_print_it() {
-        let t: Target = "test_bpf JMP32_JLT_K: Small immediate [jit]".parse().unwrap();
+        let t: Target = "test_bpf JMP32_JLT_K: Small immediate [jit]"
+            .parse()
+            .unwrap();
         assert_eq!(t.name, "JMP32_JLT_K: Small immediate");
         assert_eq!(t.mode, Mode::Jit);
         let t: Target = "conformance alu64-rsh-reg [interp]".parse().unwrap();
@@ -165,9 +167,6 @@ mod tests {
 
     #[test]
     fn n_commits_take_ceil_log2_n_builds() {
-        assert_eq!(
-            [1, 2, 3, 4, 5, 8, 9].map(builds_for),
-            [0, 1, 2, 2, 3, 3, 4]
-        );
+        assert_eq!([1, 2, 3, 4, 5, 8, 9].map(builds_for), [0, 1, 2, 2, 3, 3, 4]);
     }
 }

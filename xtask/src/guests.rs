@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use runner::agent::AgentOutput;
+use runner::agent::{AgentOutput, AgentRun, AgentStart};
 use runner::arch::Arch;
 use runner::cases::Case;
 use runner::durations::Durations;
@@ -58,6 +58,9 @@ pub struct GuestRun {
     pub interrupted: bool,
     pub invalid_selection: bool,
     pub timing: GuestTiming,
+    /// What its agent did, judged with the other guests' once all have run: a resumed
+    /// guest's cases and the first guest's are one pass over the bundle.
+    pub agent: Option<AgentRun>,
     pub agent_passes: Vec<AgentPass>,
     pub durations: Durations,
 }
@@ -154,7 +157,41 @@ pub fn run(
     let finished = pool.finished;
     let mut guests = finished.into_inner().unwrap_or_else(|e| e.into_inner());
     guests.sort_by_key(|g| g.number);
+    judge_agent(setup, &mut guests);
     guests
+}
+
+/// The agent's results, from every guest that ran it, in the order they ran: given to the
+/// first of them.
+fn judge_agent(setup: &Setup<'_>, guests: &mut [GuestRun]) {
+    let runs: Vec<AgentRun> = guests.iter().filter_map(|g| g.agent.clone()).collect();
+    let Some(first) = guests.iter_mut().find(|g| g.agent.is_some()) else {
+        return;
+    };
+    first.results.extend(runner::agent::results(
+        setup.cases,
+        setup.modes,
+        &runs,
+        setup.arch,
+    ));
+}
+
+/// What is left of `shard`'s agent after its guest crashed or hung in it: the cases after the
+/// one in flight, in a fresh guest.
+fn agent_rest(setup: &Setup<'_>, shard: &Shard, agent: &AgentRun) -> Option<Shard> {
+    let (status, _) = agent.stop.as_ref()?;
+    if !matches!(status, Status::Crash | Status::Hang) {
+        return None;
+    }
+    let (case, mode) = agent.in_flight(setup.cases.len(), setup.modes.len())?;
+    let from = AgentStart::after(case, mode, setup.cases.len(), setup.modes.len())?;
+    // The agent runs after every module load: none is left.
+    Some(Shard {
+        loads: Vec::new(),
+        agent: true,
+        agent_from: from,
+    })
+    .filter(|_| shard.agent)
 }
 
 /// The CPUs this process may run on.
@@ -207,6 +244,10 @@ fn run_one(
         (Some(catalog), false) => job.shard.resume_after(&guest.results, catalog),
         _ => None,
     };
+    let rest = match (rest, &guest.agent) {
+        (None, Some(agent)) if !guest.interrupted => agent_rest(setup, &job.shard, agent),
+        (rest, _) => rest,
+    };
     let rest = match rest {
         Some(_) if job.resumes >= MAX_RESUMES => {
             guest.errors.push(format!(
@@ -255,7 +296,7 @@ fn boot(
         .filter(|_| plan.agent)
         .map(|binary| image::AgentFiles {
             binary,
-            bundle: runner::agent::bundle(setup.cases, setup.modes),
+            bundle: runner::agent::bundle(setup.cases, setup.modes, job.shard.agent_from),
         });
     image::build(
         setup.arch,
@@ -314,7 +355,12 @@ fn boot(
         runner::report::write_atomically(&agent_log, &outcome.agent_output)
             .with_context(|| format!("cannot write {}", agent_log.display()))?;
         let output = runner::agent::parse_output(&outcome.agent_output);
-        guest.agent_passes = agent_passes(&output, setup.modes, setup.cases.len());
+        let from = job.shard.agent_from;
+        guest.agent_passes = agent_passes(&output, setup.modes, setup.cases.len())
+            .into_iter()
+            // A mode a resumed guest ran only part of is no pass's time.
+            .filter(|pass| from.skip == 0 || Some(&pass.mode) != setup.modes.get(from.mode))
+            .collect();
         for pass in &guest.agent_passes {
             guest
                 .durations
@@ -325,13 +371,11 @@ fn boot(
                 .into_iter()
                 .map(|e| format!("guest {number}: {e}")),
         );
-        guest.results.extend(runner::agent::results(
-            setup.cases,
-            setup.modes,
-            &output,
-            setup.arch,
-            outcome.agent_stop.as_ref(),
-        ));
+        guest.agent = Some(AgentRun {
+            start: from,
+            output,
+            stop: outcome.agent_stop,
+        });
     }
     Ok(())
 }

@@ -245,7 +245,11 @@ impl Test {
         let initrd = dir.join("initramfs.cpio");
         let agent = inputs.agent.as_deref().map(|binary| image::AgentFiles {
             binary,
-            bundle: runner::agent::bundle(&cases, &self.selection.mode),
+            bundle: runner::agent::bundle(
+                &cases,
+                &self.selection.mode,
+                runner::agent::AgentStart::default(),
+            ),
         });
         image::build(
             self.arch,

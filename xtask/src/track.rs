@@ -59,7 +59,10 @@ impl TrackCmd {
             for revision in self.revisions(&sh, arch)? {
                 let id = &revision.info.id;
                 if let Some(entry) = history.find(arch, id).filter(|_| !self.rerun) {
-                    eprintln!("track: {arch} {id} is in the history already ({})", entry.display());
+                    eprintln!(
+                        "track: {arch} {id} is in the history already ({})",
+                        entry.display()
+                    );
                     if let Some(flavour) = entry.parent().and_then(Path::file_name) {
                         series.insert((arch, flavour.to_string_lossy().into_owned()));
                     }
@@ -82,7 +85,9 @@ impl TrackCmd {
                 let report_path = staged.path().join("report.json");
                 let complete = Report::read(&report_path).map(|r| r.complete);
                 if !matches!(complete, Ok(true)) {
-                    eprintln!("error: {arch} {id}: the run did not finish; not kept in the history");
+                    eprintln!(
+                        "error: {arch} {id}: the run did not finish; not kept in the history"
+                    );
                     failed.push(format!("{arch} {id}"));
                     continue;
                 }
@@ -105,7 +110,10 @@ impl TrackCmd {
             views.push(Series::build(*arch, flavour, runs));
         }
         let view = Track::new(views);
-        let out = self.out.clone().unwrap_or_else(|| history.root().to_owned());
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| history.root().to_owned());
         write_outputs(&out, &view)?;
         let regressions = print_news(&view);
         println!("track: {}", out.join("track.md").display());
@@ -187,7 +195,13 @@ impl TrackCmd {
 
     /// The `test` run of `kernel` on `arch` with this command's selection, into `out`.
     pub fn test(&self, arch: Arch, kernel: &KernelChoice, out: &Path) -> anyhow::Result<Test> {
-        let argv = ["cargo xtask", "test", "--arch", arch.name(), "--no-baseline"];
+        let argv = [
+            "cargo xtask",
+            "test",
+            "--arch",
+            arch.name(),
+            "--no-baseline",
+        ];
         let Verb::Test(mut test) = Xtask::try_parse_from(argv)?.command else {
             anyhow::bail!("`{}` is not a test command", argv.join(" "));
         };

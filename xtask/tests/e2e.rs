@@ -745,3 +745,72 @@ fn shards_merge_into_the_report_of_the_unsharded_run() {
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("shard 2 of 2 is missing"));
 }
+
+#[test]
+fn a_real_panic_in_the_agent_is_pinned_on_its_case_and_a_fresh_guest_runs_the_rest() {
+    let out = tempfile::tempdir().unwrap();
+    // The agent runs conformance in three modes for about 3.5 s; sysrq-c 1 s after init
+    // starts lands in the middle of the jit pass.
+    let (output, report) = xtask(
+        &[
+            "test",
+            "--arch",
+            "x86_64",
+            "--suite",
+            "conformance",
+            "--mode",
+            "interp,jit,jit-hardened",
+            "--inject-panic-after",
+            "1",
+            "--no-baseline",
+        ],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    let report = report.unwrap();
+    let crashed: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.status == Status::Crash)
+        .collect();
+    let [crash] = crashed.as_slice() else {
+        panic!("one crash: {}", show(&output));
+    };
+    assert_eq!(crash.suite, "conformance");
+    assert!(
+        crash
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("kernel panic: sysrq triggered crash")),
+        "{crash:?}"
+    );
+    // Every other case ran in every mode, before the crash or in the guest resumed after it,
+    // and passed; none is there twice, and the divergence check saw all three modes.
+    let cases = report
+        .results
+        .iter()
+        .filter(|r| r.mode == Mode::Interp)
+        .count();
+    assert!(cases > 300, "{cases}");
+    assert_eq!(report.results.len(), 3 * cases, "{}", show(&output));
+    for r in &report.results {
+        if r.status != Status::Crash {
+            assert_eq!(r.status, Status::Pass, "{r:?}");
+        }
+    }
+    let shards: Vec<&str> = report
+        .timing
+        .guests
+        .iter()
+        .map(|g| g.shard.as_str())
+        .collect();
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    let mode = Mode::ALL.iter().position(|&m| m == crash.mode).unwrap();
+    let expected = format!("agent from mode {mode} case {}", crash.id.unwrap() + 1);
+    assert_eq!(shards[1], expected);
+    assert!(
+        report.complete && report.errors.is_empty(),
+        "{:?}",
+        report.errors
+    );
+}

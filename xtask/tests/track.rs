@@ -33,7 +33,11 @@ fn store(history: &Path, abi: &str, report: &Report) {
     let dir = history.join("x86_64").join("debian-6.1-amd64").join(abi);
     std::fs::create_dir_all(&dir).expect("the entry's directory");
     report.write(&dir.join("report.json")).expect("report.json");
-    let n: u64 = abi.rsplit('-').next().and_then(|n| n.parse().ok()).expect("an ABI");
+    let n: u64 = abi
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("an ABI");
     let info = RevisionInfo {
         id: abi.to_owned(),
         // As `track` orders 6.1.0-N.
@@ -94,10 +98,18 @@ fn debian_revisions_run_once_on_both_arches() {
     let again = xtask(&args);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert_eq!(stderr.matches("is in the history already").count(), 4, "{}", show(&again));
+    assert_eq!(
+        stderr.matches("is in the history already").count(),
+        4,
+        "{}",
+        show(&again)
+    );
     assert!(!stderr.contains("booting"), "{}", show(&again));
     let track = read_track(history.path());
-    assert!(track.series.iter().all(|s| s.revisions.iter().all(|r| !r.new)));
+    assert!(track
+        .series
+        .iter()
+        .all(|s| s.revisions.iter().all(|r| !r.new)));
 }
 
 #[test]
@@ -138,7 +150,11 @@ fn a_failure_is_pinned_on_the_revision_that_brought_it() {
     let [series] = track.series.as_slice() else {
         panic!("one series: {track:?}");
     };
-    let ids: Vec<&str> = series.revisions.iter().map(|r| r.info.id.as_str()).collect();
+    let ids: Vec<&str> = series
+        .revisions
+        .iter()
+        .map(|r| r.info.id.as_str())
+        .collect();
     assert_eq!(
         ids,
         ["6.1.0-47", "6.1.0-50", "6.1.0-53", "6.1.0-54", "6.1.0-55", "6.1.0-56"]
@@ -226,7 +242,11 @@ fn bisect_finds_the_commit_that_broke_a_jit_case_in_log2_n_builds() {
     let mut parent = good.clone();
     let mut commits = Vec::new();
     for i in 1..=8 {
-        let mut text = git(&repo, &["cat-file", "-p", &format!("{parent}:{file}")], &index);
+        let mut text = git(
+            &repo,
+            &["cat-file", "-p", &format!("{parent}:{file}")],
+            &index,
+        );
         text.push_str(&format!("\n/* bisect test: commit {i} */\n"));
         if i == 5 {
             let jb = "/* LT is unsigned '<', JB in x86 */\n\t\t\t\tjmp_cond = X86_JB;";
@@ -241,7 +261,11 @@ fn bisect_finds_the_commit_that_broke_a_jit_case_in_log2_n_builds() {
         git(&repo, &["update-index", "--cacheinfo", &info], &index);
         let tree = git(&repo, &["write-tree"], &index);
         let message = format!("commit {i}");
-        parent = git(&repo, &["commit-tree", &tree, "-p", &parent, "-m", &message], &index);
+        parent = git(
+            &repo,
+            &["commit-tree", &tree, "-p", &parent, "-m", &message],
+            &index,
+        );
         commits.push(parent.clone());
     }
 
@@ -266,5 +290,9 @@ fn bisect_finds_the_commit_that_broke_a_jit_case_in_log2_n_builds() {
         show(&output)
     );
     // log2(8) = 3.
-    assert!(stdout.contains("3 builds for 8 commits"), "{}", show(&output));
+    assert!(
+        stdout.contains("3 builds for 8 commits"),
+        "{}",
+        show(&output)
+    );
 }

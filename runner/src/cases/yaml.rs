@@ -670,7 +670,11 @@ mod tests {
             (case.maps[2].inner, case.maps[2].map_entries.clone()),
             (Some(1), vec![(0, 1)])
         );
-        let bundle = crate::agent::bundle(&cases, &[crate::report::Mode::Jit]);
+        let bundle = crate::agent::bundle(
+            &cases,
+            &[crate::report::Mode::Jit],
+            crate::agent::AgentStart::default(),
+        );
         assert!(bundle.contains("\nmapprog 0 1 1\n"), "{bundle}");
         assert!(bundle.contains("\nmapmap 2 0 1\n"), "{bundle}");
         assert!(bundle.contains("\nprog 1 6 0 0 2\n"), "{bundle}");
