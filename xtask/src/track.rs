@@ -97,7 +97,7 @@ impl TrackCmd {
                 }
                 let (arch, flavour) = history.store(staged, &info, self.rerun)?;
                 eprintln!(
-                    "track: {arch} {id} ({flavour}) built and run in {:.0} s",
+                    "track: {arch} {id} ({flavour}) kernel ready and run in {:.0} s",
                     started.elapsed().as_secs_f64()
                 );
                 new.insert((arch, id.clone()));
