@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define TEST_MODULE "/test_bpf.ko"
@@ -153,6 +154,45 @@ static void run_plan(void)
 	fclose(plan);
 }
 
+/* A guest the host snapshots once booted and restores for each run: it says it is ready,
+ * then takes its plan from the console, the lines between `begin` and `end`, into /plan.
+ * Whatever comes before `begin` is skipped: a restore may cut the first bytes sent. */
+static void plan_from_console(void)
+{
+	struct termios tty;
+
+	if (tcgetattr(STDIN_FILENO, &tty) == 0) {
+		tty.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		tcsetattr(STDIN_FILENO, TCSANOW, &tty);
+	}
+	say("harness: ready");
+	FILE *in = fdopen(dup(STDIN_FILENO), "r");
+	FILE *plan = fopen("/plan", "we");
+	char *line = NULL;
+	size_t size = 0;
+	ssize_t len;
+	int begun = 0;
+
+	if (!in || !plan) {
+		say("harness: error cannot take the plan from the console: %s", strerror(errno));
+		return;
+	}
+	while ((len = getline(&line, &size, in)) >= 0) {
+		while (len > 0 && strchr("\r\n", line[len - 1]))
+			line[--len] = '\0';
+		if (!begun) {
+			begun = strcmp(line, "begin") == 0;
+			continue;
+		}
+		if (strcmp(line, "end") == 0)
+			break;
+		fprintf(plan, "%s\n", line);
+	}
+	free(line);
+	fclose(plan);
+	fclose(in);
+}
+
 static int is_module(const struct dirent *entry)
 {
 	size_t n = strlen(entry->d_name);
@@ -231,6 +271,8 @@ int main(void)
 	mount_fs("sysfs", "/sys");
 	/* /dev/ttyS1, the agent's channel, comes from devtmpfs. */
 	mount_fs("devtmpfs", "/dev");
+	if (access("/plan-from-console", F_OK) == 0)
+		plan_from_console();
 	say("harness: start");
 	struct utsname uts;
 	if (uname(&uts) == 0)

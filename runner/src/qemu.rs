@@ -6,7 +6,7 @@
 //! same for every path that forgets to.
 
 use std::collections::BTreeSet;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -70,6 +70,13 @@ pub struct QemuConfig {
     pub append: String,
     /// Where the guest's second serial port (`ttyS1`, the agent's channel) is written.
     pub agent_output: Option<PathBuf>,
+    /// A snapshot to start from instead of booting (`-incoming`): a guest booted once with
+    /// the same command line, saved while it waited for its plan.
+    pub restore: Option<PathBuf>,
+    /// A QMP socket to create, for saving a snapshot of this guest.
+    pub qmp: Option<PathBuf>,
+    /// Bytes for the guest's console input, written as QEMU starts: a restored guest's plan.
+    pub input: Vec<u8>,
 }
 
 impl QemuConfig {
@@ -116,6 +123,16 @@ impl QemuConfig {
             args.push("-serial".into());
             args.push(format!("file:{}", path.display()));
         }
+        if let Some(snapshot) = &self.restore {
+            // QEMU runs the URI with /bin/sh: the path goes in single quotes.
+            let quoted = snapshot.display().to_string().replace('\'', "'\\''");
+            args.push("-incoming".into());
+            args.push(format!("exec:cat '{quoted}'"));
+        }
+        if let Some(socket) = &self.qmp {
+            args.push("-qmp".into());
+            args.push(format!("unix:{},server=on,wait=off", socket.display()));
+        }
         if self.accel == Accel::Kvm {
             args.extend(["-cpu".into(), "host".into()]);
         }
@@ -148,6 +165,8 @@ pub enum Output {
 /// A running QEMU, ended and reaped when dropped.
 pub struct Qemu {
     child: Child,
+    /// Kept open while QEMU runs: a closed console input is not what a guest expects.
+    _stdin: Option<std::process::ChildStdin>,
     program: String,
     console: Receiver<Vec<u8>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -177,11 +196,17 @@ const STDERR_LIMIT: usize = 64 * 1024;
 impl Qemu {
     pub fn spawn(config: &QemuConfig) -> Result<Qemu, QemuError> {
         let (program, args) = config.command_line();
-        Self::spawn_program(Path::new(&program), &args)
+        Self::spawn_with_input(Path::new(&program), &args, &config.input)
     }
 
     /// Starts `program` as if it were QEMU (tests use fake ones).
     pub fn spawn_program(program: &Path, args: &[String]) -> Result<Qemu, QemuError> {
+        Self::spawn_with_input(program, args, &[])
+    }
+
+    /// Starts `program` with `input` written to its standard input, which stays open (QEMU's
+    /// `-serial stdio` reads the guest's console input from it).
+    fn spawn_with_input(program: &Path, args: &[String], input: &[u8]) -> Result<Qemu, QemuError> {
         // Held from spawn to registration, so that `kill_all` sees every QEMU.
         let mut guard = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         let Some(live) = guard.as_mut() else {
@@ -189,7 +214,10 @@ impl Qemu {
         };
         let mut child = Command::new(program)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(match input.is_empty() {
+                true => Stdio::null(),
+                false => Stdio::piped(),
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -200,6 +228,12 @@ impl Qemu {
             })?;
         live.insert(child.id());
         drop(guard);
+        let mut stdin = child.stdin.take();
+        if let Some(pipe) = &mut stdin {
+            // A plan is a few hundred bytes: the pipe takes it whole, whatever QEMU is doing.
+            // A QEMU that died at once is seen on its console, not here.
+            let _ = pipe.write_all(input);
+        }
         let (tx, console) = mpsc::channel();
         let mut readers = Vec::new();
         if let Some(mut stdout) = child.stdout.take() {
@@ -232,6 +266,7 @@ impl Qemu {
         }
         Ok(Qemu {
             child,
+            _stdin: stdin,
             program: program.display().to_string(),
             console,
             stderr,

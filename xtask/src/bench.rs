@@ -3,6 +3,7 @@
 //! apart). The runs compared are interleaved, round after round, and each figure is its best
 //! round: noise on a shared machine only ever slows a run down.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -167,13 +168,23 @@ impl Bench {
         let console = std::fs::File::create(dir.path().join("console.log"))?;
         eprintln!("bench: bare {program}");
         let started = Instant::now();
-        let status = Command::new(&program)
+        let mut child = Command::new(&program)
             .args(&args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(console)
             .stderr(Stdio::null())
-            .status()
+            .spawn()
             .with_context(|| format!("cannot run {program}"))?;
+        // A guest started from a snapshot takes its plan on the console, as the harness's do.
+        let mut stdin = child.stdin.take();
+        if let Some(pipe) = &mut stdin {
+            pipe.write_all(&config.input)
+                .with_context(|| format!("cannot write to {program}"))?;
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("cannot wait for {program}"))?;
+        drop(stdin);
         let seconds = started.elapsed().as_secs_f64();
         let log = std::fs::read(dir.path().join("console.log"))?;
         if !status.success() || !contains(&log, b"harness: done") {

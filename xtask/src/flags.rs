@@ -355,6 +355,11 @@ pub struct Test {
     #[arg(long)]
     pub retry_failures: bool,
 
+    /// Boot every guest. By default a guest that only loads test modules starts from a
+    /// snapshot of one booted once per kernel (kept in the cache).
+    #[arg(long)]
+    pub cold_boot: bool,
+
     #[command(flatten)]
     pub gate: GateArgs,
 }

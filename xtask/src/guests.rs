@@ -21,6 +21,7 @@ use runner::test_bpf::Catalog;
 use crate::image;
 use crate::kernel::Kernel;
 use crate::progress::Reporter;
+use crate::snapshot::Template;
 
 /// How many times one shard is resumed after crashes or hangs before the rest is given up:
 /// a kernel that crashes on every test would otherwise take a boot per test.
@@ -39,6 +40,8 @@ pub struct Setup<'a> {
     pub timeouts: Timeouts,
     /// Crash the first guest this many seconds after its init starts.
     pub inject_panic_after_s: Option<u32>,
+    /// A booted guest to start module-load guests from, instead of booting each.
+    pub snapshot: Option<&'a Template>,
     /// Where the console logs go.
     pub out: &'a Path,
     /// Where images and half-written logs go; nothing of it is kept.
@@ -291,21 +294,6 @@ fn boot(
         return Ok(());
     }
     let initrd = dir.join("initramfs.cpio");
-    let agent_files = setup
-        .agent
-        .filter(|_| plan.agent)
-        .map(|binary| image::AgentFiles {
-            binary,
-            bundle: runner::agent::bundle(setup.cases, setup.modes, job.shard.agent_from),
-        });
-    image::build(
-        setup.arch,
-        setup.init,
-        setup.kernel,
-        &plan,
-        agent_files,
-        &initrd,
-    )?;
     let config = QemuConfig {
         arch: setup.arch,
         accel: Accel::detect(setup.arch),
@@ -313,6 +301,34 @@ fn boot(
         initrd,
         append: String::new(),
         agent_output: plan.agent.then(|| dir.join("agent.out")),
+        restore: None,
+        qmp: None,
+        input: Vec::new(),
+    };
+    // Module loads alone start from the booted template; the agent's bundle and fault
+    // injection go in an image of the guest's own.
+    let config = match setup.snapshot {
+        Some(template) if !plan.agent && plan.inject_panic_after_s.is_none() => {
+            template.guest(&config, &plan)
+        }
+        _ => {
+            let agent_files = setup
+                .agent
+                .filter(|_| plan.agent)
+                .map(|binary| image::AgentFiles {
+                    binary,
+                    bundle: runner::agent::bundle(setup.cases, setup.modes, job.shard.agent_from),
+                });
+            image::build(
+                setup.arch,
+                setup.init,
+                setup.kernel,
+                &plan,
+                agent_files,
+                &config.initrd,
+            )?;
+            config
+        }
     };
     let shard = job.shard.to_string();
     let console_tmp = dir.join("console.log");

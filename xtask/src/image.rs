@@ -27,6 +27,34 @@ pub fn build(
     agent: Option<AgentFiles<'_>>,
     dest: &Path,
 ) -> anyhow::Result<()> {
+    let mut image = base(arch, init, kernel)?;
+    if let Some(agent) = agent {
+        elf::check_file(agent.binary, arch)?;
+        let read = fs::read(agent.binary)
+            .with_context(|| format!("cannot read {}", agent.binary.display()))?;
+        image.file("bin/bpf-agent", 0o755, read).file(
+            "agent/bundle",
+            0o644,
+            agent.bundle.into_bytes(),
+        );
+    }
+    image.file("plan", 0o644, plan.to_string().into_bytes());
+    if let Some(seconds) = plan.inject_panic_after_s {
+        image.file("inject-panic", 0o644, format!("{seconds}\n").into_bytes());
+    }
+    write(image, dest)
+}
+
+/// Writes the image of a snapshot's guest to `dest`: no plan; its init waits for one on the
+/// console (`snapshot.rs`).
+pub fn template(arch: Arch, init: &Path, kernel: &Kernel, dest: &Path) -> anyhow::Result<()> {
+    let mut image = base(arch, init, kernel)?;
+    image.file("plan-from-console", 0o644, Vec::new());
+    write(image, dest)
+}
+
+/// What every image holds: init, test_bpf.ko and the modules the agent's cases need.
+fn base(arch: Arch, init: &Path, kernel: &Kernel) -> anyhow::Result<Initramfs> {
     let mut image = Initramfs::new();
     let extra = kernel.extra_modules.iter().map(PathBuf::as_path);
     for binary in [init, kernel.test_bpf.as_path()].into_iter().chain(extra) {
@@ -40,27 +68,17 @@ pub fn build(
         let data = fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
         image.file(&format!("lib/extra/{name}"), 0o644, data);
     }
-    if let Some(agent) = agent {
-        elf::check_file(agent.binary, arch)?;
-        let read = fs::read(agent.binary)
-            .with_context(|| format!("cannot read {}", agent.binary.display()))?;
-        image.file("bin/bpf-agent", 0o755, read).file(
-            "agent/bundle",
-            0o644,
-            agent.bundle.into_bytes(),
-        );
-    }
     let read = |p: &Path| fs::read(p).with_context(|| format!("cannot read {}", p.display()));
     image
         .dir("proc")
         .dir("sys")
         .char_device("dev/console", 5, 1)
         .file("init", 0o755, read(init)?)
-        .file("test_bpf.ko", 0o644, read(&kernel.test_bpf)?)
-        .file("plan", 0o644, plan.to_string().into_bytes());
-    if let Some(seconds) = plan.inject_panic_after_s {
-        image.file("inject-panic", 0o644, format!("{seconds}\n").into_bytes());
-    }
+        .file("test_bpf.ko", 0o644, read(&kernel.test_bpf)?);
+    Ok(image)
+}
+
+fn write(image: Initramfs, dest: &Path) -> anyhow::Result<()> {
     image
         .write_file(dest)
         .with_context(|| format!("cannot write the guest image {}", dest.display()))

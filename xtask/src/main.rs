@@ -22,6 +22,7 @@ mod kernels;
 mod merge;
 mod progress;
 mod signals;
+mod snapshot;
 mod test;
 mod tools;
 mod track;

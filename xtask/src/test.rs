@@ -23,6 +23,7 @@ use crate::guest_c::{self, Program};
 use crate::guests::{self, GuestRun};
 use crate::kernel::{Kernel, KernelSpec};
 use crate::progress::Reporter;
+use crate::snapshot::{self, Template};
 use crate::tools::{self, Install, Tool};
 use crate::{cache, image, project_root, signals, UsageError};
 
@@ -32,6 +33,8 @@ struct Inputs {
     /// The guest's PID 1.
     init: PathBuf,
     agent: Option<PathBuf>,
+    /// The booted guest module-load guests start from; `None` when each boots.
+    snapshot: Option<Template>,
 }
 
 impl Test {
@@ -100,6 +103,7 @@ impl Test {
             kernel: &inputs.kernel,
             init: &inputs.init,
             agent: inputs.agent.as_deref(),
+            snapshot: inputs.snapshot.as_ref(),
             cases: &cases,
             modes: &modes,
             catalog: plan.catalog.as_ref(),
@@ -259,13 +263,21 @@ impl Test {
             agent,
             &initrd,
         )?;
-        Ok(QemuConfig {
+        let config = QemuConfig {
             arch: self.arch,
             accel: Accel::detect(self.arch),
             kernel: inputs.kernel.image.clone(),
             initrd,
             append: String::new(),
             agent_output: plan.agent.then(|| dir.join("agent.out")),
+            restore: None,
+            qmp: None,
+            input: Vec::new(),
+        };
+        // Started as the harness starts it: from the booted template, when it would.
+        Ok(match &inputs.snapshot {
+            Some(template) if !plan.agent => template.guest(&config, &plan),
+            _ => config,
         })
     }
 
@@ -323,13 +335,29 @@ impl Test {
         tools::ensure(&sh, &[tool], install)?;
         let _lock = cache::Lock::acquire(cache)?;
         let spec = self.kernel_spec()?;
+        let kernel = spec.resolve(&sh, arch, cache, install)?;
+        let init = guest_c::build(&sh, arch, cache, install, Program::Init)?;
+        let snapshot = match self.cold_boot || plan.loads.is_empty() {
+            true => None,
+            false => {
+                let timeout = Duration::from_secs(arch.qemu().boot_timeout_secs);
+                match snapshot::template(arch, &kernel, &init, cache, timeout) {
+                    Ok(template) => Some(template),
+                    Err(e) => {
+                        eprintln!("warning: {e:#}; every guest boots instead");
+                        None
+                    }
+                }
+            }
+        };
         Ok(Inputs {
-            kernel: spec.resolve(&sh, arch, cache, install)?,
-            init: guest_c::build(&sh, arch, cache, install, Program::Init)?,
+            kernel,
+            init,
             agent: match plan.agent {
                 true => Some(guest_c::build(&sh, arch, cache, install, Program::Agent)?),
                 false => None,
             },
+            snapshot,
         })
     }
 }

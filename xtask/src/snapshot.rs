@@ -1,0 +1,243 @@
+//! Guests that start booted. Under TCG a guest spends 0.3 to 3 s booting before its first
+//! test (Malta's kernels alone spend 1 to 2 s timing their clock against the RTC), and every
+//! guest of a run, and every guest resumed after a crash, boots the same kernel into the same
+//! state. So a template guest is booted once per (QEMU, kernel, image), run up to its init's
+//! `harness: ready`, and saved with QEMU's own migration into a file of the cache. Each guest
+//! of a run then starts from that file (`-incoming`) and takes its plan on the console.
+//!
+//! Only guests with module loads alone start this way: the agent's bundle and fault
+//! injection go in the image, so those guests boot.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use runner::arch::Arch;
+use runner::plan::Plan;
+use runner::qemu::{Accel, Output, Qemu, QemuConfig};
+use sha2::{Digest, Sha256};
+
+use crate::kernel::Kernel;
+
+/// A booted guest, saved.
+#[derive(Clone, Debug)]
+pub struct Template {
+    /// The image it booted, which every restore must name again: QEMU checks that the
+    /// loaded images have the sizes of the saved ones.
+    pub initrd: PathBuf,
+    pub snapshot: PathBuf,
+}
+
+/// How long saving may take: about 1 s for the 90 MB a guest's memory holds.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Template {
+    /// The guest that runs `plan` from this template: the template's command line, started
+    /// from the snapshot, with the plan for its console.
+    pub fn guest(&self, base: &QemuConfig, plan: &Plan) -> QemuConfig {
+        // Newlines first: a restore can drop the first bytes sent (those the serial port took
+        // before its saved state was loaded); init skips everything before `begin`.
+        let input = format!("{}begin\n{plan}end\n", "\n".repeat(64));
+        QemuConfig {
+            initrd: self.initrd.clone(),
+            restore: Some(self.snapshot.clone()),
+            input: input.into_bytes(),
+            ..base.clone()
+        }
+    }
+}
+
+/// The template for `kernel` on `arch`, made now if the cache has none. `base` is the
+/// guests' command line; its initrd and restore fields are ignored.
+pub fn template(
+    arch: Arch,
+    kernel: &Kernel,
+    init: &Path,
+    cache: &Path,
+    boot_timeout: Duration,
+) -> anyhow::Result<Template> {
+    let dir = cache.join("snapshots");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let staging = tempfile::TempDir::new_in(&dir)
+        .with_context(|| format!("cannot create a directory in {}", dir.display()))?;
+    let initrd = staging.path().join("initramfs.cpio");
+    crate::image::template(arch, init, kernel, &initrd)?;
+    let key = key(arch, kernel, &initrd)?;
+    let entry = dir.join(format!("{arch}-{key}"));
+    let template = Template {
+        initrd: entry.join("initramfs.cpio"),
+        snapshot: entry.join("snapshot.bin"),
+    };
+    if template.snapshot.is_file() {
+        return Ok(template);
+    }
+    eprintln!("booting a template guest of {arch} once, to start every guest from it");
+    let started = Instant::now();
+    let config = QemuConfig {
+        arch,
+        accel: Accel::detect(arch),
+        kernel: kernel.image.clone(),
+        initrd: template.initrd.clone(),
+        append: String::new(),
+        agent_output: None,
+        restore: None,
+        qmp: Some(staging.path().join("qmp.sock")),
+        input: Vec::new(),
+    };
+    // Booted from the entry's own path: the image's path is on QEMU's command line only,
+    // but keep it the one restores use.
+    fs::create_dir_all(&entry).with_context(|| format!("cannot create {}", entry.display()))?;
+    fs::rename(&initrd, &template.initrd)
+        .with_context(|| format!("cannot move the image to {}", template.initrd.display()))?;
+    let saved = staging.path().join("snapshot.bin");
+    boot_and_save(&config, &saved, boot_timeout)
+        .with_context(|| format!("cannot make a snapshot of a booted {arch} guest"))?;
+    fs::rename(&saved, &template.snapshot).with_context(|| {
+        format!(
+            "cannot move the snapshot to {}",
+            template.snapshot.display()
+        )
+    })?;
+    eprintln!(
+        "template guest saved in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        template.snapshot.display()
+    );
+    Ok(template)
+}
+
+/// What decides a snapshot: QEMU's version, the kernel, the image, and the command line.
+fn key(arch: Arch, kernel: &Kernel, initrd: &Path) -> anyhow::Result<String> {
+    let qemu = arch.qemu().binary;
+    let version = std::process::Command::new(qemu)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {qemu}"))?;
+    let mut hash = Sha256::new();
+    hash.update(&version.stdout);
+    for file in [&kernel.image, &initrd.to_path_buf()] {
+        let data = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        hash.update(&data);
+    }
+    let probe = QemuConfig {
+        arch,
+        accel: Accel::detect(arch),
+        kernel: PathBuf::from("K"),
+        initrd: PathBuf::from("I"),
+        append: String::new(),
+        agent_output: None,
+        restore: None,
+        qmp: None,
+        input: Vec::new(),
+    };
+    let (_, args) = probe.command_line();
+    hash.update(args.join(" ").as_bytes());
+    let digest = hash.finalize();
+    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Boots `config` until its init is ready, saves it into `dest`, and ends it.
+fn boot_and_save(config: &QemuConfig, dest: &Path, timeout: Duration) -> anyhow::Result<()> {
+    let mut qemu = Qemu::spawn(config)?;
+    let result = wait_ready(&qemu, timeout).and_then(|()| {
+        let socket = config.qmp.as_deref().context("no QMP socket")?;
+        save(socket, dest)
+    });
+    qemu.terminate(Duration::from_secs(3));
+    result.map_err(|e| match qemu.stderr() {
+        stderr if stderr.is_empty() => e,
+        stderr => e.context(format!("QEMU said: {stderr}")),
+    })
+}
+
+fn wait_ready(qemu: &Qemu, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut console = Vec::new();
+    while Instant::now() < deadline {
+        match qemu.read(Duration::from_millis(200)) {
+            Output::Bytes(bytes) => console.extend_from_slice(&bytes),
+            Output::Quiet => {}
+            Output::Closed => bail!("QEMU exited before the guest was ready"),
+        }
+        if console
+            .windows(15)
+            .any(|w| w == b"harness: ready\r" || w == b"harness: ready\n")
+        {
+            return Ok(());
+        }
+    }
+    bail!("the guest was not ready after {} s", timeout.as_secs())
+}
+
+/// Saves the guest behind the QMP `socket` into `dest`, through QEMU's migration.
+fn save(socket: &Path, dest: &Path) -> anyhow::Result<()> {
+    let stream = UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to QEMU's QMP socket {}", socket.display()))?;
+    stream.set_read_timeout(Some(SAVE_TIMEOUT))?;
+    let mut qmp = Qmp {
+        reader: BufReader::new(stream.try_clone()?),
+        writer: stream,
+    };
+    qmp.reply()?; // the greeting
+    qmp.execute(serde_json::json!({ "execute": "qmp_capabilities" }))?;
+    let quoted = dest.display().to_string().replace('\'', "'\\''");
+    qmp.execute(serde_json::json!({
+        "execute": "migrate",
+        "arguments": { "uri": format!("exec:cat > '{quoted}'") }
+    }))?;
+    let deadline = Instant::now() + SAVE_TIMEOUT;
+    while Instant::now() < deadline {
+        let reply = qmp.execute(serde_json::json!({ "execute": "query-migrate" }))?;
+        match reply["return"]["status"].as_str() {
+            Some("completed") => return Ok(()),
+            Some(status @ ("failed" | "cancelled")) => bail!(
+                "QEMU's migration {status}: {}",
+                reply["return"]["error-desc"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            ),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    bail!("saving took over {} s", SAVE_TIMEOUT.as_secs())
+}
+
+/// QEMU's machine protocol: one JSON object a line each way.
+struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    /// Sends `command` and returns its reply (events that arrive meanwhile are skipped).
+    fn execute(&mut self, command: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        writeln!(self.writer, "{command}").context("cannot write to QMP")?;
+        let reply = self.reply()?;
+        if let Some(error) = reply.get("error") {
+            bail!("QMP refused {command}: {error}");
+        }
+        Ok(reply)
+    }
+
+    fn reply(&mut self) -> anyhow::Result<serde_json::Value> {
+        loop {
+            let mut line = String::new();
+            if self
+                .reader
+                .read_line(&mut line)
+                .context("cannot read from QMP")?
+                == 0
+            {
+                bail!("QEMU closed its QMP socket");
+            }
+            let value: serde_json::Value = serde_json::from_str(&line)
+                .with_context(|| format!("QMP sent something that is not JSON: {line}"))?;
+            if value.get("event").is_none() {
+                return Ok(value);
+            }
+        }
+    }
+}
