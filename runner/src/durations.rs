@@ -122,6 +122,18 @@ impl Durations {
         }
     }
 
+    /// Adds what `newer` timed of tests never timed before, keeping every time already known:
+    /// for a run in one guest, whose times are not those a cut into shards meets (see
+    /// `xtask/src/test.rs`).
+    pub fn fill(&mut self, newer: &Durations) {
+        for (key, &seconds) in &newer.tests {
+            self.tests.entry(key.clone()).or_insert(seconds);
+        }
+        for (&mode, &seconds) in &newer.agent_case_s {
+            self.agent_case_s.entry(mode).or_insert(seconds);
+        }
+    }
+
     /// The time of one test: as timed in this mode, else in another mode, else a guess.
     pub fn test(&self, mode: Mode, suite: &str, name: &str) -> f64 {
         if let Some(&s) = self.tests.get(&key(mode, suite, name)) {
