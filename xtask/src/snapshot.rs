@@ -72,6 +72,11 @@ pub fn template(
         snapshot: entry.join("snapshot.bin"),
     };
     if template.snapshot.is_file() {
+        // Its time says when it was last used: the least recently used go first.
+        let _ = fs::File::options()
+            .append(true)
+            .open(&template.snapshot)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         return Ok(template);
     }
     eprintln!("booting a template guest of {arch} once, to start every guest from it");
@@ -106,7 +111,32 @@ pub fn template(
         started.elapsed().as_secs_f64(),
         template.snapshot.display()
     );
+    prune(&dir, &entry);
     Ok(template)
+}
+
+/// Snapshots kept in the cache: each is about 100 MB, and a `track` over many revisions
+/// makes one per kernel.
+const KEEP: usize = 8;
+
+/// Removes the least recently used snapshots beyond [`KEEP`], never `keep`.
+fn prune(dir: &Path, keep: &Path) {
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p != keep)
+        .filter_map(|p| {
+            let used = fs::metadata(p.join("snapshot.bin")).ok()?.modified().ok()?;
+            Some((used, p))
+        })
+        .collect();
+    entries.sort();
+    let excess = (entries.len() + 1).saturating_sub(KEEP);
+    for (_, old) in entries.into_iter().take(excess) {
+        let _ = fs::remove_dir_all(old);
+    }
 }
 
 /// What decides a snapshot: QEMU's version, the kernel, the image, and the command line.
