@@ -7,25 +7,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::BufReader;
-use std::os::unix::process::CommandExt as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+
+use common::browser::{self, chromium};
 
 use runner::arch::Arch;
 use runner::outputs::html;
 use runner::report::{KernelInfo, Mode, Report, Scope, Status, TestResult};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Far more than a page takes, even on a loaded machine.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One browser at a time: the machine running the tests may be small and shared.
-static BROWSER: Mutex<()> = Mutex::new(());
 
 const EVIL: &str = "</script><img src=x onerror=alert(1)>";
 
@@ -124,66 +112,8 @@ fn synthetic() -> Report {
     report
 }
 
-/// Writes `page` as `index.html` in a new directory, which lives as long as the result.
 fn write_page(page: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("index.html");
-    std::fs::write(&path, page).expect("index.html is written");
-    let url = format!("file://{}", path.display());
-    (dir, url)
-}
-
-/// Runs headless Chromium on `url` and returns what it printed on stdout; kills it when it
-/// runs over [`TIMEOUT`].
-fn chromium(args: &[&str], url: &str) -> String {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's `chromium` package \
-         (apt-get install --no-install-recommends chromium)"
-    );
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile").display()
-        ))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).expect("a file for stdout"))
-        .stderr(File::create(&err).expect("a file for stderr"))
-        // Its own group, so that a timeout ends its helper processes too.
-        .process_group(0)
-        .spawn()
-        .expect("cannot start chromium");
-    let stderr = || std::fs::read_to_string(&err).unwrap_or_default();
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("cannot wait for chromium") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let group = rustix::process::Pid::from_child(&child);
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-            let _ = child.wait();
-            panic!("chromium ran over {TIMEOUT:?}; its stderr:\n{}", stderr());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "chromium failed: {status}\n{}", stderr());
-    std::fs::read_to_string(&out).expect("chromium's stdout is UTF-8")
+    browser::write_page("index.html", page)
 }
 
 /// The DOM after the page's script ran, checked for the script's mark.
@@ -262,36 +192,14 @@ fn colour(page: &str, status: Status) -> [u8; 3] {
 
 /// A 1280×900 screenshot of `url`: how many of its pixels have each of `colours`.
 fn screenshot(url: &str, colours: &[[u8; 3]]) -> Vec<usize> {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let png = dir.path().join("shot.png");
-    let shot = format!("--screenshot={}", png.display());
-    chromium(&[&shot, "--window-size=1280,900", "--hide-scrollbars"], url);
-    let file = File::open(&png).expect("chromium wrote the screenshot");
-    let mut decoder = png::Decoder::new(BufReader::new(file));
-    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info().expect("the screenshot is a PNG");
-    let size = reader
-        .output_buffer_size()
-        .expect("a screenshot fits in memory");
-    let mut pixels = vec![0; size];
-    let info = reader.next_frame(&mut pixels).expect("the PNG decodes");
-    assert!(
-        info.width >= 1000 && info.height >= 700,
-        "{}x{}",
-        info.width,
-        info.height
-    );
-    let step = match info.color_type {
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        other => panic!("a colour screenshot, not {other:?}"),
-    };
+    let (width, height, pixels) = browser::screenshot(url, "--window-size=1280,900");
+    assert!(width >= 1000 && height >= 700, "{width}x{height}");
     let near = |a: u8, b: u8| a.abs_diff(b) <= 3;
     colours
         .iter()
         .map(|c| {
-            pixels[..info.buffer_size()]
-                .chunks_exact(step)
+            pixels
+                .iter()
                 .filter(|p| near(p[0], c[0]) && near(p[1], c[1]) && near(p[2], c[2]))
                 .count()
         })

@@ -622,6 +622,28 @@ fn isa_v4_instructions_are_skipped_with_a_reason_on_6_1() {
     }
 }
 
+/// The one `crash` of a run whose first guest was made to panic: the run exits 1 (a test
+/// failed, the harness did not), and the crash carries the panic's title.
+fn the_forced_panic<'a>(output: &Output, report: &'a Report) -> &'a runner::report::TestResult {
+    assert_eq!(output.status.code(), Some(1), "{}", show(output));
+    let crashed: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.status == Status::Crash)
+        .collect();
+    let [crash] = crashed.as_slice() else {
+        panic!("one crash: {}", show(output));
+    };
+    assert!(
+        crash
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("kernel panic: sysrq triggered crash")),
+        "{crash:?}"
+    );
+    crash
+}
+
 #[test]
 fn a_real_panic_is_pinned_on_its_test_and_a_fresh_guest_runs_the_rest() {
     let out = tempfile::tempdir().unwrap();
@@ -639,25 +661,10 @@ fn a_real_panic_is_pinned_on_its_test_and_a_fresh_guest_runs_the_rest() {
         ],
         out.path(),
     );
-    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
     let report = report.unwrap();
-    let crashed: Vec<_> = report
-        .results
-        .iter()
-        .filter(|r| r.status == Status::Crash)
-        .collect();
-    assert_eq!(crashed.len(), 1, "{}", show(&output));
-    let crash = crashed[0];
+    let crash = the_forced_panic(&output, &report);
     assert_eq!(crash.suite, "test_bpf");
     assert!(crash.id.is_some() && !crash.name.is_empty(), "{crash:?}");
-    assert!(
-        crash
-            .message
-            .as_deref()
-            .unwrap()
-            .starts_with("kernel panic: sysrq triggered crash"),
-        "{crash:?}"
-    );
     // Every other test ran, in the first guest before the crash or in the guest that took
     // over after it, and passed; each is there once.
     for r in &report.results {
@@ -766,24 +773,9 @@ fn a_real_panic_in_the_agent_is_pinned_on_its_case_and_a_fresh_guest_runs_the_re
         ],
         out.path(),
     );
-    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
     let report = report.unwrap();
-    let crashed: Vec<_> = report
-        .results
-        .iter()
-        .filter(|r| r.status == Status::Crash)
-        .collect();
-    let [crash] = crashed.as_slice() else {
-        panic!("one crash: {}", show(&output));
-    };
+    let crash = the_forced_panic(&output, &report);
     assert_eq!(crash.suite, "conformance");
-    assert!(
-        crash
-            .message
-            .as_deref()
-            .is_some_and(|m| m.starts_with("kernel panic: sysrq triggered crash")),
-        "{crash:?}"
-    );
     // Every other case ran in every mode, before the crash or in the guest resumed after it,
     // and passed; none is there twice, and the divergence check saw all three modes.
     let cases = report

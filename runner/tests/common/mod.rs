@@ -1,5 +1,8 @@
 //! Shared by the tests that check an output with its real consumer.
 
+#[allow(dead_code)]
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
