@@ -17,6 +17,9 @@ pub enum Arch {
     /// MIPS32 release 2, big endian: where byte-order bugs of the 32-bit JIT show. Debian
     /// ships no kernel or userland for it.
     Mips,
+    /// MIPS64 release 6, little endian (Malta, I6400): R6 re-encodes branches, multiply and
+    /// divide, so the 64-bit JIT emits other instructions. Built kernels only.
+    Mips64r6el,
 }
 
 /// Byte order of a guest.
@@ -70,7 +73,13 @@ pub struct Toolchain {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 4] = [Arch::X86_64, Arch::Mips64el, Arch::Mipsel, Arch::Mips];
+    pub const ALL: [Arch; 5] = [
+        Arch::X86_64,
+        Arch::Mips64el,
+        Arch::Mipsel,
+        Arch::Mips,
+        Arch::Mips64r6el,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -78,6 +87,7 @@ impl Arch {
             Arch::Mips64el => "mips64el",
             Arch::Mipsel => "mipsel",
             Arch::Mips => "mips",
+            Arch::Mips64r6el => "mips64r6el",
         }
     }
 
@@ -89,6 +99,8 @@ impl Arch {
             Arch::Mips64el => "mips64el",
             Arch::Mipsel => "mipsel",
             Arch::Mips => "mips",
+            // An unofficial port: bookworm's archive has no packages for it.
+            Arch::Mips64r6el => "mips64r6el",
         }
     }
 
@@ -99,6 +111,7 @@ impl Arch {
             Arch::Mips64el => ("mips", "mips64el-linux-gnuabi64-"),
             Arch::Mipsel => ("mips", "mipsel-linux-gnu-"),
             Arch::Mips => ("mips", "mips-linux-gnu-"),
+            Arch::Mips64r6el => ("mips", "mipsisa64r6el-linux-gnuabi64-"),
         }
     }
 
@@ -109,7 +122,7 @@ impl Arch {
                 endian: Endian::Little,
                 is_64: true,
             },
-            Arch::Mips64el => ElfIdent {
+            Arch::Mips64el | Arch::Mips64r6el => ElfIdent {
                 machine: object::elf::EM_MIPS,
                 endian: Endian::Little,
                 is_64: true,
@@ -153,6 +166,17 @@ impl Arch {
                 packages: &["gcc-mips-linux-gnu", "libc6-dev-mips-cross"],
                 objdump: "mips-linux-gnu-objdump",
                 objdump_raw: &["-b", "binary", "-m", "mips:isa32r2", "-EB"],
+            },
+            // Debian's R6 cross compiler and C library: an R2 binary does not run on an R6
+            // core (branch-likely and the old multiply encodings are gone).
+            Arch::Mips64r6el => Toolchain {
+                cc: "mipsisa64r6el-linux-gnuabi64-gcc",
+                packages: &[
+                    "gcc-mipsisa64r6el-linux-gnuabi64",
+                    "libc6-dev-mips64r6el-cross",
+                ],
+                objdump: "mipsisa64r6el-linux-gnuabi64-objdump",
+                objdump_raw: &["-b", "binary", "-m", "mips:isa64r6", "-EL"],
             },
         }
     }
@@ -203,6 +227,11 @@ impl Arch {
                 binary: "qemu-system-mips",
                 ..Arch::Mipsel.qemu()
             },
+            // Malta takes MIPS64 release 6 cores too; the I6400 is QEMU's.
+            Arch::Mips64r6el => QemuSettings {
+                machine_args: &["-M", "malta", "-cpu", "I6400"],
+                ..Arch::Mips64el.qemu()
+            },
         }
     }
 }
@@ -214,7 +243,7 @@ impl fmt::Display for Arch {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown architecture `{0}`: expected one of x86_64, mips64el, mipsel, mips")]
+#[error("unknown architecture `{0}`: expected one of x86_64, mips64el, mipsel, mips, mips64r6el")]
 pub struct UnknownArch(String);
 
 impl FromStr for Arch {
@@ -226,6 +255,7 @@ impl FromStr for Arch {
             "mips64el" => Ok(Arch::Mips64el),
             "mipsel" => Ok(Arch::Mipsel),
             "mips" => Ok(Arch::Mips),
+            "mips64r6el" => Ok(Arch::Mips64r6el),
             _ => Err(UnknownArch(s.to_owned())),
         }
     }

@@ -50,8 +50,8 @@ pub fn unwrap(arch: Arch, image: &[u8]) -> Result<Option<Vec<u8>>, UnwrapError> 
     match arch {
         Arch::X86_64 => unwrap_bzimage(image),
         Arch::Mips64el => unwrap_zboot(image, MALTA_LOAD_ADDRESS),
-        // The 32-bit kernels are built here and booted as the `vmlinux` ELF they are.
-        Arch::Mipsel | Arch::Mips => Ok(None),
+        // These kernels are built here and booted as the `vmlinux` ELF they are.
+        Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => Ok(None),
     }
 }
 

@@ -87,22 +87,21 @@ impl Pool {
     /// One worker: boots guests for the queue's shards until none is left or running.
     fn work(&self, setup: &Setup<'_>, cancel: &AtomicBool, reporter: &Mutex<Reporter>) {
         loop {
-            let job = {
+            // Numbered as taken from the queue: guest 1 runs the first shard.
+            let taken = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                let job = queue.pop_front();
-                if job.is_some() {
+                queue.pop_front().map(|job| {
                     self.running.fetch_add(1, Ordering::SeqCst);
-                }
-                job
+                    (job, self.started.fetch_add(1, Ordering::SeqCst) + 1)
+                })
             };
-            let Some(job) = job else {
+            let Some((job, number)) = taken else {
                 if self.running.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
-            let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
             let (guest, rest) = run_one(setup, &job, number, cancel, reporter);
             if let Some(shard) = rest {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());

@@ -53,7 +53,9 @@ pub fn default_spec(arch: Arch) -> KernelSpec {
         Arch::Mips64el => "6.1.0-50",
         // Debian has no big-endian MIPS at all; its mipsel kernels are MIPS32 release 1
         // (4kc-malta), and built kernels keep the two 32-bit guests alike.
-        Arch::Mipsel | Arch::Mips => return KernelSpec::Build(Default::default()),
+        Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => {
+            return KernelSpec::Build(Default::default())
+        }
     };
     KernelSpec::Debian {
         abi: abi.to_owned(),
@@ -67,9 +69,10 @@ fn debian_flavour(arch: Arch) -> anyhow::Result<&'static str> {
         Arch::X86_64 => "amd64-unsigned",
         Arch::Mips64el => "5kc-malta",
         Arch::Mipsel => "4kc-malta",
-        Arch::Mips => {
+        Arch::Mips | Arch::Mips64r6el => {
             return Err(UsageError::wrap(anyhow::anyhow!(
-                "Debian has no big-endian MIPS kernels; leave out --kernel to build one from                  linux-source-6.1, or give --kernel-source"
+                "Debian has no {arch} kernels; leave out --kernel to build one from \
+                 linux-source-6.1, or give --kernel-source"
             )))
         }
     })
@@ -283,7 +286,7 @@ fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
             "vmlinuz-*",
         ],
         // Malta boots the ELF image directly.
-        Arch::Mips64el | Arch::Mipsel | Arch::Mips => {
+        Arch::Mips64el | Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => {
             &["vmlinux", "vmlinuz", "boot/vmlinuz-*", "vmlinuz-*"]
         }
     };

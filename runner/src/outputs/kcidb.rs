@@ -217,7 +217,7 @@ fn status(status: Status) -> &'static str {
 fn architecture(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => "x86_64",
-        Arch::Mips64el | Arch::Mipsel | Arch::Mips => "mips",
+        Arch::Mips64el | Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => "mips",
     }
 }
 
