@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runner::arch::Arch;
 use runner::cli::Selection;
-use runner::report::{render_summary, KernelInfo, Report};
+use runner::report::render_summary;
 use runner::session;
 
 #[derive(Parser, Debug)]
@@ -64,19 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 .with_context(|| format!("cannot read the console log {}", console.display()))?;
             let outcome = session::replay(&bytes, &plan);
             let invalid_selection = outcome.invalid_selection;
-            let report = Report::new(
-                KernelInfo {
-                    arch,
-                    release: outcome.release,
-                    source,
-                    revision: None,
-                    config_hash: None,
-                },
-                outcome.results,
-                outcome.errors,
-                outcome.complete,
-                outcome.timing,
-            );
+            let report = outcome.into_report(arch, source);
             if let Some(out) = out {
                 std::fs::create_dir_all(&out)
                     .with_context(|| format!("cannot create {}", out.display()))?;

@@ -80,6 +80,22 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
+    /// A guest that boots `kernel` with `initrd`: no second serial port, no snapshot, no
+    /// input; the accelerator the host can give it.
+    pub fn boot(arch: Arch, kernel: PathBuf, initrd: PathBuf) -> QemuConfig {
+        QemuConfig {
+            arch,
+            accel: Accel::detect(arch),
+            kernel,
+            initrd,
+            append: String::new(),
+            agent_output: None,
+            restore: None,
+            qmp: None,
+            input: Vec::new(),
+        }
+    }
+
     /// The program and arguments that boot this guest.
     pub fn command_line(&self) -> (String, Vec<String>) {
         let qemu = self.arch.qemu();

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::arch::Arch;
 use crate::console::{self, LineSplitter};
 use crate::durations::Durations;
 use crate::plan::Plan;
 use crate::protocol::{self, GuestLine};
 use crate::qemu::{Output, Qemu, QemuConfig, QemuError};
-use crate::report::{Status, TestResult, Timing};
+use crate::report::{KernelInfo, Report, Status, TestResult, Timing};
 use crate::splat::{self, Splat};
 use crate::test_bpf::LoadParser;
 
@@ -133,6 +134,26 @@ pub fn cancelled(plan: &Plan) -> Outcome {
     run.out.interrupted = true;
     run.stop("interrupted: the run was cancelled before this guest booted");
     run.finish()
+}
+
+impl Outcome {
+    /// The report of this guest alone, on the kernel `source` names (replays, tools).
+    pub fn into_report(self, arch: Arch, source: String) -> Report {
+        let kernel = KernelInfo {
+            arch,
+            release: self.release,
+            source,
+            revision: None,
+            config_hash: None,
+        };
+        Report::new(
+            kernel,
+            self.results,
+            self.errors,
+            self.complete,
+            self.timing,
+        )
+    }
 }
 
 /// Reads a recorded console (a `console.log`) as if it came from a guest running `plan`.

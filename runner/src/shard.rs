@@ -6,7 +6,7 @@
 //! number. A shard keeps each suite's tests contiguous, so that it runs them with one
 //! `test_range` per suite and mode, as few module loads as the cut allows.
 
-use crate::agent::AgentStart;
+use crate::agent::{AgentRun, AgentStart};
 use crate::durations::{self, Durations};
 use crate::plan::{Filter, ModuleLoad, Plan};
 use crate::report::{Mode, Status, TestResult};
@@ -88,6 +88,22 @@ impl Shard {
             agent_from: self.agent_from,
         };
         (!rest.loads.is_empty() || rest.agent).then_some(rest)
+    }
+
+    /// What is left after the guest that ran this shard crashed or hung in the agent
+    /// (`run`, over `cases` cases in `modes` modes): the cases after the one in flight, in a
+    /// fresh guest. The agent runs after every module load, so no load is left. `None` when
+    /// the agent was not stopped by a crash or hang, or nothing is left.
+    pub fn resume_agent(&self, run: &AgentRun, cases: usize, modes: usize) -> Option<Shard> {
+        if !self.agent || !matches!(run.stop, Some((Status::Crash | Status::Hang, _))) {
+            return None;
+        }
+        let (case, mode) = run.in_flight(cases, modes)?;
+        Some(Shard {
+            loads: Vec::new(),
+            agent: true,
+            agent_from: AgentStart::after(case, mode, cases, modes)?,
+        })
     }
 
     /// Whether this shard runs the test of `result` (or, for an entry with no number, the
@@ -424,6 +440,28 @@ mod tests {
             message: None,
             flaky: None,
         }
+    }
+
+    #[test]
+    fn a_hang_in_the_agent_resumes_past_its_case_and_an_interruption_does_not() {
+        let shard = Shard {
+            agent: true,
+            ..Shard::default()
+        };
+        let output = crate::agent::parse_output(b"mode 0 begin 1 0\nload 0 0 0 0\ndone 0 0\n");
+        let hung = AgentRun {
+            output,
+            stop: Some((Status::Hang, "no console output".into())),
+            ..AgentRun::default()
+        };
+        let rest = shard.resume_agent(&hung, 3, 2).expect("cases are left");
+        assert_eq!(rest.to_string(), "agent from mode 0 case 2");
+        assert_eq!(shard.resume_agent(&hung, 2, 1), None, "case 1 was the last");
+        let interrupted = AgentRun {
+            stop: Some((Status::NotRun, "interrupted".into())),
+            ..hung
+        };
+        assert_eq!(shard.resume_agent(&interrupted, 3, 2), None);
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use runner::agent::{AgentOutput, AgentRun, AgentStart};
+use runner::agent::{AgentOutput, AgentRun};
 use runner::arch::Arch;
 use runner::cases::Case;
 use runner::durations::Durations;
-use runner::qemu::{Accel, QemuConfig};
+use runner::qemu::QemuConfig;
 use runner::report::{AgentPass, GuestTiming, Mode, Status, TestResult};
 use runner::session::{self, Progress, Timeouts};
 use runner::shard::Shard;
@@ -178,24 +178,6 @@ fn judge_agent(setup: &Setup<'_>, guests: &mut [GuestRun]) {
     ));
 }
 
-/// What is left of `shard`'s agent after its guest crashed or hung in it: the cases after the
-/// one in flight, in a fresh guest.
-fn agent_rest(setup: &Setup<'_>, shard: &Shard, agent: &AgentRun) -> Option<Shard> {
-    let (status, _) = agent.stop.as_ref()?;
-    if !matches!(status, Status::Crash | Status::Hang) {
-        return None;
-    }
-    let (case, mode) = agent.in_flight(setup.cases.len(), setup.modes.len())?;
-    let from = AgentStart::after(case, mode, setup.cases.len(), setup.modes.len())?;
-    // The agent runs after every module load: none is left.
-    Some(Shard {
-        loads: Vec::new(),
-        agent: true,
-        agent_from: from,
-    })
-    .filter(|_| shard.agent)
-}
-
 /// The CPUs this process may run on.
 fn allowed_cpus() -> Vec<usize> {
     match rustix::thread::sched_getaffinity(None) {
@@ -247,7 +229,10 @@ fn run_one(
         _ => None,
     };
     let rest = match (rest, &guest.agent) {
-        (None, Some(agent)) if !guest.interrupted => agent_rest(setup, &job.shard, agent),
+        (None, Some(agent)) if !guest.interrupted => {
+            job.shard
+                .resume_agent(agent, setup.cases.len(), setup.modes.len())
+        }
         (rest, _) => rest,
     };
     let rest = match rest {
@@ -294,15 +279,8 @@ fn boot(
     }
     let initrd = dir.join("initramfs.cpio");
     let config = QemuConfig {
-        arch: setup.arch,
-        accel: Accel::detect(setup.arch),
-        kernel: setup.kernel.image.clone(),
-        initrd,
-        append: String::new(),
         agent_output: plan.agent.then(|| dir.join("agent.out")),
-        restore: None,
-        qmp: None,
-        input: Vec::new(),
+        ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd)
     };
     // Module loads alone start from the booted template; the agent's bundle and fault
     // injection go in an image of the guest's own.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use runner::arch::Arch;
 use runner::plan::Plan;
-use runner::qemu::{Accel, Output, Qemu, QemuConfig};
+use runner::qemu::{Output, Qemu, QemuConfig};
 use sha2::{Digest, Sha256};
 
 use crate::kernel::Kernel;
@@ -50,8 +50,7 @@ impl Template {
     }
 }
 
-/// The template for `kernel` on `arch`, made now if the cache has none. `base` is the
-/// guests' command line; its initrd and restore fields are ignored.
+/// The template for `kernel` on `arch` (booting `init`), made now if the cache has none.
 pub fn template(
     arch: Arch,
     kernel: &Kernel,
@@ -82,15 +81,8 @@ pub fn template(
     eprintln!("booting a template guest of {arch} once, to start every guest from it");
     let started = Instant::now();
     let config = QemuConfig {
-        arch,
-        accel: Accel::detect(arch),
-        kernel: kernel.image.clone(),
-        initrd: template.initrd.clone(),
-        append: String::new(),
-        agent_output: None,
-        restore: None,
         qmp: Some(staging.path().join("qmp.sock")),
-        input: Vec::new(),
+        ..QemuConfig::boot(arch, kernel.image.clone(), template.initrd.clone())
     };
     // Booted from the entry's own path: the image's path is on QEMU's command line only,
     // but keep it the one restores use.
@@ -152,17 +144,8 @@ fn key(arch: Arch, kernel: &Kernel, initrd: &Path) -> anyhow::Result<String> {
         let data = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         hash.update(&data);
     }
-    let probe = QemuConfig {
-        arch,
-        accel: Accel::detect(arch),
-        kernel: PathBuf::from("K"),
-        initrd: PathBuf::from("I"),
-        append: String::new(),
-        agent_output: None,
-        restore: None,
-        qmp: None,
-        input: Vec::new(),
-    };
+    // The paths are the entry's, named by this key: the rest of the command line counts.
+    let probe = QemuConfig::boot(arch, PathBuf::from("K"), PathBuf::from("I"));
     let (_, args) = probe.command_line();
     hash.update(args.join(" ").as_bytes());
     let digest = hash.finalize();

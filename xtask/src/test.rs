@@ -11,7 +11,7 @@ use runner::arch::Arch;
 use runner::cases;
 use runner::durations::Durations;
 use runner::plan::Plan;
-use runner::qemu::{Accel, QemuConfig};
+use runner::qemu::QemuConfig;
 use runner::report::{self, render_summary, KernelInfo, Report, TestResult, Timing};
 use runner::session::Timeouts;
 use runner::shard::{self, Shard};
@@ -121,6 +121,7 @@ impl Test {
         };
         let reporter = Mutex::new(Reporter::new(&what));
         let started = Instant::now();
+        let one_shard = shards.len() == 1;
         let guests = guests::run(&setup, shards, jobs, 1, cancel, &reporter);
         let retried = match self.retry_failures {
             true => retry(&setup, &guests, cancel, &reporter),
@@ -140,13 +141,13 @@ impl Test {
         runner::outputs::write_all(&out, &report, &gate.fail_on)?;
         // Durations only matter to a cut into shards, where each shard runs in a freshly
         // started guest, and there some tests run slower than late in a long one (test_bpf's
-        // "Staggered jumps" by a fifth on mips64el). So a run in one guest only adds tests
-        // never timed; a run in several updates them all.
+        // "Staggered jumps" by a fifth on mips64el). So a run of one shard only adds tests
+        // never timed; a run of several updates them all.
         let mut recorded = history.unwrap_or_default();
         for guest in &guests {
-            match guests.len() {
-                1 => recorded.fill(&guest.durations),
-                _ => recorded.update(&guest.durations),
+            match one_shard {
+                true => recorded.fill(&guest.durations),
+                false => recorded.update(&guest.durations),
             }
         }
         if let Err(e) = std::fs::create_dir_all(cache.join("durations"))
@@ -271,15 +272,8 @@ impl Test {
             &initrd,
         )?;
         let config = QemuConfig {
-            arch: self.arch,
-            accel: Accel::detect(self.arch),
-            kernel: inputs.kernel.image.clone(),
-            initrd,
-            append: String::new(),
             agent_output: plan.agent.then(|| dir.join("agent.out")),
-            restore: None,
-            qmp: None,
-            input: Vec::new(),
+            ..QemuConfig::boot(self.arch, inputs.kernel.image.clone(), initrd)
         };
         // Started as the harness starts it: from the booted template, when it would.
         Ok(match &inputs.snapshot {

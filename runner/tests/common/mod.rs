@@ -50,26 +50,12 @@ fn run(command: &mut Command) {
 /// `tests/fixtures/`, with the kernel named by `source`.
 #[allow(dead_code)]
 pub fn replayed(log: &str, arch: runner::arch::Arch, source: &str) -> runner::report::Report {
-    use runner::report::{KernelInfo, Mode, Report};
+    use runner::report::Mode;
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(log);
     let console = std::fs::read(&path).expect("the fixture is readable");
     let plan = runner::plan::Plan::new(&runner::test_bpf::Suite::ALL, &[Mode::Jit], None)
         .expect("the default plan is valid");
-    let outcome = runner::session::replay(&console, &plan);
-    let kernel = KernelInfo {
-        arch,
-        release: outcome.release,
-        source: source.to_owned(),
-        revision: None,
-        config_hash: None,
-    };
-    Report::new(
-        kernel,
-        outcome.results,
-        outcome.errors,
-        outcome.complete,
-        outcome.timing,
-    )
+    runner::session::replay(&console, &plan).into_report(arch, source.to_owned())
 }

@@ -5,7 +5,7 @@ use std::process::Output;
 
 use runner::arch::Arch;
 use runner::cli::Selection;
-use runner::report::{KernelInfo, Mode, Report, Scope};
+use runner::report::{Mode, Report, Scope};
 
 /// A command's status and output, for an assertion's message.
 pub fn show(output: &Output) -> String {
@@ -44,20 +44,9 @@ pub fn recorded_run(log: &str, edit: impl Fn(String) -> String) -> Report {
         filter: None,
     };
     let plan = selection.plan().expect("the default selection plans");
-    let outcome = runner::session::replay(console.as_bytes(), &plan);
-    let mut report = Report::new(
-        KernelInfo {
-            arch: Arch::X86_64,
-            release: outcome.release,
-            source: "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".into(),
-            revision: None,
-            config_hash: None,
-        },
-        outcome.results,
-        outcome.errors,
-        outcome.complete,
-        outcome.timing,
-    );
+    let source = "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2".to_owned();
+    let mut report =
+        runner::session::replay(console.as_bytes(), &plan).into_report(Arch::X86_64, source);
     report.scope = Some(Scope {
         suites: ["test_bpf", "test_tail_calls", "test_skb_segment"]
             .map(String::from)
