@@ -820,14 +820,15 @@ static void run_case(struct ctx *x, const struct tcase *c, uint32_t mode)
 		run_unpriv(x, c, mode); /* nothing is run, even with RUN */
 	} else {
 		int st = setup(x, c, mode, mapfd, progfd);
+		/* Before the run: a program that never returns leaves its image on the host. */
+		if (st != STOPPED && progfd[0] >= 0)
+			report_jit(x, c, mode, progfd[0]);
 		if (st == LOADED && (c->flags & F_ATTACH)) /* instead of RUN */
 			attach_run(x, c, mode, progfd[0]);
 		else if (st == LOADED && (c->flags & F_RUN))
 			test_run(x, c, mode, progfd[0]);
 		if (st != STOPPED)
 			read_maps(x, c, mode, mapfd);
-		if (st != STOPPED && progfd[0] >= 0)
-			report_jit(x, c, mode, progfd[0]);
 	}
 	for (int s = 0; s < MAX_SLOTS; s++) {
 		if (mapfd[s] >= 0)

@@ -545,7 +545,7 @@ pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) ->
         for (index, &mode) in modes.iter().enumerate() {
             let obs = observations.get(&(id, index)).copied();
             let (status, message) = match stops.get(&(id, index)) {
-                Some((status, why)) => (*status, Some(why.clone())),
+                Some((status, why)) => (*status, Some(stop_message(why, obs, arch))),
                 None => judge(case, obs, endian),
             };
             let jited = obs.and_then(|o| o.jit.as_ref()).map(|j| j.0);
@@ -566,6 +566,33 @@ pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) ->
         }
     }
     results
+}
+
+/// A crash's or hang's message, with what the agent got to before it: a program that loaded
+/// and then never returned from its run shows its JIT image, the likeliest culprit.
+fn stop_message(why: &str, obs: Option<&Observation>, arch: Arch) -> String {
+    let Some(obs) = obs else {
+        return why.to_owned();
+    };
+    let ran = obs.run.is_some() || obs.attach.is_some();
+    match &obs.jit {
+        Some((true, len, image)) if !ran => {
+            let code = if image.is_empty() {
+                "(no image: the case does not dump it)".to_owned()
+            } else {
+                crate::disasm::jit_image(arch, image)
+                    .unwrap_or_else(|e| format!("({e}) {}", to_hex(image)))
+            };
+            format!("{why}, in the run of the program it had loaded; its JIT image, {len} bytes:\n{code}")
+        }
+        Some((false, ..)) if !ran => {
+            format!("{why}, in the run of the program it had loaded (not JIT'ed)")
+        }
+        _ if !obs.loads.is_empty() && !ran && obs.jit.is_none() => {
+            format!("{why}, while loading its programs")
+        }
+        _ => why.to_owned(),
+    }
 }
 
 type ModeVerdict<'a> = (Mode, Status, Option<String>, Option<&'a Observation>);
@@ -755,6 +782,36 @@ mod tests {
     }
 
     #[test]
+    fn a_program_that_never_returns_is_shown_with_its_jit_image() {
+        // x86_64: `mov eax, 7; jmp .` (an endless loop where `ret` should be).
+        let looping = stopped(
+            parse_output(b"mode 0 begin 1 2\nload 0 0 0 0\njit 0 0 1 7 16 b807000000ebfe\n"),
+            (Status::Hang, "no console output for 20 s".to_owned()),
+        );
+        let r = results(&[case()], &[Mode::JitHardened], &[looping], Arch::X86_64);
+        assert_eq!((r[0].status, r[0].jited), (Status::Hang, Some(true)));
+        let message = r[0].message.as_deref().unwrap_or_default();
+        assert!(
+            message.starts_with(
+                "no console output for 20 s, in the run of the program it had loaded; \
+                 its JIT image, 7 bytes:\n"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("jmp"), "{message}");
+
+        let loading = stopped(
+            parse_output(b"mode 0 begin 1 2\nload 0 0 0 0\n"),
+            (Status::Crash, "Oops".to_owned()),
+        );
+        let r = results(&[case()], &[Mode::Jit], &[loading], Arch::X86_64);
+        assert_eq!(
+            r[0].message.as_deref(),
+            Some("Oops, while loading its programs")
+        );
+    }
+
+    #[test]
     fn a_run_is_judged_by_the_full_r0() {
         let out = output("0700000000000000");
         assert!(out.errors.is_empty(), "{:?}", out.errors);
@@ -815,7 +872,7 @@ mod tests {
         assert_eq!(statuses[1..], [Status::Crash, Status::NotRun]);
         assert_eq!(
             r[1].message.as_deref(),
-            Some("Kernel panic - not syncing: Fatal exception")
+            Some("Kernel panic - not syncing: Fatal exception, while loading its programs")
         );
     }
 

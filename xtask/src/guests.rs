@@ -23,9 +23,12 @@ use crate::kernel::Kernel;
 use crate::progress::Reporter;
 use crate::snapshot::Template;
 
-/// How many times one shard is resumed after crashes or hangs before the rest is given up:
-/// a kernel that crashes on every test would otherwise take a boot per test.
-const MAX_RESUMES: usize = 8;
+/// How many guests in a row may crash or hang before finishing a single test, before the rest
+/// of their shard is given up: a kernel that crashes on every test would otherwise take a
+/// boot (and, for a hang, a silence timeout) per test. A guest that finished tests before it
+/// stopped is progress, however many stops came before (a JIT that hangs now and then, as the
+/// 32-bit MIPS one does under jit-hardened, still gets every test run).
+const MAX_FRUITLESS_RESUMES: usize = 3;
 
 /// What every guest of a run shares.
 pub struct Setup<'a> {
@@ -70,7 +73,8 @@ pub struct GuestRun {
 
 struct Job {
     shard: Shard,
-    resumes: usize,
+    /// Guests in a row, just before this one, that stopped before finishing any test.
+    fruitless: usize,
 }
 
 /// The work of a run, shared by its workers.
@@ -104,11 +108,9 @@ impl Pool {
             };
             let (guest, rest) = run_one(setup, &job, number, cancel, reporter);
             if let Some(shard) = rest {
+                let fruitless = fruitless_streak(job.fruitless, &guest);
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                queue.push_front(Job {
-                    shard,
-                    resumes: job.resumes + 1,
-                });
+                queue.push_front(Job { shard, fruitless });
             }
             self.finished
                 .lock()
@@ -133,7 +135,10 @@ pub fn run(
         queue: Mutex::new(
             shards
                 .into_iter()
-                .map(|shard| Job { shard, resumes: 0 })
+                .map(|shard| Job {
+                    shard,
+                    fruitless: 0,
+                })
                 .collect(),
         ),
         running: AtomicUsize::new(0),
@@ -236,10 +241,10 @@ fn run_one(
         (rest, _) => rest,
     };
     let rest = match rest {
-        Some(_) if job.resumes >= MAX_RESUMES => {
+        Some(_) if fruitless_streak(job.fruitless, &guest) >= MAX_FRUITLESS_RESUMES => {
             guest.errors.push(format!(
-                "guest {number}: not resumed again after {MAX_RESUMES} crashes or hangs in one \
-                 shard; the tests left are not run"
+                "guest {number}: not resumed again: {MAX_FRUITLESS_RESUMES} guests in a row \
+                 crashed or hung before finishing a test; the tests left are not run"
             ));
             None
         }
@@ -253,6 +258,30 @@ fn run_one(
         guest.complete = true;
     }
     (guest, rest)
+}
+
+/// The guests in a row that stopped before finishing any test, counting this one.
+fn fruitless_streak(before: usize, guest: &GuestRun) -> usize {
+    if finished_a_test(guest) {
+        0
+    } else {
+        before + 1
+    }
+}
+
+/// Whether a guest got any test to a verdict of its own, by the module or by the agent.
+fn finished_a_test(guest: &GuestRun) -> bool {
+    let judged = guest.results.iter().any(|r| {
+        !matches!(
+            r.status,
+            Status::Crash | Status::Hang | Status::NotRun | Status::Error
+        )
+    });
+    let agent_done = guest
+        .agent
+        .as_ref()
+        .is_some_and(|a| a.output.observations.values().any(|o| o.done));
+    judged || agent_done
 }
 
 fn boot(
@@ -428,4 +457,55 @@ fn agent_problems(
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runner::agent::parse_output;
+
+    fn guest_with(statuses: &[Status]) -> GuestRun {
+        let results = statuses
+            .iter()
+            .map(|&status| TestResult {
+                suite: "test_bpf".into(),
+                id: Some(0),
+                name: "TAX".into(),
+                mode: Mode::Jit,
+                status,
+                jited: None,
+                message: None,
+                flaky: None,
+            })
+            .collect();
+        GuestRun {
+            results,
+            ..GuestRun::default()
+        }
+    }
+
+    #[test]
+    fn only_guests_that_finish_nothing_count_towards_giving_up() {
+        // A kernel that crashes on its first test every time: given up on the third guest.
+        let crashed = guest_with(&[Status::Crash, Status::NotRun]);
+        let streak = (0..3).fold(0, |before, _| fruitless_streak(before, &crashed));
+        assert_eq!(streak, MAX_FRUITLESS_RESUMES);
+        // A guest that passed one test before hanging starts the count again.
+        let progressed = guest_with(&[Status::Pass, Status::Hang]);
+        assert_eq!(fruitless_streak(2, &progressed), 0);
+        // So does an agent that finished a case, whose results are judged only at the end.
+        let mut agent = guest_with(&[]);
+        agent.agent = Some(AgentRun {
+            output: parse_output(b"mode 0 begin 1 2\nload 0 0 0 0\ndone 0 0\nload 1 0 0 0\n"),
+            stop: Some((Status::Hang, "no console output for 20 s".into())),
+            ..AgentRun::default()
+        });
+        assert_eq!(fruitless_streak(2, &agent), 0);
+        agent.agent = Some(AgentRun {
+            output: parse_output(b"mode 0 begin 1 2\nload 1 0 0 0\n"),
+            stop: Some((Status::Hang, "no console output for 20 s".into())),
+            ..AgentRun::default()
+        });
+        assert_eq!(fruitless_streak(2, &agent), 3);
+    }
 }

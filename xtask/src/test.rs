@@ -309,7 +309,7 @@ impl Test {
             };
             tools::ensure(&Shell::new()?, &[clang], self.install())?;
         }
-        let cases = if plan.agent {
+        let mut cases = if plan.agent {
             cases::load(
                 &project_root().join("suites"),
                 &agent_suites,
@@ -320,6 +320,10 @@ impl Test {
         } else {
             Vec::new()
         };
+        if let (Some(filter), true) = (&self.selection.filter, plan.loads.is_empty()) {
+            // `Selection::plan` let the filter through only for one of the harness's suites.
+            cases = cases::select(cases, filter).map_err(UsageError::wrap)?;
+        }
         Ok((plan, cases))
     }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bpf::asm::{self, Program};
 use crate::bpf::insn::Insn;
+use crate::plan::Filter;
 
 /// Which of the harness's own suites a case belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -278,6 +279,32 @@ pub fn load(
     Ok(cases)
 }
 
+/// The cases `filter` selects: an exact name, or positions (from 0) in the order loaded.
+/// Selecting none is an error naming the filter, so a typo does not pass as an empty run.
+pub fn select(cases: Vec<Case>, filter: &Filter) -> Result<Vec<Case>, CaseError> {
+    let count = cases.len();
+    let selected: Vec<Case> = cases
+        .into_iter()
+        .enumerate()
+        .filter(|(position, case)| {
+            let position = u32::try_from(*position).unwrap_or(u32::MAX);
+            filter.selects(Some(position), &case.name) == Some(true)
+        })
+        .map(|(_, case)| case)
+        .collect();
+    if selected.is_empty() {
+        return Err(CaseError::invalid(
+            "--filter",
+            format!(
+                "`{filter}` selects none of the {count} cases; give a case's exact name \
+                 (as the report lists it) or a position from 0 to {}",
+                count.saturating_sub(1)
+            ),
+        ));
+    }
+    Ok(selected)
+}
+
 /// The files of `dir` with extension `ext`, sorted.
 fn files_in(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, CaseError> {
     let read = std::fs::read_dir(dir).map_err(|source| CaseError::Read {
@@ -311,5 +338,28 @@ mod tests {
         assert_eq!(to_hex(&[]), "-");
         assert!(parse_hex("0").is_err());
         assert!(parse_hex("zz").is_err());
+    }
+
+    #[test]
+    fn a_filter_picks_cases_by_name_or_position_and_refuses_to_pick_none() {
+        let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
+        let all = load(&suites, &[AgentSuite::Conformance], None, false).unwrap();
+        let names =
+            |cases: &[Case]| -> Vec<String> { cases.iter().map(|c| c.name.clone()).collect() };
+        let third = all[2].name.clone();
+        let by_name = select(all.clone(), &Filter::Name(third.clone())).unwrap();
+        assert_eq!(names(&by_name), std::slice::from_ref(&third));
+        let by_position = select(all.clone(), &Filter::Range(1, 2)).unwrap();
+        assert_eq!(names(&by_position), [all[1].name.clone(), third]);
+        let none = select(all.clone(), &Filter::Name("no-such-case".into())).unwrap_err();
+        assert_eq!(
+            none.to_string(),
+            format!(
+                "--filter: `name:no-such-case` selects none of the {} cases; give a case's \
+                 exact name (as the report lists it) or a position from 0 to {}",
+                all.len(),
+                all.len() - 1
+            )
+        );
     }
 }
