@@ -211,6 +211,10 @@ impl Test {
     fn kernel_spec(&self) -> anyhow::Result<KernelSpec> {
         let build = self.build.spec();
         match (&self.kernel, build != Default::default()) {
+            // `--kernel linux-source --patch P`: the tree the flags build on is that one.
+            (Some(KernelSpec::Build(base)), true) if *base == Default::default() => {
+                Ok(KernelSpec::Build(build))
+            }
             (Some(_), true) => Err(UsageError::wrap(anyhow::anyhow!(
                 "--kernel takes a ready kernel; --kernel-source, --patch and --config-fragment \
                  build one: give one or the other"

@@ -129,6 +129,24 @@ fn a_patch_that_does_not_apply_is_refused_before_building() {
         show(&output)
     );
     assert!(!stderr.contains("configuring"), "{}", show(&output));
+
+    // `--kernel linux-source` names the tree the patch goes on, as leaving it out does.
+    let output = xtask(&[
+        "test",
+        "--arch",
+        "x86_64",
+        "--kernel",
+        "linux-source",
+        "--patch",
+        path_str(&patch),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("stale.patch does not apply on linux-source-6.1="),
+        "{}",
+        show(&output)
+    );
 }
 
 #[test]
