@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::arch::{Arch, Endian};
-use crate::cases::{to_hex, Case, Expectation};
+use crate::cases::{to_hex, AgentSuite, Case, Expectation};
 use crate::report::{Mode, Status, TestResult};
 
 /// Where in its bundle the agent starts: the beginning, or, in a guest resumed after a crash
@@ -37,6 +37,28 @@ impl AgentStart {
                 mode: mode + 1,
                 skip: 0,
             })
+        }
+    }
+
+    /// Where to go on when the rest of `case`'s suite in mode `mode` is given up: the next
+    /// suite's first case in that mode, else the next mode. `suites` is each case's suite, in
+    /// bundle order (a suite's cases are together). `None` past the last.
+    pub fn past_suite(
+        case: usize,
+        mode: usize,
+        suites: &[AgentSuite],
+        modes: usize,
+    ) -> Option<AgentStart> {
+        let suite = suites.get(case)?;
+        match suites[case..].iter().position(|s| s != suite) {
+            Some(offset) => Some(AgentStart {
+                mode,
+                skip: case + offset,
+            }),
+            None => (mode + 1 < modes).then_some(AgentStart {
+                mode: mode + 1,
+                skip: 0,
+            }),
         }
     }
 }
@@ -779,6 +801,22 @@ mod tests {
             None,
             "nothing after the last pair"
         );
+    }
+
+    #[test]
+    fn giving_up_a_suite_goes_on_with_the_next_suite_then_the_next_mode() {
+        use AgentSuite::{Conformance, Verifier, Xdp};
+        let suites = [Conformance, Conformance, Conformance, Verifier, Xdp, Xdp];
+        let past = |case, mode| AgentStart::past_suite(case, mode, &suites, 2);
+        assert_eq!(past(1, 0), Some(AgentStart { mode: 0, skip: 3 }));
+        assert_eq!(past(3, 0), Some(AgentStart { mode: 0, skip: 4 }));
+        assert_eq!(past(4, 0), Some(AgentStart { mode: 1, skip: 0 }));
+        assert_eq!(
+            past(5, 1),
+            None,
+            "nothing after the last suite of the last mode"
+        );
+        assert_eq!(past(9, 0), None, "no such case");
     }
 
     #[test]

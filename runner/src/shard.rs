@@ -7,6 +7,7 @@
 //! `test_range` per suite and mode, as few module loads as the cut allows.
 
 use crate::agent::{AgentRun, AgentStart};
+use crate::cases::AgentSuite;
 use crate::durations::{self, Durations};
 use crate::plan::{Filter, ModuleLoad, Plan};
 use crate::report::{Mode, Status, TestResult};
@@ -103,6 +104,23 @@ impl Shard {
             loads: Vec::new(),
             agent: true,
             agent_from: AgentStart::after(case, mode, cases, modes)?,
+        })
+    }
+
+    /// What is left when the rest of the suite in flight is given up, after guests in a row
+    /// crashed or hung in it before finishing a case: the next suite or mode, in a fresh
+    /// guest. `suites` is each case's suite, in bundle order. `None` when nothing is left.
+    pub fn resume_agent_past_suite(
+        &self,
+        run: &AgentRun,
+        suites: &[AgentSuite],
+        modes: usize,
+    ) -> Option<Shard> {
+        let (case, mode) = run.in_flight(suites.len(), modes)?;
+        Some(Shard {
+            loads: Vec::new(),
+            agent: true,
+            agent_from: AgentStart::past_suite(case, mode, suites, modes)?,
         })
     }
 

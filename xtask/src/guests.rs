@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use runner::agent::{AgentOutput, AgentRun};
 use runner::arch::Arch;
-use runner::cases::Case;
+use runner::cases::{AgentSuite, Case};
 use runner::durations::Durations;
 use runner::qemu::QemuConfig;
 use runner::report::{AgentPass, GuestTiming, Mode, Status, TestResult};
@@ -106,11 +106,10 @@ impl Pool {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
-            let (guest, rest) = run_one(setup, &job, number, cancel, reporter);
-            if let Some(shard) = rest {
-                let fruitless = fruitless_streak(job.fruitless, &guest);
+            let (guest, next) = run_one(setup, &job, number, cancel, reporter);
+            if let Some(next) = next {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                queue.push_front(Job { shard, fruitless });
+                queue.push_front(next);
             }
             self.finished
                 .lock()
@@ -218,7 +217,7 @@ fn run_one(
     number: usize,
     cancel: &AtomicBool,
     reporter: &Mutex<Reporter>,
-) -> (GuestRun, Option<Shard>) {
+) -> (GuestRun, Option<Job>) {
     let mut guest = GuestRun {
         number,
         ..GuestRun::default()
@@ -240,24 +239,62 @@ fn run_one(
         }
         (rest, _) => rest,
     };
-    let rest = match rest {
-        Some(_) if fruitless_streak(job.fruitless, &guest) >= MAX_FRUITLESS_RESUMES => {
-            guest.errors.push(format!(
-                "guest {number}: not resumed again: {MAX_FRUITLESS_RESUMES} guests in a row \
-                 crashed or hung before finishing a test; the tests left are not run"
-            ));
-            None
-        }
-        rest => rest,
+    let streak = fruitless_streak(job.fruitless, &guest);
+    let gave_up = rest.is_some() && streak >= MAX_FRUITLESS_RESUMES;
+    let next = match rest {
+        Some(rest) if gave_up => give_up(setup, &rest, &mut guest),
+        Some(shard) => Some(Job {
+            shard,
+            fruitless: streak,
+        }),
+        None => None,
     };
-    if let Some(rest) = &rest {
+    if let Some(next) = &next {
         // The tests the crash kept from running get their results from the next guest.
         guest
             .results
-            .retain(|r| !(r.status == Status::NotRun && rest.covers(r)));
-        guest.complete = true;
+            .retain(|r| !(r.status == Status::NotRun && next.shard.covers(r)));
+        // A suite given up leaves the shard unfinished, whatever runs after it.
+        guest.complete = !gave_up;
     }
-    (guest, rest)
+    (guest, next)
+}
+
+/// After guests in a row stopped before finishing a test: the module's tests left are given
+/// up (a kernel that crashes on every test), and so is the rest of the agent's suite in
+/// flight in its mode, but not the suites and modes after it (a JIT that hangs on every case
+/// of one kind, like the 32-bit MIPS one under jit-hardened, still gets the others run).
+fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job> {
+    let number = guest.number;
+    let in_agent = rest.loads.is_empty() && rest.agent;
+    let suites: Vec<AgentSuite> = setup.cases.iter().map(|c| c.suite).collect();
+    let stopped = guest.agent.as_ref().filter(|_| in_agent).and_then(|run| {
+        let (case, mode) = run.in_flight(suites.len(), setup.modes.len())?;
+        let next = rest.resume_agent_past_suite(run, &suites, setup.modes.len());
+        Some((suites[case], setup.modes.get(mode)?, next))
+    });
+    let Some((suite, mode, next)) = stopped else {
+        guest.errors.push(format!(
+            "guest {number}: not resumed again: {MAX_FRUITLESS_RESUMES} guests in a row \
+             crashed or hung before finishing a test; the tests left are not run"
+        ));
+        return None;
+    };
+    let what_next = if next.is_some() {
+        "the run goes on with the suites and modes after it"
+    } else {
+        "nothing follows it"
+    };
+    guest.errors.push(format!(
+        "guest {number}: {MAX_FRUITLESS_RESUMES} guests in a row crashed or hung in \
+         {suite} [{}] before finishing a case: its cases left in that mode are not run; \
+         {what_next}",
+        mode.name()
+    ));
+    next.map(|shard| Job {
+        shard,
+        fruitless: 0,
+    })
 }
 
 /// The guests in a row that stopped before finishing any test, counting this one.
