@@ -574,7 +574,7 @@ pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) ->
             per_mode.push((mode, status, message.clone(), obs));
             results.push(TestResult {
                 suite: case.suite.name().to_owned(),
-                id: Some(id as u32),
+                id: Some(case.number),
                 name: case.name.clone(),
                 mode,
                 status,
@@ -583,7 +583,7 @@ pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) ->
                 flaky: None,
             });
         }
-        if let Some(divergence) = divergence(case, id, &per_mode, arch) {
+        if let Some(divergence) = divergence(case, &per_mode, arch) {
             results.push(divergence);
         }
     }
@@ -620,12 +620,7 @@ fn stop_message(why: &str, obs: Option<&Observation>, arch: Arch) -> String {
 type ModeVerdict<'a> = (Mode, Status, Option<String>, Option<&'a Observation>);
 
 /// A finding when modes that all ran disagree on the verdict.
-fn divergence(
-    case: &Case,
-    id: usize,
-    per_mode: &[ModeVerdict<'_>],
-    arch: Arch,
-) -> Option<TestResult> {
+fn divergence(case: &Case, per_mode: &[ModeVerdict<'_>], arch: Arch) -> Option<TestResult> {
     let judged: Vec<_> = per_mode
         .iter()
         .filter(|(_, s, _, _)| matches!(s, Status::Pass | Status::Fail))
@@ -660,7 +655,7 @@ fn divergence(
     }
     Some(TestResult {
         suite: case.suite.name().to_owned(),
-        id: Some(id as u32),
+        id: Some(case.number),
         name: case.name.clone(),
         mode: failing.0,
         status: Status::Divergence,
@@ -772,8 +767,9 @@ mod tests {
             output: parse_output(rest.as_bytes()),
             stop: None,
         };
+        let numbered = |number| Case { number, ..case() };
         let r = results(
-            &[case(), case(), case()],
+            &[numbered(0), numbered(1), numbered(2)],
             &[Mode::Interp, Mode::Jit],
             &[first, second],
             Arch::X86_64,

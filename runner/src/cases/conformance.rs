@@ -144,6 +144,7 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
     Ok(Case {
         suite: AgentSuite::Conformance,
         name: name.to_owned(),
+        number: 0, // `load` numbers the cases it read
         origin: at(1),
         guards,
         maps,

@@ -101,6 +101,9 @@ pub struct Case {
     pub suite: AgentSuite,
     /// Unique within its suite.
     pub name: String,
+    /// Its position (from 0) among the cases `load` read: what a number `--filter` counts,
+    /// and its results' number, in a run of part of the suite too.
+    pub number: u32,
     /// `file:line` of its definition, for messages.
     pub origin: String,
     pub guards: Option<String>,
@@ -267,6 +270,9 @@ pub fn load(
     if let Some(dir) = conformance_dir {
         cases.extend(conformance::load_dir(dir, "ext/")?);
     }
+    for (number, case) in cases.iter_mut().enumerate() {
+        case.number = u32::try_from(number).unwrap_or(u32::MAX);
+    }
     let mut seen = std::collections::HashMap::new();
     for case in &cases {
         if let Some(first) = seen.insert((case.suite, case.name.clone()), case.origin.clone()) {
@@ -285,12 +291,7 @@ pub fn select(cases: Vec<Case>, filter: &Filter) -> Result<Vec<Case>, CaseError>
     let count = cases.len();
     let selected: Vec<Case> = cases
         .into_iter()
-        .enumerate()
-        .filter(|(position, case)| {
-            let position = u32::try_from(*position).unwrap_or(u32::MAX);
-            filter.selects(Some(position), &case.name) == Some(true)
-        })
-        .map(|(_, case)| case)
+        .filter(|case| filter.selects(Some(case.number), &case.name) == Some(true))
         .collect();
     if selected.is_empty() {
         return Err(CaseError::invalid(
@@ -351,6 +352,8 @@ mod tests {
         assert_eq!(names(&by_name), std::slice::from_ref(&third));
         let by_position = select(all.clone(), &Filter::Range(1, 2)).unwrap();
         assert_eq!(names(&by_position), [all[1].name.clone(), third]);
+        // Results keep the numbers of the whole suite.
+        assert_eq!(by_position[0].number, 1);
         let none = select(all.clone(), &Filter::Name("no-such-case".into())).unwrap_err();
         assert_eq!(
             none.to_string(),

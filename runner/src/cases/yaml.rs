@@ -437,6 +437,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
     let base = Case {
         suite: AgentSuite::Verifier,
         name: yaml.name.clone(),
+        number: 0, // `load` numbers the cases it read
         origin: at(),
         guards: Some(yaml.guards),
         maps,
@@ -581,6 +582,7 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<
     Ok(Case {
         suite: AgentSuite::Xdp,
         name: yaml.name,
+        number: 0, // `load` numbers the cases it read
         origin: at(),
         guards: Some(yaml.guards),
         maps,
