@@ -590,6 +590,28 @@ pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) ->
     results
 }
 
+/// The most instructions of a JIT image a message lists: a 15000-instruction program would
+/// otherwise put 95000 lines into the report, for a reader who wants the first screens.
+const LISTING_LINES: usize = 400;
+
+/// A JIT image disassembled, cut to its first `LISTING_LINES` lines (or in hex, when the
+/// disassembler cannot run).
+fn listing(arch: Arch, image: &[u8]) -> String {
+    let code = match crate::disasm::jit_image(arch, image) {
+        Ok(code) => code,
+        Err(e) => return format!("({e}) {}", to_hex(image)),
+    };
+    let lines: Vec<&str> = code.lines().collect();
+    if lines.len() <= LISTING_LINES {
+        return code;
+    }
+    format!(
+        "{}\n... {} more lines",
+        lines[..LISTING_LINES].join("\n"),
+        lines.len() - LISTING_LINES
+    )
+}
+
 /// A crash's or hang's message, with what the agent got to before it: a program that loaded
 /// and then never returned from its run shows its JIT image, the likeliest culprit.
 fn stop_message(why: &str, obs: Option<&Observation>, arch: Arch) -> String {
@@ -602,8 +624,7 @@ fn stop_message(why: &str, obs: Option<&Observation>, arch: Arch) -> String {
             let code = if image.is_empty() {
                 "(no image: the case does not dump it)".to_owned()
             } else {
-                crate::disasm::jit_image(arch, image)
-                    .unwrap_or_else(|e| format!("({e}) {}", to_hex(image)))
+                listing(arch, image)
             };
             format!("{why}, in the run of the program it had loaded; its JIT image, {len} bytes:\n{code}")
         }
@@ -645,8 +666,7 @@ fn divergence(case: &Case, per_mode: &[ModeVerdict<'_>], arch: Arch) -> Option<T
         judged.iter().map(describe).collect::<Vec<_>>().join("; ")
     );
     if let Some((true, len, image)) = failing.3.and_then(|o| o.jit.as_ref()) {
-        let code = crate::disasm::jit_image(arch, image)
-            .unwrap_or_else(|e| format!("({e}) {}", to_hex(image)));
+        let code = listing(arch, image);
         let _ = write!(
             message,
             ". {} JIT image, {len} bytes:\n{code}",
@@ -797,6 +817,16 @@ mod tests {
             None,
             "nothing after the last pair"
         );
+    }
+
+    #[test]
+    fn a_long_jit_image_is_listed_in_part() {
+        let nops = vec![0x90; LISTING_LINES + 100];
+        let text = listing(Arch::X86_64, &nops);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), LISTING_LINES + 1, "{text}");
+        assert!(lines[0].contains("nop"), "{text}");
+        assert_eq!(lines[LISTING_LINES], "... 100 more lines");
     }
 
     #[test]

@@ -23,11 +23,11 @@ use crate::kernel::Kernel;
 use crate::progress::Reporter;
 use crate::snapshot::Template;
 
-/// How many guests in a row may crash or hang before finishing a single test, before the rest
-/// of their shard is given up: a kernel that crashes on every test would otherwise take a
-/// boot (and, for a hang, a silence timeout) per test. A guest that finished tests before it
-/// stopped is progress, however many stops came before (a JIT that hangs now and then, as the
-/// 32-bit MIPS one does under jit-hardened, still gets every test run).
+/// How many guests in a row may crash or hang before finishing a single test, before what
+/// they were running is given up (`give_up`): a kernel that crashes on every test would
+/// otherwise take a boot (and, for a hang, a silence timeout) per test. A guest that finished
+/// tests before it stopped is progress, however many stops came before (a JIT that hangs now
+/// and then, as the 32-bit MIPS one does under jit-hardened, still gets every test run).
 const MAX_FRUITLESS_RESUMES: usize = 3;
 
 /// What every guest of a run shares.
@@ -271,7 +271,7 @@ fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job>
     let stopped = guest.agent.as_ref().filter(|_| in_agent).and_then(|run| {
         let (case, mode) = run.in_flight(suites.len(), setup.modes.len())?;
         let next = rest.resume_agent_past_suite(run, &suites, setup.modes.len());
-        Some((suites[case], setup.modes.get(mode)?, next))
+        Some((*suites.get(case)?, setup.modes.get(mode)?, next))
     });
     let Some((suite, mode, next)) = stopped else {
         guest.errors.push(format!(
