@@ -573,14 +573,15 @@ pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) ->
             let jited = obs.and_then(|o| o.jit.as_ref()).map(|j| j.0);
             per_mode.push((mode, status, message.clone(), obs));
             results.push(TestResult {
-                suite: case.suite.name().to_owned(),
-                id: Some(case.number),
-                name: case.name.clone(),
-                mode,
-                status,
                 jited,
                 message,
-                flaky: None,
+                ..TestResult::new(
+                    case.suite.name(),
+                    Some(case.number),
+                    &case.name,
+                    mode,
+                    status,
+                )
             });
         }
         if let Some(divergence) = divergence(case, &per_mode, arch) {
@@ -615,12 +616,12 @@ fn listing(arch: Arch, image: &[u8]) -> String {
 /// A crash's or hang's message, with what the agent got to before it: a program that loaded
 /// and then never returned from its run shows its JIT image, the likeliest culprit.
 fn stop_message(why: &str, obs: Option<&Observation>, arch: Arch) -> String {
-    let Some(obs) = obs else {
+    // Stopped after the run (reading maps, say): nothing more to tell.
+    let Some(obs) = obs.filter(|o| o.run.is_none() && o.attach.is_none()) else {
         return why.to_owned();
     };
-    let ran = obs.run.is_some() || obs.attach.is_some();
     match &obs.jit {
-        Some((true, len, image)) if !ran => {
+        Some((true, len, image)) => {
             let code = if image.is_empty() {
                 "(no image: the case does not dump it)".to_owned()
             } else {
@@ -628,13 +629,11 @@ fn stop_message(why: &str, obs: Option<&Observation>, arch: Arch) -> String {
             };
             format!("{why}, in the run of the program it had loaded; its JIT image, {len} bytes:\n{code}")
         }
-        Some((false, ..)) if !ran => {
+        Some((false, ..)) => {
             format!("{why}, in the run of the program it had loaded (not JIT'ed)")
         }
-        _ if !obs.loads.is_empty() && !ran && obs.jit.is_none() => {
-            format!("{why}, while loading its programs")
-        }
-        _ => why.to_owned(),
+        None if !obs.loads.is_empty() => format!("{why}, while loading its programs"),
+        None => why.to_owned(),
     }
 }
 
@@ -674,14 +673,14 @@ fn divergence(case: &Case, per_mode: &[ModeVerdict<'_>], arch: Arch) -> Option<T
         );
     }
     Some(TestResult {
-        suite: case.suite.name().to_owned(),
-        id: Some(case.number),
-        name: case.name.clone(),
-        mode: failing.0,
-        status: Status::Divergence,
-        jited: None,
         message: Some(message),
-        flaky: None,
+        ..TestResult::new(
+            case.suite.name(),
+            Some(case.number),
+            &case.name,
+            failing.0,
+            Status::Divergence,
+        )
     })
 }
 

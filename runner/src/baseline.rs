@@ -338,14 +338,9 @@ mod tests {
         jited: Option<bool>,
     ) -> TestResult {
         TestResult {
-            suite: suite.into(),
-            id: Some(0),
-            name: name.into(),
-            mode,
-            status,
             jited,
             message: Some("not kept".into()),
-            flaky: None,
+            ..TestResult::new(suite, Some(0), name, mode, status)
         }
     }
 

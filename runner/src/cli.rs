@@ -83,6 +83,15 @@ impl Selection {
         suites
     }
 
+    /// The filter, when it cuts one of the harness's suites (the only suite selected): the
+    /// cases it names go into the bundle (`cases::select`), no module load is filtered.
+    pub fn agent_filter(&self) -> Option<&Filter> {
+        match self.suite.as_slice() {
+            [SuiteName::Agent(_)] => self.filter.as_ref(),
+            _ => None,
+        }
+    }
+
     pub fn plan(&self) -> Result<Plan, PlanError> {
         let kernel: Vec<Suite> = self
             .suite
@@ -100,8 +109,7 @@ impl Selection {
             _ => kernel,
         };
         if kernel.is_empty() {
-            if self.filter.is_some() && self.suite.len() != 1 {
-                // A filter on one of the harness's suites cuts its cases: see `cases::select`.
+            if self.filter.is_some() && self.agent_filter().is_none() {
                 return Err(PlanError::FilterNeedsOneSuite);
             }
             return Ok(Plan {

@@ -342,14 +342,8 @@ mod tests {
 
     fn result(name: &str, status: Status, jited: Option<bool>) -> TestResult {
         TestResult {
-            suite: "test_bpf".into(),
-            id: Some(0),
-            name: name.into(),
-            mode: Mode::Jit,
-            status,
             jited,
-            message: None,
-            flaky: None,
+            ..TestResult::new("test_bpf", Some(0), name, Mode::Jit, status)
         }
     }
 

@@ -155,14 +155,8 @@ mod tests {
 
     fn result(id: u32, mode: Mode) -> TestResult {
         TestResult {
-            suite: "test_bpf".into(),
-            id: Some(id),
-            name: format!("T{id}"),
-            mode,
-            status: Status::Pass,
             jited: Some(true),
-            message: None,
-            flaky: None,
+            ..TestResult::new("test_bpf", Some(id), &format!("T{id}"), mode, Status::Pass)
         }
     }
 

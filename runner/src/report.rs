@@ -134,17 +134,25 @@ pub struct TestResult {
 }
 
 impl TestResult {
+    /// A result with no JIT information, message or retry: set those fields after, as needed.
+    pub fn new(suite: &str, id: Option<u32>, name: &str, mode: Mode, status: Status) -> TestResult {
+        TestResult {
+            suite: suite.to_owned(),
+            id,
+            name: name.to_owned(),
+            mode,
+            status,
+            jited: None,
+            message: None,
+            flaky: None,
+        }
+    }
+
     /// An entry for tests that never ran: a whole suite, or the rest of one after a crash.
     pub fn not_run(suite: &str, mode: Mode, name: String, why: &str) -> TestResult {
         TestResult {
-            suite: suite.to_owned(),
-            id: None,
-            name,
-            mode,
-            status: Status::NotRun,
-            jited: None,
             message: Some(why.to_owned()),
-            flaky: None,
+            ..TestResult::new(suite, None, &name, mode, Status::NotRun)
         }
     }
 }

@@ -90,14 +90,9 @@ mod tests {
 
     fn result(suite: &str, id: u32, status: Status, message: Option<&str>) -> TestResult {
         TestResult {
-            suite: suite.into(),
-            id: Some(id),
-            name: format!("t{id}"),
-            mode: Mode::Jit,
-            status,
             jited: Some(true),
             message: message.map(Into::into),
-            flaky: None,
+            ..TestResult::new(suite, Some(id), &format!("t{id}"), Mode::Jit, status)
         }
     }
 

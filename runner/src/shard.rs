@@ -448,16 +448,7 @@ mod tests {
     }
 
     fn result(suite: Suite, id: u32, status: Status) -> TestResult {
-        TestResult {
-            suite: suite.name().into(),
-            id: Some(id),
-            name: format!("T{id}"),
-            mode: Mode::Jit,
-            status,
-            jited: None,
-            message: None,
-            flaky: None,
-        }
+        TestResult::new(suite.name(), Some(id), &format!("T{id}"), Mode::Jit, status)
     }
 
     #[test]

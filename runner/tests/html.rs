@@ -24,14 +24,8 @@ fn replayed(log: &str, arch: Arch) -> Report {
 
 fn result(suite: &str, id: u32, name: &str, mode: Mode, status: Status) -> TestResult {
     TestResult {
-        suite: suite.to_owned(),
-        id: Some(id),
-        name: name.to_owned(),
-        mode,
-        status,
         jited: Some(mode != Mode::Interp),
-        message: None,
-        flaky: None,
+        ..TestResult::new(suite, Some(id), name, mode, status)
     }
 }
 

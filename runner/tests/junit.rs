@@ -183,14 +183,8 @@ fn case<'a>(seen: &'a Value, class: &str, name: &str) -> &'a Value {
 
 fn result(suite: &str, id: Option<u32>, name: &str, mode: Mode, status: Status) -> TestResult {
     TestResult {
-        suite: suite.to_owned(),
-        id,
-        name: name.to_owned(),
-        mode,
-        status,
         jited: (status == Status::Pass).then_some(mode != Mode::Interp),
-        message: None,
-        flaky: None,
+        ..TestResult::new(suite, id, name, mode, status)
     }
 }
 

@@ -105,14 +105,9 @@ fn result(
     message: Option<&str>,
 ) -> TestResult {
     TestResult {
-        suite: suite.to_owned(),
-        id,
-        name: name.to_owned(),
-        mode,
-        status,
         jited: id.map(|_| mode != Mode::Interp),
         message: message.map(str::to_owned),
-        flaky: None,
+        ..TestResult::new(suite, id, name, mode, status)
     }
 }
 

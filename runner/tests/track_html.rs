@@ -31,14 +31,8 @@ fn report(release: &str, results: &[(&str, Option<Status>)], complete: bool) -> 
         .filter_map(|&(name, status)| Some((name, status?)))
         .enumerate()
         .map(|(i, (name, status))| TestResult {
-            suite: "test_bpf".to_owned(),
-            id: Some(i as u32),
-            name: name.to_owned(),
-            mode: Mode::Jit,
-            status,
             jited: (status != Status::NotRun).then_some(true),
-            message: None,
-            flaky: None,
+            ..TestResult::new("test_bpf", Some(i as u32), name, Mode::Jit, status)
         })
         .collect::<Vec<_>>();
     let kernel = KernelInfo {

@@ -504,16 +504,7 @@ mod tests {
     fn guest_with(statuses: &[Status]) -> GuestRun {
         let results = statuses
             .iter()
-            .map(|&status| TestResult {
-                suite: "test_bpf".into(),
-                id: Some(0),
-                name: "TAX".into(),
-                mode: Mode::Jit,
-                status,
-                jited: None,
-                message: None,
-                flaky: None,
-            })
+            .map(|&status| TestResult::new("test_bpf", Some(0), "TAX", Mode::Jit, status))
             .collect();
         GuestRun {
             results,

@@ -324,8 +324,7 @@ impl Test {
         } else {
             Vec::new()
         };
-        if let (Some(filter), true) = (&self.selection.filter, plan.loads.is_empty()) {
-            // `Selection::plan` let the filter through only for one of the harness's suites.
+        if let Some(filter) = self.selection.agent_filter() {
             cases = cases::select(cases, filter).map_err(UsageError::wrap)?;
         }
         Ok((plan, cases))

@@ -550,14 +550,9 @@ mod tests {
 
     fn result(suite: &str, id: u32, name: &str, mode: Mode, status: Status) -> TestResult {
         TestResult {
-            suite: suite.to_owned(),
-            id: Some(id),
-            name: name.to_owned(),
-            mode,
-            status,
             jited: Some(mode != Mode::Interp),
             message: (status != Status::Pass).then(|| format!("{name} did not pass")),
-            flaky: None,
+            ..TestResult::new(suite, Some(id), name, mode, status)
         }
     }
 

@@ -185,14 +185,9 @@ mod tests {
 
     fn result(suite: &str, id: u32, name: &str, status: Status, message: &str) -> TestResult {
         TestResult {
-            suite: suite.to_owned(),
-            id: Some(id),
-            name: name.to_owned(),
-            mode: Mode::Jit,
-            status,
             jited: Some(true),
             message: (!message.is_empty()).then(|| message.to_owned()),
-            flaky: None,
+            ..TestResult::new(suite, Some(id), name, Mode::Jit, status)
         }
     }
 

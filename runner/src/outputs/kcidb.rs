@@ -388,14 +388,8 @@ mod tests {
 
     fn result(suite: &str, id: Option<u32>, name: &str, mode: Mode, status: Status) -> TestResult {
         TestResult {
-            suite: suite.to_owned(),
-            id,
-            name: name.to_owned(),
-            mode,
-            status,
             jited: Some(true),
-            message: None,
-            flaky: None,
+            ..TestResult::new(suite, id, name, mode, status)
         }
     }
 

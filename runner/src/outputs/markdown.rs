@@ -190,14 +190,9 @@ mod tests {
 
     fn report() -> Report {
         let result = |name: &str, status, message: Option<&str>| TestResult {
-            suite: "test_bpf".into(),
-            id: Some(7),
-            name: name.into(),
-            mode: Mode::Jit,
-            status,
             jited: Some(true),
             message: message.map(Into::into),
-            flaky: None,
+            ..TestResult::new("test_bpf", Some(7), name, Mode::Jit, status)
         };
         let mut r = Report::new(
             KernelInfo {

@@ -268,14 +268,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &(name, status, jited))| TestResult {
-                suite: "test_bpf".into(),
-                id: Some(i as u32),
-                name: name.into(),
-                mode: Mode::Jit,
-                status,
                 jited,
-                message: None,
-                flaky: None,
+                ..TestResult::new("test_bpf", Some(i as u32), name, Mode::Jit, status)
             })
             .collect();
         let mut report = Report::new(kernel, results, Vec::new(), true, Default::default());
