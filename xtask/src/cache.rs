@@ -1,5 +1,5 @@
 //! The download cache: Debian packages' apt state, unpacked kernels, the guest programs
-//! built from C (`guest_c`).
+//! built from C (`guest_c`); its lock, and the free space a write into it needs.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -13,6 +13,36 @@ pub fn default_dir() -> anyhow::Result<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
         .context("neither XDG_CACHE_HOME nor HOME is set; pass --cache-dir")?;
     Ok(base.join("bpf-jit-harness"))
+}
+
+/// Fails, before anything is written, when the filesystem of `dir` has less than `need`
+/// bytes free for `what`: a disk that fills halfway through a checkout or a build leaves a
+/// tree or a build directory that is neither there nor gone, and an error from deep inside git
+/// or make.
+pub fn ensure_free(dir: &Path, need: u64, what: &str) -> anyhow::Result<()> {
+    // The nearest directory that exists: `dir` itself may be about to be made.
+    let existing = dir
+        .ancestors()
+        .find(|d| d.is_dir())
+        .unwrap_or(Path::new("/"));
+    let stat = rustix::fs::statvfs(existing)
+        .with_context(|| format!("cannot tell the free space of {}", existing.display()))?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if free < need {
+        anyhow::bail!(
+            "{what} needs about {} in {}, but its filesystem has {} free; free some space \
+             (`cargo xtask kernel --prune` removes older built kernels) or give another \
+             --cache-dir",
+            gigabytes(need),
+            dir.display(),
+            gigabytes(free)
+        );
+    }
+    Ok(())
+}
+
+fn gigabytes(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
 /// Holds the cache for one run's fetches: runs started together (parallel CI jobs, tests)
@@ -53,5 +83,29 @@ impl Lock {
                 Err(e).with_context(|| format!("cannot lock {}", path.display()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_little_free_space_is_said_with_the_directory_and_the_figures() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let worktree = dir.path().join("worktrees").join("net-next-0123abcd");
+        ensure_free(&worktree, 1, "a worktree").expect("a byte is free");
+        let error = ensure_free(&worktree, 10u64.pow(18), "a worktree of net-next")
+            .expect_err("no disk is that big");
+        let message = format!("{error:#}");
+        let want = format!(
+            "a worktree of net-next needs about 1000000000.0 GB in {}, but its filesystem has ",
+            worktree.display()
+        );
+        assert!(message.starts_with(&want), "{message}");
+        assert!(
+            message.contains("`cargo xtask kernel --prune`"),
+            "{message}"
+        );
     }
 }

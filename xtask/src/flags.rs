@@ -276,7 +276,8 @@ pub struct KernelCmd {
     #[arg(long, conflicts_with = "prune")]
     pub list: bool,
 
-    /// Remove built kernels but the newest --keep of each arch.
+    /// Remove built kernels but the newest --keep of each arch, and the worktrees and build
+    /// directories of trees that are gone (every build removes those too).
     #[arg(long)]
     pub prune: bool,
 

@@ -21,7 +21,7 @@ use xshell::{cmd, Shell};
 
 use crate::kernel::Kernel;
 use crate::tools::{self, Install, Tool};
-use crate::{project_root, UsageError};
+use crate::{cache, orphans, project_root, UsageError};
 
 /// What to build.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +39,13 @@ pub struct BuildSpec {
 /// The Debian package whose tarball is the default source.
 const SOURCE_PACKAGE: &str = "linux-source-6.1";
 const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
+
+/// Free space checked for before writing, from what 6.1 takes: its source unpacked and made a
+/// git repository is 1.7 GB, a checkout of it 1.5 GB, a build directory of the harness's small
+/// configs 0.2 GB (with room for larger configs and ccache).
+const UNPACKED_SOURCE_BYTES: u64 = 2_000_000_000;
+const CHECKOUT_BYTES: u64 = 1_700_000_000;
+const BUILD_BYTES: u64 = 1_000_000_000;
 
 /// What a built kernel's directory in the cache records (`build.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -115,6 +122,9 @@ pub fn build(
         });
     }
     tools::ensure(sh, &tools, install)?;
+    for dir in orphans::prune(cache) {
+        eprintln!("removed {}: its tree is gone", dir.display());
+    }
     for patch in &spec.patches {
         if !patch.is_file() {
             return Err(UsageError::wrap(anyhow::anyhow!(
@@ -158,6 +168,10 @@ pub fn build(
     tree.checkout(sh, spec)?;
     let out = cache.join("build").join(format!("{arch}-{}", tree.name));
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let record = out.join(orphans::TREE_RECORD);
+    fs::write(&record, format!("{}\n", tree.dir.display()))
+        .with_context(|| format!("cannot write {}", record.display()))?;
+    cache::ensure_free(&out, BUILD_BYTES, &format!("building {}", tree.revision))?;
     let fragment_path = out.join("harness.config");
     fs::write(&fragment_path, &fragments.merged)
         .with_context(|| format!("cannot write {}", fragment_path.display()))?;
@@ -555,13 +569,20 @@ impl Tree {
         if !worktree.join(".git").exists() {
             let _ = fs::remove_dir_all(&worktree);
             fs::create_dir_all(cache.join("worktrees"))?;
-            cmd!(
+            let what = format!("a worktree of {}", source.display());
+            cache::ensure_free(&worktree, CHECKOUT_BYTES, &what)?;
+            let added = cmd!(
                 sh,
                 "git -C {source} worktree add --quiet --detach --force {worktree} {commit}"
             )
             .quiet()
-            .run()
-            .with_context(|| format!("cannot add a worktree of {}", source.display()))?;
+            .run();
+            if let Err(e) = added {
+                // Half a checkout is no use and may be most of the disk.
+                let _ = fs::remove_dir_all(&worktree);
+                let _ = cmd!(sh, "git -C {source} worktree prune").quiet().run();
+                return Err(e).with_context(|| format!("cannot add {what}"));
+            }
         }
         Ok(Tree {
             dir: worktree,
@@ -592,6 +613,11 @@ impl Tree {
             eprintln!("unpacking {SOURCE_TARBALL} into {}", dir.display());
             let parent = cache.join("src");
             fs::create_dir_all(&parent)?;
+            cache::ensure_free(
+                &parent,
+                UNPACKED_SOURCE_BYTES,
+                &format!("unpacking {SOURCE_TARBALL}"),
+            )?;
             let staging = tempfile::TempDir::new_in(&parent)?;
             let at = staging.path();
             cmd!(sh, "tar xf {SOURCE_TARBALL} -C {at} --strip-components=1")
@@ -624,6 +650,19 @@ impl Tree {
             let _ = fs::remove_dir_all(&dir);
             fs::rename(staging.keep(), &dir)
                 .with_context(|| format!("cannot move the unpacked source to {}", dir.display()))?;
+            // The versions before: the package has one, and each is 1.7 GB.
+            let others = fs::read_dir(&parent).into_iter().flatten().flatten();
+            for other in others.map(|e| e.path()).filter(|p| *p != dir) {
+                let name = other.file_name().unwrap_or_default().to_string_lossy();
+                if name.starts_with(&format!("{SOURCE_PACKAGE}="))
+                    && fs::remove_dir_all(&other).is_ok()
+                {
+                    eprintln!(
+                        "removed {}: {SOURCE_PACKAGE} is now {version}",
+                        other.display()
+                    );
+                }
+            }
         }
         let commit = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read()?;
         Ok(Tree {

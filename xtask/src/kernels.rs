@@ -33,6 +33,9 @@ impl KernelCmd {
         }
         let _lock = cache::Lock::acquire(&cache)?;
         if self.prune {
+            for dir in crate::orphans::prune(&cache) {
+                println!("removed {}: its tree is gone", dir.display());
+            }
             let mut kept: Vec<(Arch, usize)> = Vec::new();
             for (dir, built) in kbuild::list(&cache) {
                 let n = match kept.iter_mut().find(|(a, _)| *a == built.arch) {

@@ -20,6 +20,7 @@ mod kbuild;
 mod kernel;
 mod kernels;
 mod merge;
+mod orphans;
 mod progress;
 mod signals;
 mod snapshot;

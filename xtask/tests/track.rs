@@ -187,15 +187,18 @@ fn a_failure_is_pinned_on_the_revision_that_brought_it() {
     );
 }
 
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
+        .join("bpf-jit-harness")
+}
+
 /// The cache's git repository of linux-source-6.1, made by building it once.
 fn linux_source_repo() -> PathBuf {
     let output = xtask(&["kernel", "--arch", "x86_64"]);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
-        .join("bpf-jit-harness")
-        .join("src");
+    let cache = cache_dir().join("src");
     std::fs::read_dir(&cache)
         .expect("the cache has sources")
         .flatten()
@@ -295,4 +298,26 @@ fn bisect_finds_the_commit_that_broke_a_jit_case_in_log2_n_builds() {
         "{}",
         show(&output)
     );
+
+    // The bisect's worktree (1.5 GB) and build directory go with the repository, at the next
+    // build: here one that finds its kernel built already.
+    let gitdir = format!("gitdir: {}", repo.join("worktrees").display());
+    let worktree = std::fs::read_dir(cache_dir().join("worktrees"))
+        .expect("the cache has worktrees")
+        .flatten()
+        .map(|e| e.path())
+        .find(|w| std::fs::read_to_string(w.join(".git")).is_ok_and(|t| t.starts_with(&gitdir)))
+        .expect("the bisect's worktree is in the cache");
+    let name = worktree.file_name().expect("a name").to_string_lossy();
+    let build = cache_dir().join("build").join(format!("x86_64-{name}"));
+    assert!(build.is_dir(), "{} is kept between builds", build.display());
+    drop(dir);
+    let output = xtask(&["kernel", "--arch", "x86_64"]);
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for gone in [&worktree, &build] {
+        let said = format!("removed {}: its tree is gone", gone.display());
+        assert!(stderr.contains(&said), "{}", show(&output));
+        assert!(!gone.exists(), "{} is removed", gone.display());
+    }
 }

@@ -1,0 +1,172 @@
+//! What kernel builds leave in the cache once the tree they came from is gone: the worktree
+//! of a deleted repository (a bisect's clone in /tmp, a test's) and the build directories of
+//! such trees; and the staging directories of a run that was killed while it unpacked a
+//! source or a kernel. A worktree of Linux is 1.5 GB, so every build starts by removing them
+//! (`prune`), and nothing gone stays on the disk past the next build.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The file in a build directory that names the tree it builds, one path on one line.
+pub const TREE_RECORD: &str = "harness-tree";
+
+/// Removes the worktrees and build directories in `cache` whose tree is gone, and stale
+/// staging directories; returns them. Call it holding the cache's lock: a worktree being added
+/// has no `.git` yet, and a staging directory is stale only when no run holds the lock.
+pub fn prune(cache: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    // `tempfile`'s names, made with `TempDir::new_in` under the lock.
+    for parent in ["src", "kernels"] {
+        for dir in subdirectories(&cache.join(parent)) {
+            let staging = dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"));
+            if staging && fs::remove_dir_all(&dir).is_ok() {
+                removed.push(dir);
+            }
+        }
+    }
+    let mut gone_worktrees = Vec::new();
+    for dir in subdirectories(&cache.join("worktrees")) {
+        // A worktree's `.git` is a file, `gitdir: REPO/worktrees/NAME`, which its repository
+        // keeps: without it, the repository is gone or has forgotten the worktree. Without
+        // `.git` at all, `git worktree add` stopped halfway.
+        let repository_has_it = fs::read_to_string(dir.join(".git")).is_ok_and(|text| {
+            text.strip_prefix("gitdir:")
+                .is_some_and(|gitdir| Path::new(gitdir.trim()).exists())
+        });
+        if !repository_has_it && fs::remove_dir_all(&dir).is_ok() {
+            gone_worktrees.extend(dir.file_name().map(|n| n.to_string_lossy().into_owned()));
+            removed.push(dir);
+        }
+    }
+    for dir in subdirectories(&cache.join("build")) {
+        let tree_gone = match fs::read_to_string(dir.join(TREE_RECORD)) {
+            Ok(tree) => !Path::new(tree.trim_end_matches('\n')).exists(),
+            // Made before build directories named their tree: `ARCH-NAME`, where NAME is its
+            // worktree's.
+            Err(_) => dir.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                gone_worktrees.iter().any(|w| {
+                    name.strip_suffix(w.as_str())
+                        .is_some_and(|a| a.ends_with('-'))
+                })
+            }),
+        };
+        if tree_gone && fs::remove_dir_all(&dir).is_ok() {
+            removed.push(dir);
+        }
+    }
+    removed
+}
+
+fn subdirectories(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make(dir: &Path, files: &[(&str, &str)]) {
+        fs::create_dir_all(dir).expect("mkdir");
+        for (name, text) in files {
+            fs::write(dir.join(name), text).expect("write");
+        }
+    }
+
+    #[test]
+    fn only_what_belongs_to_a_tree_that_is_gone_is_removed() {
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let cache = root.path().join("cache");
+        let repo = root.path().join("net-next.git");
+        make(&repo.join("worktrees/net-next.git-1111aaaa"), &[]);
+        let live_gitdir = format!(
+            "gitdir: {}\n",
+            repo.join("worktrees/net-next.git-1111aaaa").display()
+        );
+        let dead_gitdir = format!(
+            "gitdir: {}\n",
+            root.path()
+                .join("gone.git/worktrees/gone.git-2222bbbb")
+                .display()
+        );
+        let user_tree = root.path().join("linux");
+        make(&user_tree, &[]);
+        let live_tree = format!("{}\n", user_tree.display());
+        let dead_tree = format!("{}\n", root.path().join("deleted-linux").display());
+
+        make(
+            &cache.join("worktrees/net-next.git-1111aaaa"),
+            &[(".git", &live_gitdir)],
+        );
+        make(
+            &cache.join("worktrees/gone.git-2222bbbb"),
+            &[(".git", &dead_gitdir)],
+        );
+        make(
+            &cache.join("worktrees/half-added-3333cccc"),
+            &[("Makefile", "")],
+        );
+        make(&cache.join("build/x86_64-net-next.git-1111aaaa"), &[]);
+        make(&cache.join("build/x86_64-gone.git-2222bbbb"), &[]);
+        make(&cache.join("build/mips-gone.git-2222bbbb"), &[]);
+        make(
+            &cache.join("build/mips-linux-4444dddd"),
+            &[(TREE_RECORD, &live_tree)],
+        );
+        make(
+            &cache.join("build/mips-deleted-linux-5555eeee"),
+            &[(TREE_RECORD, &dead_tree)],
+        );
+        make(&cache.join("build/x86_64-linux-source-6.1"), &[]);
+        make(&cache.join("src/.tmpAbC123"), &[("Makefile", "")]);
+        make(
+            &cache.join("src/linux-source-6.1=6.1.192-2"),
+            &[("Makefile", "")],
+        );
+        make(&cache.join("kernels/.tmpXyZ789"), &[]);
+        make(&cache.join("kernels/built-mips-0123456789abcdef"), &[]);
+
+        let removed: Vec<String> = prune(&cache)
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&cache)
+                    .expect("in the cache")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                "src/.tmpAbC123",
+                "kernels/.tmpXyZ789",
+                "worktrees/gone.git-2222bbbb",
+                "worktrees/half-added-3333cccc",
+                "build/mips-deleted-linux-5555eeee",
+                "build/mips-gone.git-2222bbbb",
+                "build/x86_64-gone.git-2222bbbb",
+            ]
+        );
+        for kept in [
+            "worktrees/net-next.git-1111aaaa",
+            "build/x86_64-net-next.git-1111aaaa",
+            "build/mips-linux-4444dddd",
+            "build/x86_64-linux-source-6.1",
+            "src/linux-source-6.1=6.1.192-2",
+            "kernels/built-mips-0123456789abcdef",
+        ] {
+            assert!(cache.join(kept).is_dir(), "{kept} is kept");
+        }
+        assert!(prune(&cache).is_empty(), "a second prune finds nothing");
+    }
+}
