@@ -41,7 +41,25 @@ pub fn ensure_free(dir: &Path, need: u64, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn gigabytes(bytes: u64) -> String {
+/// The disk space the files under `dir` take, in bytes (blocks, as `du`), links not followed.
+pub fn disk_use(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let inner: u64 = match meta.is_dir() {
+        true => fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| disk_use(&e.path()))
+            .sum(),
+        false => 0,
+    };
+    meta.blocks() * 512 + inner
+}
+
+pub fn gigabytes(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
@@ -107,5 +125,18 @@ mod tests {
             message.contains("`cargo xtask kernel --prune`"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn disk_use_counts_every_file_below_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let empty = disk_use(dir.path());
+        fs::create_dir_all(dir.path().join("a/b")).expect("mkdir");
+        fs::write(dir.path().join("a/b/big"), vec![1u8; 1 << 20]).expect("write");
+        std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("loop")).expect("link");
+        let used = disk_use(dir.path()) - empty;
+        // A megabyte of data, two directories and a link: not two megabytes, and no loop.
+        assert!((1 << 20..3 << 19).contains(&used), "{used}");
+        assert_eq!(disk_use(&dir.path().join("no such")), 0);
     }
 }

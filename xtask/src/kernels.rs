@@ -29,6 +29,18 @@ impl KernelCmd {
                     dir.display()
                 );
             }
+            // Where the disk goes: a worktree of Linux is 1.5 GB.
+            let parts = ["kernels", "src", "worktrees", "build", "snapshots"];
+            let sizes: Vec<String> = parts
+                .iter()
+                .map(|part| {
+                    format!(
+                        "{part} {}",
+                        cache::gigabytes(cache::disk_use(&cache.join(part)))
+                    )
+                })
+                .collect();
+            println!("{}: {}", cache.display(), sizes.join(", "));
             return Ok(0);
         }
         let _lock = cache::Lock::acquire(&cache)?;

@@ -38,6 +38,27 @@ fn linux_source_builds_once_and_its_kernel_runs_the_suite() {
     );
     assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
 
+    // The list names it, and where the cache's disk goes.
+    let list = xtask(&["kernel", "--list"]);
+    assert_eq!(list.status.code(), Some(0), "{}", show(&list));
+    let stdout = String::from_utf8_lossy(&list.stdout);
+    let entry = vmlinux.parent().expect("the kernel's cache entry");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("x86_64") && l.ends_with(path_str(entry))),
+        "{}",
+        show(&list)
+    );
+    let usage = stdout.lines().last().unwrap_or("");
+    for part in ["kernels", "src", "worktrees", "build", "snapshots"] {
+        assert!(usage.contains(&format!(" {part} ")), "{}", show(&list));
+    }
+    assert!(
+        !usage.contains("src 0.0 GB"),
+        "the unpacked source: {usage}"
+    );
+
     let out = tempfile::tempdir().expect("a temporary directory");
     let output = xtask(&[
         "test",
