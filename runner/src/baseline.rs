@@ -137,7 +137,7 @@ pub enum BaselineError {
         arch: Arch,
         flavour: String,
     },
-    #[error("cannot read the baseline {path}: {source}")]
+    #[error("cannot read the baseline {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -33,12 +33,13 @@ pub struct Durations {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DurationsError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: String, source: io::Error },
-    #[error("{path} is not a durations file: {source}; delete it, the next run writes it anew")]
+    // The cause in the middle of the message, so not a `source`: it would be said twice.
+    #[error("{path} is not a durations file: {error}; delete it, the next run writes it anew")]
     Parse {
         path: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{path} has layout version {found}, this harness writes {VERSION}; delete it")]
     Version { path: String, found: u32 },
@@ -76,9 +77,9 @@ impl Durations {
             }
         };
         let durations: Durations =
-            serde_json::from_slice(&data).map_err(|source| DurationsError::Parse {
+            serde_json::from_slice(&data).map_err(|error| DurationsError::Parse {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
         if durations.version != VERSION {
             return Err(DurationsError::Version {

@@ -114,8 +114,11 @@ impl Initramfs {
         let dir = path.parent().unwrap_or(Path::new("."));
         let tmp = tempfile::NamedTempFile::new_in(dir)?;
         crate::report::publish_mode(tmp.as_file())?;
-        let file = self.write_cpio(io::BufWriter::new(tmp))?;
-        let tmp = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+        // Through the file, not the `NamedTempFile`, whose errors repeat themselves with the
+        // temporary path.
+        let writer = io::BufWriter::new(tmp.as_file());
+        let file = self.write_cpio(writer)?;
+        file.into_inner().map_err(io::IntoInnerError::into_error)?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }

@@ -158,7 +158,7 @@ impl QemuConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}")]
     Spawn {
         program: String,
         #[source]

@@ -33,7 +33,7 @@ pub struct Entry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuarantineError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -413,7 +413,9 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     };
     let written = (|| {
         publish_mode(tmp.as_file())?;
-        tmp.write_all(data)?;
+        // The file, not the `NamedTempFile`: its errors repeat themselves with the temporary
+        // path, and the caller names the path that matters.
+        tmp.as_file_mut().write_all(data)?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)
     })();

@@ -34,13 +34,13 @@ const T9: u32 = 25;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnwrapError {
-    #[error("not a 64-bit MIPS ELF: {0}")]
+    #[error("not a 64-bit MIPS ELF")]
     Elf(#[from] object::Error),
     #[error("the kernel's xz stream does not decompress: {0}")]
     Xz(std::io::Error),
     #[error("the wrapper's entry {entry:#x} lies outside the {size}-byte kernel it unpacks")]
     Entry { entry: u64, size: usize },
-    #[error("cannot write the unwrapped kernel: {0}")]
+    #[error("cannot write the unwrapped kernel")]
     Write(#[from] object::write::Error),
 }
 

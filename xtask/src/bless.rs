@@ -31,7 +31,7 @@ impl Bless {
             }
             Err(BaselineError::Missing { .. }) => println!("{}: new baseline", path.display()),
             // A broken or older baseline is what bless replaces.
-            Err(e) => println!("replacing: {e}"),
+            Err(e) => println!("replacing: {:#}", anyhow::Error::new(e)),
         }
         let text = new.to_text().context("cannot serialize the baseline")?;
         if let Some(dir) = path.parent() {

@@ -354,6 +354,61 @@ fn twenty_interrupted_runs_leave_no_qemu_and_no_half_written_file() {
     }
 }
 
+/// A run into a directory on a filesystem of 16 KiB, a tmpfs mounted in a mount namespace
+/// of the run's own (`unshare`, as root or through a user namespace): the console log fits,
+/// the report does not.
+#[test]
+fn a_full_disk_fails_the_run_and_leaves_no_half_written_file() {
+    let out = tempfile::tempdir().unwrap();
+    let (full, kept) = (out.path().join("full"), out.path().join("kept"));
+    std::fs::create_dir(&full).unwrap();
+    let tag = format!("{}-full", std::process::id());
+    // The tmpfs goes with the namespace, so what the run left is copied out first.
+    let script = r#"mount -t tmpfs -o size=16k tmpfs "$1" || exit 99
+"$3" test --arch x86_64 --filter 0-99 --jobs 1 --out "$1/run"
+rc=$?
+cp -a "$1/run" "$2"
+exit $rc"#;
+    let output = Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c", script, "sh"])
+        .args([&full, &kept])
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .env("BPF_HARNESS_E2E_TAG", &tag)
+        .output()
+        .expect("unshare, from util-linux, runs");
+    assert_ne!(
+        output.status.code(),
+        Some(99),
+        "no tmpfs: {}",
+        show(&output)
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let said = format!(
+        "error: cannot write {}/run/report.json: No space left on device (os error 28)\n",
+        full.display()
+    );
+    assert!(stderr.contains(&said), "{}", show(&output));
+    assert_eq!(stderr.matches("No space left").count(), 1, "said once");
+    assert!(
+        tagged(&tag).is_empty(),
+        "processes left: {:?}",
+        tagged(&tag)
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&kept)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, [".lock", "console.log"], "{}", show(&output));
+    let console = std::fs::read_to_string(kept.join("console.log")).unwrap();
+    assert!(
+        console.contains("test_bpf: Summary: 100 PASSED"),
+        "{console}"
+    );
+}
+
 #[test]
 fn a_second_run_into_the_same_directory_is_refused() {
     let out = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ use crate::report::{write_atomically, Report};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: std::path::PathBuf,
         source: std::io::Error,
