@@ -122,8 +122,8 @@ pub fn build(
         });
     }
     tools::ensure(sh, &tools, install)?;
-    for dir in orphans::prune(cache) {
-        eprintln!("removed {}: its tree is gone", dir.display());
+    for removed in orphans::prune(cache) {
+        eprintln!("{removed}");
     }
     for patch in &spec.patches {
         if !patch.is_file() {

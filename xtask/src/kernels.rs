@@ -45,8 +45,8 @@ impl KernelCmd {
         }
         let _lock = cache::Lock::acquire(&cache)?;
         if self.prune {
-            for dir in crate::orphans::prune(&cache) {
-                println!("removed {}: its tree is gone", dir.display());
+            for removed in crate::orphans::prune(&cache) {
+                println!("{removed}");
             }
             let mut kept: Vec<(Arch, usize)> = Vec::new();
             for (dir, built) in kbuild::list(&cache) {

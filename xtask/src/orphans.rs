@@ -4,40 +4,59 @@
 //! source or a kernel. A worktree of Linux is 1.5 GB, so every build starts by removing them
 //! (`prune`), and nothing gone stays on the disk past the next build.
 
+use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The file in a build directory that names the tree it builds, one path on one line.
 pub const TREE_RECORD: &str = "harness-tree";
 
+/// A directory `prune` removed, and why.
+pub struct Removed {
+    pub path: PathBuf,
+    pub why: &'static str,
+}
+
+impl fmt::Display for Removed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "removed {}: {}", self.path.display(), self.why)
+    }
+}
+
 /// Removes the worktrees and build directories in `cache` whose tree is gone, and stale
 /// staging directories; returns them. Call it holding the cache's lock: a worktree being added
 /// has no `.git` yet, and a staging directory is stale only when no run holds the lock.
-pub fn prune(cache: &Path) -> Vec<PathBuf> {
+pub fn prune(cache: &Path) -> Vec<Removed> {
     let mut removed = Vec::new();
+    let mut remove = |path: PathBuf, why| {
+        let gone = fs::remove_dir_all(&path).is_ok();
+        if gone {
+            removed.push(Removed { path, why });
+        }
+        gone
+    };
     // `tempfile`'s names, made with `TempDir::new_in` under the lock.
     for parent in ["src", "kernels"] {
         for dir in subdirectories(&cache.join(parent)) {
-            let staging = dir
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"));
-            if staging && fs::remove_dir_all(&dir).is_ok() {
-                removed.push(dir);
+            if name_of(&dir).starts_with(".tmp") {
+                remove(dir, "a staging directory of a run that was killed");
             }
         }
     }
     let mut gone_worktrees = Vec::new();
     for dir in subdirectories(&cache.join("worktrees")) {
         // A worktree's `.git` is a file, `gitdir: REPO/worktrees/NAME`, which its repository
-        // keeps: without it, the repository is gone or has forgotten the worktree. Without
-        // `.git` at all, `git worktree add` stopped halfway.
-        let repository_has_it = fs::read_to_string(dir.join(".git")).is_ok_and(|text| {
-            text.strip_prefix("gitdir:")
-                .is_some_and(|gitdir| Path::new(gitdir.trim()).exists())
-        });
-        if !repository_has_it && fs::remove_dir_all(&dir).is_ok() {
-            gone_worktrees.extend(dir.file_name().map(|n| n.to_string_lossy().into_owned()));
-            removed.push(dir);
+        // keeps: without it, the repository is gone or has forgotten the worktree.
+        let why = match fs::read_to_string(dir.join(".git")) {
+            Err(_) => "`git worktree add` stopped halfway",
+            Ok(text) => match text.strip_prefix("gitdir:") {
+                Some(gitdir) if Path::new(gitdir.trim()).exists() => continue,
+                _ => "its repository is gone",
+            },
+        };
+        let name = name_of(&dir);
+        if remove(dir, why) {
+            gone_worktrees.push(name);
         }
     }
     for dir in subdirectories(&cache.join("build")) {
@@ -45,19 +64,24 @@ pub fn prune(cache: &Path) -> Vec<PathBuf> {
             Ok(tree) => !Path::new(tree.trim_end_matches('\n')).exists(),
             // Made before build directories named their tree: `ARCH-NAME`, where NAME is its
             // worktree's.
-            Err(_) => dir.file_name().is_some_and(|name| {
-                let name = name.to_string_lossy();
+            Err(_) => {
+                let name = name_of(&dir);
                 gone_worktrees.iter().any(|w| {
                     name.strip_suffix(w.as_str())
-                        .is_some_and(|a| a.ends_with('-'))
+                        .is_some_and(|arch| arch.ends_with('-'))
                 })
-            }),
+            }
         };
-        if tree_gone && fs::remove_dir_all(&dir).is_ok() {
-            removed.push(dir);
+        if tree_gone {
+            remove(dir, "its tree is gone");
         }
     }
     removed
+}
+
+fn name_of(dir: &Path) -> String {
+    dir.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 fn subdirectories(dir: &Path) -> Vec<PathBuf> {
@@ -138,23 +162,18 @@ mod tests {
 
         let removed: Vec<String> = prune(&cache)
             .iter()
-            .map(|p| {
-                p.strip_prefix(&cache)
-                    .expect("in the cache")
-                    .display()
-                    .to_string()
-            })
+            .map(|r| r.to_string().replace(&format!("{}/", cache.display()), ""))
             .collect();
         assert_eq!(
             removed,
             [
-                "src/.tmpAbC123",
-                "kernels/.tmpXyZ789",
-                "worktrees/gone.git-2222bbbb",
-                "worktrees/half-added-3333cccc",
-                "build/mips-deleted-linux-5555eeee",
-                "build/mips-gone.git-2222bbbb",
-                "build/x86_64-gone.git-2222bbbb",
+                "removed src/.tmpAbC123: a staging directory of a run that was killed",
+                "removed kernels/.tmpXyZ789: a staging directory of a run that was killed",
+                "removed worktrees/gone.git-2222bbbb: its repository is gone",
+                "removed worktrees/half-added-3333cccc: `git worktree add` stopped halfway",
+                "removed build/mips-deleted-linux-5555eeee: its tree is gone",
+                "removed build/mips-gone.git-2222bbbb: its tree is gone",
+                "removed build/x86_64-gone.git-2222bbbb: its tree is gone",
             ]
         );
         for kept in [

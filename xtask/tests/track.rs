@@ -315,8 +315,12 @@ fn bisect_finds_the_commit_that_broke_a_jit_case_in_log2_n_builds() {
     let output = xtask(&["kernel", "--arch", "x86_64"]);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for gone in [&worktree, &build] {
-        let said = format!("removed {}: its tree is gone", gone.display());
+    let why = [
+        (&worktree, "its repository is gone"),
+        (&build, "its tree is gone"),
+    ];
+    for (gone, why) in why {
+        let said = format!("removed {}: {why}", gone.display());
         assert!(stderr.contains(&said), "{}", show(&output));
         assert!(!gone.exists(), "{} is removed", gone.display());
     }
