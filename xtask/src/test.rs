@@ -61,7 +61,7 @@ impl Test {
         let (mut plan, cases) = self.plan_and_cases()?;
         let modes = self.selection.mode.clone();
         let cache = self.cache_dir()?;
-        let inputs = self.fetch_inputs(&plan, &cache)?;
+        let mut inputs = self.fetch_inputs(&plan, &cache)?;
         let kernel_info = KernelInfo {
             arch,
             release: None,
@@ -70,6 +70,8 @@ impl Test {
             config_hash: None,
         };
         let gate = Gate::load(&self.gate, arch, &kernel_info.flavour())?;
+        // After the gate: a bad baseline stops the run before any guest boots.
+        inputs.snapshot = self.snapshot(&plan, &inputs, &cache)?;
         let out = match &self.out {
             Some(out) => out.clone(),
             None => default_out_dir(arch),
@@ -257,7 +259,9 @@ impl Test {
     /// for running QEMU without the harness (`cargo xtask bench`).
     pub fn bare_guest(&self, dir: &Path) -> anyhow::Result<QemuConfig> {
         let (plan, cases) = self.plan_and_cases()?;
-        let inputs = self.fetch_inputs(&plan, &self.cache_dir()?)?;
+        let cache = self.cache_dir()?;
+        let mut inputs = self.fetch_inputs(&plan, &cache)?;
+        inputs.snapshot = self.snapshot(&plan, &inputs, &cache)?;
         let initrd = dir.join("initramfs.cpio");
         let agent = inputs.agent.as_deref().map(|binary| image::AgentFiles {
             binary,
@@ -345,19 +349,6 @@ impl Test {
         let spec = self.kernel_spec()?;
         let kernel = spec.resolve(&sh, arch, cache, install)?;
         let init = guest_c::build(&sh, arch, cache, install, Program::Init)?;
-        let snapshot = match self.cold_boot || plan.loads.is_empty() {
-            true => None,
-            false => {
-                let timeout = Duration::from_secs(arch.qemu().boot_timeout_secs);
-                match snapshot::template(arch, &kernel, &init, cache, timeout) {
-                    Ok(template) => Some(template),
-                    Err(e) => {
-                        eprintln!("warning: {e:#}; every guest boots instead");
-                        None
-                    }
-                }
-            }
-        };
         Ok(Inputs {
             kernel,
             init,
@@ -365,8 +356,30 @@ impl Test {
                 true => Some(guest_c::build(&sh, arch, cache, install, Program::Agent)?),
                 false => None,
             },
-            snapshot,
+            snapshot: None,
         })
+    }
+
+    /// The booted guest module-load guests start from, made once per kernel and image: this
+    /// boots a guest, so it comes after every check of the input.
+    fn snapshot(
+        &self,
+        plan: &Plan,
+        inputs: &Inputs,
+        cache: &Path,
+    ) -> anyhow::Result<Option<Template>> {
+        if self.cold_boot || plan.loads.is_empty() {
+            return Ok(None);
+        }
+        let _lock = cache::Lock::acquire(cache)?;
+        let timeout = Duration::from_secs(self.arch.qemu().boot_timeout_secs);
+        match snapshot::template(self.arch, &inputs.kernel, &inputs.init, cache, timeout) {
+            Ok(template) => Ok(Some(template)),
+            Err(e) => {
+                eprintln!("warning: {e:#}; every guest boots instead");
+                Ok(None)
+            }
+        }
     }
 }
 

@@ -227,6 +227,18 @@ fn a_run_with_a_broken_or_missing_baseline_stops_before_booting() {
     let broken = dir.path().join("broken.yaml");
     std::fs::write(&broken, "schema: 1\narch: x86_64\nresults: [\n").expect("write");
     let missing = dir.path().join("missing.yaml");
+    // A cache with the real one's kernels but no snapshot, so that the run would boot a
+    // template guest if it did not read the baseline first.
+    let real = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache"))
+        .join("bpf-jit-harness");
+    let cache = dir.path().join("cache");
+    for part in ["kernels", "apt"] {
+        std::fs::create_dir_all(real.join(part)).expect("the cache's directories");
+        std::fs::create_dir_all(&cache).expect("a cache");
+        std::os::unix::fs::symlink(real.join(part), cache.join(part)).expect("symlink");
+    }
     for (baseline, says) in [
         (&broken, format!("{}:", broken.display())),
         (&missing, format!("no baseline at {}", missing.display())),
@@ -238,6 +250,8 @@ fn a_run_with_a_broken_or_missing_baseline_stops_before_booting() {
             "x86_64",
             "--baseline",
             path_str(baseline),
+            "--cache-dir",
+            path_str(&cache),
             "--out",
             path_str(&out),
         ]);
