@@ -1,7 +1,7 @@
 //! What kernel builds leave in the cache once the tree they came from is gone: the worktree
 //! of a deleted repository (a bisect's clone in /tmp, a test's) and the build directories of
 //! such trees; and the staging directories of a run that was killed while it unpacked a
-//! source or a kernel. A worktree of Linux is 1.5 GB, so every build starts by removing them
+//! source or a kernel, or saved a snapshot. A worktree of Linux is 1.5 GB, so every build starts by removing them
 //! (`prune`), and nothing gone stays on the disk past the next build.
 
 use std::fmt;
@@ -27,7 +27,10 @@ impl fmt::Display for Removed {
 /// staging directories; returns them. Call it holding the cache's lock: a worktree being added
 /// has no `.git` yet, and a staging directory is stale only when no run holds the lock.
 pub fn prune(cache: &Path) -> Vec<Removed> {
-    let mut removed = Vec::new();
+    let mut removed: Vec<Removed> = ["src", "kernels", "snapshots"]
+        .iter()
+        .flat_map(|parent| remove_staging(&cache.join(parent)))
+        .collect();
     let mut remove = |path: PathBuf, why| {
         let gone = fs::remove_dir_all(&path).is_ok();
         if gone {
@@ -35,14 +38,6 @@ pub fn prune(cache: &Path) -> Vec<Removed> {
         }
         gone
     };
-    // `tempfile`'s names, made with `TempDir::new_in` under the lock.
-    for parent in ["src", "kernels"] {
-        for dir in subdirectories(&cache.join(parent)) {
-            if name_of(&dir).starts_with(".tmp") {
-                remove(dir, "a staging directory of a run that was killed");
-            }
-        }
-    }
     let mut gone_worktrees = Vec::new();
     for dir in subdirectories(&cache.join("worktrees")) {
         // A worktree's `.git` is a file, `gitdir: REPO/worktrees/NAME`, which its repository
@@ -77,6 +72,20 @@ pub fn prune(cache: &Path) -> Vec<Removed> {
         }
     }
     removed
+}
+
+/// Removes the staging directories in `dir`: `tempfile`'s names, made with `TempDir::new_in`
+/// under the cache's lock, so stale when the caller holds it.
+pub fn remove_staging(dir: &Path) -> Vec<Removed> {
+    subdirectories(dir)
+        .into_iter()
+        .filter(|d| name_of(d).starts_with(".tmp"))
+        .filter(|d| fs::remove_dir_all(d).is_ok())
+        .map(|path| Removed {
+            path,
+            why: "a staging directory of a run that was killed",
+        })
+        .collect()
 }
 
 fn name_of(dir: &Path) -> String {
@@ -159,6 +168,14 @@ mod tests {
         );
         make(&cache.join("kernels/.tmpXyZ789"), &[]);
         make(&cache.join("kernels/built-mips-0123456789abcdef"), &[]);
+        make(
+            &cache.join("snapshots/.tmpQrS456"),
+            &[("initramfs.cpio", "")],
+        );
+        make(
+            &cache.join("snapshots/x86_64-0123456789abcdef"),
+            &[("snapshot.bin", "")],
+        );
 
         let removed: Vec<String> = prune(&cache)
             .iter()
@@ -169,6 +186,7 @@ mod tests {
             [
                 "removed src/.tmpAbC123: a staging directory of a run that was killed",
                 "removed kernels/.tmpXyZ789: a staging directory of a run that was killed",
+                "removed snapshots/.tmpQrS456: a staging directory of a run that was killed",
                 "removed worktrees/gone.git-2222bbbb: its repository is gone",
                 "removed worktrees/half-added-3333cccc: `git worktree add` stopped halfway",
                 "removed build/mips-deleted-linux-5555eeee: its tree is gone",
@@ -183,6 +201,7 @@ mod tests {
             "build/x86_64-linux-source-6.1",
             "src/linux-source-6.1=6.1.192-2",
             "kernels/built-mips-0123456789abcdef",
+            "snapshots/x86_64-0123456789abcdef",
         ] {
             assert!(cache.join(kept).is_dir(), "{kept} is kept");
         }

@@ -50,7 +50,8 @@ impl Template {
     }
 }
 
-/// The template for `kernel` on `arch` (booting `init`), made now if the cache has none.
+/// The template for `kernel` on `arch` (booting `init`), made now if the cache has none. Call
+/// it holding the cache's lock.
 pub fn template(
     arch: Arch,
     kernel: &Kernel,
@@ -60,6 +61,10 @@ pub fn template(
 ) -> anyhow::Result<Template> {
     let dir = cache.join("snapshots");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Those of runs killed while they made a template: under the lock, no other is in use.
+    for removed in crate::orphans::remove_staging(&dir) {
+        eprintln!("{removed}");
+    }
     let staging = tempfile::TempDir::new_in(&dir)
         .with_context(|| format!("cannot create a directory in {}", dir.display()))?;
     let initrd = staging.path().join("initramfs.cpio");
