@@ -7,7 +7,6 @@
 //! `test_range` per suite and mode, as few module loads as the cut allows.
 
 use crate::agent::{AgentRun, AgentStart};
-use crate::cases::AgentSuite;
 use crate::durations::{self, Durations};
 use crate::plan::{Filter, ModuleLoad, Plan};
 use crate::report::{Mode, Status, TestResult};
@@ -93,35 +92,24 @@ impl Shard {
 
     /// What is left after the guest that ran this shard crashed or hung in the agent
     /// (`run`, over `cases` cases in `modes` modes): the cases after the one in flight, in a
-    /// fresh guest. The agent runs after every module load, so no load is left. `None` when
-    /// the agent was not stopped by a crash or hang, or nothing is left.
+    /// fresh guest. `None` when the agent was not stopped by a crash or hang, or nothing is
+    /// left.
     pub fn resume_agent(&self, run: &AgentRun, cases: usize, modes: usize) -> Option<Shard> {
         if !self.agent || !matches!(run.stop, Some((Status::Crash | Status::Hang, _))) {
             return None;
         }
         let (case, mode) = run.in_flight(cases, modes)?;
-        Some(Shard {
-            loads: Vec::new(),
-            agent: true,
-            agent_from: AgentStart::after(case, mode, cases, modes)?,
-        })
+        AgentStart::after(case, mode, cases, modes).map(Shard::agent_from)
     }
 
-    /// What is left when the rest of the suite in flight is given up, after guests in a row
-    /// crashed or hung in it before finishing a case: the next suite or mode, in a fresh
-    /// guest. `suites` is each case's suite, in bundle order. `None` when nothing is left.
-    pub fn resume_agent_past_suite(
-        &self,
-        run: &AgentRun,
-        suites: &[AgentSuite],
-        modes: usize,
-    ) -> Option<Shard> {
-        let (case, mode) = run.in_flight(suites.len(), modes)?;
-        Some(Shard {
+    /// The agent alone, from `start`: what a guest resumed in the agent runs. The agent runs
+    /// after every module load, so no load is left.
+    pub fn agent_from(start: AgentStart) -> Shard {
+        Shard {
             loads: Vec::new(),
             agent: true,
-            agent_from: AgentStart::past_suite(case, mode, suites, modes)?,
-        })
+            agent_from: start,
+        }
     }
 
     /// Whether this shard runs the test of `result` (or, for an entry with no number, the

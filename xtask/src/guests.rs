@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use runner::agent::{AgentOutput, AgentRun};
+use runner::agent::{AgentOutput, AgentRun, AgentStart};
 use runner::arch::Arch;
 use runner::cases::{AgentSuite, Case};
 use runner::durations::Durations;
@@ -270,7 +270,7 @@ fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job>
     let suites: Vec<AgentSuite> = setup.cases.iter().map(|c| c.suite).collect();
     let stopped = guest.agent.as_ref().filter(|_| in_agent).and_then(|run| {
         let (case, mode) = run.in_flight(suites.len(), setup.modes.len())?;
-        let next = rest.resume_agent_past_suite(run, &suites, setup.modes.len());
+        let next = AgentStart::past_suite(case, mode, &suites, setup.modes.len());
         Some((*suites.get(case)?, setup.modes.get(mode)?, next))
     });
     let Some((suite, mode, next)) = stopped else {
@@ -291,8 +291,8 @@ fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job>
          {what_next}",
         mode.name()
     ));
-    next.map(|shard| Job {
-        shard,
+    next.map(|start| Job {
+        shard: Shard::agent_from(start),
         fruitless: 0,
     })
 }
