@@ -33,8 +33,6 @@ struct Inputs {
     /// The guest's PID 1.
     init: PathBuf,
     agent: Option<PathBuf>,
-    /// The booted guest module-load guests start from; `None` when each boots.
-    snapshot: Option<Template>,
 }
 
 impl Test {
@@ -61,7 +59,7 @@ impl Test {
         let (mut plan, cases) = self.plan_and_cases()?;
         let modes = self.selection.mode.clone();
         let cache = self.cache_dir()?;
-        let mut inputs = self.fetch_inputs(&plan, &cache)?;
+        let inputs = self.fetch_inputs(&plan, &cache)?;
         let kernel_info = KernelInfo {
             arch,
             release: None,
@@ -71,7 +69,7 @@ impl Test {
         };
         let gate = Gate::load(&self.gate, arch, &kernel_info.flavour())?;
         // After the gate: a bad baseline stops the run before any guest boots.
-        inputs.snapshot = self.snapshot(&plan, &inputs, &cache)?;
+        let snapshot = self.snapshot(&plan, &inputs, &cache)?;
         let out = match &self.out {
             Some(out) => out.clone(),
             None => default_out_dir(arch),
@@ -105,7 +103,7 @@ impl Test {
             kernel: &inputs.kernel,
             init: &inputs.init,
             agent: inputs.agent.as_deref(),
-            snapshot: inputs.snapshot.as_ref(),
+            snapshot: snapshot.as_ref(),
             cases: &cases,
             modes: &modes,
             catalog: plan.catalog.as_ref(),
@@ -260,8 +258,8 @@ impl Test {
     pub fn bare_guest(&self, dir: &Path) -> anyhow::Result<QemuConfig> {
         let (plan, cases) = self.plan_and_cases()?;
         let cache = self.cache_dir()?;
-        let mut inputs = self.fetch_inputs(&plan, &cache)?;
-        inputs.snapshot = self.snapshot(&plan, &inputs, &cache)?;
+        let inputs = self.fetch_inputs(&plan, &cache)?;
+        let snapshot = self.snapshot(&plan, &inputs, &cache)?;
         let initrd = dir.join("initramfs.cpio");
         let agent = inputs.agent.as_deref().map(|binary| image::AgentFiles {
             binary,
@@ -284,7 +282,7 @@ impl Test {
             ..QemuConfig::boot(self.arch, inputs.kernel.image.clone(), initrd)
         };
         // Started as the harness starts it: from the booted template, when it would.
-        Ok(match &inputs.snapshot {
+        Ok(match &snapshot {
             Some(template) if !plan.agent => template.guest(&config, &plan),
             _ => config,
         })
@@ -356,12 +354,11 @@ impl Test {
                 true => Some(guest_c::build(&sh, arch, cache, install, Program::Agent)?),
                 false => None,
             },
-            snapshot: None,
         })
     }
 
-    /// The booted guest module-load guests start from, made once per kernel and image: this
-    /// boots a guest, so it comes after every check of the input.
+    /// The booted guest module-load guests start from (`None` when each boots), made once per
+    /// kernel and image: this boots a guest, so it comes after every check of the input.
     fn snapshot(
         &self,
         plan: &Plan,
