@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{path_str, recorded_run, root, show};
+use common::{cache_dir, path_str, recorded_run, root, show};
 
 use runner::report::{Report, Status};
 
@@ -229,14 +229,11 @@ fn a_run_with_a_broken_or_missing_baseline_stops_before_booting() {
     let missing = dir.path().join("missing.yaml");
     // A cache with the real one's kernels but no snapshot, so that the run would boot a
     // template guest if it did not read the baseline first.
-    let real = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache"))
-        .join("bpf-jit-harness");
+    let real = cache_dir();
     let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).expect("a cache");
     for part in ["kernels", "apt"] {
         std::fs::create_dir_all(real.join(part)).expect("the cache's directories");
-        std::fs::create_dir_all(&cache).expect("a cache");
         std::os::unix::fs::symlink(real.join(part), cache.join(part)).expect("symlink");
     }
     for (baseline, says) in [

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{path_str, recorded_run, show};
+use common::{cache_dir, path_str, recorded_run, show};
 
 use runner::diff::Class;
 use runner::report::Report;
@@ -185,13 +185,6 @@ fn a_failure_is_pinned_on_the_revision_that_brought_it() {
         md.contains("| regression | test_bpf JMP32_JLT_K: Small immediate | jit | pass jited | fail jited | 6.1.0-54 | 6.1.0-53 |"),
         "{md}"
     );
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
-        .join("bpf-jit-harness")
 }
 
 /// The cache's git repository of linux-source-6.1, made by building it once.

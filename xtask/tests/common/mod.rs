@@ -32,6 +32,16 @@ pub fn root() -> PathBuf {
         .to_owned()
 }
 
+/// The harness's default cache, as the binary finds it: `$XDG_CACHE_HOME/bpf-jit-harness`,
+/// else `~/.cache/bpf-jit-harness`.
+#[allow(dead_code)]
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache"))
+        .join("bpf-jit-harness")
+}
+
 /// The report a default x86_64 run writes for this console log, edited first by `edit`.
 #[allow(dead_code)]
 pub fn recorded_run(log: &str, edit: impl Fn(String) -> String) -> Report {
