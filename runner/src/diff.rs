@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::{self, Baseline, Entry, TestKey, DIVERGENCE_KEY};
 use crate::plan::Filter;
-use crate::report::{Report, Status};
+use crate::report::{Report, Status, TestResult};
 
 /// The class of one change. The serialized names are part of `report.json`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -213,9 +213,27 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
         counts: Class::ALL.iter().map(|&c| (c, 0)).collect(),
         ..Diff::default()
     };
+    // Where the run could not name its tests (no guest booted, say), the baseline's tests
+    // of that suite and mode were not run: not removed. The entry that stands for them is
+    // counted through them.
+    let placeholders: BTreeMap<(&str, &str), &TestResult> = report
+        .results
+        .iter()
+        .filter(|r| r.is_placeholder())
+        .map(|r| ((r.suite.as_str(), r.mode.name()), r))
+        .collect();
+    let in_baseline: BTreeSet<(&str, &str)> = before
+        .keys()
+        .map(|k| (k.suite.as_str(), k.mode.as_str()))
+        .collect();
     let mut seen = BTreeSet::new();
     for (key, result) in keys.iter().zip(&report.results) {
         seen.insert(key.clone());
+        if result.is_placeholder()
+            && in_baseline.contains(&(result.suite.as_str(), result.mode.name()))
+        {
+            continue;
+        }
         let after = Entry::of(result);
         let class = match before.get(key) {
             Some(&b) => classify(b, after),
@@ -254,6 +272,16 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
             }
             continue;
         }
+        if let Some(stand_in) = placeholders.get(&(key.suite.as_str(), key.mode.as_str())) {
+            out.changes.push(change(
+                Class::NotRun,
+                key,
+                Some(*b),
+                Some(Entry::of(stand_in)),
+                stand_in.message.clone(),
+            ));
+            continue;
+        }
         match (cannot_judge, selected(report, key)) {
             (None, Some(true)) => {
                 out.changes
@@ -287,7 +315,8 @@ impl Diff {
     }
 
     /// The diff for a terminal: the headline, then one line per change, the ones that fail
-    /// the gate marked.
+    /// the gate marked; tests not run, which a guest that never booted makes by the
+    /// thousand, in one line (report.json lists them).
     pub fn render_text(&self, fail_on: &[Class]) -> String {
         use std::fmt::Write as _;
         let mut out = format!(
@@ -296,7 +325,28 @@ impl Diff {
             self.headline(),
             self.unchanged
         );
-        for c in &self.changes {
+        let mut not_run: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for c in self.changes.iter().filter(|c| c.class == Class::NotRun) {
+            *not_run.entry((&c.suite, &c.mode)).or_default() += 1;
+        }
+        if !not_run.is_empty() {
+            let parts: Vec<String> = not_run
+                .iter()
+                .map(|((suite, mode), n)| format!("{suite} [{mode}] {n}"))
+                .collect();
+            let mark = match fail_on.contains(&Class::NotRun) {
+                true => " <- fails the gate",
+                false => "",
+            };
+            let _ = writeln!(
+                out,
+                "  {:<15} {} not run: {} (the run's errors say why){mark}",
+                Class::NotRun.name(),
+                self.count(Class::NotRun),
+                parts.join(", ")
+            );
+        }
+        for c in self.changes.iter().filter(|c| c.class != Class::NotRun) {
             let mark = match (&c.quarantined, fail_on.contains(&c.class)) {
                 (Some(why), _) => format!(" (quarantined: {why})"),
                 (None, true) => " <- fails the gate".to_owned(),
@@ -407,6 +457,45 @@ mod tests {
 
     fn baseline_of(results: Vec<TestResult>) -> Baseline {
         Baseline::from_report(&report(results))
+    }
+
+    #[test]
+    fn a_run_that_booted_no_guest_removes_nothing_and_says_so_in_one_line() {
+        let passed: Vec<TestResult> = (0..500)
+            .map(|i| result(&format!("T{i}"), Status::Pass, Some(true)))
+            .collect();
+        // What two guests that never booted leave: a stand-in per load, none per test.
+        let stand_in = || {
+            TestResult::not_run(
+                "test_bpf",
+                Mode::Jit,
+                "test_bpf (whole suite)".into(),
+                "not run: the guest ended before this load",
+            )
+        };
+        let d = diff(
+            &baseline_of(passed),
+            "b.yaml",
+            &report(vec![stand_in(), stand_in()]),
+        );
+        assert_eq!(d.count(Class::Removed), 0);
+        assert_eq!(d.count(Class::NotRun), 500);
+        assert_eq!(d.headline(), "500 not-run");
+        assert_eq!(
+            d.render_text(&Class::GATE_DEFAULT),
+            "against b.yaml: 500 not-run (0 unchanged)\n  not-run         500 not run: \
+             test_bpf [jit] 500 (the run's errors say why)\n"
+        );
+        // A kernel that ran and no longer has a test: that is removed, still.
+        let d = diff(
+            &baseline_of(vec![
+                result("A", Status::Pass, Some(true)),
+                result("B", Status::Pass, Some(true)),
+            ]),
+            "b.yaml",
+            &report(vec![result("A", Status::Pass, Some(true))]),
+        );
+        assert_eq!(d.headline(), "1 removed");
     }
 
     #[test]

@@ -135,6 +135,15 @@ impl Durations {
         }
     }
 
+    /// These times, and `fallback`'s for every test and mode these never timed: a cache file
+    /// that knows only some tests (a run cut short, a new kernel's) still cuts the others by
+    /// the committed figures rather than by a guess.
+    pub fn or(&self, fallback: &Durations) -> Durations {
+        let mut merged = self.clone();
+        merged.fill(fallback);
+        merged
+    }
+
     /// The time of one test: as timed in this mode, else in another mode, else a guess.
     pub fn test(&self, mode: Mode, suite: &str, name: &str) -> f64 {
         if let Some(&s) = self.tests.get(&key(mode, suite, name)) {
@@ -170,6 +179,26 @@ mod tests {
         assert_eq!(d.test(Mode::Jit, "test_bpf", "TXA"), UNKNOWN_TEST_S);
         d.record_test(Mode::Interp, "test_bpf", "TAX", 2.0);
         assert_eq!(d.test(Mode::Interp, "test_bpf", "TAX"), 2.0);
+    }
+
+    #[test]
+    fn a_test_the_cache_never_timed_takes_the_fallbacks_time() {
+        let mut cache = Durations::new();
+        cache.record_test(Mode::Jit, "test_bpf", "A", 1.0);
+        let mut committed = Durations::new();
+        committed.record_test(Mode::Jit, "test_bpf", "A", 9.0);
+        committed.record_test(Mode::Jit, "test_bpf", "B", 2.0);
+        committed.record_agent(Mode::Jit, 10, 1.0);
+        let merged = cache.or(&committed);
+        assert_eq!(
+            merged.test(Mode::Jit, "test_bpf", "A"),
+            1.0,
+            "the cache's own wins"
+        );
+        assert_eq!(merged.test(Mode::Jit, "test_bpf", "B"), 2.0);
+        assert_eq!(merged.agent(Mode::Jit, 10), 1.0);
+        // An empty cache file, as a run that booted nothing once wrote, is no figure at all.
+        assert_eq!(Durations::new().or(&committed), committed);
     }
 
     #[test]

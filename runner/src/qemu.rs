@@ -121,9 +121,11 @@ impl QemuConfig {
                 "none",
                 "-serial",
                 "stdio",
-                // The guests need no network; skipping the NIC saves probing at boot.
-                "-nic",
-                "none",
+                // No default device: no VGA, NIC, drives or parallel port. The guests need
+                // none of them, and the defaults load ROMs that QEMU's Depends do not ship:
+                // Malta's Cirrus VGA needs vgabios-cirrus.bin (seabios) and its pcnet NIC
+                // efi-pcnet.rom (ipxe-qemu), both only Recommends of qemu-system-mips.
+                "-nodefaults",
                 "-no-reboot",
                 "-kernel",
             ]
@@ -154,6 +156,45 @@ impl QemuConfig {
         }
         (qemu.binary.to_owned(), args)
     }
+}
+
+/// What to do when QEMU's `stderr` says it could not find a firmware file: the file, the
+/// Debian package that ships it, and the command that installs it. `None` for other errors.
+pub fn firmware_advice(stderr: &str) -> Option<String> {
+    // QEMU 7.2's words: a PCI device's ROM, the PC's BIOS, an option ROM, Malta's BIOS.
+    let patterns = [
+        ("failed to find romfile \"", '"'),
+        ("could not load PC BIOS '", '\''),
+        ("Could not open option rom '", '\''),
+        ("Could not load MIPS bios '", '\''),
+    ];
+    let file = patterns.iter().find_map(|(start, end)| {
+        let rest = &stderr[stderr.find(start)? + start.len()..];
+        Some(&rest[..rest.find(*end)?])
+    })?;
+    let name = file.rsplit('/').next().unwrap_or(file);
+    let package = if name.starts_with("vgabios") || name.starts_with("bios") {
+        Some("seabios")
+    } else if name.starts_with("efi-") || name.starts_with("pxe-") {
+        Some("ipxe-qemu")
+    } else if ["kvmvapic", "linuxboot", "multiboot", "pvh"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        Some("qemu-system-data")
+    } else {
+        None
+    };
+    Some(match package {
+        Some(package) => format!(
+            "QEMU needs the firmware file {name}, which Debian's {package} ships: \
+             `apt-get install --no-install-recommends {package}`"
+        ),
+        None => format!(
+            "QEMU needs the firmware file {name}: `apt-file search {name}` names the Debian \
+             package that ships it"
+        ),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -387,5 +428,28 @@ impl Qemu {
 impl Drop for Qemu {
     fn drop(&mut self) {
         self.terminate(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_firmware_file_is_named_with_its_package() {
+        let cirrus = "qemu-system-mips64el: failed to find romfile \"vgabios-cirrus.bin\"\n";
+        let advice = firmware_advice(cirrus).expect("a firmware error");
+        assert_eq!(
+            advice,
+            "QEMU needs the firmware file vgabios-cirrus.bin, which Debian's seabios ships: \
+             `apt-get install --no-install-recommends seabios`"
+        );
+        let bios = "qemu-system-x86_64: could not load PC BIOS 'bios-256k.bin'";
+        assert!(firmware_advice(bios).is_some_and(|a| a.contains("seabios")));
+        let nic = "qemu-system-mipsel: failed to find romfile \"efi-pcnet.rom\"";
+        assert!(firmware_advice(nic).is_some_and(|a| a.contains("ipxe-qemu")));
+        let other = "qemu: Could not open option rom '/opt/fw/odd.rom': No such file";
+        assert!(firmware_advice(other).is_some_and(|a| a.contains("apt-file search odd.rom")));
+        assert_eq!(firmware_advice("qemu: could not load kernel '/k'"), None);
     }
 }

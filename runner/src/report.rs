@@ -155,6 +155,17 @@ impl TestResult {
             ..TestResult::new(suite, None, &name, mode, Status::NotRun)
         }
     }
+
+    /// Whether this entry stands for tests the run could not name one by one, because the
+    /// guest never told them: `SUITE (whole suite)`, `SUITE (tests after #N)`.
+    pub fn is_placeholder(&self) -> bool {
+        self.status == Status::NotRun
+            && self.id.is_none()
+            && self
+                .name
+                .strip_prefix(self.suite.as_str())
+                .is_some_and(|rest| rest.starts_with(" ("))
+    }
 }
 
 /// The kernel a run booted.
@@ -175,6 +186,15 @@ pub struct KernelInfo {
 }
 
 impl KernelInfo {
+    /// The kernel's name for people: its release as the guest said it (`6.1.0-56-amd64`),
+    /// else what the run meant to boot (`linux-image-6.1.0-50-5kc-malta=6.1.176-1`).
+    pub fn name(&self) -> &str {
+        match &self.release {
+            Some(release) => release,
+            None => self.source.strip_prefix("debian:").unwrap_or(&self.source),
+        }
+    }
+
     /// What a baseline is kept per, beside the arch: the kernel's origin, series and
     /// flavour, without the revision, so that every revision of one line of kernels is
     /// compared with the same baseline. `debian-6.1-amd64` for Debian's
@@ -448,13 +468,13 @@ pub fn render_summary(report: &Report) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let kernel = &report.kernel;
-    let _ = writeln!(
-        out,
-        "{} {} ({})",
-        kernel.arch,
-        kernel.release.as_deref().unwrap_or("(release unknown)"),
-        kernel.source
-    );
+    let booted =
+        report.timing.guests.iter().any(|g| g.boot_s.is_some()) || report.timing.boot_s.is_some();
+    let _ = match (&kernel.release, booted) {
+        (Some(release), _) => writeln!(out, "{} {release} ({})", kernel.arch, kernel.source),
+        (None, false) => writeln!(out, "{} {} (no guest booted)", kernel.arch, kernel.source),
+        (None, true) => writeln!(out, "{} {} (release not seen)", kernel.arch, kernel.source),
+    };
     // Suites in the order they run, then any others by name.
     let rank = |suite: &str| {
         crate::test_bpf::Suite::ALL

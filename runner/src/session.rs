@@ -286,10 +286,10 @@ pub fn supervise(
         };
         let status = status.map_or("unknown status".to_owned(), |s| s.to_string());
         let stderr = qemu.stderr();
-        let said = if stderr.is_empty() {
-            String::new()
-        } else {
-            format!(": {stderr}")
+        let said = match (stderr.is_empty(), crate::qemu::firmware_advice(&stderr)) {
+            (true, _) => String::new(),
+            (false, Some(advice)) => format!(": {stderr}; {advice}"),
+            (false, None) => format!(": {stderr}"),
         };
         run.stop(&format!(
             "{} ended ({status}) {phase}{said}",

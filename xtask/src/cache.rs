@@ -1,5 +1,6 @@
 //! The download cache: Debian packages' apt state, unpacked kernels, the guest programs
-//! built from C (`guest_c`); its lock, and the free space a write into it needs.
+//! built from C (`guest_c`); the locks of its parts, its staging directories, and the free
+//! space a write into it needs.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -63,23 +64,123 @@ pub fn gigabytes(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
-/// Holds the cache for one run's fetches: runs started together (parallel CI jobs, tests)
-/// must not download and unpack the same package into the same place at once.
+/// A lock on one part of the cache, held until dropped: a kernel's entry, a source tree, a
+/// build directory, a package architecture's apt state. Each part has its own, so a run that
+/// needs only what is there never waits for a build of something else; whoever must wait says
+/// so at once, naming the process that holds the lock and what for.
+///
+/// The locks are `flock`s of files in `CACHE/locks/`; they go with their process, however it
+/// ends. Each file names its holder: its pid and what it holds the lock for.
 pub struct Lock {
     _file: File,
 }
 
 impl Lock {
-    pub fn acquire(cache: &Path) -> anyhow::Result<Lock> {
-        fs::create_dir_all(cache)
-            .with_context(|| format!("cannot create the cache directory {}", cache.display()))?;
-        let path = cache.join("lock");
-        let file =
-            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        file.lock()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
+    /// Waits for the lock of `part` (a path in `cache`, or any name), held for `what`.
+    pub fn acquire(cache: &Path, part: &str, what: &str) -> anyhow::Result<Lock> {
+        let (mut file, path) = Lock::open(cache, part)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                eprintln!("waiting for {what}: {}", holder(&path));
+                file.lock()
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        Lock::claim(&mut file, &path, what)?;
         Ok(Lock { _file: file })
     }
+
+    /// The lock of `part` if no other process holds it: for removing what may be in use.
+    pub fn try_acquire(cache: &Path, part: &str, what: &str) -> anyhow::Result<Option<Lock>> {
+        let (mut file, path) = Lock::open(cache, part)?;
+        match file.try_lock() {
+            Ok(()) => {
+                Lock::claim(&mut file, &path, what)?;
+                Ok(Some(Lock { _file: file }))
+            }
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
+    fn open(cache: &Path, part: &str) -> anyhow::Result<(File, PathBuf)> {
+        let dir = cache.join("locks");
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+        let path = dir.join(lock_name(part));
+        // Not truncated on open: the holder's name stays readable to those who wait.
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok((file, path))
+    }
+
+    /// Writes who holds the lock into its file, for those who will wait on it.
+    fn claim(file: &mut File, path: &Path, what: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        file.set_len(0)
+            .and_then(|()| write!(file, "{}\n{what}\n", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// The file name of a part's lock: its path in the cache, `/` made `.`.
+fn lock_name(part: &str) -> String {
+    let name: String = part
+        .chars()
+        .map(|c| match c {
+            '/' => '.',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect();
+    format!("{}.lock", name.trim_start_matches('.'))
+}
+
+/// Who holds the lock at `path`, as its file says: `process PID (COMMAND) holds PATH for WHAT`.
+fn holder(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut lines = text.lines();
+    let (pid, what) = (lines.next().unwrap_or("").trim(), lines.next());
+    let command = fs::read(Path::new("/proc").join(pid).join("cmdline"))
+        .ok()
+        .filter(|_| !pid.is_empty())
+        .map(|raw| {
+            let words: Vec<String> = raw
+                .split(|&b| b == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            words.join(" ")
+        });
+    let process = match (pid.is_empty(), command) {
+        (true, _) => "another process".to_owned(),
+        (false, Some(command)) => format!("process {pid} ({command})"),
+        (false, None) => format!("process {pid}"),
+    };
+    match what {
+        Some(what) => format!("{process} holds {} for {what}", path.display()),
+        None => format!("{process} holds {}", path.display()),
+    }
+}
+
+/// A staging directory in `parent`, to be renamed into place whole: `.tmp-PID-XXXXXX`, so that
+/// [`crate::orphans`] removes only those whose process is gone.
+pub fn staging_dir(parent: &Path) -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))
 }
 
 impl Lock {
@@ -124,6 +225,32 @@ mod tests {
         assert!(
             message.contains("`cargo xtask kernel --prune`"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_held_lock_names_its_holder_and_what_for() {
+        let cache = tempfile::tempdir().expect("a temporary directory");
+        let held = Lock::acquire(cache.path(), "build/mips-linux-source-6.1", "building mips")
+            .expect("a free lock");
+        let path = cache.path().join("locks/build.mips-linux-source-6.1.lock");
+        let said = holder(&path);
+        let want = format!("process {} (", std::process::id());
+        assert!(said.starts_with(&want), "{said}");
+        assert!(
+            said.ends_with(&format!("holds {} for building mips", path.display())),
+            "{said}"
+        );
+        // A lock is the process's own: another open file description of it cannot take it.
+        let other = Lock::try_acquire(cache.path(), "build/mips-linux-source-6.1", "pruning");
+        assert!(other.expect("no error").is_none(), "taken twice");
+        drop(held);
+        let free = Lock::try_acquire(cache.path(), "build/mips-linux-source-6.1", "pruning");
+        assert!(free.expect("no error").is_some(), "not released");
+        let other = Lock::try_acquire(cache.path(), "kernels/built-x86_64-0123", "a run");
+        assert!(
+            other.expect("no error").is_some(),
+            "locks of other parts are apart"
         );
     }
 

@@ -11,21 +11,33 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context};
 use xshell::{cmd, Shell};
 
-/// apt pointed at a private state directory for one Debian architecture.
+/// apt pointed at a private state directory for one Debian architecture, which it holds
+/// the lock of: two apt-gets on one state directory fail rather than wait.
 pub struct Apt {
     dir: PathBuf,
     arch: &'static str,
+    _lock: crate::cache::Lock,
 }
 
 impl Apt {
     pub fn new(cache: &Path, arch: &'static str) -> anyhow::Result<Apt> {
-        let dir = cache.join("apt").join(arch);
+        let part = format!("apt/{arch}");
+        let lock = crate::cache::Lock::acquire(
+            cache,
+            &part,
+            &format!("the {arch} package lists and downloads"),
+        )?;
+        let dir = cache.join(part);
         for sub in ["lists/partial", "cache/archives/partial", "debs"] {
             let path = dir.join(sub);
             fs::create_dir_all(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
         }
-        Ok(Apt { dir, arch })
+        Ok(Apt {
+            dir,
+            arch,
+            _lock: lock,
+        })
     }
 
     fn options(&self) -> Vec<String> {

@@ -79,7 +79,17 @@ pub fn build(
     let (dir_name, name) = program.cache_names();
     let dir = cache.join(dir_name).join(arch.name());
     let (binary, key_path) = (dir.join(name), dir.join(format!("{name}.key")));
-    if binary.is_file() && fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
+    let built = || binary.is_file() && fs::read_to_string(&key_path).is_ok_and(|k| k == key);
+    if built() {
+        return Ok(binary);
+    }
+    // The binary and its key are two files: one build at a time writes them.
+    let _lock = crate::cache::Lock::acquire(
+        cache,
+        &format!("{dir_name}/{}/{name}", arch.name()),
+        &format!("building {name} for {arch}"),
+    )?;
+    if built() {
         return Ok(binary);
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

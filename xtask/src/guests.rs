@@ -200,6 +200,36 @@ fn pin_to(cpu: usize) {
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
 
+/// The guests' errors, each said once: the same error of several guests (a QEMU that cannot
+/// start any) becomes one, `guests 1, 2: ERROR`.
+pub fn errors_said_once(guests: &[GuestRun]) -> Vec<String> {
+    let mut merged: Vec<(Vec<usize>, String)> = Vec::new();
+    for guest in guests {
+        let prefix = format!("guest {}: ", guest.number);
+        for error in &guest.errors {
+            let Some(text) = error.strip_prefix(&prefix) else {
+                merged.push((Vec::new(), error.clone()));
+                continue;
+            };
+            match merged.iter_mut().find(|(n, t)| !n.is_empty() && t == text) {
+                Some((numbers, _)) => numbers.push(guest.number),
+                None => merged.push((vec![guest.number], text.to_owned())),
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(numbers, text)| match numbers.as_slice() {
+            [] => text,
+            [one] => format!("guest {one}: {text}"),
+            many => {
+                let list: Vec<String> = many.iter().map(usize::to_string).collect();
+                format!("guests {}: {text}", list.join(", "))
+            }
+        })
+        .collect()
+}
+
 /// A log of guest `number`: `STEM.log` for the first, as in a run of one guest, then
 /// `STEM-N.log`.
 pub fn log_name(stem: &str, number: usize) -> String {
@@ -510,6 +540,32 @@ mod tests {
             results,
             ..GuestRun::default()
         }
+    }
+
+    #[test]
+    fn the_same_error_of_several_guests_is_said_once() {
+        let guest = |number, errors: &[&str]| GuestRun {
+            number,
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            ..GuestRun::default()
+        };
+        let cannot_start = "qemu-system-mips ended (exit status: 1) before the guest booted";
+        let guests = [
+            guest(1, &[&format!("guest 1: {cannot_start}")]),
+            guest(
+                2,
+                &[&format!("guest 2: {cannot_start}"), "guest 2: its own"],
+            ),
+            guest(3, &[&format!("guest 3: {cannot_start}"), "not a guest's"]),
+        ];
+        assert_eq!(
+            errors_said_once(&guests),
+            [
+                format!("guests 1, 2, 3: {cannot_start}"),
+                "guest 2: its own".to_owned(),
+                "not a guest's".to_owned(),
+            ]
+        );
     }
 
     #[test]

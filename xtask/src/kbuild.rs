@@ -155,18 +155,40 @@ pub fn build(
         key.update(fs::read(patch).with_context(|| format!("cannot read {}", patch.display()))?);
     }
     let key = hex(&key.finalize())[..16].to_owned();
-    let dest = cache.join("kernels").join(format!("built-{arch}-{key}"));
-    if let Some(built) = read_built(&dest) {
+    let entry = format!("built-{arch}-{key}");
+    let dest = cache.join("kernels").join(&entry);
+    let cached = || {
+        let built = read_built(&dest)?;
         eprintln!(
             "kernel {} for {arch} is built already ({})",
             built.release,
             dest.display()
         );
-        return Ok(built.kernel);
+        Some(built.kernel)
+    };
+    if let Some(kernel) = cached() {
+        return Ok(kernel);
     }
+    // Always in this order, so two builds never wait on each other: the entry, the tree
+    // (checked out and patched for this build), its build directory for the arch.
+    let _entry_lock = cache::Lock::acquire(
+        cache,
+        &format!("kernels/{entry}"),
+        &format!("building {} for {arch}", tree.revision),
+    )?;
+    if let Some(kernel) = cached() {
+        return Ok(kernel);
+    }
+    let _tree_lock = tree.lock(cache, &format!("building {} for {arch}", tree.revision))?;
+    let build_dir = format!("build/{arch}-{}", tree.name);
+    let _build_lock = cache::Lock::acquire(
+        cache,
+        &build_dir,
+        &format!("building {} for {arch}", tree.revision),
+    )?;
 
     tree.checkout(sh, spec)?;
-    let out = cache.join("build").join(format!("{arch}-{}", tree.name));
+    let out = cache.join(build_dir);
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let record = out.join(orphans::TREE_RECORD);
     fs::write(&record, format!("{}\n", tree.dir.display()))
@@ -247,7 +269,7 @@ fn publish(
         .with_context(|| format!("the built {} is not a kernel for {arch}", vmlinux.display()))?;
     let parent = dest.parent().unwrap_or(dest);
     fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let staging = tempfile::TempDir::new_in(parent)?;
+    let staging = cache::staging_dir(parent)?;
     let copy = |from: &Path, name: &str| -> anyhow::Result<PathBuf> {
         fs::copy(from, staging.path().join(name))
             .with_context(|| format!("cannot copy {}", from.display()))?;
@@ -565,7 +587,16 @@ impl Tree {
             })?;
         // Never the user's checkout: a worktree of the cache, one per tree, moved from
         // revision to revision so that make sees only the files that changed.
-        let worktree = cache.join("worktrees").join(format!("{base}-{path_hash}"));
+        let name = format!("{base}-{path_hash}");
+        let worktree = cache.join("worktrees").join(&name);
+        let _lock = match worktree.join(".git").exists() {
+            true => None,
+            false => Some(Tree::lock_named(
+                cache,
+                &name,
+                &format!("adding a worktree of {}", source.display()),
+            )?),
+        };
         if !worktree.join(".git").exists() {
             let _ = fs::remove_dir_all(&worktree);
             fs::create_dir_all(cache.join("worktrees"))?;
@@ -586,7 +617,7 @@ impl Tree {
         }
         Ok(Tree {
             dir: worktree,
-            name: format!("{base}-{path_hash}"),
+            name,
             identity: format!("git:{commit}"),
             revision: commit.clone(),
             checkout: Some(commit),
@@ -609,6 +640,15 @@ impl Tree {
         let dir = cache
             .join("src")
             .join(format!("{SOURCE_PACKAGE}={version}"));
+        let _lock = match dir.join(".git").exists() {
+            true => None,
+            false => Some(Tree::lock_named(
+                cache,
+                SOURCE_PACKAGE,
+                &format!("unpacking {SOURCE_TARBALL}"),
+            )?),
+        };
+        // Another build may have unpacked it while this one waited.
         if !dir.join(".git").exists() {
             eprintln!("unpacking {SOURCE_TARBALL} into {}", dir.display());
             let parent = cache.join("src");
@@ -618,7 +658,7 @@ impl Tree {
                 UNPACKED_SOURCE_BYTES,
                 &format!("unpacking {SOURCE_TARBALL}"),
             )?;
-            let staging = tempfile::TempDir::new_in(&parent)?;
+            let staging = cache::staging_dir(&parent)?;
             let at = staging.path();
             cmd!(sh, "tar xf {SOURCE_TARBALL} -C {at} --strip-components=1")
                 .quiet()
@@ -672,6 +712,17 @@ impl Tree {
             revision: format!("{SOURCE_PACKAGE}={version}"),
             checkout: Some(commit),
         })
+    }
+
+    /// The lock of this tree, which a build holds from checkout to the end of make.
+    fn lock(&self, cache: &Path, what: &str) -> anyhow::Result<cache::Lock> {
+        Tree::lock_named(cache, &self.name, what)
+    }
+
+    /// The lock of the tree named `name`: its worktree's name in the cache, or the source
+    /// package's for every version of it (unpacking one removes the others).
+    fn lock_named(cache: &Path, name: &str, what: &str) -> anyhow::Result<cache::Lock> {
+        cache::Lock::acquire(cache, &format!("tree-{name}"), what)
     }
 
     /// Puts the worktree at its revision, clean, with the patches applied; checks every patch

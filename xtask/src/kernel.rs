@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
 use crate::debian::{self, Apt};
-use crate::UsageError;
+use crate::{cache, UsageError};
 
 /// What `--kernel` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,16 +153,17 @@ fn unwrapped(arch: Arch, vmlinuz: &Path) -> anyhow::Result<PathBuf> {
 fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Result<Kernel> {
     let package = format!("linux-image-{abi}-{}", debian_flavour(arch)?);
     let dir = cache.join("kernels").join(&package);
-    let manifest = dir.join("kernel.json");
-    if let Ok(data) = fs::read(&manifest) {
-        if let Ok(kernel) = serde_json::from_slice::<Kernel>(&data) {
-            let files = [&kernel.image, &kernel.test_bpf]
-                .into_iter()
-                .chain(&kernel.extra_modules);
-            if kernel.layout == CACHE_LAYOUT && files.into_iter().all(|f| f.exists()) {
-                return Ok(kernel);
-            }
-        }
+    if let Some(kernel) = unpacked(&dir) {
+        return Ok(kernel);
+    }
+    let _lock = cache::Lock::acquire(
+        cache,
+        &format!("kernels/{package}"),
+        &format!("fetching {package}"),
+    )?;
+    // Another run may have fetched it while this one waited.
+    if let Some(kernel) = unpacked(&dir) {
+        return Ok(kernel);
     }
     let apt = Apt::new(cache, arch.debian_name())?;
     let deb = match apt.download(sh, &package) {
@@ -181,7 +182,7 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
     };
     let version = debian::version_of(&deb).unwrap_or_else(|| "unknown".into());
     fs::create_dir_all(cache.join("kernels"))?;
-    let staging = tempfile::TempDir::new_in(cache.join("kernels"))?;
+    let staging = cache::staging_dir(&cache.join("kernels"))?;
     let (image, config, module) = (
         dir.join("vmlinuz"),
         dir.join("config"),
@@ -234,6 +235,16 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
     // The unpacked files are all we use; the package is 50-70 MB.
     let _ = fs::remove_file(&deb);
     Ok(kernel)
+}
+
+/// The kernel unpacked whole into `dir` by this layout of the cache, if it is.
+fn unpacked(dir: &Path) -> Option<Kernel> {
+    let kernel: Kernel = serde_json::from_slice(&fs::read(dir.join("kernel.json")).ok()?).ok()?;
+    let whole = [&kernel.image, &kernel.test_bpf]
+        .into_iter()
+        .chain(&kernel.extra_modules)
+        .all(|f| f.exists());
+    (kernel.layout == CACHE_LAYOUT && whole).then_some(kernel)
 }
 
 fn newest_debian_kernel(sh: &Shell, apt: &Apt, arch: Arch) -> Option<String> {

@@ -43,7 +43,6 @@ impl KernelCmd {
             println!("{}: {}", cache.display(), sizes.join(", "));
             return Ok(0);
         }
-        let _lock = cache::Lock::acquire(&cache)?;
         if self.prune {
             for removed in crate::orphans::prune(&cache) {
                 println!("{removed}");
@@ -59,8 +58,15 @@ impl KernelCmd {
                 };
                 *n += 1;
                 if *n > self.keep {
-                    fs::remove_dir_all(&dir)?;
-                    println!("removed {}", dir.display());
+                    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+                    let part = format!("kernels/{name}");
+                    match cache::Lock::try_acquire(&cache, &part, "removing it")? {
+                        Some(_lock) => {
+                            fs::remove_dir_all(&dir)?;
+                            println!("removed {}", dir.display());
+                        }
+                        None => println!("kept {}: another process holds it", dir.display()),
+                    }
                 }
             }
             return Ok(0);

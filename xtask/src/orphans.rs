@@ -23,15 +23,26 @@ impl fmt::Display for Removed {
     }
 }
 
-/// Removes the worktrees and build directories in `cache` whose tree is gone, and stale
-/// staging directories; returns them. Call it holding the cache's lock: a worktree being added
-/// has no `.git` yet, and a staging directory is stale only when no run holds the lock.
+/// Removes the worktrees and build directories in `cache` whose tree is gone, and staging
+/// directories whose process is gone; returns them. A worktree or build directory whose lock
+/// another process holds is in use (a worktree being added has no `.git` yet): it stays.
 pub fn prune(cache: &Path) -> Vec<Removed> {
     let mut removed: Vec<Removed> = ["src", "kernels", "snapshots"]
         .iter()
         .flat_map(|parent| remove_staging(&cache.join(parent)))
         .collect();
     let mut remove = |path: PathBuf, why| {
+        let part = match path.strip_prefix(cache) {
+            Ok(part) => part.to_string_lossy().into_owned(),
+            Err(_) => return false,
+        };
+        let lock = match path.parent().is_some_and(|p| name_of(p) == "worktrees") {
+            true => format!("tree-{}", name_of(&path)),
+            false => part,
+        };
+        let Ok(Some(_lock)) = crate::cache::Lock::try_acquire(cache, &lock, "removing it") else {
+            return false;
+        };
         let gone = fs::remove_dir_all(&path).is_ok();
         if gone {
             removed.push(Removed { path, why });
@@ -74,12 +85,23 @@ pub fn prune(cache: &Path) -> Vec<Removed> {
     removed
 }
 
-/// Removes the staging directories in `dir`: `tempfile`'s names, made with `TempDir::new_in`
-/// under the cache's lock, so stale when the caller holds it.
+/// Removes the staging directories in `dir` whose process is gone: those of
+/// [`crate::cache::staging_dir`], `.tmp-PID-XXXXXX`, and the `.tmpXXXXXX` of older harnesses,
+/// which made them only under a lock of the whole cache.
 pub fn remove_staging(dir: &Path) -> Vec<Removed> {
     subdirectories(dir)
         .into_iter()
-        .filter(|d| name_of(d).starts_with(".tmp"))
+        .filter(|d| {
+            let name = name_of(d);
+            let Some(rest) = name.strip_prefix(".tmp") else {
+                return false;
+            };
+            let pid = rest.strip_prefix('-').and_then(|r| r.split('-').next());
+            match pid {
+                Some(pid) => !Path::new("/proc").join(pid).exists(),
+                None => true,
+            }
+        })
         .filter(|d| fs::remove_dir_all(d).is_ok())
         .map(|path| Removed {
             path,
@@ -166,7 +188,23 @@ mod tests {
             &cache.join("src/linux-source-6.1=6.1.192-2"),
             &[("Makefile", "")],
         );
-        make(&cache.join("kernels/.tmpXyZ789"), &[]);
+        make(&cache.join("kernels/.tmp-4194304000-XyZ789"), &[]);
+        // This process's own, and one of a worktree and a build directory in use.
+        let live = format!("kernels/.tmp-{}-LiVe12", std::process::id());
+        make(&cache.join(&live), &[]);
+        make(
+            &cache.join("worktrees/being-added-6666ffff"),
+            &[("Makefile", "")],
+        );
+        make(
+            &cache.join("build/mips-being-added-6666ffff"),
+            &[(TREE_RECORD, &dead_tree)],
+        );
+        let _adding = crate::cache::Lock::acquire(&cache, "tree-being-added-6666ffff", "adding")
+            .expect("a free lock");
+        let _building =
+            crate::cache::Lock::acquire(&cache, "build/mips-being-added-6666ffff", "building")
+                .expect("a free lock");
         make(&cache.join("kernels/built-mips-0123456789abcdef"), &[]);
         make(
             &cache.join("snapshots/.tmpQrS456"),
@@ -185,7 +223,7 @@ mod tests {
             removed,
             [
                 "removed src/.tmpAbC123: a staging directory of a run that was killed",
-                "removed kernels/.tmpXyZ789: a staging directory of a run that was killed",
+                "removed kernels/.tmp-4194304000-XyZ789: a staging directory of a run that was killed",
                 "removed snapshots/.tmpQrS456: a staging directory of a run that was killed",
                 "removed worktrees/gone.git-2222bbbb: its repository is gone",
                 "removed worktrees/half-added-3333cccc: `git worktree add` stopped halfway",
@@ -202,6 +240,9 @@ mod tests {
             "src/linux-source-6.1=6.1.192-2",
             "kernels/built-mips-0123456789abcdef",
             "snapshots/x86_64-0123456789abcdef",
+            &live,
+            "worktrees/being-added-6666ffff",
+            "build/mips-being-added-6666ffff",
         ] {
             assert!(cache.join(kept).is_dir(), "{kept} is kept");
         }

@@ -50,8 +50,7 @@ impl Template {
     }
 }
 
-/// The template for `kernel` on `arch` (booting `init`), made now if the cache has none. Call
-/// it holding the cache's lock.
+/// The template for `kernel` on `arch` (booting `init`), made now if the cache has none.
 pub fn template(
     arch: Arch,
     kernel: &Kernel,
@@ -61,12 +60,11 @@ pub fn template(
 ) -> anyhow::Result<Template> {
     let dir = cache.join("snapshots");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // Those of runs killed while they made a template: under the lock, no other is in use.
+    // Those of runs killed while they made a template.
     for removed in crate::orphans::remove_staging(&dir) {
         eprintln!("{removed}");
     }
-    let staging = tempfile::TempDir::new_in(&dir)
-        .with_context(|| format!("cannot create a directory in {}", dir.display()))?;
+    let staging = crate::cache::staging_dir(&dir)?;
     let initrd = staging.path().join("initramfs.cpio");
     crate::image::template(arch, init, kernel, &initrd)?;
     let key = key(arch, kernel, &initrd)?;
@@ -75,12 +73,26 @@ pub fn template(
         initrd: entry.join("initramfs.cpio"),
         snapshot: entry.join("snapshot.bin"),
     };
-    if template.snapshot.is_file() {
+    let found = || {
         // Its time says when it was last used: the least recently used go first.
-        let _ = fs::File::options()
-            .append(true)
-            .open(&template.snapshot)
-            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        template.snapshot.is_file()
+            && fs::File::options()
+                .append(true)
+                .open(&template.snapshot)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .is_ok()
+    };
+    if found() {
+        return Ok(template);
+    }
+    let part = format!("snapshots/{arch}-{key}");
+    let _lock = crate::cache::Lock::acquire(
+        cache,
+        &part,
+        &format!("the template guest of {arch} in {}", entry.display()),
+    )?;
+    // Another run may have made it while this one waited.
+    if found() {
         return Ok(template);
     }
     eprintln!("booting a template guest of {arch} once, to start every guest from it");
@@ -108,7 +120,7 @@ pub fn template(
         started.elapsed().as_secs_f64(),
         template.snapshot.display()
     );
-    prune(&dir, &entry);
+    prune(cache, &entry);
     Ok(template)
 }
 
@@ -116,8 +128,10 @@ pub fn template(
 /// makes one per kernel.
 const KEEP: usize = 8;
 
-/// Removes the least recently used snapshots beyond [`KEEP`], never `keep`.
-fn prune(dir: &Path, keep: &Path) {
+/// Removes the least recently used snapshots beyond [`KEEP`], never `keep` nor one another run
+/// is making.
+fn prune(cache: &Path, keep: &Path) {
+    let dir = cache.join("snapshots");
     let mut entries: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -132,7 +146,13 @@ fn prune(dir: &Path, keep: &Path) {
     entries.sort();
     let excess = (entries.len() + 1).saturating_sub(KEEP);
     for (_, old) in entries.into_iter().take(excess) {
-        let _ = fs::remove_dir_all(old);
+        let part = format!(
+            "snapshots/{}",
+            old.file_name().unwrap_or_default().to_string_lossy()
+        );
+        if let Ok(Some(_lock)) = crate::cache::Lock::try_acquire(cache, &part, "removing it") {
+            let _ = fs::remove_dir_all(old);
+        }
     }
 }
 
@@ -167,7 +187,10 @@ fn boot_and_save(config: &QemuConfig, dest: &Path, timeout: Duration) -> anyhow:
     qemu.terminate(Duration::from_secs(3));
     result.map_err(|e| match qemu.stderr() {
         stderr if stderr.is_empty() => e,
-        stderr => e.context(format!("QEMU said: {stderr}")),
+        stderr => match runner::qemu::firmware_advice(&stderr) {
+            Some(advice) => e.context(format!("QEMU said: {stderr}; {advice}")),
+            None => e.context(format!("QEMU said: {stderr}")),
+        },
     })
 }
 

@@ -142,21 +142,24 @@ impl Test {
         // Durations only matter to a cut into shards, where each shard runs in a freshly
         // started guest, and there some tests run slower than late in a long one (test_bpf's
         // "Staggered jumps" by a fifth on mips64el). So a run of one shard only adds tests
-        // never timed; a run of several updates them all.
-        let mut recorded = history.unwrap_or_default();
-        for guest in &guests {
-            match one_shard {
-                true => recorded.fill(&guest.durations),
-                false => recorded.update(&guest.durations),
+        // never timed; a run of several updates them all. A run that timed nothing (no guest
+        // booted) leaves the file as it was.
+        if guests.iter().any(|g| !g.durations.is_empty()) {
+            let mut recorded = history.unwrap_or_default();
+            for guest in &guests {
+                match one_shard {
+                    true => recorded.fill(&guest.durations),
+                    false => recorded.update(&guest.durations),
+                }
             }
-        }
-        if let Err(e) = std::fs::create_dir_all(cache.join("durations"))
-            .and_then(|()| recorded.write(&history_path))
-        {
-            eprintln!(
-                "warning: cannot record test durations in {}: {e}",
-                history_path.display()
-            );
+            if let Err(e) = std::fs::create_dir_all(cache.join("durations"))
+                .and_then(|()| recorded.write(&history_path))
+            {
+                eprintln!(
+                    "warning: cannot record test durations in {}: {e}",
+                    history_path.display()
+                );
+            }
         }
         print!("{}", render_summary(&report));
         if let Some(diff) = &report.diff {
@@ -189,7 +192,9 @@ impl Test {
             .unwrap_or_default();
         let jobs = self.jobs.map_or_else(default_jobs, usize::from);
         let catalog = plan.catalog.as_ref();
-        let durations = history.unwrap_or(&seed);
+        // This machine's own times where it has them, the committed ones for the rest.
+        let durations = history.map_or_else(|| seed.clone(), |own| own.or(&seed));
+        let durations = &durations;
         let Some(id) = self.shard else {
             let jobs = shard::worth_guests(plan, cases, catalog, durations, jobs);
             return Ok(shard::partition(plan, cases, catalog, durations, jobs));
@@ -343,7 +348,6 @@ impl Test {
             packages: &[qemu.package],
         };
         tools::ensure(&sh, &[tool], install)?;
-        let _lock = cache::Lock::acquire(cache)?;
         let spec = self.kernel_spec()?;
         let kernel = spec.resolve(&sh, arch, cache, install)?;
         let init = guest_c::build(&sh, arch, cache, install, Program::Init)?;
@@ -368,7 +372,6 @@ impl Test {
         if self.cold_boot || plan.loads.is_empty() {
             return Ok(None);
         }
-        let _lock = cache::Lock::acquire(cache)?;
         let timeout = Duration::from_secs(self.arch.qemu().boot_timeout_secs);
         match snapshot::template(self.arch, &inputs.kernel, &inputs.init, cache, timeout) {
             Ok(template) => Ok(Some(template)),
@@ -447,7 +450,7 @@ fn assemble(
     let again: Vec<TestResult> = retried.iter().flat_map(|g| g.results.clone()).collect();
     runner::retry::apply(&mut results, &again);
     report::canonical_order(&mut results);
-    let errors = guests.iter().flat_map(|g| g.errors.clone()).collect();
+    let errors = guests::errors_said_once(guests);
     let first = guests.first();
     let timing = Timing {
         boot_s: first.and_then(|g| g.timing.boot_s),

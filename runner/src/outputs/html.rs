@@ -153,8 +153,7 @@ fn write_page(out: &mut String, runs: &[&Report], columns: &[Column], rows: &[Ro
 
 /// `x86_64 6.1.0-56-amd64`.
 fn kernel_label(kernel: &KernelInfo) -> String {
-    let release = kernel.release.as_deref().unwrap_or("(release unknown)");
-    format!("{} {release}", kernel.arch)
+    format!("{} {}", kernel.arch, kernel.name())
 }
 
 /// A card per run: its kernel, when it ran, whether it finished, its counts and errors.
@@ -263,7 +262,7 @@ fn write_table(
         let span = columns.iter().filter(|c| c.run == run).count();
         if span > 0 {
             let kernel = &report.kernel;
-            let release = kernel.release.as_deref().unwrap_or("(release unknown)");
+            let release = kernel.name();
             write!(
                 out,
                 "<th colspan=\"{span}\">{}<br><small>{}</small></th>",

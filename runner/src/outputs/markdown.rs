@@ -21,7 +21,7 @@ pub fn render(report: &Report, fail_on: &[Class]) -> String {
         out,
         "## BPF JIT tests: {} {}\n",
         kernel.arch,
-        cell(kernel.release.as_deref().unwrap_or("(release unknown)"))
+        cell(kernel.name())
     );
     let _ = write!(out, "Kernel: `{}`", kernel.source.replace('`', "'"));
     match report.shard {
