@@ -24,6 +24,7 @@ pub mod outputs;
 pub mod plan;
 pub mod protocol;
 pub mod qemu;
+pub mod qmp;
 pub mod quarantine;
 pub mod report;
 pub mod retry;

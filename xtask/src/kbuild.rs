@@ -791,8 +791,12 @@ impl Make<'_> {
             .append(true)
             .open(self.log)
             .with_context(|| format!("cannot open {}", self.log.display()))?;
-        let mut command = Command::new("make");
+        // A harness killed mid-build (SIGTERM, SIGKILL) takes make with it, through the
+        // parent-death signal util-linux's setpriv sets: an orphaned make would go on writing
+        // into a build directory whose lock is free again.
+        let mut command = Command::new("setpriv");
         command
+            .args(["--pdeathsig", "TERM", "--", "make"])
             .arg("-C")
             .arg(self.tree)
             .arg(format!("O={}", self.out.display()))

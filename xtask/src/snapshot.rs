@@ -9,8 +9,6 @@
 //! injection go in the image, so those guests boot.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,6 +16,7 @@ use anyhow::{bail, Context};
 use runner::arch::Arch;
 use runner::plan::Plan;
 use runner::qemu::{Output, Qemu, QemuConfig};
+use runner::qmp::Qmp;
 use sha2::{Digest, Sha256};
 
 use crate::kernel::Kernel;
@@ -215,15 +214,7 @@ fn wait_ready(qemu: &Qemu, timeout: Duration) -> anyhow::Result<()> {
 
 /// Saves the guest behind the QMP `socket` into `dest`, through QEMU's migration.
 fn save(socket: &Path, dest: &Path) -> anyhow::Result<()> {
-    let stream = UnixStream::connect(socket)
-        .with_context(|| format!("cannot connect to QEMU's QMP socket {}", socket.display()))?;
-    stream.set_read_timeout(Some(SAVE_TIMEOUT))?;
-    let mut qmp = Qmp {
-        reader: BufReader::new(stream.try_clone()?),
-        writer: stream,
-    };
-    qmp.reply()?; // the greeting
-    qmp.execute(serde_json::json!({ "execute": "qmp_capabilities" }))?;
+    let mut qmp = Qmp::connect(socket, SAVE_TIMEOUT)?;
     let quoted = dest.display().to_string().replace('\'', "'\\''");
     qmp.execute(serde_json::json!({
         "execute": "migrate",
@@ -244,41 +235,4 @@ fn save(socket: &Path, dest: &Path) -> anyhow::Result<()> {
         }
     }
     bail!("saving took over {} s", SAVE_TIMEOUT.as_secs())
-}
-
-/// QEMU's machine protocol: one JSON object a line each way.
-struct Qmp {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Qmp {
-    /// Sends `command` and returns its reply (events that arrive meanwhile are skipped).
-    fn execute(&mut self, command: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-        writeln!(self.writer, "{command}").context("cannot write to QMP")?;
-        let reply = self.reply()?;
-        if let Some(error) = reply.get("error") {
-            bail!("QMP refused {command}: {error}");
-        }
-        Ok(reply)
-    }
-
-    fn reply(&mut self) -> anyhow::Result<serde_json::Value> {
-        loop {
-            let mut line = String::new();
-            if self
-                .reader
-                .read_line(&mut line)
-                .context("cannot read from QMP")?
-                == 0
-            {
-                bail!("QEMU closed its QMP socket");
-            }
-            let value: serde_json::Value = serde_json::from_str(&line)
-                .with_context(|| format!("QMP sent something that is not JSON: {line}"))?;
-            if value.get("event").is_none() {
-                return Ok(value);
-            }
-        }
-    }
 }
