@@ -78,13 +78,30 @@ pub struct Lock {
 impl Lock {
     /// Waits for the lock of `part` (a path in `cache`, or any name), held for `what`.
     pub fn acquire(cache: &Path, part: &str, what: &str) -> anyhow::Result<Lock> {
+        Lock::wait(cache, part, what, false)
+    }
+
+    /// Waits for a share of the lock of `part`, which other sharers hold with it and an
+    /// exclusive holder without them.
+    pub fn acquire_shared(cache: &Path, part: &str, what: &str) -> anyhow::Result<Lock> {
+        Lock::wait(cache, part, what, true)
+    }
+
+    fn wait(cache: &Path, part: &str, what: &str, shared: bool) -> anyhow::Result<Lock> {
         let (mut file, path) = Lock::open(cache, part)?;
-        match file.try_lock() {
+        let tried = match shared {
+            true => file.try_lock_shared(),
+            false => file.try_lock(),
+        };
+        match tried {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 eprintln!("waiting for {what}: {}", holder(&path));
-                file.lock()
-                    .with_context(|| format!("cannot lock {}", path.display()))?;
+                match shared {
+                    true => file.lock_shared(),
+                    false => file.lock(),
+                }
+                .with_context(|| format!("cannot lock {}", path.display()))?;
             }
             Err(fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()))

@@ -179,7 +179,12 @@ pub fn build(
     if let Some(kernel) = cached() {
         return Ok(kernel);
     }
-    let _tree_lock = tree.lock(cache, &format!("building {} for {arch}", tree.revision))?;
+    let _tree_lock = tree.hold(
+        sh,
+        spec,
+        cache,
+        &format!("building {} for {arch}", tree.revision),
+    )?;
     let build_dir = format!("build/{arch}-{}", tree.name);
     let _build_lock = cache::Lock::acquire(
         cache,
@@ -187,7 +192,6 @@ pub fn build(
         &format!("building {} for {arch}", tree.revision),
     )?;
 
-    tree.checkout(sh, spec)?;
     let out = cache.join(build_dir);
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let record = out.join(orphans::TREE_RECORD);
@@ -714,9 +718,46 @@ impl Tree {
         })
     }
 
-    /// The lock of this tree, which a build holds from checkout to the end of make.
-    fn lock(&self, cache: &Path, what: &str) -> anyhow::Result<cache::Lock> {
-        Tree::lock_named(cache, &self.name, what)
+    /// Puts the tree at the revision and patches of `spec` and holds it there until the
+    /// lock returned is dropped: a share of the tree's lock, so that builds of the same
+    /// checkout (the arches of one revision) run together, while one of another checkout
+    /// waits for them to end and checks out alone.
+    fn hold(
+        &self,
+        sh: &Shell,
+        spec: &BuildSpec,
+        cache: &Path,
+        what: &str,
+    ) -> anyhow::Result<cache::Lock> {
+        let part = format!("tree-{}", self.name);
+        let Some(commit) = &self.checkout else {
+            // A tree built as it is: the harness never changes it.
+            return cache::Lock::acquire_shared(cache, &part, what);
+        };
+        let mut wanted = format!("{commit}\n");
+        for patch in &spec.patches {
+            let text =
+                fs::read(patch).with_context(|| format!("cannot read {}", patch.display()))?;
+            wanted.push_str(&hex(&Sha256::digest(text)));
+            wanted.push('\n');
+        }
+        // What the tree holds now, written once a checkout is whole.
+        let state = cache.join("locks").join(format!("{part}.checkout"));
+        let is_wanted = || fs::read_to_string(&state).is_ok_and(|s| s == wanted);
+        loop {
+            let shared = cache::Lock::acquire_shared(cache, &part, what)?;
+            if is_wanted() {
+                return Ok(shared);
+            }
+            drop(shared);
+            let _alone = Tree::lock_named(cache, &self.name, what)?;
+            if !is_wanted() {
+                let _ = fs::remove_file(&state);
+                self.checkout(sh, spec)?;
+                fs::write(&state, &wanted)
+                    .with_context(|| format!("cannot write {}", state.display()))?;
+            }
+        }
     }
 
     /// The lock of the tree named `name`: its worktree's name in the cache, or the source
