@@ -164,12 +164,15 @@ fn lock_name(part: &str) -> String {
     format!("{}.lock", name.trim_start_matches('.'))
 }
 
-/// Who holds the lock at `path`, as its file says: `process PID (COMMAND) holds PATH for WHAT`.
+/// Who holds the lock at `path`: the process the kernel's lock table (`/proc/locks`) names,
+/// and what for, as the file says when that process wrote it (whoever holds a lock without
+/// writing its file, `flock(1)` say, is named without it).
 fn holder(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let mut lines = text.lines();
-    let (pid, what) = (lines.next().unwrap_or("").trim(), lines.next());
-    let command = fs::read(Path::new("/proc").join(pid).join("cmdline"))
+    let (written_by, what) = (lines.next().unwrap_or("").trim(), lines.next());
+    let pid = lock_owner(path).unwrap_or_else(|| written_by.to_owned());
+    let command = fs::read(Path::new("/proc").join(&pid).join("cmdline"))
         .ok()
         .filter(|_| !pid.is_empty())
         .map(|raw| {
@@ -185,10 +188,32 @@ fn holder(path: &Path) -> String {
         (false, Some(command)) => format!("process {pid} ({command})"),
         (false, None) => format!("process {pid}"),
     };
-    match what {
+    match what.filter(|_| written_by == pid) {
         Some(what) => format!("{process} holds {} for {what}", path.display()),
         None => format!("{process} holds {}", path.display()),
     }
+}
+
+/// The pid that holds a lock of the file at `path`, from `/proc/locks`, whose lines read
+/// `1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF` (waiters have `->` after the number).
+fn lock_owner(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).ok()?;
+    let dev = rustix::fs::Dev::from(meta.dev());
+    let file = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev),
+        meta.ino()
+    );
+    let table = fs::read_to_string("/proc/locks").ok()?;
+    table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, "FLOCK", _, _, pid, id, ..] if *id == file => Some((*pid).to_owned()),
+            _ => None,
+        }
+    })
 }
 
 /// A staging directory in `parent`, to be renamed into place whole: `.tmp-PID-XXXXXX`, so that
@@ -269,6 +294,29 @@ mod tests {
             other.expect("no error").is_some(),
             "locks of other parts are apart"
         );
+
+        // A holder that does not write the file (its last writer is gone) is named by the
+        // kernel's lock table, without the writer's purpose.
+        let mut flock = std::process::Command::new("flock")
+            .arg(&path)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock, from util-linux, runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Lock::try_acquire(cache.path(), "build/mips-linux-source-6.1", "x")
+            .expect("no error")
+            .is_some()
+        {
+            assert!(std::time::Instant::now() < deadline, "flock never took it");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The try above wrote this process's pid into the file, as a holder that died would.
+        let said = holder(&path);
+        let _ = flock.kill();
+        let _ = flock.wait();
+        let want = format!("process {} (flock {}", flock.id(), path.display());
+        assert!(said.starts_with(&want), "{said}");
+        assert!(!said.contains(" for "), "{said}");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use common::{path_str, show};
@@ -93,6 +95,118 @@ fn linux_source_builds_once_and_its_kernel_runs_the_suite() {
             .as_deref()
             .is_some_and(|r| r.starts_with("6.1.")),
         "{kernel:?}"
+    );
+
+    runs_need_no_lock_of_a_build_in_progress();
+}
+
+/// While every lock a build takes is held (by flock(1), as a cold build holds them for
+/// minutes), a run of a Debian kernel and a run of the built kernel start at once, and a build
+/// of the same tree with a patch says at once whom it waits for.
+fn runs_need_no_lock_of_a_build_in_progress() {
+    let locks = common::cache_dir().join("locks");
+    let mut held: Vec<PathBuf> = std::fs::read_dir(&locks)
+        .expect("the cache's locks")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.ends_with(".lock")
+                && ["tree-", "build.", "kernels.built-"]
+                    .iter()
+                    .any(|kind| name.starts_with(kind))
+        })
+        .collect();
+    held.sort();
+    let tree = locks.join("tree-linux-source-6.1.lock");
+    assert!(held.contains(&tree), "{held:?}");
+    let mut chain = Command::new("flock");
+    chain.arg(&held[0]);
+    for lock in &held[1..] {
+        chain.arg("flock").arg(lock);
+    }
+    let holder = chain
+        .args(["sleep", "600"])
+        .process_group(0)
+        .spawn()
+        .expect("flock, from util-linux, runs");
+    let is_held = |lock: &PathBuf| {
+        !Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(lock)
+            .arg("true")
+            .status()
+            .expect("flock runs")
+            .success()
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !held.iter().all(is_held) {
+        assert!(Instant::now() < deadline, "flock never took {held:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    for kernel in [None, Some("linux-source")] {
+        let out = tempfile::tempdir().expect("a temporary directory");
+        let mut args = vec!["test", "--arch", "x86_64", "--filter", "0-9", "--jobs", "1"];
+        args.extend(kernel.iter().flat_map(|k| ["--kernel", *k]));
+        args.extend(["--out", path_str(out.path())]);
+        let started = Instant::now();
+        let output = xtask(&args);
+        assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+        assert!(
+            !String::from_utf8_lossy(&output.stderr).contains("waiting for"),
+            "{}",
+            show(&output)
+        );
+        assert!(started.elapsed().as_secs() < 300, "{:?}", started.elapsed());
+    }
+
+    // A patch of its own, so that no cache has its kernel built already.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let patch = dir.path().join("new-file.patch");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    std::fs::write(
+        &patch,
+        format!(
+            "diff --git a/harness-lock-test b/harness-lock-test\nnew file mode 100644\n\
+             --- /dev/null\n+++ b/harness-lock-test\n@@ -0,0 +1 @@\n+{nanos}\n"
+        ),
+    )
+    .expect("write");
+    let mut build = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["kernel", "--arch", "x86_64", "--patch", path_str(&patch)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the xtask binary runs");
+    let stderr = BufReader::new(build.stderr.take().expect("piped"));
+    let (said, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = said.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let waiting = loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(line) if line.starts_with("waiting for ") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    let _ = build.kill();
+    let _ = build.wait();
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{}", holder.id())])
+        .status();
+    let waiting = waiting.unwrap_or_else(|| panic!("never said it waits: {seen:#?}"));
+    assert!(
+        waiting.starts_with("waiting for building linux-source-6.1=")
+            && waiting.contains(" (flock ")
+            && waiting.contains(&format!("holds {}", tree.display())),
+        "{waiting}"
     );
 }
 
