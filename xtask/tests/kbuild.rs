@@ -125,7 +125,7 @@ fn runs_need_no_lock_of_a_build_in_progress() {
     for lock in &held[1..] {
         chain.arg("flock").arg(lock);
     }
-    let holder = chain
+    let mut holder = chain
         .args(["sleep", "600"])
         .process_group(0)
         .spawn()
@@ -201,6 +201,7 @@ fn runs_need_no_lock_of_a_build_in_progress() {
     let _ = Command::new("kill")
         .args(["-KILL", &format!("-{}", holder.id())])
         .status();
+    let _ = holder.wait();
     let waiting = waiting.unwrap_or_else(|| panic!("never said it waits: {seen:#?}"));
     assert!(
         waiting.starts_with("waiting for building linux-source-6.1=")
