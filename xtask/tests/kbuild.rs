@@ -199,7 +199,7 @@ fn runs_need_no_lock_of_a_build_in_progress() {
     let _ = build.kill();
     let _ = build.wait();
     let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{}", holder.id())])
+        .args(["-KILL", "--", &format!("-{}", holder.id())])
         .status();
     let _ = holder.wait();
     let waiting = waiting.unwrap_or_else(|| panic!("never said it waits: {seen:#?}"));
