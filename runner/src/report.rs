@@ -208,11 +208,15 @@ impl KernelInfo {
             return "local".to_owned();
         };
         let package = package.split('=').next().unwrap_or(package);
-        // ABI `6.1.0-56`, then the flavour: `amd64-unsigned`, `5kc-malta`.
-        let mut parts = package.splitn(3, '-');
-        let (Some(version), Some(_abi), Some(flavour)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return "local".to_owned();
+        // The ABI, `6.1.0-56` or `6.12.95+deb12`, then the flavour: `amd64-unsigned`,
+        // `5kc-malta`.
+        let (version, flavour) = match package.split_once('-') {
+            Some((version, rest)) if version.contains('+') => (version, rest),
+            Some((version, rest)) => match rest.split_once('-') {
+                Some((_abi, flavour)) => (version, flavour),
+                None => return "local".to_owned(),
+            },
+            None => return "local".to_owned(),
         };
         let series: Vec<&str> = version.split('.').take(2).collect();
         let flavour = flavour.strip_suffix("-unsigned").unwrap_or(flavour);
@@ -595,4 +599,50 @@ fn first_line(message: &str) -> String {
 pub fn publish_mode(file: &std::fs::File) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     file.set_permissions(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_of_debian_kernels_has_a_flavour_of_its_own() {
+        let flavour = |source: &str| {
+            KernelInfo {
+                arch: Arch::X86_64,
+                release: None,
+                source: source.to_owned(),
+                revision: None,
+                config_hash: None,
+            }
+            .flavour()
+        };
+        let cases = [
+            (
+                "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2",
+                "debian-6.1-amd64",
+            ),
+            (
+                "debian:linux-image-6.1.0-50-5kc-malta=6.1.176-1",
+                "debian-6.1-5kc-malta",
+            ),
+            (
+                "debian:linux-image-6.12.95+deb12-amd64-unsigned=6.12.95-1~bpo12+1",
+                "debian-6.12-amd64",
+            ),
+            (
+                "debian:linux-image-6.12.95+deb12-5kc-malta=6.12.95-1~bpo12+1",
+                "debian-6.12-5kc-malta",
+            ),
+            (
+                "debian:linux-image-7.2.13+deb14-amd64=7.2.13-1",
+                "debian-7.2-amd64",
+            ),
+            ("built:linux-source-6.1=6.1.192-2", "built"),
+            ("dir:/tmp/k", "local"),
+        ];
+        for (source, want) in cases {
+            assert_eq!(flavour(source), want, "{source}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Debian packages for any architecture, fetched without touching the host's apt state.
 //!
-//! apt runs with its own package lists and cache under our cache directory (one per Debian
-//! architecture), reading the host's sources and proxy settings. Packages are unpacked in
+//! apt runs with its own sources, package lists and cache under our cache directory (one per
+//! Debian architecture and line of kernels), reading only the host's proxy settings. Packages are unpacked in
 //! Rust, taking only the files we need, so no root and no `dpkg` are required.
 
 use std::fs::{self, File};
@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, format_err, Context};
 use xshell::{cmd, Shell};
 
-/// apt pointed at a private state directory for one Debian architecture, which it holds
-/// the lock of: two apt-gets on one state directory fail rather than wait.
+use crate::lines::Line;
+
+/// apt pointed at a private state directory for one Debian architecture and line of kernels,
+/// which it holds the lock of: two apt-gets on one state directory fail rather than wait.
 pub struct Apt {
     dir: PathBuf,
     arch: &'static str,
@@ -20,18 +22,24 @@ pub struct Apt {
 }
 
 impl Apt {
-    pub fn new(cache: &Path, arch: &'static str) -> anyhow::Result<Apt> {
-        let part = format!("apt/{arch}");
+    pub fn new(cache: &Path, arch: &'static str, line: &Line) -> anyhow::Result<Apt> {
+        let part = format!("apt/{arch}-{}", line.names[0]);
         let lock = crate::cache::Lock::acquire(
             cache,
             &part,
-            &format!("the {arch} package lists and downloads"),
+            &format!("the {arch} package lists and downloads of {line}"),
         )?;
         let dir = cache.join(part);
         for sub in ["lists/partial", "cache/archives/partial", "debs"] {
             let path = dir.join(sub);
             fs::create_dir_all(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        let sources = dir.join("sources.list");
+        let wanted = crate::lines::sources_list(line);
+        if fs::read_to_string(&sources).ok().as_deref() != Some(wanted.as_str()) {
+            fs::write(&sources, &wanted)
+                .with_context(|| format!("cannot write {}", sources.display()))?;
         }
         Ok(Apt {
             dir,
@@ -42,6 +50,11 @@ impl Apt {
 
     fn options(&self) -> Vec<String> {
         let mut options = vec![
+            format!(
+                "-oDir::Etc::SourceList={}",
+                self.dir.join("sources.list").display()
+            ),
+            "-oDir::Etc::SourceParts=/dev/null".to_owned(),
             format!("-oAPT::Architecture={}", self.arch),
             format!("-oAPT::Architectures={}", self.arch),
             format!("-oDir::State::Lists={}", self.dir.join("lists").display()),
@@ -168,6 +181,10 @@ pub fn extract(
         let data: Box<dyn Read> = match name.as_str() {
             "data.tar.xz" => Box::new(liblzma::read::XzDecoder::new(member)),
             "data.tar.gz" => Box::new(flate2::read::GzDecoder::new(member)),
+            "data.tar.zst" => Box::new(
+                ruzstd::decoding::StreamingDecoder::new(member)
+                    .with_context(|| format!("{}: a bad zstd stream", deb.display()))?,
+            ),
             "data.tar" => Box::new(member),
             other if other.starts_with("data.tar") => bail!(
                 "{}: unsupported compression {other}; unpack it by hand and pass the directory \

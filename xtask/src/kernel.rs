@@ -7,15 +7,18 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use runner::arch::Arch;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use xshell::Shell;
 
 use crate::debian::{self, Apt};
+use crate::lines::{Line, Packaging};
 use crate::{cache, UsageError};
 
 /// What `--kernel` names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelSpec {
-    /// One of Debian's packaged kernels, by ABI name (`6.1.0-50`).
+    /// One of Debian's packaged kernels: a line (`6.12`, `sid`) or an ABI (`6.1.0-50`,
+    /// `6.12.95+deb12`); see `lines.rs`.
     Debian { abi: String },
     /// A directory holding a kernel image, its config and test_bpf.ko (an unpacked package,
     /// a build tree, or the three files side by side).
@@ -29,12 +32,10 @@ impl FromStr for KernelSpec {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.strip_prefix("debian:") {
-            Some(abi) if abi.starts_with(|c: char| c.is_ascii_digit()) => Ok(KernelSpec::Debian {
-                abi: abi.to_owned(),
+            Some(name) if crate::lines::is_known(name) => Ok(KernelSpec::Debian {
+                abi: name.to_owned(),
             }),
-            Some(_) => Err(format!(
-                "`{s}`: expected debian:ABI with an ABI such as 6.1.0-50"
-            )),
+            Some(name) => Err(crate::lines::LineError::Unknown(name.to_owned()).to_string()),
             // Debian's linux-source-6.1, built here.
             None if s == "linux-source" => Ok(KernelSpec::Build(Default::default())),
             None => Ok(KernelSpec::Dir(PathBuf::from(s))),
@@ -46,26 +47,21 @@ impl FromStr for KernelSpec {
 /// baselines stay comparable (`--kernel debian:ABI` picks another), or, for the 32-bit MIPS
 /// guests, one built from Debian's linux-source-6.1.
 pub fn default_spec(arch: Arch) -> KernelSpec {
-    let abi = match arch {
-        Arch::X86_64 => "6.1.0-56",
-        // Debian's security archive no longer builds mips64el, so bookworm's newest
-        // mips64el kernel is the point release's 6.1.0-50 (6.1.176).
-        Arch::Mips64el => "6.1.0-50",
+    match arch {
+        // The 6.1 line's pins (`lines.rs`).
+        Arch::X86_64 | Arch::Mips64el => KernelSpec::Debian { abi: "6.1".into() },
         // Debian has no big-endian MIPS at all; its mipsel kernels are MIPS32 release 1
         // (4kc-malta), and built kernels keep the two 32-bit guests alike.
-        Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => {
-            return KernelSpec::Build(Default::default())
-        }
-    };
-    KernelSpec::Debian {
-        abi: abi.to_owned(),
+        Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => KernelSpec::Build(Default::default()),
     }
 }
 
 /// The flavour of Debian's kernel packages that ships test_bpf.ko and boots under QEMU.
-fn debian_flavour(arch: Arch) -> anyhow::Result<&'static str> {
+fn debian_flavour(arch: Arch, packaging: Packaging) -> anyhow::Result<&'static str> {
     Ok(match arch {
-        // The -cloud-amd64 flavour is smaller but has no test_bpf.ko.
+        // The -cloud-amd64 flavour is smaller but has no test_bpf.ko. Split packages have
+        // no -unsigned twin: their image is in linux-binary-*.
+        Arch::X86_64 if packaging == Packaging::Split => "amd64",
         Arch::X86_64 => "amd64-unsigned",
         Arch::Mips64el => "5kc-malta",
         Arch::Mipsel => "4kc-malta",
@@ -114,7 +110,7 @@ impl KernelSpec {
     ) -> anyhow::Result<Kernel> {
         let kernel = match self {
             KernelSpec::Debian { abi } => fetch_debian(sh, arch, abi, cache)?,
-            KernelSpec::Dir(dir) => find_in_dir(dir, arch).map_err(UsageError::wrap)?,
+            KernelSpec::Dir(dir) => find_in_dir(dir, arch, cache).map_err(UsageError::wrap)?,
             KernelSpec::Build(spec) => crate::kbuild::build(sh, arch, spec, cache, install)?,
         };
         if let Some(config) = &kernel.config {
@@ -149,9 +145,13 @@ fn unwrapped(arch: Arch, vmlinuz: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Fetches `linux-image-ABI-FLAVOUR` once; later runs reuse the unpacked files.
-fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Result<Kernel> {
-    let package = format!("linux-image-{abi}-{}", debian_flavour(arch)?);
+/// Fetches the kernel `name` (a line or an ABI, `lines.rs`) means for `arch` once; later runs
+/// reuse the unpacked files.
+fn fetch_debian(sh: &Shell, arch: Arch, name: &str, cache: &Path) -> anyhow::Result<Kernel> {
+    let choice = crate::lines::choose(name, arch).map_err(UsageError::wrap)?;
+    let (line, abi) = (choice.line, choice.abi.as_str());
+    let flavour = debian_flavour(arch, line.packaging)?;
+    let package = format!("linux-image-{abi}-{flavour}");
     let dir = cache.join("kernels").join(&package);
     if let Some(kernel) = unpacked(&dir) {
         return Ok(kernel);
@@ -165,45 +165,60 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
     if let Some(kernel) = unpacked(&dir) {
         return Ok(kernel);
     }
-    let apt = Apt::new(cache, arch.debian_name())?;
-    let deb = match apt.download(sh, &package) {
-        Ok(deb) => deb,
-        Err(error) => {
-            let newest = newest_debian_kernel(sh, &apt, arch);
-            let hint = match newest {
-                Some(abi) => format!(
-                    "the newest {} kernel the archive carries is {abi}: pass --kernel debian:{abi}",
-                    arch.debian_name()
-                ),
-                None => "no kernel of this flavour was found in the package lists".into(),
-            };
-            return Err(error.context(format!("cannot fetch {package}; {hint}")));
-        }
+    let apt = Apt::new(cache, arch.debian_name(), line)?;
+    // What carries the files: the image package itself, or (7.x) the three it depends on,
+    // the one with the image first (its version is the kernel's).
+    let packages: Vec<String> = match line.packaging {
+        Packaging::Image => vec![package.clone()],
+        Packaging::Split => ["binary", "base", "modules"]
+            .iter()
+            .map(|part| format!("linux-{part}-{abi}-{flavour}"))
+            .collect(),
     };
-    let version = debian::version_of(&deb).unwrap_or_else(|| "unknown".into());
+    let mut debs = Vec::new();
+    for name in &packages {
+        match apt.download(sh, name) {
+            Ok(deb) => debs.push(deb),
+            Err(error) => {
+                let hint = match available_abis(sh, &apt, arch, line)
+                    .ok()
+                    .and_then(|a| a.last().cloned())
+                {
+                    Some(newest) => format!(
+                        "the newest {} kernel of {line} the archive carries is {newest}: pass \
+                         --kernel debian:{newest}",
+                        arch.debian_name()
+                    ),
+                    None => {
+                        format!("no kernel of this flavour was found in {line}'s package lists")
+                    }
+                };
+                return Err(error.context(format!("cannot fetch {name}; {hint}")));
+            }
+        }
+    }
+    let version = debs
+        .first()
+        .and_then(|deb| debian::version_of(deb))
+        .unwrap_or_else(|| "unknown".into());
     fs::create_dir_all(cache.join("kernels"))?;
     let staging = cache::staging_dir(&cache.join("kernels"))?;
-    let (image, config, module) = (
-        dir.join("vmlinuz"),
-        dir.join("config"),
-        dir.join("test_bpf.ko"),
-    );
-    let names = [("vmlinuz", "boot/vmlinuz-"), ("config", "boot/config-")];
-    let copied = debian::extract(&deb, |path| {
-        if let Some((name, _)) = names.iter().find(|(_, prefix)| path.starts_with(prefix)) {
-            return Some(staging.path().join(name));
-        }
-        if path.ends_with("/kernel/drivers/net/veth.ko") {
-            return Some(staging.path().join("veth.ko"));
-        }
-        path.ends_with("/kernel/lib/test_bpf.ko")
-            .then(|| staging.path().join("test_bpf.ko"))
-    })?;
+    let mut copied = Vec::new();
+    for deb in &debs {
+        copied.extend(debian::extract(deb, |path| {
+            kernel_file(path).map(|name| staging.path().join(name))
+        })?);
+    }
+    for module in ["test_bpf", "veth"] {
+        decompress_module(staging.path(), module)?;
+    }
     for needed in ["vmlinuz", "config", "test_bpf.ko"] {
         if !staging.path().join(needed).exists() {
             bail!(
-                "{} has no {needed} (found: {}); this flavour cannot run the JIT suite",
-                deb.display(),
+                "{} have no {needed} (looked for boot/vmlinuz-*, usr/lib/modules/*/vmlinuz, \
+                 boot/config-*, usr/lib/modules/*/config and */kernel/lib/test_bpf.ko[.xz|.zst|.gz]; \
+                 found: {}); this flavour cannot run the JIT suite",
+                packages.join(", "),
                 copied.join(", ")
             );
         }
@@ -215,9 +230,9 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
     };
     let kernel = Kernel {
         layout: CACHE_LAYOUT,
-        image,
-        config: Some(config),
-        test_bpf: module,
+        image: dir.join("vmlinuz"),
+        config: Some(dir.join("config")),
+        test_bpf: dir.join("test_bpf.ko"),
         extra_modules,
         source: format!("debian:{package}={version}"),
         revision: None,
@@ -232,9 +247,92 @@ fn fetch_debian(sh: &Shell, arch: Arch, abi: &str, cache: &Path) -> anyhow::Resu
     let staged = staging.keep();
     fs::rename(&staged, &dir)
         .with_context(|| format!("cannot move {} to {}", staged.display(), dir.display()))?;
-    // The unpacked files are all we use; the package is 50-70 MB.
-    let _ = fs::remove_file(&deb);
+    // The unpacked files are all we use; the packages are 50-110 MB each.
+    for deb in &debs {
+        let _ = fs::remove_file(deb);
+    }
     Ok(kernel)
+}
+
+/// The extensions of the module compressions Debian's kernels use (`CONFIG_MODULE_COMPRESS_*`).
+const MODULE_COMPRESSIONS: [&str; 4] = ["", ".xz", ".zst", ".gz"];
+
+/// The name a file of a kernel package is kept under, if the harness needs it: the image, the
+/// config, and the modules test_bpf and veth (compressed as they come), from either layout:
+/// `boot/` + `lib/modules/` or merged `/usr` (`usr/lib/modules/VER/{vmlinuz,config}`).
+fn kernel_file(path: &str) -> Option<String> {
+    let in_modules = |name: &str| {
+        let rest = path
+            .strip_prefix("usr/")
+            .unwrap_or(path)
+            .strip_prefix("lib/modules/")?;
+        let (_, file) = rest.split_once('/')?;
+        (file == name).then(|| name.to_owned())
+    };
+    if path.starts_with("boot/vmlinuz-") {
+        return Some("vmlinuz".into());
+    }
+    if path.starts_with("boot/config-") {
+        return Some("config".into());
+    }
+    if let Some(name) = in_modules("vmlinuz").or_else(|| in_modules("config")) {
+        return Some(name);
+    }
+    for (module, dir) in [
+        ("test_bpf", "/kernel/lib/"),
+        ("veth", "/kernel/drivers/net/"),
+    ] {
+        for ext in MODULE_COMPRESSIONS {
+            if path.ends_with(&format!("{dir}{module}.ko{ext}")) {
+                return Some(format!("{module}.ko{ext}"));
+            }
+        }
+    }
+    None
+}
+
+/// Makes `DIR/MODULE.ko` of a compressed `DIR/MODULE.ko.{xz,zst,gz}` and removes that; the
+/// guest's init loads modules as they are, and gets them uncompressed.
+fn decompress_module(dir: &Path, module: &str) -> anyhow::Result<()> {
+    let plain = dir.join(format!("{module}.ko"));
+    for ext in &MODULE_COMPRESSIONS[1..] {
+        let packed = dir.join(format!("{module}.ko{ext}"));
+        if !packed.exists() {
+            continue;
+        }
+        let data = module_bytes(&packed)?;
+        runner::report::write_atomically(&plain, &data)
+            .with_context(|| format!("cannot write {}", plain.display()))?;
+        fs::remove_file(&packed).with_context(|| format!("cannot remove {}", packed.display()))?;
+    }
+    Ok(())
+}
+
+/// The bytes of the module at `path`, decompressed by its extension (`.xz`, `.zst`, `.gz`).
+pub fn module_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let name = path.to_string_lossy();
+    let mut reader: Box<dyn Read> = if name.ends_with(".xz") {
+        Box::new(liblzma::read::XzDecoder::new(file))
+    } else if name.ends_with(".zst") {
+        Box::new(
+            ruzstd::decoding::StreamingDecoder::new(file)
+                .with_context(|| format!("{}: not a zstd stream", path.display()))?,
+        )
+    } else if name.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut data = Vec::new();
+    reader
+        .read_to_end(&mut data)
+        .with_context(|| format!("cannot decompress {}", path.display()))?;
+    if !data.starts_with(b"\x7fELF") {
+        bail!("{} is not an ELF module once decompressed", path.display());
+    }
+    Ok(data)
 }
 
 /// The kernel unpacked whole into `dir` by this layout of the cache, if it is.
@@ -247,40 +345,41 @@ fn unpacked(dir: &Path) -> Option<Kernel> {
     (kernel.layout == CACHE_LAYOUT && whole).then_some(kernel)
 }
 
-fn newest_debian_kernel(sh: &Shell, apt: &Apt, arch: Arch) -> Option<String> {
-    available_abis(sh, apt, arch).ok()?.pop()
+/// The ABIs (`6.1.0-50`) of Debian's kernels for `arch` on `line` that the archive carries,
+/// oldest first.
+pub fn debian_abis(
+    sh: &Shell,
+    arch: Arch,
+    line: &Line,
+    cache: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let apt = Apt::new(cache, arch.debian_name(), line)?;
+    available_abis(sh, &apt, arch, line)
 }
 
-/// The ABIs (`6.1.0-50`) of Debian's kernels for `arch` that the archive carries, oldest
-/// first.
-pub fn debian_abis(sh: &Shell, arch: Arch, cache: &Path) -> anyhow::Result<Vec<String>> {
-    let apt = Apt::new(cache, arch.debian_name())?;
-    available_abis(sh, &apt, arch)
-}
-
-fn available_abis(sh: &Shell, apt: &Apt, arch: Arch) -> anyhow::Result<Vec<String>> {
-    let suffix = format!("-{}", debian_flavour(arch)?);
+fn available_abis(sh: &Shell, apt: &Apt, arch: Arch, line: &Line) -> anyhow::Result<Vec<String>> {
+    let suffix = format!("-{}", debian_flavour(arch, line.packaging)?);
     let names = apt.package_names(sh, "linux-image-")?;
     let mut abis: Vec<String> = names
         .iter()
         .filter_map(|n| n.strip_prefix("linux-image-")?.strip_suffix(&suffix))
-        .filter(|abi| abi.starts_with(|c: char| c.is_ascii_digit()))
+        .filter(|abi| crate::lines::choose(abi, arch).is_ok_and(|c| c.line == line))
         .map(str::to_owned)
         .collect();
     abis.sort_by_key(|abi| version_key(abi));
     Ok(abis)
 }
 
-/// `6.1.0-50` as numbers, for ordering.
+/// `6.1.0-50` or `6.12.95+deb12` as numbers, for ordering.
 pub fn version_key(abi: &str) -> Vec<u64> {
-    abi.split(['.', '-'])
-        .map(|p| p.parse().unwrap_or(0))
+    abi.split(['.', '-', '+'])
+        .map(|p| p.trim_start_matches("deb").parse().unwrap_or(0))
         .collect()
 }
 
 /// Finds the kernel files in a directory: an unpacked Debian package (`boot/`, `lib/modules/`),
 /// a kernel build tree, or the three files side by side.
-fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
+fn find_in_dir(dir: &Path, arch: Arch, cache: &Path) -> anyhow::Result<Kernel> {
     if !dir.is_dir() {
         bail!(
             "--kernel {}: no such directory; give debian:ABI or a directory with a kernel \
@@ -294,12 +393,17 @@ fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
             "arch/x86/boot/bzImage",
             "vmlinuz",
             "boot/vmlinuz-*",
+            "usr/lib/modules/*/vmlinuz",
             "vmlinuz-*",
         ],
         // Malta boots the ELF image directly.
-        Arch::Mips64el | Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => {
-            &["vmlinux", "vmlinuz", "boot/vmlinuz-*", "vmlinuz-*"]
-        }
+        Arch::Mips64el | Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => &[
+            "vmlinux",
+            "vmlinuz",
+            "boot/vmlinuz-*",
+            "usr/lib/modules/*/vmlinuz",
+            "vmlinuz-*",
+        ],
     };
     let image = first_match(dir, image_names).with_context(|| {
         format!(
@@ -308,30 +412,48 @@ fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
             image_names.join(", ")
         )
     })?;
-    let config = first_match(dir, &[".config", "config", "boot/config-*", "config-*"]).ok();
-    let module_names = [
+    let config = first_match(
+        dir,
+        &[
+            ".config",
+            "config",
+            "boot/config-*",
+            "usr/lib/modules/*/config",
+            "config-*",
+        ],
+    )
+    .ok();
+    let module_names = module_patterns(&[
         "test_bpf.ko",
         "lib/test_bpf.ko",
         "lib/modules/*/kernel/lib/test_bpf.ko",
-    ];
-    let test_bpf = first_match(dir, &module_names).with_context(|| {
+        "usr/lib/modules/*/kernel/lib/test_bpf.ko",
+    ]);
+    let patterns: Vec<&str> = module_names.iter().map(String::as_str).collect();
+    let test_bpf = first_match(dir, &patterns).with_context(|| {
         format!(
             "{} has no test_bpf.ko (looked for {}); build the kernel with CONFIG_TEST_BPF=m",
             dir.display(),
-            module_names.join(", ")
+            patterns.join(", ")
         )
     })?;
-    let veth = [
+    let veth_names = module_patterns(&[
         "veth.ko",
         "drivers/net/veth.ko",
         "lib/modules/*/kernel/drivers/net/veth.ko",
-    ];
+        "usr/lib/modules/*/kernel/drivers/net/veth.ko",
+    ]);
+    let veth_patterns: Vec<&str> = veth_names.iter().map(String::as_str).collect();
+    let veth = first_match(dir, &veth_patterns).ok();
     Ok(Kernel {
         layout: 0,
         image,
         config,
-        test_bpf,
-        extra_modules: first_match(dir, &veth).into_iter().collect(),
+        test_bpf: uncompressed(&test_bpf, cache)?,
+        extra_modules: match veth {
+            Some(veth) => vec![uncompressed(&veth, cache)?],
+            None => Vec::new(),
+        },
         source: format!("dir:{}", dir.display()),
         revision: None,
         config_hash: None,
@@ -340,6 +462,38 @@ fn find_in_dir(dir: &Path, arch: Arch) -> anyhow::Result<Kernel> {
 
 /// The first existing file among `patterns`, each a path relative to `dir` in which a `*`
 /// stands for any part of one path component.
+/// Each pattern of a module, then compressed each way Debian's kernels compress modules.
+fn module_patterns(plain: &[&str]) -> Vec<String> {
+    MODULE_COMPRESSIONS
+        .iter()
+        .flat_map(|ext| plain.iter().map(move |p| format!("{p}{ext}")))
+        .collect()
+}
+
+/// `module` itself when it is not compressed, else its bytes decompressed once into the cache
+/// (`modules/HASH/NAME.ko`): a directory given with `--kernel` is never written to.
+fn uncompressed(module: &Path, cache: &Path) -> anyhow::Result<PathBuf> {
+    let name = module.file_name().unwrap_or_default().to_string_lossy();
+    let Some(plain) = MODULE_COMPRESSIONS[1..]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+    else {
+        return Ok(module.to_owned());
+    };
+    let packed = fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+    let hash = sha2::Sha256::digest(&packed);
+    let key: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let dest = cache.join("modules").join(key).join(plain);
+    if !dest.is_file() {
+        let data = module_bytes(module)?;
+        fs::create_dir_all(dest.parent().unwrap_or(cache))
+            .with_context(|| format!("cannot create the directory of {}", dest.display()))?;
+        runner::report::write_atomically(&dest, &data)
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+    }
+    Ok(dest)
+}
+
 fn first_match(dir: &Path, patterns: &[&str]) -> anyhow::Result<PathBuf> {
     for pattern in patterns {
         let mut candidates = vec![dir.to_path_buf()];
@@ -410,6 +564,128 @@ mod tests {
         );
         assert_eq!("./build".parse(), Ok(KernelSpec::Dir("./build".into())));
         assert!("debian:latest".parse::<KernelSpec>().is_err());
+        for name in ["6.12", "sid", "trixie", "6.12.95+deb12", "7.2.13+deb14"] {
+            assert_eq!(
+                format!("debian:{name}").parse(),
+                Ok(KernelSpec::Debian { abi: name.into() })
+            );
+        }
+    }
+
+    #[test]
+    fn files_of_every_layout_are_kept_under_one_name() {
+        let cases = [
+            ("boot/vmlinuz-6.1.0-56-amd64", Some("vmlinuz")),
+            ("boot/config-6.12.95+deb12-amd64", Some("config")),
+            (
+                "usr/lib/modules/7.2.13+deb14-amd64/vmlinuz",
+                Some("vmlinuz"),
+            ),
+            ("usr/lib/modules/7.2.13+deb14-amd64/config", Some("config")),
+            (
+                "lib/modules/6.1.0-56-amd64/kernel/lib/test_bpf.ko",
+                Some("test_bpf.ko"),
+            ),
+            (
+                "lib/modules/6.12.95+deb12-amd64/kernel/lib/test_bpf.ko.xz",
+                Some("test_bpf.ko.xz"),
+            ),
+            (
+                "usr/lib/modules/7.2.13+deb14-amd64/kernel/drivers/net/veth.ko.zst",
+                Some("veth.ko.zst"),
+            ),
+            ("usr/lib/modules/7.2.13+deb14-amd64/System.map", None),
+            (
+                "usr/lib/modules/7.2.13+deb14-amd64/kernel/lib/crc8.ko.xz",
+                None,
+            ),
+        ];
+        for (path, want) in cases {
+            assert_eq!(kernel_file(path).as_deref(), want, "{path}");
+        }
+    }
+
+    /// `ELF` bytes compressed as `ext` says.
+    fn compressed(ext: &str, data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        match ext {
+            ".xz" => {
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            ".gz" => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            ".zst" => {
+                ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+            }
+            _ => data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn compressed_modules_of_6_12_and_split_7_x_packages_are_found_and_decompressed() {
+        let module = b"\x7fELF a module";
+        for ext in [".xz", ".zst", ".gz"] {
+            // bookworm-backports' 6.12: boot/ and lib/modules/, modules compressed.
+            let dir = tempfile::tempdir().unwrap();
+            let (root, cache) = (dir.path().join("pkg"), dir.path().join("cache"));
+            let release = "6.12.95+deb12-amd64";
+            let lib = root.join(format!("lib/modules/{release}/kernel"));
+            fs::create_dir_all(lib.join("lib")).unwrap();
+            fs::create_dir_all(lib.join("drivers/net")).unwrap();
+            fs::create_dir_all(root.join("boot")).unwrap();
+            fs::write(root.join(format!("boot/vmlinuz-{release}")), b"k").unwrap();
+            fs::write(root.join(format!("boot/config-{release}")), b"c").unwrap();
+            let packed = compressed(ext, module);
+            fs::write(lib.join(format!("lib/test_bpf.ko{ext}")), &packed).unwrap();
+            fs::write(lib.join(format!("drivers/net/veth.ko{ext}")), &packed).unwrap();
+            let listing = || {
+                let mut files = Vec::new();
+                for d in [lib.join("lib"), lib.join("drivers/net")] {
+                    files.extend(fs::read_dir(d).unwrap().flatten().map(|e| e.path()));
+                }
+                files.sort();
+                files
+            };
+            let before = listing();
+            let kernel = find_in_dir(&root, Arch::X86_64, &cache).unwrap();
+            assert_eq!(listing(), before, "--kernel DIR is never written to");
+            assert!(kernel.test_bpf.starts_with(&cache), "{ext}: {kernel:?}");
+            assert_eq!(fs::read(&kernel.test_bpf).unwrap(), module, "{ext}");
+            assert_eq!(kernel.extra_modules.len(), 1, "{ext}");
+
+            // sid's 7.x: linux-base, -binary and -modules unpacked together, merged /usr.
+            let split = dir.path().join("split");
+            let release = "7.2.13+deb14-amd64";
+            let modules = split.join(format!("usr/lib/modules/{release}"));
+            fs::create_dir_all(modules.join("kernel/lib")).unwrap();
+            fs::write(modules.join("vmlinuz"), b"k").unwrap();
+            fs::write(modules.join("config"), b"c").unwrap();
+            fs::write(
+                modules.join(format!("kernel/lib/test_bpf.ko{ext}")),
+                &packed,
+            )
+            .unwrap();
+            let kernel = find_in_dir(&split, Arch::X86_64, &cache).unwrap();
+            assert!(
+                kernel.image.ends_with(format!("{release}/vmlinuz")),
+                "{kernel:?}"
+            );
+            assert!(kernel
+                .config
+                .is_some_and(|c| c.ends_with(format!("{release}/config"))));
+            assert_eq!(fs::read(&kernel.test_bpf).unwrap(), module, "{ext}");
+        }
+        // Not a module once decompressed: said with the file.
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("test_bpf.ko.xz");
+        fs::write(&bad, compressed(".xz", b"not elf")).unwrap();
+        let error = module_bytes(&bad).unwrap_err().to_string();
+        assert!(error.contains("is not an ELF module"), "{error}");
     }
 
     #[test]
@@ -425,7 +701,7 @@ mod tests {
             b"m",
         )
         .unwrap();
-        let kernel = find_in_dir(root, Arch::Mips64el).unwrap();
+        let kernel = find_in_dir(root, Arch::Mips64el, root).unwrap();
         assert!(kernel.image.ends_with("boot/vmlinuz-6.1.0-50-5kc-malta"));
         assert!(kernel
             .config
@@ -438,7 +714,7 @@ mod tests {
     fn missing_module_is_named() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("bzImage"), b"k").unwrap();
-        let err = find_in_dir(dir.path(), Arch::X86_64).unwrap_err();
+        let err = find_in_dir(dir.path(), Arch::X86_64, dir.path()).unwrap_err();
         assert!(format!("{err:#}").contains("has no test_bpf.ko"), "{err:#}");
     }
 

@@ -19,6 +19,7 @@ mod image;
 mod kbuild;
 mod kernel;
 mod kernels;
+mod lines;
 mod merge;
 mod orphans;
 mod progress;

@@ -88,9 +88,13 @@ impl Test {
                 inputs.kernel.test_bpf.display()
             ),
         }
-        let history_path = cache.join("durations").join(format!("{arch}.json"));
+        // Per line of kernels: a 7.2 run is cut by 7.2's times.
+        let flavour = kernel_info.flavour();
+        let history_path = cache
+            .join("durations")
+            .join(format!("{arch}-{flavour}.json"));
         let history = Durations::read(&history_path).map_err(UsageError::wrap)?;
-        let shards = self.shards(&plan, cases.len(), history.as_ref())?;
+        let shards = self.shards(&plan, cases.len(), &flavour, history.as_ref())?;
         let jobs = self
             .jobs
             .map_or_else(default_jobs, usize::from)
@@ -181,12 +185,19 @@ impl Test {
         &self,
         plan: &Plan,
         cases: usize,
+        flavour: &str,
         history: Option<&Durations>,
     ) -> anyhow::Result<Vec<Shard>> {
-        let seed_path = project_root()
-            .join("reports")
-            .join("durations")
-            .join(format!("{}.json", self.arch));
+        // The committed times of this line, else of the arch's first line.
+        let committed = project_root().join("reports").join("durations");
+        let seed_path = [
+            format!("{}-{flavour}.json", self.arch),
+            format!("{}.json", self.arch),
+        ]
+        .iter()
+        .map(|name| committed.join(name))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| committed.join(format!("{}.json", self.arch)));
         let seed = Durations::read(&seed_path)
             .map_err(UsageError::wrap)?
             .unwrap_or_default();

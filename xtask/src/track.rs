@@ -131,12 +131,21 @@ impl TrackCmd {
     fn revisions(&self, sh: &Shell, arch: Arch) -> anyhow::Result<Vec<Revision>> {
         if !self.debian.is_empty() {
             let cache = self.cache()?;
-            let available = kernel::debian_abis(sh, arch, &cache)?;
             let mut out = Vec::new();
-            for abi in &self.debian {
+            for name in &self.debian {
+                let choice = match crate::lines::choose(name, arch) {
+                    Ok(choice) => choice,
+                    Err(e) => {
+                        eprintln!("track: {e}; skipped");
+                        continue;
+                    }
+                };
+                let abi = &choice.abi;
+                let available = kernel::debian_abis(sh, arch, choice.line, &cache)?;
                 if !available.contains(abi) {
                     eprintln!(
-                        "track: Debian's archive has no {abi} kernel for {arch}; skipped (it has {})",
+                        "track: Debian's archive has no {abi} kernel for {arch}; skipped ({} has {})",
+                        choice.line,
                         available.join(", ")
                     );
                     continue;

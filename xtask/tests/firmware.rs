@@ -283,7 +283,7 @@ fn a_run_whose_guests_cannot_boot_says_what_to_install_and_changes_nothing_else(
     let first = xtask_in_namespace(&mounts, &cache, &first_out);
     assert_ne!(first.status.code(), Some(99), "no mount: {}", show(&first));
     assert_eq!(first.status.code(), Some(3), "{}", show(&first));
-    let durations = cache.join("durations/x86_64.json");
+    let durations = cache.join("durations/x86_64-debian-6.1-amd64.json");
     assert!(
         !durations.exists(),
         "a run that timed nothing wrote {durations:?}"
