@@ -200,6 +200,20 @@ impl KernelInfo {
     /// compared with the same baseline. `debian-6.1-amd64` for Debian's
     /// `linux-image-6.1.0-56-amd64-unsigned`, `built` for a kernel built here from
     /// images/kconfig/'s fragments, `local` for a directory.
+    /// What `track` follows across revisions and lines of kernels: the flavour without its
+    /// line (`debian-amd64` for every line of Debian's amd64 kernels), so that a change is
+    /// pinned on the line that brought it.
+    pub fn family(&self) -> String {
+        let flavour = self.flavour();
+        let Some(rest) = flavour.strip_prefix("debian-") else {
+            return flavour;
+        };
+        match rest.split_once('-') {
+            Some((_line, kind)) => format!("debian-{kind}"),
+            None => flavour,
+        }
+    }
+
     pub fn flavour(&self) -> String {
         if self.source.starts_with("built:") {
             return "built".to_owned();
@@ -644,5 +658,19 @@ mod tests {
         for (source, want) in cases {
             assert_eq!(flavour(source), want, "{source}");
         }
+        let family = |source: &str| {
+            KernelInfo {
+                arch: Arch::X86_64,
+                release: None,
+                source: source.to_owned(),
+                revision: None,
+                config_hash: None,
+            }
+            .family()
+        };
+        assert_eq!(family(cases[0].0), "debian-amd64");
+        assert_eq!(family(cases[2].0), family(cases[4].0));
+        assert_eq!(family(cases[3].0), "debian-5kc-malta");
+        assert_eq!(family(cases[5].0), "built");
     }
 }

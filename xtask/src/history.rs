@@ -57,7 +57,8 @@ impl History {
         replace: bool,
     ) -> anyhow::Result<(Arch, String)> {
         let report = Report::read(&staged.path().join("report.json"))?;
-        let (arch, flavour) = (report.kernel.arch, report.kernel.flavour());
+        // Every line of a flavour in one series: a change is pinned on the line it came with.
+        let (arch, flavour) = (report.kernel.arch, report.kernel.family());
         let info_path = staged.path().join(REVISION_FILE);
         runner::report::write_atomically(&info_path, &serde_json::to_vec_pretty(info)?)
             .with_context(|| format!("cannot write {}", info_path.display()))?;
