@@ -51,9 +51,9 @@ pub struct TrackCmd {
     #[arg(long, value_delimiter = ',', required = true)]
     pub arch: Vec<Arch>,
 
-    /// Debian's packaged kernels, by ABI, comma-separated (6.1.0-47,6.1.0-50); an ABI the
-    /// archive lacks for an arch is skipped with a note.
-    #[arg(long, value_delimiter = ',', value_name = "ABI", conflicts_with_all = ["revs", "bisect"])]
+    /// Debian's packaged kernels, by line or ABI, comma-separated (6.1.0-47,6.1.0-50, or
+    /// 6.1,6.12,sid across lines); one the archive lacks for an arch is skipped with a note.
+    #[arg(long, value_delimiter = ',', value_name = "LINE|ABI", conflicts_with_all = ["revs", "bisect"])]
     pub debian: Vec<String>,
 
     /// The tree whose revisions --revs and --bisect build.
