@@ -619,18 +619,19 @@ pub fn publish_mode(file: &std::fs::File) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn kernel(source: &str) -> KernelInfo {
+        KernelInfo {
+            arch: Arch::X86_64,
+            release: None,
+            source: source.to_owned(),
+            revision: None,
+            config_hash: None,
+        }
+    }
+
     #[test]
     fn every_line_of_debian_kernels_has_a_flavour_of_its_own() {
-        let flavour = |source: &str| {
-            KernelInfo {
-                arch: Arch::X86_64,
-                release: None,
-                source: source.to_owned(),
-                revision: None,
-                config_hash: None,
-            }
-            .flavour()
-        };
+        let flavour = |source: &str| kernel(source).flavour();
         let cases = [
             (
                 "debian:linux-image-6.1.0-56-amd64-unsigned=6.1.192-2",
@@ -658,16 +659,7 @@ mod tests {
         for (source, want) in cases {
             assert_eq!(flavour(source), want, "{source}");
         }
-        let family = |source: &str| {
-            KernelInfo {
-                arch: Arch::X86_64,
-                release: None,
-                source: source.to_owned(),
-                revision: None,
-                config_hash: None,
-            }
-            .family()
-        };
+        let family = |source: &str| kernel(source).family();
         assert_eq!(family(cases[0].0), "debian-amd64");
         assert_eq!(family(cases[2].0), family(cases[4].0));
         assert_eq!(family(cases[3].0), "debian-5kc-malta");
