@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::show;
+use common::{path_str, show};
 
 use runner::report::{Mode, Report, Status};
 
@@ -142,6 +142,97 @@ fn newer_debian_lines_run_against_their_baselines() {
             "{}",
             show(&output)
         );
+    }
+}
+
+/// Downloads `packages` with apt, from the line's own sources (a private state of the test's,
+/// never the host's), and unpacks them all into `dir` with dpkg-deb: an unpacked kernel as a
+/// user would pass it with `--kernel DIR`.
+fn unpack_packages(suite: &str, packages: &[String], dir: &Path) {
+    let state = dir.join("apt");
+    for sub in ["lists/partial", "cache/archives/partial"] {
+        std::fs::create_dir_all(state.join(sub)).unwrap();
+    }
+    let sources = state.join("sources.list");
+    std::fs::write(
+        &sources,
+        format!("deb http://deb.debian.org/debian {suite} main\n"),
+    )
+    .unwrap();
+    let options = [
+        format!("-oDir::Etc::SourceList={}", sources.display()),
+        "-oDir::Etc::SourceParts=/dev/null".to_owned(),
+        format!("-oDir::State::Lists={}", state.join("lists").display()),
+        format!("-oDir::Cache={}", state.join("cache").display()),
+        "-oAPT::Architecture=amd64".to_owned(),
+        "-oAPT::Architectures=amd64".to_owned(),
+        "-oAPT::Sandbox::User=root".to_owned(),
+    ];
+    let apt = |args: &[&str]| {
+        let output = Command::new("apt-get")
+            .arg("-q")
+            .args(&options)
+            .args(args)
+            .current_dir(&state)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", show(&output));
+    };
+    apt(&["update"]);
+    let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+    apt(&[&["download"][..], &names].concat());
+    let unpacked = dir.join("kernel");
+    for deb in std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+    {
+        if deb.extension().is_some_and(|e| e == "deb") {
+            let status = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&unpacked)
+                .status()
+                .unwrap();
+            assert!(status.success(), "dpkg-deb -x {}", deb.display());
+        }
+    }
+}
+
+/// `--kernel DIR` on Debian's packages as `dpkg-deb -x` leaves them: 6.12's one package
+/// (`boot/`, `lib/modules/`, modules compressed) and 7.x's three split ones (merged `/usr`).
+#[test]
+fn unpacked_packages_of_every_layout_boot_as_a_kernel_directory() {
+    let split = ["binary", "base", "modules"].map(|p| format!("linux-{p}-7.2.13+deb14-amd64"));
+    for (suite, packages, release) in [
+        (
+            "bookworm-backports",
+            vec!["linux-image-6.12.95+deb12-amd64-unsigned".to_owned()],
+            "6.12.95+deb12-amd64",
+        ),
+        ("sid", split.to_vec(), "7.2.13+deb14-amd64"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        unpack_packages(suite, &packages, dir.path());
+        let kernel = dir.path().join("kernel");
+        let out = dir.path().join("run");
+        let (output, report) = xtask(
+            &[
+                "test",
+                "--arch",
+                "x86_64",
+                "--kernel",
+                path_str(&kernel),
+                "--filter",
+                "60-199",
+                "--no-baseline",
+            ],
+            &out,
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+        let report = report.unwrap();
+        assert_eq!(report.kernel.release.as_deref(), Some(release));
+        assert_eq!(report.count(Status::Pass), 140, "{}", show(&output));
     }
 }
 
