@@ -39,13 +39,18 @@ impl Bench {
     pub fn run(self) -> anyhow::Result<u8> {
         let mut rows = vec![parse_throughput()?];
         eprintln!("bench: {} {}", rows[0].what, rows[0].value);
-        // Debian's kernels, then the minimal ones built from linux-source-6.1 (built first if
-        // the cache has none yet).
+        // Debian's kernels, one per line, then the minimal ones built from linux-source-6.1
+        // (built first if the cache has none yet).
         let debian: &[&str] = &[];
+        let debian_6_12: &[&str] = &["--kernel", "debian:6.12"];
+        let debian_7: &[&str] = &["--kernel", "debian:sid"];
         let built: &[&str] = &["--kernel", "linux-source"];
         let kernels = [
             (Arch::X86_64, debian),
             (Arch::Mips64el, debian),
+            (Arch::X86_64, debian_6_12),
+            (Arch::Mips64el, debian_6_12),
+            (Arch::X86_64, debian_7),
             (Arch::X86_64, built),
             (Arch::Mips64el, built),
             (Arch::Mipsel, built),
