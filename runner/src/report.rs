@@ -390,7 +390,7 @@ impl Report {
         self.summary.get(&status).copied().unwrap_or(0)
     }
 
-    /// The process exit status this report calls for (see README.md, "Exit status").
+    /// The process exit status this report calls for (see docs/outputs.md, "Exit status").
     pub fn exit_code(&self) -> u8 {
         if self.results.iter().any(|r| r.status.is_test_failure()) {
             1

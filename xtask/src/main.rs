@@ -34,7 +34,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Exit status for bad usage or bad input (see README.md, "Exit status").
+/// Exit status for bad usage or bad input (see docs/outputs.md, "Exit status").
 const EXIT_USAGE: u8 = 2;
 /// Exit status when the harness or its tools failed.
 const EXIT_HARNESS: u8 = 3;
