@@ -393,16 +393,17 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
             if !accept && loaded {
                 return (Status::Fail, Some("accepted, expected reject".into()));
             }
-            if let (false, Some(text)) = (accept, log) {
-                if !obs.log.as_deref().unwrap_or("").contains(text.as_str()) {
-                    return (
-                        Status::Fail,
-                        Some(format!(
-                            "rejected as expected, but the log lacks {text:?}{}",
-                            log_tail(&obs.log)
-                        )),
-                    );
-                }
+            let said = obs.log.as_deref().unwrap_or("");
+            if !accept && !log.is_empty() && !log.iter().any(|text| said.contains(text.as_str())) {
+                let texts: Vec<String> = log.iter().map(|t| format!("{t:?}")).collect();
+                return (
+                    Status::Fail,
+                    Some(format!(
+                        "rejected as expected, but the log lacks {}{}",
+                        texts.join(" or "),
+                        log_tail(&obs.log)
+                    )),
+                );
             }
             (Status::Pass, None)
         }

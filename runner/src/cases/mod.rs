@@ -80,8 +80,9 @@ pub enum Expectation {
     R0(u64),
     /// The load fails and the verifier log contains this text.
     LoadError(String),
-    /// The verifier accepts or rejects the program; a rejection's log contains `log`.
-    Verdict { accept: bool, log: Option<String> },
+    /// The verifier accepts or rejects the program; a rejection's log contains one of `log`
+    /// (kernels word the same rejection differently), when any is given.
+    Verdict { accept: bool, log: Vec<String> },
     /// An XDP program run returns `action`, and leaves `packet` as the frame when given.
     Xdp {
         action: u32,

@@ -55,11 +55,33 @@ enum Verdict {
     Reject,
 }
 
+/// What a rejection's log must contain: one text, or a list of which any will do (each line of
+/// kernels words some rejections its own way).
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum LogTexts {
+    #[default]
+    None,
+    One(String),
+    Any(Vec<String>),
+}
+
+impl LogTexts {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            LogTexts::None => Vec::new(),
+            LogTexts::One(text) => vec![text],
+            LogTexts::Any(texts) => texts,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Unprivileged {
     expect: Verdict,
-    log: Option<String>,
+    #[serde(default)]
+    log: LogTexts,
 }
 
 #[derive(Deserialize)]
@@ -76,7 +98,8 @@ struct VerifierCase {
     #[serde(default)]
     programs: Vec<YamlProgram>,
     expect: Verdict,
-    log: Option<String>,
+    #[serde(default)]
+    log: LogTexts,
     unprivileged: Option<Unprivileged>,
 }
 
@@ -449,7 +472,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
         read_maps: Vec::new(),
         expect: Expectation::Verdict {
             accept: yaml.expect == Verdict::Accept,
-            log: yaml.log,
+            log: yaml.log.into_vec(),
         },
         needs_isa_v4: false,
         little_endian_only: false,
@@ -461,7 +484,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
             unprivileged: true,
             expect: Expectation::Verdict {
                 accept: unpriv.expect == Verdict::Accept,
-                log: unpriv.log,
+                log: unpriv.log.into_vec(),
             },
             ..base
         });
@@ -639,6 +662,42 @@ mod tests {
             .map(|c| (c.name.as_str(), c.unprivileged))
             .collect();
         assert_eq!(names, [("ok", false), ("ok (unprivileged)", true)]);
+    }
+
+    #[test]
+    fn a_rejection_log_is_one_text_or_any_of_several() {
+        let text = "\
+- name: one
+  guards: g
+  prog_type: socket_filter
+  asm: exit
+  expect: reject
+  log: \"back-edge\"
+  unprivileged:
+    expect: reject
+- name: any
+  guards: g
+  prog_type: socket_filter
+  asm: exit
+  expect: reject
+  log: [\"back-edge\", \"recursive call from\"]
+";
+        let cases = parse(Path::new("v.yaml"), text, AgentSuite::Verifier, false).unwrap();
+        let logs: Vec<Vec<String>> = cases
+            .iter()
+            .map(|c| match &c.expect {
+                Expectation::Verdict { log, .. } => log.clone(),
+                _ => panic!("a verdict"),
+            })
+            .collect();
+        assert_eq!(
+            logs,
+            [
+                vec!["back-edge".to_owned()],
+                vec![],
+                vec!["back-edge".to_owned(), "recursive call from".to_owned()],
+            ]
+        );
     }
 
     #[test]
