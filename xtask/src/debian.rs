@@ -30,6 +30,15 @@ impl Apt {
             &format!("the {arch} package lists and downloads of {line}"),
         )?;
         let dir = cache.join(part);
+        // The state of harnesses before lines, `apt/ARCH`, read the host's sources: no run
+        // uses it again, and its lists are tens of MB.
+        let before_lines = cache.join("apt").join(arch);
+        if before_lines.join("lists").is_dir() && fs::remove_dir_all(&before_lines).is_ok() {
+            eprintln!(
+                "removed {}: apt state of an older harness",
+                before_lines.display()
+            );
+        }
         for sub in ["lists/partial", "cache/archives/partial", "debs"] {
             let path = dir.join(sub);
             fs::create_dir_all(&path)

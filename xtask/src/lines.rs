@@ -50,10 +50,15 @@ pub enum AbiShape {
 }
 
 impl AbiShape {
+    /// Whether `abi` is one of the line's, and nothing more: `6.1.0-57-cloud` (another
+    /// flavour's package name cut short) is not.
     fn matches(self, abi: &str) -> bool {
+        let numbers = |s: &str, also: char| {
+            !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == also)
+        };
         match self {
-            AbiShape::Prefix(p) => abi.starts_with(p),
-            AbiShape::Suffix(s) => abi.ends_with(s),
+            AbiShape::Prefix(p) => abi.strip_prefix(p).is_some_and(|n| numbers(n, '0')),
+            AbiShape::Suffix(s) => abi.strip_suffix(s).is_some_and(|v| numbers(v, '.')),
         }
     }
 }
@@ -216,10 +221,12 @@ mod tests {
             chosen("7.2.9+deb14", Arch::X86_64),
             Ok(("7.2", "7.2.9+deb14".into()))
         );
-        assert_eq!(
-            choose("latest", Arch::X86_64),
-            Err(LineError::Unknown("latest".into()))
-        );
+        for not_an_abi in ["latest", "6.1.0-57-cloud", "6.12.95+deb12-rt", "6.1.0-"] {
+            assert_eq!(
+                choose(not_an_abi, Arch::X86_64),
+                Err(LineError::Unknown(not_an_abi.into()))
+            );
+        }
     }
 
     #[test]
