@@ -160,7 +160,7 @@ impl QemuConfig {
 
 /// What to do when QEMU's `stderr` says it could not find a firmware file: the file, the
 /// Debian package that ships it, and the command that installs it. `None` for other errors.
-pub fn firmware_advice(stderr: &str) -> Option<String> {
+fn firmware_advice(stderr: &str) -> Option<String> {
     // QEMU 7.2's words: a PCI device's ROM, the PC's BIOS, an option ROM, Malta's BIOS.
     let patterns = [
         ("failed to find romfile \"", '"'),
@@ -349,6 +349,17 @@ impl Qemu {
     pub fn stderr(&self) -> String {
         let kept = self.stderr.lock().map(|k| k.clone()).unwrap_or_default();
         String::from_utf8_lossy(&kept).trim().to_owned()
+    }
+
+    /// What QEMU said on stderr, and what to do when that names a firmware file it lacks;
+    /// `None` when it said nothing.
+    pub fn said(&self) -> Option<String> {
+        let stderr = self.stderr();
+        match (stderr.is_empty(), firmware_advice(&stderr)) {
+            (true, _) => None,
+            (false, Some(advice)) => Some(format!("{stderr}; {advice}")),
+            (false, None) => Some(stderr),
+        }
     }
 
     /// Waits up to `timeout` for QEMU to exit by itself.

@@ -285,12 +285,9 @@ pub fn supervise(
             _ => "before the guest finished its plan",
         };
         let status = status.map_or("unknown status".to_owned(), |s| s.to_string());
-        let stderr = qemu.stderr();
-        let said = match (stderr.is_empty(), crate::qemu::firmware_advice(&stderr)) {
-            (true, _) => String::new(),
-            (false, Some(advice)) => format!(": {stderr}; {advice}"),
-            (false, None) => format!(": {stderr}"),
-        };
+        let said = qemu
+            .said()
+            .map_or_else(String::new, |said| format!(": {said}"));
         run.stop(&format!(
             "{} ended ({status}) {phase}{said}",
             qemu.program()

@@ -151,6 +151,13 @@ impl Lock {
     }
 }
 
+/// The part whose lock a source tree has: by its name (a worktree's name in the cache, or the
+/// source package's for every version of it). Builds share it while the tree holds their
+/// checkout; checking out, adding and removing the tree take it alone.
+pub fn tree_part(name: &str) -> String {
+    format!("tree-{name}")
+}
+
 /// The file name of a part's lock: its path in the cache, `/` made `.`.
 fn lock_name(part: &str) -> String {
     let name: String = part

@@ -1,8 +1,8 @@
 //! Debian packages for any architecture, fetched without touching the host's apt state.
 //!
 //! apt runs with its own sources, package lists and cache under our cache directory (one per
-//! Debian architecture and line of kernels), reading only the host's proxy settings. Packages are unpacked in
-//! Rust, taking only the files we need, so no root and no `dpkg` are required.
+//! Debian architecture and line of kernels), reading only the host's proxy settings. Packages
+//! are unpacked in Rust, taking only the files we need, so no root and no `dpkg` are required.
 
 use std::fs::{self, File};
 use std::io::{self, Read};

@@ -297,14 +297,16 @@ pub struct KernelCmd {
 
 #[derive(Args, Debug)]
 pub struct Test {
-    /// Guest architecture: x86_64, mips64el, mipsel or mips.
+    /// Guest architecture: x86_64, mips64el, mipsel, mips or mips64r6el.
     #[arg(long)]
     pub arch: Arch,
 
-    /// The kernel: `debian:ABI` (e.g. debian:6.1.0-50) for one of Debian's packaged kernels,
+    /// The kernel: `debian:LINE` (6.1, 6.12, trixie, sid) or `debian:ABI` (e.g.
+    /// debian:6.1.0-50, debian:6.12.95+deb12) for one of Debian's packaged kernels,
     /// `linux-source` for Debian's linux-source-6.1 built here with images/kconfig/, or a
     /// directory holding a kernel image, its config and test_bpf.ko.
-    /// Default: the pinned Debian kernel (x86_64, mips64el), linux-source (mipsel, mips).
+    /// Default: the 6.1 line's pinned kernel (x86_64, mips64el), linux-source (mipsel, mips,
+    /// mips64r6el).
     #[arg(long)]
     pub kernel: Option<KernelSpec>,
 

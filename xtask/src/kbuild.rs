@@ -729,7 +729,7 @@ impl Tree {
         cache: &Path,
         what: &str,
     ) -> anyhow::Result<cache::Lock> {
-        let part = format!("tree-{}", self.name);
+        let part = cache::tree_part(&self.name);
         let Some(commit) = &self.checkout else {
             // A tree built as it is: the harness never changes it.
             return cache::Lock::acquire_shared(cache, &part, what);
@@ -760,10 +760,10 @@ impl Tree {
         }
     }
 
-    /// The lock of the tree named `name`: its worktree's name in the cache, or the source
-    /// package's for every version of it (unpacking one removes the others).
+    /// The lock of the tree named `name`, alone (unpacking one version of the source package
+    /// removes the others, so they share one name).
     fn lock_named(cache: &Path, name: &str, what: &str) -> anyhow::Result<cache::Lock> {
-        cache::Lock::acquire(cache, &format!("tree-{name}"), what)
+        cache::Lock::acquire(cache, &cache::tree_part(name), what)
     }
 
     /// Puts the worktree at its revision, clean, with the patches applied; checks every patch

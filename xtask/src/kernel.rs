@@ -19,7 +19,7 @@ use crate::{cache, UsageError};
 pub enum KernelSpec {
     /// One of Debian's packaged kernels: a line (`6.12`, `sid`) or an ABI (`6.1.0-50`,
     /// `6.12.95+deb12`); see `lines.rs`.
-    Debian { abi: String },
+    Debian { name: String },
     /// A directory holding a kernel image, its config and test_bpf.ko (an unpacked package,
     /// a build tree, or the three files side by side).
     Dir(PathBuf),
@@ -33,7 +33,7 @@ impl FromStr for KernelSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.strip_prefix("debian:") {
             Some(name) if crate::lines::is_known(name) => Ok(KernelSpec::Debian {
-                abi: name.to_owned(),
+                name: name.to_owned(),
             }),
             Some(name) => Err(crate::lines::LineError::Unknown(name.to_owned()).to_string()),
             // Debian's linux-source-6.1, built here.
@@ -49,7 +49,7 @@ impl FromStr for KernelSpec {
 pub fn default_spec(arch: Arch) -> KernelSpec {
     match arch {
         // The 6.1 line's pins (`lines.rs`).
-        Arch::X86_64 | Arch::Mips64el => KernelSpec::Debian { abi: "6.1".into() },
+        Arch::X86_64 | Arch::Mips64el => KernelSpec::Debian { name: "6.1".into() },
         // Debian has no big-endian MIPS at all; its mipsel kernels are MIPS32 release 1
         // (4kc-malta), and built kernels keep the two 32-bit guests alike.
         Arch::Mipsel | Arch::Mips | Arch::Mips64r6el => KernelSpec::Build(Default::default()),
@@ -109,7 +109,7 @@ impl KernelSpec {
         install: crate::tools::Install,
     ) -> anyhow::Result<Kernel> {
         let kernel = match self {
-            KernelSpec::Debian { abi } => fetch_debian(sh, arch, abi, cache)?,
+            KernelSpec::Debian { name } => fetch_debian(sh, arch, name, cache)?,
             KernelSpec::Dir(dir) => find_in_dir(dir, arch, cache).map_err(UsageError::wrap)?,
             KernelSpec::Build(spec) => crate::kbuild::build(sh, arch, spec, cache, install)?,
         };
@@ -460,8 +460,6 @@ fn find_in_dir(dir: &Path, arch: Arch, cache: &Path) -> anyhow::Result<Kernel> {
     })
 }
 
-/// The first existing file among `patterns`, each a path relative to `dir` in which a `*`
-/// stands for any part of one path component.
 /// Each pattern of a module, then compressed each way Debian's kernels compress modules.
 fn module_patterns(plain: &[&str]) -> Vec<String> {
     MODULE_COMPRESSIONS
@@ -494,6 +492,8 @@ fn uncompressed(module: &Path, cache: &Path) -> anyhow::Result<PathBuf> {
     Ok(dest)
 }
 
+/// The first existing file among `patterns`, each a path relative to `dir` in which a `*`
+/// stands for any part of one path component.
 fn first_match(dir: &Path, patterns: &[&str]) -> anyhow::Result<PathBuf> {
     for pattern in patterns {
         let mut candidates = vec![dir.to_path_buf()];
@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(
             "debian:6.1.0-50".parse(),
             Ok(KernelSpec::Debian {
-                abi: "6.1.0-50".into()
+                name: "6.1.0-50".into()
             })
         );
         assert_eq!("./build".parse(), Ok(KernelSpec::Dir("./build".into())));
@@ -567,7 +567,7 @@ mod tests {
         for name in ["6.12", "sid", "trixie", "6.12.95+deb12", "7.2.13+deb14"] {
             assert_eq!(
                 format!("debian:{name}").parse(),
-                Ok(KernelSpec::Debian { abi: name.into() })
+                Ok(KernelSpec::Debian { name: name.into() })
             );
         }
     }

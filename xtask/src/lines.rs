@@ -144,10 +144,9 @@ impl fmt::Display for Line {
 
 /// Whether `name` names a line or has the shape of one of their ABIs.
 pub fn is_known(name: &str) -> bool {
-    LINES.iter().any(|l| {
-        l.names.contains(&name)
-            || (name.starts_with(|c: char| c.is_ascii_digit()) && l.abi.matches(name))
-    })
+    LINES
+        .iter()
+        .any(|l| l.names.contains(&name) || l.abi.matches(name))
 }
 
 /// The line and ABI `name` (a line's name or an ABI) means for `arch`.
@@ -175,8 +174,7 @@ pub fn choose(name: &str, arch: Arch) -> Result<Choice, LineError> {
             abi: (*abi).to_owned(),
         });
     }
-    let digits = name.starts_with(|c: char| c.is_ascii_digit());
-    match LINES.iter().find(|l| digits && l.abi.matches(name)) {
+    match LINES.iter().find(|l| l.abi.matches(name)) {
         Some(line) => Ok(Choice {
             line,
             abi: name.to_owned(),

@@ -37,7 +37,7 @@ pub fn prune(cache: &Path) -> Vec<Removed> {
             Err(_) => return false,
         };
         let lock = match path.parent().is_some_and(|p| name_of(p) == "worktrees") {
-            true => format!("tree-{}", name_of(&path)),
+            true => crate::cache::tree_part(&name_of(&path)),
             false => part,
         };
         let Ok(Some(_lock)) = crate::cache::Lock::try_acquire(cache, &lock, "removing it") else {
@@ -200,8 +200,8 @@ mod tests {
             &cache.join("build/mips-being-added-6666ffff"),
             &[(TREE_RECORD, &dead_tree)],
         );
-        let _adding = crate::cache::Lock::acquire(&cache, "tree-being-added-6666ffff", "adding")
-            .expect("a free lock");
+        let tree = crate::cache::tree_part("being-added-6666ffff");
+        let _adding = crate::cache::Lock::acquire(&cache, &tree, "adding").expect("a free lock");
         let _building =
             crate::cache::Lock::acquire(&cache, "build/mips-being-added-6666ffff", "building")
                 .expect("a free lock");

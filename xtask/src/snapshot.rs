@@ -184,12 +184,9 @@ fn boot_and_save(config: &QemuConfig, dest: &Path, timeout: Duration) -> anyhow:
         save(socket, dest)
     });
     qemu.terminate(Duration::from_secs(3));
-    result.map_err(|e| match qemu.stderr() {
-        stderr if stderr.is_empty() => e,
-        stderr => match runner::qemu::firmware_advice(&stderr) {
-            Some(advice) => e.context(format!("QEMU said: {stderr}; {advice}")),
-            None => e.context(format!("QEMU said: {stderr}")),
-        },
+    result.map_err(|e| match qemu.said() {
+        Some(said) => e.context(format!("QEMU said: {said}")),
+        None => e,
     })
 }
 

@@ -222,7 +222,7 @@ impl TrackCmd {
         test.retry_failures = self.retry_failures;
         match kernel {
             KernelChoice::Debian(abi) => {
-                test.kernel = Some(KernelSpec::Debian { abi: abi.clone() });
+                test.kernel = Some(KernelSpec::Debian { name: abi.clone() });
             }
             KernelChoice::Commit(hash) => {
                 test.build = BuildArgs {
