@@ -195,16 +195,14 @@ impl KernelInfo {
         }
     }
 
-    /// What a baseline is kept per, beside the arch: the kernel's origin, series and
-    /// flavour, without the revision, so that every revision of one line of kernels is
-    /// compared with the same baseline. `debian-6.1-amd64` for Debian's
-    /// `linux-image-6.1.0-56-amd64-unsigned`, `built` for a kernel built here from
-    /// images/kconfig/'s fragments, `local` for a directory.
     /// What `track` follows across revisions and lines of kernels: the flavour without its
     /// line (`debian-amd64` for every line of Debian's amd64 kernels), so that a change is
     /// pinned on the line that brought it.
     pub fn family(&self) -> String {
         let flavour = self.flavour();
+        if flavour.starts_with("built") {
+            return "built".to_owned();
+        }
         let Some(rest) = flavour.strip_prefix("debian-") else {
             return flavour;
         };
@@ -214,9 +212,21 @@ impl KernelInfo {
         }
     }
 
+    /// What a baseline is kept per, beside the arch: the kernel's origin, series and
+    /// flavour, without the revision, so that every revision of one line of kernels is
+    /// compared with the same baseline. `debian-6.1-amd64` for Debian's
+    /// `linux-image-6.1.0-56-amd64-unsigned`, `built` for a kernel built here from
+    /// images/kconfig/'s fragments (`built-7.2` from Debian's linux-source-7.2: the
+    /// first source, 6.1, keeps the plain name of its baselines), `local` for a directory.
     pub fn flavour(&self) -> String {
-        if self.source.starts_with("built:") {
-            return "built".to_owned();
+        if let Some(built) = self.source.strip_prefix("built:") {
+            let series = built
+                .strip_prefix("linux-source-")
+                .and_then(|package| package.split('=').next());
+            return match series {
+                Some(series) if series != "6.1" => format!("built-{series}"),
+                _ => "built".to_owned(),
+            };
         }
         let Some(package) = self.source.strip_prefix("debian:linux-image-") else {
             return "local".to_owned();
@@ -655,6 +665,8 @@ mod tests {
             ),
             ("built:linux-source-6.1=6.1.192-2", "built"),
             ("dir:/tmp/k", "local"),
+            ("built:linux-source-7.2=7.2.13-1", "built-7.2"),
+            ("built:git:0123abcd", "built"),
         ];
         for (source, want) in cases {
             assert_eq!(flavour(source), want, "{source}");
@@ -664,5 +676,6 @@ mod tests {
         assert_eq!(family(cases[2].0), family(cases[4].0));
         assert_eq!(family(cases[3].0), "debian-5kc-malta");
         assert_eq!(family(cases[5].0), "built");
+        assert_eq!(family(cases[7].0), "built");
     }
 }

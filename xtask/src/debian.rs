@@ -134,7 +134,8 @@ impl Apt {
         let _cd = sh.push_dir(&debs);
         eprintln!("downloading {package} ({})", self.arch);
         self.apt_get(sh, &["download", package])?;
-        let prefix = format!("{package}_");
+        // `PKG=VERSION` downloads `PKG_VERSION_ARCH.deb`.
+        let prefix = format!("{}_", package.split('=').next().unwrap_or(package));
         fs::read_dir(&debs)?
             .flatten()
             .map(|e| e.path())
@@ -150,6 +151,28 @@ impl Apt {
                     debs.display()
                 )
             })
+    }
+
+    /// The versions of `package` the lists know, newest first.
+    pub fn versions(&self, sh: &Shell, package: &str) -> anyhow::Result<Vec<String>> {
+        if !self.has_lists() {
+            self.update(sh)?;
+        }
+        let options = self.options();
+        let table = cmd!(sh, "apt-cache {options...} madison {package}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .unwrap_or_default();
+        // `linux-source-6.12 | 6.12.95-1~bpo12+1 | http://... Packages`
+        let mut versions: Vec<String> = Vec::new();
+        for version in table.lines().filter_map(|l| l.split('|').nth(1)) {
+            let version = version.trim().to_owned();
+            if !versions.contains(&version) {
+                versions.push(version);
+            }
+        }
+        Ok(versions)
     }
 
     /// Names of the packages the lists know that start with `prefix`.

@@ -232,8 +232,8 @@ pub struct Compare {
 /// A kernel built from source.
 #[derive(Args, Debug, Clone, Default)]
 pub struct BuildArgs {
-    /// Build the kernel from this tree (as it is, or at --rev); without it and without
-    /// --kernel, mipsel and mips build Debian's linux-source-6.1.
+    /// Build the kernel from this tree (as it is, or at --rev); without it, the kernel is
+    /// built from Debian's linux-source-6.1 (or the --kernel linux-source-SERIES named).
     #[arg(long, value_name = "DIR")]
     pub kernel_source: Option<PathBuf>,
 
@@ -254,7 +254,10 @@ pub struct BuildArgs {
 impl BuildArgs {
     pub fn spec(&self) -> crate::kbuild::BuildSpec {
         crate::kbuild::BuildSpec {
-            source: self.kernel_source.clone(),
+            source: match &self.kernel_source {
+                Some(dir) => crate::kbuild::Source::Tree(dir.clone()),
+                None => Default::default(),
+            },
             rev: self.rev.clone(),
             patches: self.patch.clone(),
             fragments: self.config_fragment.clone(),
@@ -269,8 +272,18 @@ pub struct KernelCmd {
     #[arg(long, required_unless_present_any = ["list", "prune"])]
     pub arch: Option<Arch>,
 
+    /// Debian's kernel source to build: linux-source-6.1 (the default), linux-source-6.12
+    /// or linux-source-7.2, optionally pinned (linux-source-7.2=7.2.13-1).
+    #[arg(long, value_name = "linux-source-SERIES", conflicts_with = "kernel_source")]
+    pub kernel: Option<crate::lines::SourcePackage>,
+
     #[command(flatten)]
     pub build: BuildArgs,
+
+    /// Configure only: allnoconfig plus the fragments, every line checked against the
+    /// resolved .config, which is printed; nothing is built.
+    #[arg(long)]
+    pub config_only: bool,
 
     /// List the kernels built into the cache.
     #[arg(long, conflicts_with = "prune")]
@@ -303,8 +316,9 @@ pub struct Test {
 
     /// The kernel: `debian:LINE` (6.1, 6.12, trixie, sid) or `debian:ABI` (e.g.
     /// debian:6.1.0-50, debian:6.12.95+deb12) for one of Debian's packaged kernels,
-    /// `linux-source` for Debian's linux-source-6.1 built here with images/kconfig/, or a
-    /// directory holding a kernel image, its config and test_bpf.ko.
+    /// `linux-source` for Debian's linux-source-6.1 built here with images/kconfig/
+    /// (`linux-source-6.12`, `linux-source-7.2` for the newer lines' sources, `=VERSION` to
+    /// pin one), or a directory holding a kernel image, its config and test_bpf.ko.
     /// Default: the 6.1 line's pinned kernel (x86_64, mips64el), linux-source (mipsel, mips,
     /// mips64r6el).
     #[arg(long)]

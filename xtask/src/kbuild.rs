@@ -1,5 +1,5 @@
-//! Kernels built from source: Debian's `linux-source-6.1`, or the user's tree at a revision
-//! with patches, configured as `allnoconfig` plus the fragments in `images/kconfig/`, built
+//! Kernels built from source: Debian's `linux-source-SERIES` of a line (6.1 by default), or
+//! the user's tree at a revision with patches, configured as `allnoconfig` plus the fragments in `images/kconfig/`, built
 //! once per key and kept in the cache.
 //!
 //! The key is everything that decides the result: the source (package version, commit, or a
@@ -19,15 +19,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
+use crate::debian::Apt;
 use crate::kernel::Kernel;
+use crate::lines::SourcePackage;
 use crate::tools::{self, Install, Tool};
 use crate::{cache, orphans, project_root, UsageError};
 
 /// What to build.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BuildSpec {
-    /// The kernel tree; `None` for Debian's `linux-source-6.1`.
-    pub source: Option<PathBuf>,
+    pub source: Source,
     /// A revision of `source` (a git tree), checked out into a worktree of the cache.
     pub rev: Option<String>,
     /// Patches applied on top, in order.
@@ -36,14 +37,26 @@ pub struct BuildSpec {
     pub fragments: Vec<PathBuf>,
 }
 
-/// The Debian package whose tarball is the default source.
-const SOURCE_PACKAGE: &str = "linux-source-6.1";
-const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
+/// The tree a build reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// One of Debian's `linux-source-SERIES` packages, fetched with its line's private apt
+    /// state and unpacked into the cache.
+    Package(SourcePackage),
+    /// The user's tree (`--kernel-source`), as it is or at a revision.
+    Tree(PathBuf),
+}
 
-/// Free space checked for before writing, from what 6.1 takes: its source unpacked and made a
-/// git repository is 1.7 GB, a checkout of it 1.5 GB, a build directory of the harness's small
-/// configs 0.2 GB (with room for larger configs and ccache).
-const UNPACKED_SOURCE_BYTES: u64 = 2_000_000_000;
+impl Default for Source {
+    fn default() -> Self {
+        Source::Package(SourcePackage::default())
+    }
+}
+
+/// Free space checked for before writing, from what 6.1 and 7.2 take: the source unpacked and
+/// made a git repository is 1.7 to 2.1 GB, a checkout 1.5 GB, a build directory of the
+/// harness's small configs 0.2 GB (with room for larger configs and ccache).
+const UNPACKED_SOURCE_BYTES: u64 = 2_500_000_000;
 const CHECKOUT_BYTES: u64 = 1_700_000_000;
 const BUILD_BYTES: u64 = 1_000_000_000;
 
@@ -88,6 +101,11 @@ fn build_tools(arch: Arch) -> Vec<Tool<'static>> {
             program: "git",
             packages: &["git"],
         },
+        // tar unpacks Debian's linux-source-*.tar.xz with it.
+        Tool {
+            program: "xz",
+            packages: &["xz-utils"],
+        },
         // objtool (x86) and the module tools need these headers.
         Tool {
             program: "/usr/include/gelf.h",
@@ -114,48 +132,8 @@ pub fn build(
     cache: &Path,
     install: Install,
 ) -> anyhow::Result<Kernel> {
-    let mut tools = build_tools(arch);
-    if spec.source.is_none() {
-        tools.push(Tool {
-            program: SOURCE_TARBALL,
-            packages: &[SOURCE_PACKAGE],
-        });
-    }
-    tools::ensure(sh, &tools, install)?;
-    for removed in orphans::prune(cache) {
-        eprintln!("{removed}");
-    }
-    for patch in &spec.patches {
-        if !patch.is_file() {
-            return Err(UsageError::wrap(anyhow::anyhow!(
-                "--patch {}: no such file",
-                patch.display()
-            )));
-        }
-    }
-    let fragments = Fragments::read(arch, &spec.fragments)?;
-    let (arch_name, prefix) = arch.kbuild();
-    let compiler = format!("{prefix}gcc");
-    let compiler_version = cmd!(sh, "{compiler} --version")
-        .quiet()
-        .read()
-        .with_context(|| format!("cannot run {compiler}"))?;
-    let tree = Tree::prepare(sh, spec, cache)?;
-    let mut key = Sha256::new();
-    for part in [
-        tree.identity.as_str(),
-        &fragments.merged,
-        arch.name(),
-        compiler_version.lines().next().unwrap_or(""),
-    ] {
-        key.update(part.as_bytes());
-        key.update(b"\0");
-    }
-    for patch in &spec.patches {
-        key.update(fs::read(patch).with_context(|| format!("cannot read {}", patch.display()))?);
-    }
-    let key = hex(&key.finalize())[..16].to_owned();
-    let entry = format!("built-{arch}-{key}");
+    let job = Job::prepare(sh, arch, spec, cache, install)?;
+    let entry = format!("built-{arch}-{}", job.key);
     let dest = cache.join("kernels").join(&entry);
     let cached = || {
         let built = read_built(&dest)?;
@@ -174,76 +152,39 @@ pub fn build(
     let _entry_lock = cache::Lock::acquire(
         cache,
         &format!("kernels/{entry}"),
-        &format!("building {} for {arch}", tree.revision),
+        &format!("building {} for {arch}", job.tree.revision),
     )?;
     if let Some(kernel) = cached() {
         return Ok(kernel);
     }
-    let _tree_lock = tree.hold(
-        sh,
-        spec,
-        cache,
-        &format!("building {} for {arch}", tree.revision),
-    )?;
-    let build_dir = format!("build/{arch}-{}", tree.name);
-    let _build_lock = cache::Lock::acquire(
-        cache,
-        &build_dir,
-        &format!("building {} for {arch}", tree.revision),
-    )?;
-
-    let out = cache.join(build_dir);
-    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let record = out.join(orphans::TREE_RECORD);
-    fs::write(&record, format!("{}\n", tree.dir.display()))
-        .with_context(|| format!("cannot write {}", record.display()))?;
-    cache::ensure_free(&out, BUILD_BYTES, &format!("building {}", tree.revision))?;
-    let fragment_path = out.join("harness.config");
-    fs::write(&fragment_path, &fragments.merged)
-        .with_context(|| format!("cannot write {}", fragment_path.display()))?;
-    let log_path = out.join("build.log");
-    let make = Make {
-        tree: &tree.dir,
-        out: &out,
-        arch: arch_name,
-        prefix,
-        log: &log_path,
-    };
-    fs::write(&log_path, "").with_context(|| format!("cannot write {}", log_path.display()))?;
-    make.run(
-        "configuring (allnoconfig + fragments)",
-        &["allnoconfig"],
-        Some(&fragment_path),
-    )?;
-    let config_text = fs::read_to_string(out.join(".config"))
-        .with_context(|| format!("cannot read {}", out.join(".config").display()))?;
-    fragments.check(&config_text, &tree.dir)?;
+    let configured = job.configure(sh, spec, cache)?;
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
-    make.run(
+    configured.make.run(
         "building vmlinux and modules",
         &[&format!("-j{jobs}"), "vmlinux", "modules"],
         None,
     )?;
     let seconds = started.elapsed().as_secs_f64();
+    let out = &configured.make.out;
     let release = fs::read_to_string(out.join("include/config/kernel.release"))
         .context("the build wrote no include/config/kernel.release")?
         .trim()
         .to_owned();
     // The revision a report names: the source's, and the patches on top by name.
-    let mut revision = tree.revision.clone();
+    let mut revision = job.tree.revision.clone();
     for patch in &spec.patches {
         let name = patch.file_name().unwrap_or(patch.as_os_str());
         let _ = write!(revision, " + {}", name.to_string_lossy());
     }
-    let source = format!("built:{}", tree.identity);
+    let source = format!("built:{}", job.tree.identity);
     let built = publish(
-        &out,
+        out,
         &dest,
         arch,
-        &key,
+        &job.key,
         (source, revision),
-        &config_text,
+        &configured.config_text,
         release,
         seconds,
     )?;
@@ -253,6 +194,136 @@ pub fn build(
         dest.display()
     );
     Ok(built.kernel)
+}
+
+/// Configures the kernel `spec` names for `arch` (`allnoconfig` and the fragments, each
+/// line checked) without building it, and returns its `.config`.
+pub fn configure(
+    sh: &Shell,
+    arch: Arch,
+    spec: &BuildSpec,
+    cache: &Path,
+    install: Install,
+) -> anyhow::Result<PathBuf> {
+    let job = Job::prepare(sh, arch, spec, cache, install)?;
+    let configured = job.configure(sh, spec, cache)?;
+    Ok(configured.make.out.join(".config"))
+}
+
+/// A build's inputs, read and checked: the tree, the fragments and the key of the result.
+struct Job {
+    arch: Arch,
+    tree: Tree,
+    fragments: Fragments,
+    /// What decides the result: source, patches, fragments, arch, compiler.
+    key: String,
+}
+
+impl Job {
+    fn prepare(
+        sh: &Shell,
+        arch: Arch,
+        spec: &BuildSpec,
+        cache: &Path,
+        install: Install,
+    ) -> anyhow::Result<Job> {
+        tools::ensure(sh, &build_tools(arch), install)?;
+        for removed in orphans::prune(cache) {
+            eprintln!("{removed}");
+        }
+        for patch in &spec.patches {
+            if !patch.is_file() {
+                return Err(UsageError::wrap(anyhow::anyhow!(
+                    "--patch {}: no such file",
+                    patch.display()
+                )));
+            }
+        }
+        let fragments = Fragments::read(arch, &spec.fragments)?;
+        let compiler = format!("{}gcc", arch.kbuild().1);
+        let compiler_version = cmd!(sh, "{compiler} --version")
+            .quiet()
+            .read()
+            .with_context(|| format!("cannot run {compiler}"))?;
+        let tree = Tree::prepare(sh, spec, cache)?;
+        let mut key = Sha256::new();
+        for part in [
+            tree.identity.as_str(),
+            &fragments.merged,
+            arch.name(),
+            compiler_version.lines().next().unwrap_or(""),
+        ] {
+            key.update(part.as_bytes());
+            key.update(b"\0");
+        }
+        for patch in &spec.patches {
+            key.update(
+                fs::read(patch).with_context(|| format!("cannot read {}", patch.display()))?,
+            );
+        }
+        let key = hex(&key.finalize())[..16].to_owned();
+        Ok(Job {
+            arch,
+            tree,
+            fragments,
+            key,
+        })
+    }
+
+    /// Checks the tree out for this build, takes its build directory and configures it;
+    /// what is returned holds both until it is dropped.
+    fn configure(
+        &self,
+        sh: &Shell,
+        spec: &BuildSpec,
+        cache: &Path,
+    ) -> anyhow::Result<Configured> {
+        let (arch, tree) = (self.arch, &self.tree);
+        let what = format!("building {} for {arch}", tree.revision);
+        let tree_lock = tree.hold(sh, spec, cache, &what)?;
+        let build_dir = format!("build/{arch}-{}", tree.name);
+        let build_lock = cache::Lock::acquire(cache, &build_dir, &what)?;
+        let out = cache.join(build_dir);
+        fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        let record = out.join(orphans::TREE_RECORD);
+        fs::write(&record, format!("{}\n", tree.dir.display()))
+            .with_context(|| format!("cannot write {}", record.display()))?;
+        cache::ensure_free(&out, BUILD_BYTES, &format!("building {}", tree.revision))?;
+        let fragment_path = out.join("harness.config");
+        fs::write(&fragment_path, &self.fragments.merged)
+            .with_context(|| format!("cannot write {}", fragment_path.display()))?;
+        let log = out.join("build.log");
+        fs::write(&log, "").with_context(|| format!("cannot write {}", log.display()))?;
+        let (arch_name, prefix) = arch.kbuild();
+        let make = Make {
+            tree: tree.dir.clone(),
+            out,
+            arch: arch_name,
+            prefix,
+            log,
+        };
+        make.run(
+            "configuring (allnoconfig + fragments)",
+            &["allnoconfig"],
+            Some(&fragment_path),
+        )?;
+        let config = make.out.join(".config");
+        let config_text = fs::read_to_string(&config)
+            .with_context(|| format!("cannot read {}", config.display()))?;
+        self.fragments.check(&config_text, &tree.dir)?;
+        Ok(Configured {
+            make,
+            config_text,
+            _locks: (tree_lock, build_lock),
+        })
+    }
+}
+
+/// A build directory configured for a job, held until dropped.
+struct Configured {
+    make: Make,
+    config_text: String,
+    _locks: (cache::Lock, cache::Lock),
 }
 
 /// Copies what a guest needs out of the build directory into the cache entry `dest`, checks
@@ -524,8 +595,9 @@ struct Tree {
 
 impl Tree {
     fn prepare(sh: &Shell, spec: &BuildSpec, cache: &Path) -> anyhow::Result<Tree> {
-        let Some(source) = &spec.source else {
-            return Tree::package(sh, spec, cache);
+        let source = match &spec.source {
+            Source::Package(package) => return Tree::package(sh, spec, package, cache),
+            Source::Tree(source) => source,
         };
         // With --rev or --patch the harness checks out its own worktree: a bare repository
         // (a mirror of net-next) will do. Built as it is, it must be a kernel tree.
@@ -628,92 +700,79 @@ impl Tree {
         })
     }
 
-    /// Debian's linux-source-6.1, unpacked once into the cache and made a git repository,
-    /// so that patches apply on it and come off again.
-    fn package(sh: &Shell, spec: &BuildSpec, cache: &Path) -> anyhow::Result<Tree> {
+    /// Debian's `linux-source-SERIES`, fetched and unpacked once into the cache and made a
+    /// git repository, so that patches apply on it and come off again.
+    fn package(
+        sh: &Shell,
+        spec: &BuildSpec,
+        package: &SourcePackage,
+        cache: &Path,
+    ) -> anyhow::Result<Tree> {
+        let name = package.name();
         if spec.rev.is_some() {
             return Err(UsageError::wrap(anyhow::anyhow!(
-                "--rev needs --kernel-source: {SOURCE_PACKAGE} has one revision"
+                "--rev needs --kernel-source: {name} has one revision"
             )));
         }
-        let format = "-f=${Version}";
-        let version = cmd!(sh, "dpkg-query -W {format} {SOURCE_PACKAGE}")
-            .quiet()
-            .read()
-            .with_context(|| format!("cannot tell the version of {SOURCE_PACKAGE}"))?;
-        let dir = cache
-            .join("src")
-            .join(format!("{SOURCE_PACKAGE}={version}"));
+        let (line, version) = source_version(sh, package, cache)?;
+        let dir = cache.join("src").join(format!("{name}={version}"));
         let _lock = match dir.join(".git").exists() {
             true => None,
             false => Some(Tree::lock_named(
                 cache,
-                SOURCE_PACKAGE,
-                &format!("unpacking {SOURCE_TARBALL}"),
+                &name,
+                &format!("unpacking {name}={version}"),
             )?),
         };
         // Another build may have unpacked it while this one waited.
         if !dir.join(".git").exists() {
-            eprintln!("unpacking {SOURCE_TARBALL} into {}", dir.display());
             let parent = cache.join("src");
             fs::create_dir_all(&parent)?;
-            cache::ensure_free(
-                &parent,
-                UNPACKED_SOURCE_BYTES,
-                &format!("unpacking {SOURCE_TARBALL}"),
-            )?;
+            let what = format!("unpacking {name}={version}");
+            cache::ensure_free(&parent, UNPACKED_SOURCE_BYTES, &what)?;
+            let deb = Apt::new(cache, SOURCE_APT_ARCH, line)?
+                .download(sh, &format!("{name}={version}"))?;
             let staging = cache::staging_dir(&parent)?;
             let at = staging.path();
-            cmd!(sh, "tar xf {SOURCE_TARBALL} -C {at} --strip-components=1")
+            let tarball_name = format!("usr/src/{name}.tar.xz");
+            let tarball = at.join(format!("{name}.tar.xz"));
+            let copied = crate::debian::extract(&deb, |path| {
+                (path == tarball_name).then(|| tarball.clone())
+            })?;
+            if copied.is_empty() {
+                bail!("{} has no {tarball_name}", deb.display());
+            }
+            eprintln!("unpacking {name}={version} into {}", dir.display());
+            let tree = at.join("tree");
+            fs::create_dir(&tree)?;
+            cmd!(sh, "tar xf {tarball} -C {tree} --strip-components=1")
                 .quiet()
                 .run()
-                .with_context(|| format!("cannot unpack {SOURCE_TARBALL}"))?;
-            let git = |args: &[&str]| {
-                Command::new("git")
-                    .arg("-C")
-                    .arg(at)
-                    .args([
-                        "-c",
-                        "user.name=harness",
-                        "-c",
-                        "user.email=harness@localhost",
-                    ])
-                    .args(args)
-                    .stdout(Stdio::null())
-                    .status()
-                    .map_err(anyhow::Error::from)
-                    .and_then(|s| match s.success() {
-                        true => Ok(()),
-                        false => bail!("git {} failed in {}", args.join(" "), at.display()),
-                    })
-            };
-            git(&["init", "-q"])?;
-            // Debian's tarball carries a .gitignore that ignores everything (`/*`).
-            git(&["add", "-A", "--force"])?;
-            git(&["commit", "-q", "-m", &format!("{SOURCE_PACKAGE} {version}")])?;
+                .with_context(|| format!("cannot unpack {tarball_name} of {}", deb.display()))?;
+            fs::remove_file(&tarball)?;
+            // The tree is what stays; the 160 MB package is no use once it is unpacked.
+            let _ = fs::remove_file(&deb);
+            git_commit_all(&tree, &format!("{name} {version}"))?;
             let _ = fs::remove_dir_all(&dir);
-            fs::rename(staging.keep(), &dir)
+            fs::rename(&tree, &dir)
                 .with_context(|| format!("cannot move the unpacked source to {}", dir.display()))?;
-            // The versions before: the package has one, and each is 1.7 GB.
+            // The versions before: each is 2 GB, and a line moves on.
             let others = fs::read_dir(&parent).into_iter().flatten().flatten();
             for other in others.map(|e| e.path()).filter(|p| *p != dir) {
-                let name = other.file_name().unwrap_or_default().to_string_lossy();
-                if name.starts_with(&format!("{SOURCE_PACKAGE}="))
+                let other_name = other.file_name().unwrap_or_default().to_string_lossy();
+                if other_name.starts_with(&format!("{name}="))
                     && fs::remove_dir_all(&other).is_ok()
                 {
-                    eprintln!(
-                        "removed {}: {SOURCE_PACKAGE} is now {version}",
-                        other.display()
-                    );
+                    eprintln!("removed {}: {name} is now {version}", other.display());
                 }
             }
         }
         let commit = cmd!(sh, "git -C {dir} rev-parse HEAD").quiet().read()?;
         Ok(Tree {
             dir,
-            name: SOURCE_PACKAGE.to_owned(),
-            identity: format!("{SOURCE_PACKAGE}={version}"),
-            revision: format!("{SOURCE_PACKAGE}={version}"),
+            identity: format!("{name}={version}"),
+            revision: format!("{name}={version}"),
+            name,
             checkout: Some(commit),
         })
     }
@@ -807,6 +866,74 @@ impl Tree {
     }
 }
 
+/// The apt state source packages are fetched with: they are `Architecture: all`, listed for
+/// every arch, and amd64's lists of a line are there already for its x86_64 kernels.
+const SOURCE_APT_ARCH: &str = "amd64";
+
+/// The line whose archive carries `package` and the version to fetch: the one asked for, or
+/// the newest of the series' first line. Read from the lists alone when they are there, so a
+/// source unpacked already costs no download.
+fn source_version(
+    sh: &Shell,
+    package: &SourcePackage,
+    cache: &Path,
+) -> anyhow::Result<(&'static crate::lines::Line, String)> {
+    let name = package.name();
+    let mut carried = Vec::new();
+    for line in package.lines() {
+        let apt = Apt::new(cache, SOURCE_APT_ARCH, line)?;
+        let mut versions = apt.versions(sh, &name)?;
+        let wanted = |versions: &[String]| match &package.version {
+            Some(v) => versions.contains(v).then(|| v.clone()),
+            None => versions.first().cloned(),
+        };
+        if wanted(&versions).is_none() {
+            // Lists from before the archive moved on.
+            apt.update(sh)?;
+            versions = apt.versions(sh, &name)?;
+        }
+        if let Some(version) = wanted(&versions) {
+            return Ok((line, version));
+        }
+        carried.push(format!("{line}: {}", versions.join(", ")));
+    }
+    let asked = match &package.version {
+        Some(v) => format!("{name}={v}"),
+        None => name,
+    };
+    Err(UsageError::wrap(anyhow::anyhow!(
+        "{asked}: Debian's archive does not carry it; it has {}",
+        carried.join("; ")
+    )))
+}
+
+/// `git init` and a commit of everything in `dir`.
+fn git_commit_all(dir: &Path, message: &str) -> anyhow::Result<()> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=harness",
+                "-c",
+                "user.email=harness@localhost",
+            ])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(anyhow::Error::from)
+            .and_then(|s| match s.success() {
+                true => Ok(()),
+                false => bail!("git {} failed in {}", args.join(" "), dir.display()),
+            })
+    };
+    git(&["init", "-q"])?;
+    // Debian's tarball carries a .gitignore that ignores everything (`/*`).
+    git(&["add", "-A", "--force"])?;
+    git(&["commit", "-q", "-m", message])
+}
+
 /// A value that differs from one run to the next.
 fn unique_now() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
@@ -816,21 +943,21 @@ fn unique_now() -> String {
 const NOTE_EVERY: Duration = Duration::from_secs(15);
 
 /// `make` in a tree, out of tree, its output into the build log.
-struct Make<'a> {
-    tree: &'a Path,
-    out: &'a Path,
-    arch: &'a str,
-    prefix: &'a str,
-    log: &'a Path,
+struct Make {
+    tree: PathBuf,
+    out: PathBuf,
+    arch: &'static str,
+    prefix: &'static str,
+    log: PathBuf,
 }
 
-impl Make<'_> {
+impl Make {
     /// Runs `make TARGETS`, printing the step and its elapsed time every 15 s; on failure,
     /// the log's tail.
     fn run(&self, step: &str, targets: &[&str], allconfig: Option<&Path>) -> anyhow::Result<()> {
         let log = fs::OpenOptions::new()
             .append(true)
-            .open(self.log)
+            .open(&self.log)
             .with_context(|| format!("cannot open {}", self.log.display()))?;
         // A harness killed mid-build (SIGTERM, SIGKILL) takes make with it, through the
         // parent-death signal util-linux's setpriv sets: an orphaned make would go on writing
@@ -839,7 +966,7 @@ impl Make<'_> {
         command
             .args(["--pdeathsig", "TERM", "--", "make"])
             .arg("-C")
-            .arg(self.tree)
+            .arg(&self.tree)
             .arg(format!("O={}", self.out.display()))
             .arg(format!("ARCH={}", self.arch))
             .arg(format!("CROSS_COMPILE={}", self.prefix))
@@ -867,7 +994,7 @@ impl Make<'_> {
             if Instant::now() >= next_note {
                 next_note += NOTE_EVERY;
                 let elapsed = started.elapsed().as_secs();
-                eprintln!("kernel: {step}, {elapsed} s: {}", tail(self.log, 1));
+                eprintln!("kernel: {step}, {elapsed} s: {}", tail(&self.log, 1));
             }
         };
         if status.success() {
@@ -877,7 +1004,7 @@ impl Make<'_> {
             "make {} failed ({status}); the full log is {}; its end:\n{}",
             targets.join(" "),
             self.log.display(),
-            tail(self.log, 30)
+            tail(&self.log, 30)
         )
     }
 }

@@ -23,7 +23,7 @@ pub enum KernelSpec {
     /// A directory holding a kernel image, its config and test_bpf.ko (an unpacked package,
     /// a build tree, or the three files side by side).
     Dir(PathBuf),
-    /// Built here from source (`--kernel-source`, or Debian's linux-source-6.1).
+    /// Built here from source (`--kernel-source`, or Debian's `linux-source-SERIES`).
     Build(crate::kbuild::BuildSpec),
 }
 
@@ -36,8 +36,14 @@ impl FromStr for KernelSpec {
                 name: name.to_owned(),
             }),
             Some(name) => Err(crate::lines::LineError::Unknown(name.to_owned()).to_string()),
-            // Debian's linux-source-6.1, built here.
-            None if s == "linux-source" => Ok(KernelSpec::Build(Default::default())),
+            // Debian's linux-source-SERIES, built here (a directory of that name is
+            // `./linux-source-7.2`).
+            None if s.starts_with("linux-source") => {
+                Ok(KernelSpec::Build(crate::kbuild::BuildSpec {
+                    source: crate::kbuild::Source::Package(s.parse()?),
+                    ..Default::default()
+                }))
+            }
             None => Ok(KernelSpec::Dir(PathBuf::from(s))),
         }
     }

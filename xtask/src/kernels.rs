@@ -78,7 +78,17 @@ impl KernelCmd {
             true => Install::Forbidden,
             false => Install::Allowed,
         };
-        let kernel = kbuild::build(&Shell::new()?, arch, &self.build.spec(), &cache, install)?;
+        let mut spec = self.build.spec();
+        if let Some(package) = self.kernel {
+            spec.source = kbuild::Source::Package(package);
+        }
+        let sh = Shell::new()?;
+        if self.config_only {
+            let config = kbuild::configure(&sh, arch, &spec, &cache, install)?;
+            println!("{}", config.display());
+            return Ok(0);
+        }
+        let kernel = kbuild::build(&sh, arch, &spec, &cache, install)?;
         println!("{}", kernel.image.display());
         Ok(0)
     }

@@ -183,6 +183,73 @@ pub fn choose(name: &str, arch: Arch) -> Result<Choice, LineError> {
     }
 }
 
+/// Debian's kernel source of a series, `linux-source-SERIES`, as `--kernel linux-source-7.2`
+/// or `linux-source-7.2=7.2.13-1` names it: built here, for any arch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourcePackage {
+    /// `6.1`, `6.12`, `7.2`: a line's series.
+    pub series: &'static str,
+    /// A version to fetch; without one, the newest that the series' first line carries.
+    pub version: Option<String>,
+}
+
+impl Default for SourcePackage {
+    /// The source the built kernels have always been: 6.1, bookworm's.
+    fn default() -> Self {
+        SourcePackage {
+            series: LINES[0].series,
+            version: None,
+        }
+    }
+}
+
+impl SourcePackage {
+    /// The package's name, `linux-source-7.2`.
+    pub fn name(&self) -> String {
+        format!("linux-source-{}", self.series)
+    }
+
+    /// The lines whose archive suites may carry it, the series' own first (`6.12` is
+    /// bookworm-backports, then trixie).
+    pub fn lines(&self) -> impl Iterator<Item = &'static Line> + '_ {
+        LINES.iter().filter(move |l| l.series == self.series)
+    }
+}
+
+impl std::str::FromStr for SourcePackage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, version) = match s.split_once('=') {
+            Some((name, version)) => (name, Some(version)),
+            None => (s, None),
+        };
+        let series = match name.strip_prefix("linux-source") {
+            Some("") => Some(LINES[0].series),
+            Some(rest) => rest
+                .strip_prefix('-')
+                .and_then(|series| LINES.iter().find(|l| l.series == series))
+                .map(|l| l.series),
+            None => None,
+        };
+        let Some(series) = series else {
+            let mut known: Vec<String> = LINES.iter().map(|l| format!("linux-source-{}", l.series)).collect();
+            known.dedup();
+            return Err(format!(
+                "{s}: not one of Debian's kernel sources; they are {} (optionally \
+                 =VERSION, e.g. linux-source-7.2=7.2.13-1)",
+                known.join(", ")
+            ));
+        };
+        let version = match version {
+            Some("") => return Err(format!("{s}: an empty version after `=`")),
+            Some(v) => Some(v.to_owned()),
+            None => None,
+        };
+        Ok(SourcePackage { series, version })
+    }
+}
+
 /// The `sources.list` of `line`'s private apt state.
 pub fn sources_list(line: &Line) -> String {
     line.suites
@@ -235,6 +302,31 @@ mod tests {
             "debian:sid: Debian's 7.2 line (sid) has no mips64el kernel; lines that have one: \
              debian:6.1, debian:6.12"
         );
+    }
+
+    #[test]
+    fn source_packages_name_a_series_and_maybe_a_version() {
+        let parsed = |s: &str| s.parse::<SourcePackage>().map(|p| (p.name(), p.version));
+        assert_eq!(parsed("linux-source"), Ok(("linux-source-6.1".into(), None)));
+        assert_eq!(parsed("linux-source-6.12"), Ok(("linux-source-6.12".into(), None)));
+        assert_eq!(
+            parsed("linux-source-7.2=7.2.13-1"),
+            Ok(("linux-source-7.2".into(), Some("7.2.13-1".into())))
+        );
+        let lines: Vec<&str> = "linux-source-6.12"
+            .parse::<SourcePackage>()
+            .expect("6.12 is a series")
+            .lines()
+            .map(|l| l.names[0])
+            .collect();
+        assert_eq!(lines, ["6.12", "trixie"]);
+        let error = parsed("linux-source-6.6").expect_err("no 6.6 line");
+        assert!(
+            error.contains("linux-source-6.1, linux-source-6.12, linux-source-7.2"),
+            "{error}"
+        );
+        assert!(parsed("linux-source-7.2=").is_err());
+        assert!(parsed("linux-sources").is_err());
     }
 
     #[test]

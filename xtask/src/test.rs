@@ -227,9 +227,12 @@ impl Test {
     fn kernel_spec(&self) -> anyhow::Result<KernelSpec> {
         let build = self.build.spec();
         match (&self.kernel, build != Default::default()) {
-            // `--kernel linux-source --patch P`: the tree the flags build on is that one.
-            (Some(KernelSpec::Build(base)), true) if *base == Default::default() => {
-                Ok(KernelSpec::Build(build))
+            // `--kernel linux-source-7.2 --patch P`: the tree the flags build on is that one.
+            (Some(KernelSpec::Build(base)), true) if self.build.kernel_source.is_none() => {
+                Ok(KernelSpec::Build(crate::kbuild::BuildSpec {
+                    source: base.source.clone(),
+                    ..build
+                }))
             }
             (Some(_), true) => Err(UsageError::wrap(anyhow::anyhow!(
                 "--kernel takes a ready kernel; --kernel-source, --patch and --config-fragment \
