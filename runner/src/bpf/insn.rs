@@ -18,30 +18,45 @@ pub const H: u8 = 0x08;
 pub const B: u8 = 0x10;
 pub const DW: u8 = 0x18;
 pub const IMM: u8 = 0x00;
+/// The legacy packet loads (`LD` class only).
+pub const ABS: u8 = 0x20;
+pub const IND: u8 = 0x40;
 pub const MEM: u8 = 0x60;
+/// Sign-extending loads (ISA v4, `LDX` class only).
+pub const MEMSX: u8 = 0x80;
 pub const ATOMIC: u8 = 0xc0;
 
 // Source operand.
 pub const K: u8 = 0x00;
 pub const X: u8 = 0x08;
 
+/// The highest register an instruction may name.
+pub const MAX_REG: u8 = 10;
+
 /// ALU operations, by mnemonic.
 pub const ALU_OPS: [(&str, u8); 13] = [
     ("add", 0x00),
     ("sub", 0x10),
     ("mul", 0x20),
-    ("div", 0x30),
+    ("div", DIV),
     ("or", 0x40),
     ("and", 0x50),
     ("lsh", 0x60),
     ("rsh", 0x70),
-    ("neg", 0x80),
-    ("mod", 0x90),
+    ("neg", NEG),
+    ("mod", MOD),
     ("xor", 0xa0),
-    ("mov", 0xb0),
+    ("mov", MOV),
     ("arsh", 0xc0),
 ];
+/// Unsigned division, or signed (`sdiv`) with offset 1.
+pub const DIV: u8 = 0x30;
 pub const NEG: u8 = 0x80;
+/// Unsigned modulo, or signed (`smod`) with offset 1.
+pub const MOD: u8 = 0x90;
+/// A move, or a sign-extending move (`movsx`) from the width in the offset (8, 16, 32).
+pub const MOV: u8 = 0xb0;
+/// Byte swaps: in `ALU`, to little (`K`) or big (`X`) endian; in `ALU64` with `K`, always.
 pub const END: u8 = 0xd0;
 /// `END` source bit: convert to big endian (else little endian).
 pub const TO_BE: u8 = 0x08;
@@ -60,25 +75,53 @@ pub const JMP_OPS: [(&str, u8); 11] = [
     ("jslt", 0xc0),
     ("jsle", 0xd0),
 ];
+/// `ja` in `JMP` (offset in `off`), `ja32` in `JMP32` (offset in `imm`, the kernel's `gotol`).
 pub const JA: u8 = 0x00;
+/// A call: with `K`, the kind is in `src` (`CALL_HELPER`, `PSEUDO_CALL`, `CALL_BTF_ID`);
+/// with `X` (callx), the address is in the register `dst`.
 pub const CALL: u8 = 0x80;
 pub const EXIT: u8 = 0x90;
 
-/// Atomic operations (the `imm` of an atomic store), by mnemonic.
+/// Atomic operations (the `imm` of an atomic store), by mnemonic; `add`, `or`, `and` and
+/// `xor` also exist with `FETCH`.
 pub const ATOMIC_OPS: [(&str, i32); 6] = [
     ("add", 0x00),
     ("or", 0x40),
     ("and", 0x50),
     ("xor", 0xa0),
-    ("xchg", 0xe1),
-    ("cmpxchg", 0xf1),
+    ("xchg", XCHG),
+    ("cmpxchg", CMPXCHG),
 ];
 pub const FETCH: i32 = 0x01;
+pub const XCHG: i32 = 0xe1;
+pub const CMPXCHG: i32 = 0xf1;
 
 /// `src` of an `lddw` whose immediate is a map fd.
 pub const PSEUDO_MAP_FD: u8 = 1;
 /// `src` of a `call` to a BPF function in the same program.
 pub const PSEUDO_CALL: u8 = 1;
+
+// The kinds of `lddw`, in `src` (RFC 9669, 5.4).
+/// `imm64`: the two immediates are the value.
+pub const LDDW_IMM64: u8 = 0;
+/// `map_by_fd(imm)`: the map whose fd is `imm` (`PSEUDO_MAP_FD`).
+pub const LDDW_MAP_BY_FD: u8 = PSEUDO_MAP_FD;
+/// `map_val(map_by_fd(imm)) + next_imm`: an address in the map's value.
+pub const LDDW_MAP_VALUE_BY_FD: u8 = 2;
+/// `var_addr(imm)`: the address of the platform variable `imm`.
+pub const LDDW_VAR_ADDR: u8 = 3;
+/// `code_addr(imm)`: the address of the instruction `imm` slots after the next one.
+pub const LDDW_CODE_ADDR: u8 = 4;
+/// `map_by_idx(imm)`: the map at index `imm` of the program's maps.
+pub const LDDW_MAP_BY_IDX: u8 = 5;
+/// `map_val(map_by_idx(imm)) + next_imm`.
+pub const LDDW_MAP_VALUE_BY_IDX: u8 = 6;
+
+// The kinds of `call` with `K`, in `src`.
+/// A helper function by its number.
+pub const CALL_HELPER: u8 = 0;
+/// A helper function by its BTF id (a kfunc; the uBPF dialect's `call runtime`).
+pub const CALL_BTF_ID: u8 = 2;
 
 /// Kernel helpers callable by name, with their numbers (`enum bpf_func_id`).
 pub const HELPERS: [(&str, i32); 10] = [
