@@ -1076,6 +1076,229 @@ exit";
         );
     }
 
+    fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+        Insn {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        }
+    }
+
+    /// The farthest a jump of the round trips below goes, in slots.
+    const REACH: i32 = 40_000;
+
+    /// Checks that `insns`, disassembled and assembled again, are the same instructions.
+    /// They sit between `REACH` slots of padding on each side, so that any jump of theirs
+    /// lands inside the program.
+    fn assert_round_trip(insns: &[Insn]) {
+        let pad = vec![insn(ALU64 | MOV, 0, 0, 0, 0); REACH as usize + 1];
+        let program = [pad.as_slice(), insns, pad.as_slice()].concat();
+        let text = to_asm(&program);
+        let again = match assemble(&text).map(|p| p.encode()) {
+            Ok(Ok(again)) => again,
+            Ok(Err(e)) => panic!("{e}"),
+            Err(e) => {
+                let line = text.lines().nth(e.line - 1).unwrap_or("");
+                panic!("{e} in `{line}`");
+            }
+        };
+        assert_eq!(again.len(), program.len());
+        for (slot, (want, got)) in program.iter().zip(&again).enumerate() {
+            let text = to_asm(std::slice::from_ref(want));
+            assert_eq!(want, got, "slot {slot}: `{}`", text.trim());
+        }
+    }
+
+    /// Every opcode of RFC 9669 (its appendix A), with representative operands: each class,
+    /// operation, source, width and mode, and the kernel's `callx`.
+    fn rfc9669_instructions() -> Vec<Insn> {
+        let mut all = Vec::new();
+        let imms = [0, 1, -1, 0x7fff_ffff, i32::MIN, 0x1234_5678];
+        let offs = [i16::MIN, -1, 0, 1, 7, i16::MAX];
+        for class in [ALU, ALU64] {
+            for (_, op) in ALU_OPS {
+                if op == NEG {
+                    all.extend([
+                        insn(class | NEG, 3, 0, 0, 0),
+                        insn(class | NEG, 10, 0, 0, 0),
+                    ]);
+                    continue;
+                }
+                all.extend(imms.map(|imm| insn(class | K | op, 2, 0, 0, imm)));
+                all.extend(
+                    [(0, 10), (10, 0), (4, 4)].map(|(d, s)| insn(class | X | op, d, s, 0, 0)),
+                );
+            }
+            // sdiv and smod.
+            for op in [DIV, MOD] {
+                all.extend(imms.map(|imm| insn(class | K | op, 1, 0, 1, imm)));
+                all.push(insn(class | X | op, 1, 2, 1, 0));
+            }
+            // movsx, and the byte swaps.
+            let (widths, swaps): (&[i16], &[u8]) = if class == ALU {
+                (&[8, 16], &[K, X])
+            } else {
+                (&[8, 16, 32], &[K])
+            };
+            all.extend(
+                widths
+                    .iter()
+                    .map(|&off| insn(class | X | MOV, 1, 9, off, 0)),
+            );
+            for &source in swaps {
+                all.extend([16, 32, 64].map(|imm| insn(class | END | source, 5, 0, 0, imm)));
+            }
+        }
+        for class in [JMP, JMP32] {
+            for (_, op) in JMP_OPS {
+                for off in offs {
+                    all.push(insn(class | K | op, 1, 0, off, -5));
+                    all.push(insn(class | X | op, 1, 10, off, 0));
+                }
+            }
+        }
+        all.extend(offs.map(|off| insn(JMP | JA, 0, 0, off, 0)));
+        all.extend([-REACH, -1, 0, 1, 32768, REACH].map(|imm| insn(JMP32 | JA, 0, 0, 0, imm)));
+        all.extend([
+            insn(JMP | CALL, 0, CALL_HELPER, 0, 1),
+            insn(JMP | CALL, 0, CALL_HELPER, 0, 0x7fff_ffff),
+            insn(JMP | CALL, 0, PSEUDO_CALL, 0, -3),
+            insn(JMP | CALL, 0, PSEUDO_CALL, 0, REACH),
+            insn(JMP | CALL, 0, CALL_BTF_ID, 0, 7),
+            insn(JMP | CALL | X, 0, 0, 0, 0),
+            insn(JMP | CALL | X, 10, 0, 0, 0),
+            insn(JMP | EXIT, 0, 0, 0, 0),
+        ]);
+        for size in [W, H, B] {
+            all.extend(imms.map(|imm| insn(LD | ABS | size, 0, 0, 0, imm)));
+            all.extend(imms.map(|imm| insn(LD | IND | size, 0, 3, 0, imm)));
+        }
+        for size in [W, H, B, DW] {
+            for off in offs {
+                all.push(insn(LDX | MEM | size, 0, 10, off, 0));
+                all.push(insn(ST | MEM | size, 10, 0, off, -2));
+                all.push(insn(STX | MEM | size, 10, 1, off, 0));
+                if size != DW {
+                    all.push(insn(LDX | MEMSX | size, 9, 1, off, 0));
+                }
+            }
+        }
+        for size in [W, DW] {
+            for imm in [
+                0x00, 0x01, 0x40, 0x41, 0x50, 0x51, 0xa0, 0xa1, XCHG, CMPXCHG,
+            ] {
+                all.push(insn(STX | ATOMIC | size, 10, 0, -8, imm));
+                all.push(insn(STX | ATOMIC | size, 1, 9, 3, imm));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_rfc9669_opcode_has_a_mnemonic_and_round_trips() {
+        let all = rfc9669_instructions();
+        for insn in &all {
+            let text = insn.to_string();
+            assert!(
+                !text.starts_with(".insn"),
+                "{insn:?} has no mnemonic: {text}"
+            );
+        }
+        // Each opcode of the appendix, telling apart the kinds of call (in `src`) and the
+        // signed and sign-extending ALU operations (in `off`): 66 ALU and ALU64, 28 JMP
+        // (callx included), 23 JMP32, 6 legacy packet loads, 7 LDX, 4 ST, 6 STX. The
+        // seven kinds of 0x18 are `every_kind_of_lddw_round_trips`'.
+        let kinds: std::collections::BTreeSet<(u8, u8, i16)> = all
+            .iter()
+            .map(|i| {
+                let alu = i.class() == ALU || i.class() == ALU64;
+                let src = if i.code == JMP | CALL { i.src } else { 0 };
+                let off = if alu { i.off } else { 0 };
+                (i.code, src, off)
+            })
+            .collect();
+        assert_eq!(kinds.len(), 140, "{kinds:?}");
+        assert_round_trip(&all);
+    }
+
+    #[test]
+    fn every_kind_of_lddw_round_trips() {
+        let lddw =
+            |src: u8, imm: i32, high: i32| [insn(LD | DW, 3, src, 0, imm), insn(0, 0, 0, 0, high)];
+        let mut insns = vec![insn(ALU64 | MOV, 0, 0, 0, 0); 4];
+        // `code_addr` takes the address of the first slot of the program: 4 + 1 - 5 = 0.
+        insns.extend(lddw(LDDW_CODE_ADDR, -5, 0));
+        insns.extend(lddw(LDDW_IMM64, 0, 0));
+        insns.extend(lddw(LDDW_IMM64, -1, -1));
+        insns.extend(lddw(LDDW_IMM64, 0x89ab_cdef_u32 as i32, 0x0123_4567));
+        insns.extend(lddw(LDDW_MAP_BY_FD, 0, 0));
+        insns.extend(lddw(LDDW_MAP_BY_FD, -1, 0));
+        insns.extend(lddw(LDDW_MAP_VALUE_BY_FD, 2, 16));
+        insns.extend(lddw(LDDW_MAP_VALUE_BY_FD, 2, -16));
+        insns.extend(lddw(LDDW_VAR_ADDR, 77, 0));
+        insns.extend(lddw(LDDW_MAP_BY_IDX, 1, 0));
+        insns.extend(lddw(LDDW_MAP_VALUE_BY_IDX, 1, i32::MAX));
+        // Fields no kind uses: written raw, slot by slot.
+        insns.extend(lddw(LDDW_MAP_BY_FD, 1, 1));
+        insns.extend(lddw(7, 1, 0));
+        insns.extend([insn(LD | DW, 1, 0, 0, 1), insn(JMP | EXIT, 0, 0, 0, 0)]);
+        insns.extend([insn(LD | DW, 11, 0, 0, 1), insn(0, 0, 0, 0, 0)]);
+        insns.extend([insn(LD | DW, 1, 0, 4, 1), insn(0, 0, 0, 0, 0)]);
+        // `code_addr` of the next instruction (counted, as the kernel does, from the slot
+        // after the first), then a `lddw` cut short by the end of the program.
+        insns.extend(lddw(LDDW_CODE_ADDR, 1, 0));
+        insns.push(insn(ALU64 | MOV, 0, 0, 0, 0));
+        insns.push(insn(LD | DW, 2, 0, 0, 9));
+        let text = to_asm(&insns);
+        let again = assemble(&text).unwrap().encode().unwrap();
+        assert_eq!(again, insns, "{text}");
+    }
+
+    /// Every opcode, defined or not, with each field set in turn to values that matter to
+    /// some instruction: what has a mnemonic comes back from it, the rest from `.insn`.
+    #[test]
+    fn every_opcode_with_any_fields_round_trips() {
+        let mut all = Vec::new();
+        for code in 0..=u8::MAX {
+            if code == LD | DW | IMM {
+                continue; // two slots: `every_kind_of_lddw_round_trips`
+            }
+            let base = insn(code, 0, 0, 0, 0);
+            all.push(base);
+            all.extend([1, 10, 11, 15].map(|dst| Insn { dst, ..base }));
+            all.extend([1, 2, 3, 10, 11, 15].map(|src| Insn { src, ..base }));
+            all.extend([1, -1, 8, 16, 32, 64, i16::MIN, i16::MAX].map(|off| Insn { off, ..base }));
+            all.extend(
+                [
+                    1,
+                    -1,
+                    16,
+                    32,
+                    64,
+                    0x41,
+                    0xe0,
+                    0xe1,
+                    0xf1,
+                    0x100,
+                    i32::MIN,
+                    i32::MAX,
+                ]
+                .map(|imm| Insn { imm, ..base }),
+            );
+            all.push(insn(code, 10, 9, -8, 16));
+            all.push(insn(code, 15, 15, -1, -1));
+        }
+        // A `ja32` or `call local` beyond the padding has no place to land.
+        all.retain(|i| {
+            let text = i.to_string();
+            !(text.starts_with("ja32") || text.starts_with("call local"))
+                || i.imm.unsigned_abs() <= REACH as u32
+        });
+        assert_round_trip(&all);
+    }
+
     #[test]
     fn older_and_other_spellings_assemble_alike() {
         let pairs = [

@@ -423,7 +423,7 @@ mod tests {
    8: ja +0
    9: mov r6, r0
   10: stw [r10-4], 0
-  11: lddw r1, map_fd 0
+  11: lddw r1, map_by_fd(0)
   13: mov r2, r10
   14: add r2, -4
   15: call map_lookup_elem
@@ -450,7 +450,7 @@ mod tests {
    4: ja +0
    5: mov r6, r0
    6: stw [r10-4], 0
-   7: lddw r1, map_fd 0
+   7: lddw r1, map_by_fd(0)
    9: mov r2, r10
   10: add r2, -4
   11: call map_lookup_elem
