@@ -491,6 +491,19 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_raw_ja32_keeps_its_offset_from_imm() {
+        // ja32 +1; mov r0, 1; mov r0, 2; exit
+        let c = case("-- raw\n0x0000000100000006\n0x00000001000000b7\n0x00000002000000b7\n0x95\n-- result\n2\n");
+        let ja32: Vec<i32> = c.progs[0]
+            .insns
+            .iter()
+            .filter(|i| i.code == JMP32 | JA)
+            .map(|i| i.imm)
+            .collect();
+        assert_eq!(ja32, [1]);
+    }
+
     /// The fixtures of the mnemonics bpf_conformance's corpus uses that the assembler once
     /// refused (`call %rN`, `ja32`, `movsx864`, `movsx1664`, `movsx3264`): each file is read,
     /// and its program holds the instruction the mnemonic stands for.
