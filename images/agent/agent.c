@@ -41,6 +41,12 @@
 #define LOG_SIZE (64 * 1024)
 #define NOBODY 65534
 #define LDDW (BPF_LD | BPF_IMM | BPF_DW)
+
+/* Whether an lddw's imm is a map: a map slot in the bundle, its fd once loaded. */
+static int names_map(const struct bpf_insn *in)
+{
+	return in->src_reg == BPF_PSEUDO_MAP_FD || in->src_reg == BPF_PSEUDO_MAP_VALUE;
+}
 #define JIT_ENABLE "/proc/sys/net/core/bpf_jit_enable"
 #define JIT_HARDEN "/proc/sys/net/core/bpf_jit_harden"
 /* The veth pair of ATTACH: frames go into HOST0 and come out of HOST1, where the XDP program
@@ -287,7 +293,7 @@ static void parse_prog(struct parser *p, struct tcase *c)
 		in->off = (int16_t)num(p, 4, INT16_MIN, INT16_MAX);
 		in->imm = (int32_t)num(p, 5, INT32_MIN, INT32_MAX);
 		/* The same walk as load(): the insn after an lddw is its second half. */
-		if (!second && in->code == LDDW && in->src_reg == BPF_PSEUDO_MAP_FD &&
+		if (!second && in->code == LDDW && names_map(in) &&
 		    (in->imm < 0 || in->imm >= MAX_SLOTS || !c->map[in->imm].used))
 			perr(p, "lddw names map slot %d, which is not defined", (int)in->imm);
 		second = !second && in->code == LDDW;
@@ -414,7 +420,7 @@ static int load(struct ctx *x, const struct prog_def *d, const int *mapfd, char 
 	memcpy(in, d->insns, d->n * sizeof *in);
 	for (uint32_t i = 0; i < d->n; i++)
 		if (in[i].code == LDDW) {
-			if (in[i].src_reg == BPF_PSEUDO_MAP_FD)
+			if (names_map(&in[i]))
 				in[i].imm = mapfd[in[i].imm];
 			i++;
 		}

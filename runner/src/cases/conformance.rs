@@ -249,10 +249,11 @@ fn raw_program(path: &Path, section: &Section<'_>) -> Result<Program, CaseError>
         let insn = items[index].insn;
         let class = insn.class();
         let is_jump = (class == JMP || class == JMP32) && !matches!(insn.code & 0xf0, EXIT | CALL);
-        let delta = if is_jump {
-            Some(insn.off as i64)
-        } else if insn.code == JMP | CALL && insn.src == PSEUDO_CALL {
+        // `ja32`, calls and function addresses keep their offset in the immediate.
+        let delta = if insn.code == JMP32 | JA || items[index].refers_to_function() {
             Some(insn.imm as i64)
+        } else if is_jump {
+            Some(insn.off as i64)
         } else {
             None
         };
@@ -283,9 +284,9 @@ fn uses_isa_v4(program: &Program) -> bool {
         match class {
             ALU | ALU64 => {
                 // sdiv/smod and movsx are div/mod/mov with a nonzero offset.
-                (matches!(op, 0x30 | 0x90 | 0xb0) && insn.off != 0) || (class == ALU64 && op == END)
+                (matches!(op, DIV | MOD | MOV) && insn.off != 0) || (class == ALU64 && op == END)
             }
-            LDX => insn.code & 0xe0 == 0x80,
+            LDX => insn.code & 0xe0 == MEMSX,
             JMP32 => op == JA,
             _ => false,
         }
@@ -389,7 +390,7 @@ fn wrap(program: Program, mem_len: usize) -> Program {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::insn::disassemble;
+    use crate::bpf::insn::{disassemble, to_asm};
 
     fn case(text: &str) -> Case {
         parse(Path::new("t.data"), text, "t").unwrap()
@@ -423,7 +424,7 @@ mod tests {
    8: ja +0
    9: mov r6, r0
   10: stw [r10-4], 0
-  11: lddw r1, map_fd 0
+  11: lddw r1, map_by_fd(0)
   13: mov r2, r10
   14: add r2, -4
   15: call map_lookup_elem
@@ -450,7 +451,7 @@ mod tests {
    4: ja +0
    5: mov r6, r0
    6: stw [r10-4], 0
-   7: lddw r1, map_fd 0
+   7: lddw r1, map_by_fd(0)
    9: mov r2, r10
   10: add r2, -4
   11: call map_lookup_elem
@@ -488,6 +489,118 @@ mod tests {
             err.to_string(),
             "d/x.data:1: no `-- result` or `-- error` section: nothing to check"
         );
+    }
+
+    #[test]
+    fn a_raw_ja32_keeps_its_offset_from_imm() {
+        // ja32 +1; mov r0, 1; mov r0, 2; exit
+        let c = case("-- raw\n0x0000000100000006\n0x00000001000000b7\n0x00000002000000b7\n0x95\n-- result\n2\n");
+        let ja32: Vec<i32> = c.progs[0]
+            .insns
+            .iter()
+            .filter(|i| i.code == JMP32 | JA)
+            .map(|i| i.imm)
+            .collect();
+        assert_eq!(ja32, [1]);
+    }
+
+    /// The fixtures of the mnemonics bpf_conformance's corpus uses that the assembler once
+    /// refused (`call %rN`, `ja32`, `movsx864`, `movsx1664`, `movsx3264`): each file is read,
+    /// and its program holds the instruction the mnemonic stands for.
+    #[test]
+    fn corpus_files_with_the_newer_mnemonics_are_read() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus-new-mnemonics");
+        let cases = load_dir(&dir, "ext/").unwrap();
+        let has = |case: &Case, code: u8, off: i16| {
+            case.progs[0]
+                .insns
+                .iter()
+                .any(|i| i.code == code && i.off == off)
+        };
+        let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ext/callx",
+                "ext/ja32",
+                "ext/movsx1664-reg",
+                "ext/movsx3264-reg",
+                "ext/movsx864-reg",
+                "ext/rfc9669_ja32",
+                "ext/rfc9669_movsx"
+            ]
+        );
+        let callx = &cases[0];
+        assert!(callx.progs[0].insns.iter().any(|i| *i
+            == Insn {
+                code: JMP | CALL | X,
+                dst: 4,
+                ..Insn::default()
+            }));
+        assert_eq!(callx.expect, Expectation::R0(9));
+        assert!(has(&cases[2], ALU64 | X | MOV, 16));
+        assert!(has(&cases[3], ALU64 | X | MOV, 32));
+        assert!(has(&cases[4], ALU64 | X | MOV, 8));
+        let movsx = &cases[6];
+        for (code, off) in [(ALU, 8), (ALU, 16), (ALU64, 8), (ALU64, 16), (ALU64, 32)] {
+            assert!(has(movsx, code | X | MOV, off), "{code:#x} {off}");
+        }
+        // `ja32 forward` jumps over two slots, `ja32 back` back over four (itself too).
+        let ja32: Vec<i32> = cases[1].progs[0]
+            .insns
+            .iter()
+            .filter(|i| i.code == JMP32 | JA)
+            .map(|i| i.imm)
+            .collect();
+        assert_eq!(ja32, [2, -4]);
+        assert!(has(&cases[5], JMP32 | JA, 0));
+        for case in &cases {
+            assert_eq!(case.needs_isa_v4, case.name != "ext/callx", "{}", case.name);
+        }
+    }
+
+    /// bpf_conformance's own `tests/`, from a checkout that `BPF_CONFORMANCE_TESTS` names:
+    /// every `.data` file is read, and every program, disassembled, assembles back into the
+    /// same instructions. By hand:
+    /// `BPF_CONFORMANCE_TESTS=DIR cargo test -p runner --lib -- --ignored bpf_conformance_corpus`
+    #[test]
+    #[ignore = "needs a checkout of bpf_conformance's tests/ in BPF_CONFORMANCE_TESTS"]
+    fn bpf_conformance_corpus() {
+        let Some(dir) = std::env::var_os("BPF_CONFORMANCE_TESTS") else {
+            panic!("set BPF_CONFORMANCE_TESTS to the tests/ directory of bpf_conformance");
+        };
+        let files = files_in(Path::new(&dir), "data").unwrap();
+        let mut failures = Vec::new();
+        for path in &files {
+            let text = read_file(path).unwrap();
+            let case = match parse(path, &text, "corpus") {
+                Ok(case) => case,
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            };
+            let insns = &case.progs[0].insns;
+            let again = asm::assemble(&to_asm(insns)).map(|p| p.encode());
+            if !matches!(&again, Ok(Ok(again)) if again == insns) {
+                failures.push(format!(
+                    "{}: the disassembly reads back otherwise",
+                    path.display()
+                ));
+            }
+        }
+        eprintln!(
+            "{} of {} files in {} read and round-trip",
+            files.len() - failures.len(),
+            files.len(),
+            Path::new(&dir).display()
+        );
+        assert!(
+            !files.is_empty(),
+            "no .data files in {}",
+            Path::new(&dir).display()
+        );
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     #[test]
