@@ -274,7 +274,11 @@ pub struct KernelCmd {
 
     /// Debian's kernel source to build: linux-source-6.1 (the default), linux-source-6.12
     /// or linux-source-7.2, optionally pinned (linux-source-7.2=7.2.13-1).
-    #[arg(long, value_name = "linux-source-SERIES", conflicts_with = "kernel_source")]
+    #[arg(
+        long,
+        value_name = "linux-source-SERIES",
+        conflicts_with = "kernel_source"
+    )]
     pub kernel: Option<crate::lines::SourcePackage>,
 
     #[command(flatten)]

@@ -272,12 +272,7 @@ impl Job {
 
     /// Checks the tree out for this build, takes its build directory and configures it;
     /// what is returned holds both until it is dropped.
-    fn configure(
-        &self,
-        sh: &Shell,
-        spec: &BuildSpec,
-        cache: &Path,
-    ) -> anyhow::Result<Configured> {
+    fn configure(&self, sh: &Shell, spec: &BuildSpec, cache: &Path) -> anyhow::Result<Configured> {
         let (arch, tree) = (self.arch, &self.tree);
         let what = format!("building {} for {arch}", tree.revision);
         let tree_lock = tree.hold(sh, spec, cache, &what)?;
@@ -760,8 +755,7 @@ impl Tree {
             let others = fs::read_dir(&parent).into_iter().flatten().flatten();
             for other in others.map(|e| e.path()).filter(|p| *p != dir) {
                 let other_name = other.file_name().unwrap_or_default().to_string_lossy();
-                if other_name.starts_with(&format!("{name}="))
-                    && fs::remove_dir_all(&other).is_ok()
+                if other_name.starts_with(&format!("{name}=")) && fs::remove_dir_all(&other).is_ok()
                 {
                     eprintln!("removed {}: {name} is now {version}", other.display());
                 }

@@ -233,7 +233,10 @@ impl std::str::FromStr for SourcePackage {
             None => None,
         };
         let Some(series) = series else {
-            let mut known: Vec<String> = LINES.iter().map(|l| format!("linux-source-{}", l.series)).collect();
+            let mut known: Vec<String> = LINES
+                .iter()
+                .map(|l| format!("linux-source-{}", l.series))
+                .collect();
             known.dedup();
             return Err(format!(
                 "{s}: not one of Debian's kernel sources; they are {} (optionally \
@@ -307,8 +310,14 @@ mod tests {
     #[test]
     fn source_packages_name_a_series_and_maybe_a_version() {
         let parsed = |s: &str| s.parse::<SourcePackage>().map(|p| (p.name(), p.version));
-        assert_eq!(parsed("linux-source"), Ok(("linux-source-6.1".into(), None)));
-        assert_eq!(parsed("linux-source-6.12"), Ok(("linux-source-6.12".into(), None)));
+        assert_eq!(
+            parsed("linux-source"),
+            Ok(("linux-source-6.1".into(), None))
+        );
+        assert_eq!(
+            parsed("linux-source-6.12"),
+            Ok(("linux-source-6.12".into(), None))
+        );
         assert_eq!(
             parsed("linux-source-7.2=7.2.13-1"),
             Ok(("linux-source-7.2".into(), Some("7.2.13-1".into())))

@@ -305,3 +305,42 @@ fn a_missing_cross_compiler_names_the_packages_to_install() {
         show(&output)
     );
 }
+
+/// The newest line's source, fetched with the private apt state and configured for every
+/// arch: each fragment line must hold on 7.x as on 6.1 (`--config-only` checks them all).
+#[test]
+fn newest_source_line_configures_for_every_arch() {
+    for arch in ["x86_64", "mips64el", "mipsel", "mips", "mips64r6el"] {
+        let args = ["kernel", "--arch", arch, "--kernel", "linux-source-7.2"];
+        let output = xtask(&[&args[..], &["--config-only"]].concat());
+        assert_eq!(output.status.code(), Some(0), "{arch}: {}", show(&output));
+        let config = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let text = std::fs::read_to_string(&config).expect("the printed .config");
+        assert!(
+            text.contains("CONFIG_TEST_BPF=m"),
+            "{arch}: {}",
+            config.display()
+        );
+        assert!(
+            path_str(&config).ends_with(&format!("/build/{arch}-linux-source-7.2/.config")),
+            "{}",
+            config.display()
+        );
+    }
+    // A version the archive does not carry: what it carries, before anything is fetched.
+    let output = xtask(&[
+        "kernel",
+        "--arch",
+        "mips",
+        "--kernel",
+        "linux-source-7.2=0.1-1",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("linux-source-7.2=0.1-1: Debian's archive does not carry it; it has")
+            && stderr.contains("7.2 line (sid)"),
+        "{}",
+        show(&output)
+    );
+}
