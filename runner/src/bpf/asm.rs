@@ -1077,13 +1077,7 @@ exit";
     }
 
     fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-        Insn {
-            code,
-            dst,
-            src,
-            off,
-            imm,
-        }
+        Insn::new(code, dst, src, off, imm)
     }
 
     /// The farthest a jump of the round trips below goes, in slots.

@@ -148,6 +148,17 @@ pub struct Insn {
 }
 
 impl Insn {
+    /// An instruction of these fields, in their order in the slot.
+    pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+        Insn {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        }
+    }
+
     pub fn class(self) -> u8 {
         self.code & 0x07
     }
@@ -503,13 +514,7 @@ mod tests {
     }
 
     fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-        Insn {
-            code,
-            dst,
-            src,
-            off,
-            imm,
-        }
+        Insn::new(code, dst, src, off, imm)
     }
 
     #[test]
