@@ -155,16 +155,8 @@ impl Apt {
 
     /// The versions of `package` the lists know, newest first.
     pub fn versions(&self, sh: &Shell, package: &str) -> anyhow::Result<Vec<String>> {
-        if !self.has_lists() {
-            self.update(sh)?;
-        }
-        let options = self.options();
-        let table = cmd!(sh, "apt-cache {options...} madison {package}")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .unwrap_or_default();
         // `linux-source-6.12 | 6.12.95-1~bpo12+1 | http://... Packages`
+        let table = self.apt_cache(sh, &["madison", package])?;
         let mut versions: Vec<String> = Vec::new();
         for version in table.lines().filter_map(|l| l.split('|').nth(1)) {
             let version = version.trim().to_owned();
@@ -177,16 +169,22 @@ impl Apt {
 
     /// Names of the packages the lists know that start with `prefix`.
     pub fn package_names(&self, sh: &Shell, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let names = self.apt_cache(sh, &["pkgnames", prefix])?;
+        Ok(names.lines().map(str::to_owned).collect())
+    }
+
+    /// What `apt-cache ARGS` prints from the lists (fetched first if there are none); nothing
+    /// when it fails, as for a package the lists do not know.
+    fn apt_cache(&self, sh: &Shell, args: &[&str]) -> anyhow::Result<String> {
         if !self.has_lists() {
             self.update(sh)?;
         }
         let options = self.options();
-        let names = cmd!(sh, "apt-cache {options...} pkgnames {prefix}")
+        Ok(cmd!(sh, "apt-cache {options...} {args...}")
             .quiet()
             .ignore_stderr()
             .read()
-            .unwrap_or_default();
-        Ok(names.lines().map(str::to_owned).collect())
+            .unwrap_or_default())
     }
 }
 
