@@ -274,7 +274,11 @@ pub struct KernelCmd {
 
     /// Debian's kernel source to build: linux-source-6.1 (the default), linux-source-6.12
     /// or linux-source-7.2, optionally pinned (linux-source-7.2=7.2.13-1).
-    #[arg(long, value_name = "linux-source-SERIES", conflicts_with = "kernel_source")]
+    #[arg(
+        long,
+        value_name = "linux-source-SERIES",
+        conflicts_with = "kernel_source"
+    )]
     pub kernel: Option<crate::lines::SourcePackage>,
 
     #[command(flatten)]
@@ -327,8 +331,9 @@ pub struct Test {
     #[command(flatten)]
     pub selection: Selection,
 
-    /// Run every bpf_conformance `.data` file of this directory, unchanged (with no --suite,
-    /// only these).
+    /// Run every bpf_conformance `.data` file of this directory, unchanged, each under its
+    /// own name (with no --suite, only these). A file that cannot be read is an `error`
+    /// result naming its line and column; the others run, and the run exits 2.
     #[arg(long, value_name = "DIR")]
     pub conformance_dir: Option<PathBuf>,
 
