@@ -337,6 +337,12 @@ pub struct Test {
     #[arg(long, value_name = "DIR")]
     pub conformance_dir: Option<PathBuf>,
 
+    /// The reviewed list of conformance cases a kernel refuses or does otherwise by design,
+    /// each a `skip` with its reason when it does not pass. Default:
+    /// suites/known-differences.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub known_differences: Option<PathBuf>,
+
     /// Where the report goes. Default: reports/runs/ARCH-TIMESTAMP.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -10,6 +10,7 @@ use anyhow::Context;
 use runner::arch::Arch;
 use runner::cases;
 use runner::durations::Durations;
+use runner::known_differences::KnownDifferences;
 use runner::plan::Plan;
 use runner::qemu::QemuConfig;
 use runner::report::{self, render_summary, KernelInfo, Report, TestResult, Timing};
@@ -58,6 +59,7 @@ impl Test {
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let (mut plan, loaded) = self.plan_and_cases()?;
         let cases::Loaded { cases, unreadable } = loaded;
+        let known = self.known_differences()?;
         let modes = self.selection.mode.clone();
         let cache = self.cache_dir()?;
         let inputs = self.fetch_inputs(&plan, &cache)?;
@@ -142,10 +144,11 @@ impl Test {
             .iter()
             .flat_map(|bad| modes.iter().map(|&mode| bad.result(mode)))
             .collect();
-        let mut report = assemble(
+        let (mut report, applied) = assemble(
             &guests,
             &retried,
             unreadable_results,
+            &known,
             arch,
             &inputs.kernel,
             wall_s,
@@ -180,6 +183,9 @@ impl Test {
         print!("{}", render_summary(&report));
         if let Some(diff) = &report.diff {
             print!("{}", diff.render_text(&gate.fail_on));
+        }
+        for note in &applied.passed {
+            eprintln!("note: {note}");
         }
         println!("report: {}", out.join("report.json").display());
         if !unreadable.is_empty() {
@@ -335,6 +341,19 @@ impl Test {
         }
     }
 
+    /// The list of known differences: `--known-differences`, or suites/known-differences.yaml
+    /// (an empty list when that is missing). Read before any guest boots.
+    fn known_differences(&self) -> anyhow::Result<KnownDifferences> {
+        let (path, optional) = match &self.known_differences {
+            Some(path) => (path.clone(), false),
+            None => (
+                project_root().join("suites").join("known-differences.yaml"),
+                true,
+            ),
+        };
+        KnownDifferences::read(&path, optional).map_err(UsageError::wrap)
+    }
+
     /// What the guest runs: module loads from the selection, and the agent's cases; with
     /// them, the corpus files that cannot be read, which run nowhere.
     fn plan_and_cases(&self) -> anyhow::Result<(Plan, cases::Loaded)> {
@@ -487,15 +506,17 @@ fn retry(
 }
 
 /// The run's report from its guests' results, with the failures that passed when `retried`
-/// marked flaky, and the `error` results of what could not run at all (`unreadable`).
+/// marked flaky, the `error` results of what could not run at all (`unreadable`), and the
+/// known differences applied.
 fn assemble(
     guests: &[GuestRun],
     retried: &[GuestRun],
     unreadable: Vec<TestResult>,
+    known: &KnownDifferences,
     arch: Arch,
     kernel: &Kernel,
     wall_s: f64,
-) -> Report {
+) -> (Report, runner::known_differences::Applied) {
     let mut results: Vec<TestResult> = guests.iter().flat_map(|g| g.results.clone()).collect();
     let again: Vec<TestResult> = retried.iter().flat_map(|g| g.results.clone()).collect();
     runner::retry::apply(&mut results, &again);
@@ -508,6 +529,7 @@ fn assemble(
         revision: kernel.revision.clone(),
         config_hash: kernel.config_hash.clone(),
     };
+    let applied = known.apply(&kernel_info, &mut results);
     let errors = guests::errors_said_once(guests);
     let first = guests.first();
     let timing = Timing {
@@ -522,7 +544,8 @@ fn assemble(
             .collect(),
     };
     let complete = !guests.is_empty() && guests.iter().all(|g| g.complete);
-    Report::new(kernel_info, results, errors, complete, timing)
+    let report = Report::new(kernel_info, results, errors, complete, timing);
+    (report, applied)
 }
 
 #[cfg(test)]
@@ -586,5 +609,22 @@ mod tests {
         assert_eq!(exit_status(false, true, || 1), 2);
         assert_eq!(exit_status(true, true, || 1), 130);
         assert_eq!(exit_status(false, false, || 1), 1);
+    }
+
+    /// The committed list of known differences reads, and a named one that is missing is
+    /// refused before anything runs.
+    #[test]
+    fn the_known_differences_are_read_before_any_guest() {
+        let known = test(&[])
+            .known_differences()
+            .expect("the committed list reads");
+        assert!(known.entries.iter().any(|e| e.case == "callx"));
+        let missing = test(&["--known-differences", "/nonexistent/known.yaml"])
+            .known_differences()
+            .expect_err("a named file must be there");
+        assert!(
+            missing.downcast_ref::<UsageError>().is_some(),
+            "{missing:#}"
+        );
     }
 }

@@ -842,6 +842,59 @@ fn isa_v4_instructions_are_skipped_with_a_reason_on_6_1() {
     }
 }
 
+/// A corpus case the verifier refuses by design: `skip` with the reason of its entry in
+/// suites/known-differences.yaml and the verifier's words; with an empty list, a `fail` with
+/// the same words.
+#[test]
+fn a_known_difference_is_a_skip_with_its_reason_and_without_an_entry_a_fail() {
+    let dir = fixtures("conformance-known-difference");
+    let run = |extra: &[&str]| {
+        let out = tempfile::tempdir().unwrap();
+        let args = [
+            &[
+                "test",
+                "--arch",
+                "x86_64",
+                "--conformance-dir",
+                &dir,
+                "--no-baseline",
+            ],
+            extra,
+        ]
+        .concat();
+        let (output, report) = xtask(&args, out.path());
+        (output, report.unwrap())
+    };
+    let (output, report) = run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let got: Vec<(&str, Status)> = report
+        .results
+        .iter()
+        .map(|r| (r.name.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("lsh64-imm-high", Status::Skip),
+            ("lsh64-imm-in-range", Status::Pass)
+        ]
+    );
+    let message = report.results[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("known difference (known-differences.yaml:")
+            && message.contains("invalid shift 68"),
+        "{message}"
+    );
+
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let list = empty.path().display().to_string();
+    let (output, report) = run(&["--known-differences", &list]);
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    assert_eq!(report.results[0].status, Status::Fail);
+    let message = report.results[0].message.as_deref().unwrap_or_default();
+    assert!(message.contains("invalid shift 68"), "{message}");
+}
+
 /// The one `crash` of a run whose first guest was made to panic: the run exits 1 (a test
 /// failed, the harness did not), and the crash carries the panic's title.
 fn the_forced_panic<'a>(output: &Output, report: &'a Report) -> &'a runner::report::TestResult {
