@@ -300,6 +300,16 @@ fn log_tail(log: &Option<String>) -> String {
 
 type Verdict = (Status, Option<String>);
 
+/// Whether a verifier log reads as a kernel without ISA v4 refusing its instructions, in the
+/// words Linux 6.1 has for them: an opcode it does not know (`unknown opcode 91`: ldxsb;
+/// bswap, gotol), or a field it reserves (`BPF_ALU uses reserved fields`: sdiv, smod;
+/// `BPF_MOV uses reserved fields`: movsx). A kernel that knows version 4 refuses such a
+/// program for its own reasons (`div by zero`), which are the case's to judge. Without a log,
+/// the refusal is taken as the instructions'.
+fn refuses_isa_v4(log: Option<&str>) -> bool {
+    log.is_none_or(|log| log.contains("unknown opcode") || log.contains("uses reserved fields"))
+}
+
 fn load_failed(obs: &Observation, errno: i32) -> Verdict {
     (
         Status::Fail,
@@ -369,7 +379,7 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
         );
     }
     let loaded = load_errno == 0 && !obs.loads.is_empty();
-    if !loaded && case.needs_isa_v4 {
+    if !loaded && case.needs_isa_v4 && refuses_isa_v4(obs.log.as_deref()) {
         return (
             Status::Skip,
             Some(format!(
@@ -911,6 +921,57 @@ mod tests {
         assert_eq!(judge(&le_case, obs, Endian::Little).0, Status::Pass);
         // Never reached is still not_run, whatever the byte order.
         assert_eq!(judge(&le_case, None, Endian::Big).0, Status::NotRun);
+    }
+
+    /// A refused load of case 0 in mode 0, with this verifier log.
+    fn refused(log: &str) -> AgentOutput {
+        let log: String = log.bytes().map(|b| format!("{b:02x}")).collect();
+        parse_output(
+            format!("mode 0 begin 1 0\nload 0 0 0 22\nlog 0 0 {log}\ndone 0 0\n").as_bytes(),
+        )
+    }
+
+    #[test]
+    fn a_refusal_in_the_words_of_a_kernel_without_isa_v4_is_a_skip_and_any_other_is_judged() {
+        let v4 = |text: &str, expect: Expectation| Case {
+            needs_isa_v4: true,
+            expect,
+            ..conformance::parse(Path::new("t.data"), text, "t").unwrap()
+        };
+        let sdiv = v4(
+            "-- asm\nmov r0, 1\nsdiv r0, 0\nexit\n-- error\ndiv by zero\n",
+            Expectation::LoadError("div by zero".into()),
+        );
+        let judged = |case: &Case, log: &str| {
+            let out = refused(log);
+            judge(case, out.observations.get(&(0, 0)), Endian::Little)
+        };
+        // Linux 6.1: sdiv's offset is a reserved field there.
+        let (status, why) = judged(&sdiv, "0: (b7) r0 = 1\nBPF_ALU uses reserved fields\n");
+        assert_eq!(status, Status::Skip);
+        assert!(
+            why.as_deref().is_some_and(|w| w.starts_with("needs ISA v4")
+                && w.ends_with("verifier: 0: (b7) r0 = 1 | BPF_ALU uses reserved fields")),
+            "{why:?}"
+        );
+        assert_eq!(judged(&sdiv, "unknown opcode d7\n").0, Status::Skip);
+        // Linux 7.2 knows sdiv and refuses the division by zero itself: the case's to judge.
+        assert_eq!(
+            judged(&sdiv, "4: (37) r0 s/= 0\ndiv by zero\n").0,
+            Status::Pass
+        );
+        // A program of version 4 that a kernel of version 4 refuses for another reason fails,
+        // with the verifier's words.
+        let load = v4(
+            "-- asm\nldxsh r0, [r1+1]\nexit\n-- mem\n00 00 00\n-- result\n0\n",
+            Expectation::R0(0),
+        );
+        let (status, why) = judged(&load, "misaligned packet access off 2+1+0 size 2\n");
+        assert_eq!(status, Status::Fail);
+        assert_eq!(
+            why.as_deref(),
+            Some("load failed (errno 22); verifier: misaligned packet access off 2+1+0 size 2")
+        );
     }
 
     #[test]

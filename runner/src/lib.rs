@@ -18,6 +18,7 @@ pub mod disasm;
 pub mod durations;
 pub mod elf;
 pub mod initramfs;
+pub mod known_differences;
 pub mod merge;
 pub mod module_tests;
 pub mod outputs;

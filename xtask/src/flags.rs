@@ -331,10 +331,17 @@ pub struct Test {
     #[command(flatten)]
     pub selection: Selection,
 
-    /// Run every bpf_conformance `.data` file of this directory, unchanged (with no --suite,
-    /// only these).
+    /// Run every bpf_conformance `.data` file of this directory, unchanged, each under its
+    /// own name (with no --suite, only these). A file that cannot be read is an `error`
+    /// result naming its line and column; the others run, and the run exits 2.
     #[arg(long, value_name = "DIR")]
     pub conformance_dir: Option<PathBuf>,
+
+    /// The reviewed list of conformance cases a kernel refuses or does otherwise by design,
+    /// each a `skip` with its reason when it does not pass. Default:
+    /// suites/known-differences.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub known_differences: Option<PathBuf>,
 
     /// Where the report goes. Default: reports/runs/ARCH-TIMESTAMP.
     #[arg(long)]

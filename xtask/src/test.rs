@@ -10,6 +10,7 @@ use anyhow::Context;
 use runner::arch::Arch;
 use runner::cases;
 use runner::durations::Durations;
+use runner::known_differences::KnownDifferences;
 use runner::plan::Plan;
 use runner::qemu::QemuConfig;
 use runner::report::{self, render_summary, KernelInfo, Report, TestResult, Timing};
@@ -56,7 +57,9 @@ impl Test {
     pub fn run_until(self, cancel: &AtomicBool) -> anyhow::Result<u8> {
         let arch = self.arch;
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let (mut plan, cases) = self.plan_and_cases()?;
+        let (mut plan, loaded) = self.plan_and_cases()?;
+        let cases::Loaded { cases, unreadable } = loaded;
+        let known = self.known_differences()?;
         let modes = self.selection.mode.clone();
         let cache = self.cache_dir()?;
         let inputs = self.fetch_inputs(&plan, &cache)?;
@@ -137,7 +140,19 @@ impl Test {
             .unwrap_or_else(|e| e.into_inner())
             .finish();
 
-        let mut report = assemble(&guests, &retried, arch, &inputs.kernel, wall_s);
+        let unreadable_results: Vec<TestResult> = unreadable
+            .iter()
+            .flat_map(|bad| modes.iter().map(|&mode| bad.result(mode)))
+            .collect();
+        let (mut report, applied) = assemble(
+            &guests,
+            &retried,
+            unreadable_results,
+            &known,
+            arch,
+            &inputs.kernel,
+            wall_s,
+        );
         report.shard = self.shard;
         report.started = Some(started_at);
         report.scope = Some(self.scope(&plan));
@@ -169,14 +184,25 @@ impl Test {
         if let Some(diff) = &report.diff {
             print!("{}", diff.render_text(&gate.fail_on));
         }
+        for note in &applied.passed {
+            eprintln!("note: {note}");
+        }
         println!("report: {}", out.join("report.json").display());
-        Ok(if guests.iter().chain(&retried).any(|g| g.interrupted) {
-            130
-        } else if guests.iter().any(|g| g.invalid_selection) {
-            crate::EXIT_USAGE
-        } else {
-            gate.exit_code(&report)
-        })
+        if !unreadable.is_empty() {
+            eprintln!(
+                "error: {} of the corpus's files cannot be read as cases; each is an `error` \
+                 result, the rest ran:",
+                unreadable.len()
+            );
+            for bad in &unreadable {
+                eprintln!("  {}", bad.error);
+            }
+        }
+        Ok(exit_status(
+            guests.iter().chain(&retried).any(|g| g.interrupted),
+            guests.iter().any(|g| g.invalid_selection) || !unreadable.is_empty(),
+            || gate.exit_code(&report),
+        ))
     }
 
     /// The shards this run's guests take: the whole plan cut into `--jobs` parts, or this
@@ -275,7 +301,8 @@ impl Test {
     /// The image and QEMU command line of the whole selection in one guest, built in `dir`,
     /// for running QEMU without the harness (`cargo xtask bench`).
     pub fn bare_guest(&self, dir: &Path) -> anyhow::Result<QemuConfig> {
-        let (plan, cases) = self.plan_and_cases()?;
+        let (plan, loaded) = self.plan_and_cases()?;
+        let cases = loaded.cases;
         let cache = self.cache_dir()?;
         let inputs = self.fetch_inputs(&plan, &cache)?;
         let snapshot = self.snapshot(&plan, &inputs, &cache)?;
@@ -314,8 +341,22 @@ impl Test {
         }
     }
 
-    /// What the guest runs: module loads from the selection, and the agent's cases.
-    fn plan_and_cases(&self) -> anyhow::Result<(Plan, Vec<cases::Case>)> {
+    /// The list of known differences: `--known-differences`, or suites/known-differences.yaml
+    /// (an empty list when that is missing). Read before any guest boots.
+    fn known_differences(&self) -> anyhow::Result<KnownDifferences> {
+        let (path, optional) = match &self.known_differences {
+            Some(path) => (path.clone(), false),
+            None => (
+                project_root().join("suites").join("known-differences.yaml"),
+                true,
+            ),
+        };
+        KnownDifferences::read(&path, optional).map_err(UsageError::wrap)
+    }
+
+    /// What the guest runs: module loads from the selection, and the agent's cases; with
+    /// them, the corpus files that cannot be read, which run nowhere.
+    fn plan_and_cases(&self) -> anyhow::Result<(Plan, cases::Loaded)> {
         let mut plan = self.selection.plan().map_err(UsageError::wrap)?;
         plan.inject_panic_after_s = self.inject_panic_after;
         if self.conformance_dir.is_some() {
@@ -343,7 +384,7 @@ impl Test {
             )
             .map_err(UsageError::wrap)?
         } else {
-            Vec::new()
+            cases::Loaded::default()
         };
         if let Some(filter) = self.selection.agent_filter() {
             cases = cases::select(cases, filter).map_err(UsageError::wrap)?;
@@ -394,6 +435,19 @@ impl Test {
                 Ok(None)
             }
         }
+    }
+}
+
+/// A finished run's exit status: 130 when interrupted; 2 when its input was at fault (a
+/// selection the guest refused, corpus files that could not be read), once the rest ran and
+/// the report was written; else the gate's.
+fn exit_status(interrupted: bool, bad_input: bool, gate: impl FnOnce() -> u8) -> u8 {
+    if interrupted {
+        130
+    } else if bad_input {
+        crate::EXIT_USAGE
+    } else {
+        gate()
     }
 }
 
@@ -452,18 +506,30 @@ fn retry(
 }
 
 /// The run's report from its guests' results, with the failures that passed when `retried`
-/// marked flaky.
+/// marked flaky, the `error` results of what could not run at all (`unreadable`), and the
+/// known differences applied.
 fn assemble(
     guests: &[GuestRun],
     retried: &[GuestRun],
+    unreadable: Vec<TestResult>,
+    known: &KnownDifferences,
     arch: Arch,
     kernel: &Kernel,
     wall_s: f64,
-) -> Report {
+) -> (Report, runner::known_differences::Applied) {
     let mut results: Vec<TestResult> = guests.iter().flat_map(|g| g.results.clone()).collect();
     let again: Vec<TestResult> = retried.iter().flat_map(|g| g.results.clone()).collect();
     runner::retry::apply(&mut results, &again);
+    results.extend(unreadable);
     report::canonical_order(&mut results);
+    let kernel_info = KernelInfo {
+        arch,
+        release: guests.iter().find_map(|g| g.release.clone()),
+        source: kernel.source.clone(),
+        revision: kernel.revision.clone(),
+        config_hash: kernel.config_hash.clone(),
+    };
+    let applied = known.apply(&kernel_info, &mut results);
     let errors = guests::errors_said_once(guests);
     let first = guests.first();
     let timing = Timing {
@@ -478,17 +544,87 @@ fn assemble(
             .collect(),
     };
     let complete = !guests.is_empty() && guests.iter().all(|g| g.complete);
-    Report::new(
-        KernelInfo {
-            arch,
-            release: guests.iter().find_map(|g| g.release.clone()),
-            source: kernel.source.clone(),
-            revision: kernel.revision.clone(),
-            config_hash: kernel.config_hash.clone(),
-        },
-        results,
-        errors,
-        complete,
-        timing,
-    )
+    let report = Report::new(kernel_info, results, errors, complete, timing);
+    (report, applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::{Command, Xtask};
+    use clap::Parser;
+    use runner::report::{Mode, Status};
+
+    fn test(args: &[&str]) -> Test {
+        let argv = [&["cargo xtask", "test", "--arch", "x86_64"], args].concat();
+        match Xtask::try_parse_from(argv).expect("valid flags").command {
+            Command::Test(test) => *test,
+            _ => unreachable!("a test command"),
+        }
+    }
+
+    fn fixtures(name: &str) -> String {
+        project_root()
+            .join("runner/tests/fixtures")
+            .join(name)
+            .display()
+            .to_string()
+    }
+
+    /// The planning side of a corpus with one broken file: only the agent runs, with the good
+    /// files as cases, and the broken one is kept aside, to be reported and to make the run's
+    /// status 2, before any guest boots.
+    #[test]
+    fn a_broken_corpus_file_is_planned_as_an_error_and_the_rest_as_cases() {
+        let dir = fixtures("conformance-malformed");
+        let (plan, loaded) = test(&["--conformance-dir", &dir, "--mode", "interp,jit"])
+            .plan_and_cases()
+            .expect("planned");
+        assert!(plan.agent && plan.loads.is_empty());
+        let names: Vec<&str> = loaded.cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["add32-wraps", "lddw-upper-half"]);
+        let results: Vec<TestResult> = loaded
+            .unreadable
+            .iter()
+            .flat_map(|bad| [Mode::Interp, Mode::Jit].map(|mode| bad.result(mode)))
+            .collect();
+        let got: Vec<(&str, Option<u32>, Status)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.id, r.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("bad-operand", Some(1), Status::Error),
+                ("bad-operand", Some(1), Status::Error)
+            ]
+        );
+        assert!(results[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("bad-operand.data:4:10: expected a register")));
+        // The same file among our own suites is refused: there is no `--suites-dir` to point
+        // elsewhere, so this is runner's test (cases::tests::a_malformed_case_of_ours_...).
+        assert_eq!(exit_status(false, true, || 0), 2);
+        assert_eq!(exit_status(false, true, || 1), 2);
+        assert_eq!(exit_status(true, true, || 1), 130);
+        assert_eq!(exit_status(false, false, || 1), 1);
+    }
+
+    /// The committed list of known differences reads, and a named one that is missing is
+    /// refused before anything runs.
+    #[test]
+    fn the_known_differences_are_read_before_any_guest() {
+        let known = test(&[])
+            .known_differences()
+            .expect("the committed list reads");
+        assert!(known.entries.iter().any(|e| e.case == "callx"));
+        let missing = test(&["--known-differences", "/nonexistent/known.yaml"])
+            .known_differences()
+            .expect_err("a named file must be there");
+        assert!(
+            missing.downcast_ref::<UsageError>().is_some(),
+            "{missing:#}"
+        );
+    }
 }

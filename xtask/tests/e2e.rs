@@ -605,12 +605,12 @@ fn a_wrong_expectation_fails_in_every_mode_on_both_arches() {
         assert_eq!(
             got,
             [
-                ("ext/lddw-full", Mode::Interp, Status::Pass, None),
-                ("ext/lddw-full", Mode::Jit, Status::Pass, None),
-                ("ext/lddw-full", Mode::JitHardened, Status::Pass, None),
-                ("ext/wrong-r0", Mode::Interp, Status::Fail, wrong),
-                ("ext/wrong-r0", Mode::Jit, Status::Fail, wrong),
-                ("ext/wrong-r0", Mode::JitHardened, Status::Fail, wrong),
+                ("lddw-full", Mode::Interp, Status::Pass, None),
+                ("lddw-full", Mode::Jit, Status::Pass, None),
+                ("lddw-full", Mode::JitHardened, Status::Pass, None),
+                ("wrong-r0", Mode::Interp, Status::Fail, wrong),
+                ("wrong-r0", Mode::Jit, Status::Fail, wrong),
+                ("wrong-r0", Mode::JitHardened, Status::Fail, wrong),
             ],
             "{arch}"
         );
@@ -651,7 +651,7 @@ fn a_failure_is_retried_once_in_a_fresh_guest_and_stays_a_failure() {
     let wrong = report
         .results
         .iter()
-        .find(|r| r.name == "ext/wrong-r0")
+        .find(|r| r.name == "wrong-r0")
         .unwrap();
     assert_eq!((wrong.status, wrong.flaky.as_deref()), (Status::Fail, None));
     // The retry ran in a guest of its own, with its own console log.
@@ -662,21 +662,56 @@ fn a_failure_is_retried_once_in_a_fresh_guest_and_stays_a_failure() {
     assert_eq!(diff.count(runner::diff::Class::Regression), 1, "{diff:?}");
 }
 
+/// One broken file among good ones in a corpus: the good ones run and pass, the broken one is
+/// an `error` in every mode naming its position, the report is written, and the run exits 2.
 #[test]
-fn a_malformed_case_is_an_input_error_naming_its_position() {
+fn a_malformed_corpus_file_is_one_error_result_and_the_rest_runs() {
     let out = tempfile::tempdir().unwrap();
     let dir = fixtures("conformance-malformed");
     let (output, report) = xtask(
-        &["test", "--arch", "x86_64", "--conformance-dir", &dir],
+        &[
+            "test",
+            "--arch",
+            "x86_64",
+            "--conformance-dir",
+            &dir,
+            "--mode",
+            "interp,jit",
+        ],
         out.path(),
     );
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
-    assert!(report.is_none());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = report.unwrap_or_else(|| panic!("no report: {}", show(&output)));
     assert!(
-        stderr.contains("conformance-malformed/bad-operand.data:4:10: expected a register or an immediate, found `[%r1+2]`"),
-        "{stderr}"
+        report.complete && report.errors.is_empty(),
+        "{:?}",
+        report.errors
     );
+    let got: Vec<(&str, Option<u32>, Mode, Status)> = report
+        .results
+        .iter()
+        .map(|r| (r.name.as_str(), r.id, r.mode, r.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("add32-wraps", Some(0), Mode::Interp, Status::Pass),
+            ("add32-wraps", Some(0), Mode::Jit, Status::Pass),
+            ("bad-operand", Some(1), Mode::Interp, Status::Error),
+            ("bad-operand", Some(1), Mode::Jit, Status::Error),
+            ("lddw-upper-half", Some(2), Mode::Interp, Status::Pass),
+            ("lddw-upper-half", Some(2), Mode::Jit, Status::Pass),
+        ]
+    );
+    let at = "conformance-malformed/bad-operand.data:4:10: expected a register or an immediate, \
+              found `[%r1+2]`";
+    let message = report.results[2].message.as_deref().unwrap_or_default();
+    assert!(message.contains(at), "{message}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(at), "{stderr}");
+    for file in ["junit.xml", "summary.md", "index.html", "kcidb.json"] {
+        assert!(out.path().join(file).exists(), "{file} not written");
+    }
 }
 
 /// Runs the harness's own suites in all three modes and returns the report.
@@ -805,6 +840,59 @@ fn isa_v4_instructions_are_skipped_with_a_reason_on_6_1() {
             "{r:?}"
         );
     }
+}
+
+/// A corpus case the verifier refuses by design: `skip` with the reason of its entry in
+/// suites/known-differences.yaml and the verifier's words; with an empty list, a `fail` with
+/// the same words.
+#[test]
+fn a_known_difference_is_a_skip_with_its_reason_and_without_an_entry_a_fail() {
+    let dir = fixtures("conformance-known-difference");
+    let run = |extra: &[&str]| {
+        let out = tempfile::tempdir().unwrap();
+        let args = [
+            &[
+                "test",
+                "--arch",
+                "x86_64",
+                "--conformance-dir",
+                &dir,
+                "--no-baseline",
+            ],
+            extra,
+        ]
+        .concat();
+        let (output, report) = xtask(&args, out.path());
+        (output, report.unwrap())
+    };
+    let (output, report) = run(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", show(&output));
+    let got: Vec<(&str, Status)> = report
+        .results
+        .iter()
+        .map(|r| (r.name.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("lsh64-imm-high", Status::Skip),
+            ("lsh64-imm-in-range", Status::Pass)
+        ]
+    );
+    let message = report.results[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("known difference (known-differences.yaml:")
+            && message.contains("invalid shift 68"),
+        "{message}"
+    );
+
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let list = empty.path().display().to_string();
+    let (output, report) = run(&["--known-differences", &list]);
+    assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+    assert_eq!(report.results[0].status, Status::Fail);
+    let message = report.results[0].message.as_deref().unwrap_or_default();
+    assert!(message.contains("invalid shift 68"), "{message}");
 }
 
 /// The one `crash` of a run whose first guest was made to panic: the run exits 1 (a test

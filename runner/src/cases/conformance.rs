@@ -5,11 +5,11 @@
 //! epilogue that stores the full 64-bit `r0` in an array map (an XDP return value has only 32
 //! bits) and returns `XDP_PASS`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{
     files_in, parse_hex, read_file, resolve_maps, AgentSuite, Case, CaseError, Expectation,
-    MapSpec, ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
+    MapSpec, ProgSpec, Unreadable, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
 };
 use crate::bpf::asm::{self, Item, Program};
 use crate::bpf::insn::*;
@@ -25,19 +25,56 @@ const RESULT_MAP: &str = "__result";
 /// failed, which cannot happen for a frame the harness built.
 pub const EPILOGUE_ACTION: u32 = 2;
 
-pub fn load_dir(dir: &Path, prefix: &str) -> Result<Vec<Case>, CaseError> {
-    files_in(dir, "data")?
-        .iter()
-        .map(|path| {
-            let text = read_file(path)?;
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            parse(path, &text, &format!("{prefix}{stem}"))
-        })
-        .collect()
+/// Reads every `.data` file of `dir` (our own suite): any file that cannot be read as a case
+/// is an error.
+pub fn load_dir(dir: &Path) -> Result<Vec<Case>, CaseError> {
+    read_dir(dir)?.into_iter().map(|(_, case)| case).collect()
 }
+
+/// Reads every `.data` file of a bpf_conformance corpus, each a case named after its file, or,
+/// when it cannot be read as one, an [`Unreadable`] saying where and why. Only a directory that
+/// cannot be listed is an error.
+pub fn load_corpus(dir: &Path) -> Result<Vec<Result<Case, Unreadable>>, CaseError> {
+    Ok(read_dir(dir)?
+        .into_iter()
+        .map(|(path, case)| {
+            case.map_err(|e| Unreadable {
+                suite: AgentSuite::Conformance,
+                name: case_name(&path),
+                number: 0, // `load` numbers what it read
+                origin: format!("{}:1", path.display()),
+                error: e.one_line(),
+            })
+        })
+        .collect())
+}
+
+/// A file and what reading it as a case gave.
+type Read = (PathBuf, Result<Case, CaseError>);
+
+/// Each `.data` file of `dir`, in name order, read as a case named after the file.
+fn read_dir(dir: &Path) -> Result<Vec<Read>, CaseError> {
+    Ok(files_in(dir, "data")?
+        .into_iter()
+        .map(|path| {
+            let case = read_file(&path).and_then(|text| parse(&path, &text, &case_name(&path)));
+            (path, case)
+        })
+        .collect())
+}
+
+/// A case's name: its file's, without `.data`.
+fn case_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The sections a `.data` file may have: ours, then bpf_conformance's that say nothing to run
+/// (`-- c`, the program's C source, and `-- no register offset`), which its own runner reads
+/// and ignores as well.
+const SECTIONS: [&str; 6] = ["asm", "raw", "mem", "result", "error", "map"];
+const IGNORED_SECTIONS: [&str; 2] = ["c", "no register offset"];
 
 /// One section of a `.data` file: `-- name` and the lines after it.
 struct Section<'a> {
@@ -47,13 +84,30 @@ struct Section<'a> {
     body: String,
 }
 
-fn sections(text: &str) -> (Vec<Section<'_>>, Option<String>) {
+/// The sections of a `.data` file and its `# guards:` line; an unknown section is an error at
+/// its line.
+fn sections<'a>(
+    path: &Path,
+    text: &'a str,
+) -> Result<(Vec<Section<'a>>, Option<String>), CaseError> {
     let mut sections: Vec<Section<'_>> = Vec::new();
     let mut guards = None;
     for (n, line) in text.lines().enumerate() {
         if let Some(name) = line.strip_prefix("-- ") {
+            let name = name.trim();
+            if !SECTIONS.contains(&name) && !IGNORED_SECTIONS.contains(&name) {
+                return Err(CaseError::invalid(
+                    format!("{}:{}:4", path.display(), n + 1),
+                    format!(
+                        "unknown section `-- {name}`: expected one of `-- {}` (or bpf_conformance's \
+                         `-- {}`, which say nothing to run)",
+                        SECTIONS.join("`, `-- "),
+                        IGNORED_SECTIONS.join("`, `-- ")
+                    ),
+                ));
+            }
             sections.push(Section {
-                name: name.trim(),
+                name,
                 first_line: n + 2,
                 body: String::new(),
             });
@@ -64,17 +118,24 @@ fn sections(text: &str) -> (Vec<Section<'_>>, Option<String>) {
             guards = Some(g.trim().to_owned());
         }
     }
-    (sections, guards)
+    Ok((sections, guards))
+}
+
+/// `file:line:column` of the first character of `text` in the line `line` of a section's
+/// body (column 1 when it is blank).
+fn position(path: &Path, line: usize, text: &str) -> String {
+    let column = text.len() - text.trim_start().len() + 1;
+    format!("{}:{line}:{column}", path.display())
 }
 
 /// Parses one `.data` file into a case named `name`.
 pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
-    let (sections, guards) = sections(text);
-    let at = |line: usize| format!("{}:{line}", path.display());
+    let (sections, guards) = sections(path, text)?;
+    let whole_file = || format!("{}:1:1", path.display());
     let find = |n: &str| sections.iter().find(|s| s.name == n);
     let mem = match find("mem") {
         Some(s) => parse_hex(&strip_comments(&s.body))
-            .map_err(|e| CaseError::invalid(at(s.first_line), e))?,
+            .map_err(|e| CaseError::invalid(format!("{}:{}:1", path.display(), s.first_line), e))?,
         None => Vec::new(),
     };
     let (program, first_line) = match (find("asm"), find("raw")) {
@@ -95,7 +156,7 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         (None, Some(s)) => (raw_program(path, s)?, s.first_line),
         (None, None) => {
             return Err(CaseError::invalid(
-                at(1),
+                whole_file(),
                 "no `-- asm` or `-- raw` section: nothing to run",
             ));
         }
@@ -103,11 +164,17 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
     let expect = match (find("result"), find("error")) {
         (Some(s), _) => {
             let text = strip_comments(&s.body);
+            // The first line that holds anything, for the position of an error.
+            let (line, first) = text
+                .lines()
+                .enumerate()
+                .find(|(_, l)| !l.trim().is_empty())
+                .map_or((s.first_line, ""), |(n, l)| (s.first_line + n, l));
             let value = asm::parse_number(text.trim())
                 .filter(|n| (i64::MIN as i128..=u64::MAX as i128).contains(n))
                 .ok_or_else(|| {
                     CaseError::invalid(
-                        at(s.first_line),
+                        position(path, line, first),
                         format!("expected a 64-bit number, found `{}`", text.trim()),
                     )
                 })?;
@@ -116,7 +183,7 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         (None, Some(s)) => Expectation::LoadError(strip_comments(&s.body).trim().to_owned()),
         (None, None) => {
             return Err(CaseError::invalid(
-                at(1),
+                whole_file(),
                 "no `-- result` or `-- error` section: nothing to check",
             ));
         }
@@ -145,7 +212,7 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         suite: AgentSuite::Conformance,
         name: name.to_owned(),
         number: 0, // `load` numbers the cases it read
-        origin: at(1),
+        origin: format!("{}:1", path.display()),
         guards,
         maps,
         progs: vec![ProgSpec {
@@ -178,7 +245,7 @@ fn map_section(path: &Path, section: &Section<'_>) -> Result<Vec<MapSpec>, CaseE
         if fields.is_empty() {
             continue;
         }
-        let at = format!("{}:{}", path.display(), section.first_line + n);
+        let at = position(path, section.first_line + n, line);
         let numbers: Option<Vec<u32>> = fields
             .get(1..)
             .and_then(|f| f.iter().map(|x| x.parse().ok()).collect());
@@ -227,7 +294,7 @@ fn raw_program(path: &Path, section: &Section<'_>) -> Result<Program, CaseError>
             .filter(|v| (0..=u64::MAX as i128).contains(v))
             .ok_or_else(|| {
                 CaseError::invalid(
-                    format!("{}:{}", path.display(), section.first_line + n),
+                    position(path, section.first_line + n, line),
                     format!("expected a 64-bit instruction word, found `{word}`"),
                 )
             })?;
@@ -261,7 +328,7 @@ fn raw_program(path: &Path, section: &Section<'_>) -> Result<Program, CaseError>
             let to = slots[index] as i64 + 1 + delta;
             let target = slots.iter().position(|&s| s as i64 == to).ok_or_else(|| {
                 CaseError::invalid(
-                    format!("{}:{}", path.display(), section.first_line),
+                    format!("{}:{}:1", path.display(), section.first_line),
                     format!("instruction {index} jumps to slot {to}, which starts no instruction"),
                 )
             })?;
@@ -476,19 +543,51 @@ mod tests {
         assert_eq!(err.to_string(), "d/x.data:3:1: unknown instruction `foo`");
         let err = parse(
             Path::new("d/x.data"),
-            "-- asm\nexit\n-- result\nlots\n",
+            "-- asm\nexit\n-- result\n\n  lots\n",
             "x",
         )
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "d/x.data:4: expected a 64-bit number, found `lots`"
+            "d/x.data:5:3: expected a 64-bit number, found `lots`"
         );
         let err = parse(Path::new("d/x.data"), "-- asm\nexit\n", "x").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "d/x.data:1: no `-- result` or `-- error` section: nothing to check"
+            "d/x.data:1:1: no `-- result` or `-- error` section: nothing to check"
         );
+        let err = parse(
+            Path::new("d/x.data"),
+            "-- asm\nexit\n-- map\nm 2 4\n-- result\n0\n",
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d/x.data:4:1: expected `name type key_size value_size max_entries`"
+        );
+    }
+
+    #[test]
+    fn an_unknown_section_is_refused_at_its_line_and_the_corpus_s_own_are_ignored() {
+        let err = parse(
+            Path::new("d/x.data"),
+            "-- asm\nmov r0, 1\nexit\n-- reslt\n1\n",
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d/x.data:4:4: unknown section `-- reslt`: expected one of `-- asm`, `-- raw`, \
+             `-- mem`, `-- result`, `-- error`, `-- map` (or bpf_conformance's `-- c`, \
+             `-- no register offset`, which say nothing to run)"
+        );
+        // bpf_conformance's callx.data and prime.data end with these; its runner ignores them.
+        let c = case(
+            "-- asm\nmov r0, 2\nexit\n-- result\n0x2\n-- no register offset\ncall instruction\n\
+             -- c\nint main() { return 2; }\n",
+        );
+        assert_eq!(c.expect, Expectation::R0(2));
     }
 
     #[test]
@@ -510,7 +609,7 @@ mod tests {
     #[test]
     fn corpus_files_with_the_newer_mnemonics_are_read() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus-new-mnemonics");
-        let cases = load_dir(&dir, "ext/").unwrap();
+        let cases = load_dir(&dir).unwrap();
         let has = |case: &Case, code: u8, off: i16| {
             case.progs[0]
                 .insns
@@ -521,13 +620,13 @@ mod tests {
         assert_eq!(
             names,
             [
-                "ext/callx",
-                "ext/ja32",
-                "ext/movsx1664-reg",
-                "ext/movsx3264-reg",
-                "ext/movsx864-reg",
-                "ext/rfc9669_ja32",
-                "ext/rfc9669_movsx"
+                "callx",
+                "ja32",
+                "movsx1664-reg",
+                "movsx3264-reg",
+                "movsx864-reg",
+                "rfc9669_ja32",
+                "rfc9669_movsx"
             ]
         );
         let callx = &cases[0];
@@ -555,7 +654,7 @@ mod tests {
         assert_eq!(ja32, [2, -4]);
         assert!(has(&cases[5], JMP32 | JA, 0));
         for case in &cases {
-            assert_eq!(case.needs_isa_v4, case.name != "ext/callx", "{}", case.name);
+            assert_eq!(case.needs_isa_v4, case.name != "callx", "{}", case.name);
         }
     }
 

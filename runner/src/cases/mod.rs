@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::bpf::asm::{self, Program};
 use crate::bpf::insn::Insn;
 use crate::plan::Filter;
+use crate::report::{Mode, Status, TestResult};
 
 /// Which of the harness's own suites a case belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,6 +131,49 @@ pub struct Case {
     pub little_endian_only: bool,
 }
 
+/// A file of a bpf_conformance corpus (`--conformance-dir`) that cannot be read as a case: it
+/// runs in no guest, and stands in the report as an `error` result in every mode, saying where
+/// the file went wrong and what was expected there. Our own suites have none: a malformed case
+/// of theirs stops the run before any guest boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    pub suite: AgentSuite,
+    /// The file's name without `.data`, as a case of it would be named.
+    pub name: String,
+    /// Its position among what `load` read, as a case's.
+    pub number: u32,
+    /// `file:1`, as a case's origin.
+    pub origin: String,
+    /// `file:line:column: what was expected, found what` (or why the file cannot be read).
+    pub error: String,
+}
+
+impl Unreadable {
+    /// Its result in `mode`: an `error`, never a pass or a failure of the kernel.
+    pub fn result(&self, mode: Mode) -> TestResult {
+        TestResult {
+            message: Some(format!(
+                "not run: the harness cannot read this file as a case: {}",
+                self.error
+            )),
+            ..TestResult::new(
+                self.suite.name(),
+                Some(self.number),
+                &self.name,
+                mode,
+                Status::Error,
+            )
+        }
+    }
+}
+
+/// What [`load`] read: the cases to run, and the corpus files that cannot run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub cases: Vec<Case>,
+    pub unreadable: Vec<Unreadable>,
+}
+
 /// A suite file that cannot be read as cases.
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
@@ -149,6 +193,16 @@ impl CaseError {
         CaseError::Invalid {
             at: at.into(),
             message: message.into(),
+        }
+    }
+
+    /// The whole error in one line, its cause included (`cannot read F: invalid UTF-8`).
+    pub fn one_line(&self) -> String {
+        match self {
+            CaseError::Read { path, source } => {
+                format!("{}: cannot read it: {source}", path.display())
+            }
+            CaseError::Invalid { .. } => self.to_string(),
         }
     }
 }
@@ -250,51 +304,67 @@ pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Loads every case of `suites` from the `suites/` directory, plus bpf_conformance files from
-/// `conformance_dir` when given. Names must be unique within a suite.
+/// Loads every case of `suites` from the `suites/` directory, strictly: a file that cannot be
+/// read is an error. Then the bpf_conformance files of `conformance_dir`, when given, each
+/// under its own name (the file's, without `.data`); one of those that cannot be read is
+/// [`Unreadable`], and the others load all the same. Names must be unique within a suite.
 pub fn load(
     suites_dir: &Path,
     suites: &[AgentSuite],
     conformance_dir: Option<&Path>,
     big_endian: bool,
-) -> Result<Vec<Case>, CaseError> {
-    let mut cases = Vec::new();
+) -> Result<Loaded, CaseError> {
+    let mut entries: Vec<Result<Case, Unreadable>> = Vec::new();
     for &suite in suites {
         let dir = suites_dir.join(suite.name());
-        match suite {
-            AgentSuite::Conformance => cases.extend(conformance::load_dir(&dir, "")?),
-            AgentSuite::Verifier | AgentSuite::Xdp => {
-                cases.extend(yaml::load_dir(&dir, suite, big_endian)?)
-            }
-        }
+        let cases = match suite {
+            AgentSuite::Conformance => conformance::load_dir(&dir)?,
+            AgentSuite::Verifier | AgentSuite::Xdp => yaml::load_dir(&dir, suite, big_endian)?,
+        };
+        entries.extend(cases.into_iter().map(Ok));
     }
     if let Some(dir) = conformance_dir {
-        cases.extend(conformance::load_dir(dir, "ext/")?);
+        entries.extend(conformance::load_corpus(dir)?);
     }
-    for (number, case) in cases.iter_mut().enumerate() {
-        case.number = u32::try_from(number).unwrap_or(u32::MAX);
-    }
+    let mut loaded = Loaded::default();
     let mut seen = std::collections::HashMap::new();
-    for case in &cases {
-        if let Some(first) = seen.insert((case.suite, case.name.clone()), case.origin.clone()) {
+    for (number, entry) in entries.into_iter().enumerate() {
+        let number = u32::try_from(number).unwrap_or(u32::MAX);
+        let (suite, name, origin) = match &entry {
+            Ok(case) => (case.suite, case.name.clone(), case.origin.clone()),
+            Err(bad) => (bad.suite, bad.name.clone(), bad.origin.clone()),
+        };
+        if let Some(first) = seen.insert((suite, name.clone()), origin.clone()) {
             return Err(CaseError::invalid(
-                case.origin.clone(),
-                format!("case name `{}` is already used at {first}", case.name),
+                origin,
+                format!("case name `{name}` is already used at {first}"),
             ));
         }
+        match entry {
+            Ok(case) => loaded.cases.push(Case { number, ..case }),
+            Err(bad) => loaded.unreadable.push(Unreadable { number, ..bad }),
+        }
     }
-    Ok(cases)
+    Ok(loaded)
 }
 
-/// The cases `filter` selects: an exact name, or positions (from 0) in the order loaded.
-/// Selecting none is an error naming the filter, so a typo does not pass as an empty run.
-pub fn select(cases: Vec<Case>, filter: &Filter) -> Result<Vec<Case>, CaseError> {
-    let count = cases.len();
-    let selected: Vec<Case> = cases
-        .into_iter()
-        .filter(|case| filter.selects(Some(case.number), &case.name) == Some(true))
-        .collect();
-    if selected.is_empty() {
+/// What `filter` selects: an exact name, or positions (from 0) in the order loaded, among
+/// the cases and the unreadable corpus files alike. Selecting none is an error naming the
+/// filter, so a typo does not pass as an empty run.
+pub fn select(loaded: Loaded, filter: &Filter) -> Result<Loaded, CaseError> {
+    let Loaded { cases, unreadable } = loaded;
+    let count = cases.len() + unreadable.len();
+    let selected = Loaded {
+        cases: cases
+            .into_iter()
+            .filter(|case| filter.selects(Some(case.number), &case.name) == Some(true))
+            .collect(),
+        unreadable: unreadable
+            .into_iter()
+            .filter(|bad| filter.selects(Some(bad.number), &bad.name) == Some(true))
+            .collect(),
+    };
+    if selected.cases.is_empty() && selected.unreadable.is_empty() {
         return Err(CaseError::invalid(
             "--filter",
             format!(
@@ -345,17 +415,25 @@ mod tests {
     #[test]
     fn a_filter_picks_cases_by_name_or_position_and_refuses_to_pick_none() {
         let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
-        let all = load(&suites, &[AgentSuite::Conformance], None, false).unwrap();
+        let all = load(&suites, &[AgentSuite::Conformance], None, false)
+            .unwrap()
+            .cases;
         let names =
             |cases: &[Case]| -> Vec<String> { cases.iter().map(|c| c.name.clone()).collect() };
         let third = all[2].name.clone();
-        let by_name = select(all.clone(), &Filter::Name(third.clone())).unwrap();
+        let loaded = |cases: &[Case]| Loaded {
+            cases: cases.to_vec(),
+            unreadable: Vec::new(),
+        };
+        let by_name = select(loaded(&all), &Filter::Name(third.clone()))
+            .unwrap()
+            .cases;
         assert_eq!(names(&by_name), std::slice::from_ref(&third));
-        let by_position = select(all.clone(), &Filter::Range(1, 2)).unwrap();
+        let by_position = select(loaded(&all), &Filter::Range(1, 2)).unwrap().cases;
         assert_eq!(names(&by_position), [all[1].name.clone(), third]);
         // Results keep the numbers of the whole suite.
         assert_eq!(by_position[0].number, 1);
-        let none = select(all.clone(), &Filter::Name("no-such-case".into())).unwrap_err();
+        let none = select(loaded(&all), &Filter::Name("no-such-case".into())).unwrap_err();
         assert_eq!(
             none.to_string(),
             format!(
@@ -363,6 +441,87 @@ mod tests {
                  exact name (as the report lists it) or a position from 0 to {}",
                 all.len(),
                 all.len() - 1
+            )
+        );
+    }
+
+    fn fixtures(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    /// A corpus directory with one broken file among good ones: the good ones are cases
+    /// under their own names, the broken one an `error` in every mode naming its position,
+    /// and all keep their places in the order of the files.
+    #[test]
+    fn a_corpus_file_that_cannot_be_read_is_one_error_among_the_cases() {
+        let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
+        let dir = fixtures("conformance-malformed");
+        let loaded = load(&suites, &[], Some(&dir), false).unwrap();
+        let names: Vec<(&str, u32)> = loaded
+            .cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.number))
+            .collect();
+        assert_eq!(names, [("add32-wraps", 0), ("lddw-upper-half", 2)]);
+        let [bad] = loaded.unreadable.as_slice() else {
+            panic!("one unreadable file: {:?}", loaded.unreadable);
+        };
+        assert_eq!((bad.name.as_str(), bad.number), ("bad-operand", 1));
+        let at = format!("{}/bad-operand.data:4:10", dir.display());
+        assert_eq!(
+            bad.error,
+            format!("{at}: expected a register or an immediate, found `[%r1+2]`")
+        );
+        let result = bad.result(Mode::Jit);
+        assert_eq!(
+            (result.suite.as_str(), result.id, result.status),
+            ("conformance", Some(1), Status::Error)
+        );
+        assert_eq!(
+            result.message,
+            Some(format!(
+                "not run: the harness cannot read this file as a case: {}",
+                bad.error
+            ))
+        );
+        // Selected by its name or position like a case; alone, it selects no case to run.
+        let only = select(loaded.clone(), &Filter::Range(1, 1)).unwrap();
+        assert!(only.cases.is_empty());
+        assert_eq!(only.unreadable.len(), 1);
+        let good = select(loaded, &Filter::Name("lddw-upper-half".into())).unwrap();
+        assert_eq!((good.cases.len(), good.unreadable.len()), (1, 0));
+    }
+
+    /// Our own suites stay strict: the same file among them stops the load, naming it.
+    #[test]
+    fn a_malformed_case_of_ours_stops_the_load() {
+        let suites = tempfile::tempdir().unwrap();
+        let own = suites.path().join("conformance");
+        std::fs::create_dir(&own).unwrap();
+        for file in ["add32-wraps.data", "bad-operand.data"] {
+            std::fs::copy(fixtures("conformance-malformed").join(file), own.join(file)).unwrap();
+        }
+        let err = load(suites.path(), &[AgentSuite::Conformance], None, false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}/bad-operand.data:4:10: expected a register or an immediate, found `[%r1+2]`",
+                own.display()
+            )
+        );
+        // A corpus file named as one of ours is refused before anything runs: the report
+        // would hold two results of one name.
+        std::fs::remove_file(own.join("bad-operand.data")).unwrap();
+        let dir = fixtures("conformance-malformed");
+        let err = load(suites.path(), &[AgentSuite::Conformance], Some(&dir), false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}/add32-wraps.data:1: case name `add32-wraps` is already used at {}/add32-wraps.data:1",
+                dir.display(),
+                own.display()
             )
         );
     }
