@@ -706,6 +706,7 @@ mod tests {
             Path::new("t.data"),
             "-- asm\nmov r0, 7\nexit\n-- result\n0x7\n",
             "t",
+            conformance::Memory::Packet,
         )
         .unwrap()
     }
@@ -936,7 +937,8 @@ mod tests {
         let v4 = |text: &str, expect: Expectation| Case {
             needs_isa_v4: true,
             expect,
-            ..conformance::parse(Path::new("t.data"), text, "t").unwrap()
+            ..conformance::parse(Path::new("t.data"), text, "t", conformance::Memory::Packet)
+                .unwrap()
         };
         let sdiv = v4(
             "-- asm\nmov r0, 1\nsdiv r0, 0\nexit\n-- error\ndiv by zero\n",

@@ -14,13 +14,20 @@ use crate::report::{KernelInfo, Status, TestResult};
 /// The suite whose cases the file lists.
 const SUITE: &str = "conformance";
 
+impl Entry {
+    /// The arches the entry names (`any` as it is).
+    fn arches(&self) -> impl Iterator<Item = &str> {
+        self.arch.split(',').map(str::trim)
+    }
+}
+
 /// One entry of the file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     /// The conformance case's name: a corpus file's name without `.data`.
     pub case: String,
-    /// An arch, or `any`.
+    /// An arch, several separated by commas (`mips64el, mipsel`), or `any`.
     pub arch: String,
     /// A line of kernels by its series (`6.1`, `6.12`, `7.2`), or `any`.
     pub kernel: String,
@@ -124,12 +131,16 @@ impl KnownDifferences {
                     ),
                 ));
             }
-            if entry.arch != "any" && entry.arch.parse::<Arch>().is_err() {
+            let unknown = match entry.arch.as_str() {
+                "any" => None,
+                _ => entry.arches().find(|a| a.parse::<Arch>().is_err()),
+            };
+            if let Some(unknown) = unknown {
                 return Err(invalid(
                     at,
                     format!(
-                        "arch `{}`: expected x86_64, mips64el, mipsel, mips, mips64r6el or any",
-                        entry.arch
+                        "arch `{unknown}`: expected x86_64, mips64el, mipsel, mips, mips64r6el \
+                         (several separated by commas) or any"
                     ),
                 ));
             }
@@ -176,7 +187,7 @@ impl KnownDifferences {
         let message = result.message.as_deref().unwrap_or("");
         self.entries.iter().find(|e| {
             e.case == result.name
-                && (e.arch == "any" || e.arch == kernel.arch.to_string())
+                && (e.arch == "any" || e.arches().any(|a| a == kernel.arch.name()))
                 && (e.kernel == "any" || series.as_deref() == Some(e.kernel.as_str()))
                 && e.says
                     .as_deref()
@@ -364,6 +375,25 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_may_name_several_arches() {
+        let text =
+            "- case: ldxw\n  arch: mips64el, mipsel\n  kernel: any\n  reason: r\n  link: l\n";
+        let known = KnownDifferences::parse(Path::new("k.yaml"), text).expect("valid");
+        let skipped = |arch| {
+            let k = KernelInfo {
+                arch,
+                ..kernel(Some("6.1.0-50-5kc-malta"), "x")
+            };
+            let mut results = vec![result("ldxw", Status::Fail, "misaligned value access")];
+            known.apply(&k, &mut results).skipped
+        };
+        assert_eq!(skipped(Arch::Mips64el), 1);
+        assert_eq!(skipped(Arch::Mipsel), 1);
+        assert_eq!(skipped(Arch::X86_64), 0);
+        assert_eq!(skipped(Arch::Mips), 0);
+    }
+
+    #[test]
     fn the_committed_list_reads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/known-differences.yaml");
         let known = KnownDifferences::read(&path, false).expect("suites/known-differences.yaml");
@@ -386,6 +416,7 @@ mod tests {
             )
         };
         assert!(refuse(&entry("sparc", "6.1", "r")).starts_with("k.yaml:1: arch `sparc`"));
+        assert!(refuse(&entry("mips, sparc", "6.1", "r")).starts_with("k.yaml:1: arch `sparc`"));
         assert!(refuse(&entry("any", "sid", "r")).starts_with("k.yaml:1: kernel `sid`"));
         assert!(refuse(&entry("any", "any", " ")).starts_with("k.yaml:1: `reason` is empty"));
         let twice = format!("{}{}", entry("any", "any", "r"), entry("any", "any", "r"));

@@ -4,6 +4,9 @@
 //! memory and `r2` holds its length. Every `exit` of the main program becomes a jump to an
 //! epilogue that stores the full 64-bit `r0` in an array map (an XDP return value has only 32
 //! bits) and returns `XDP_PASS`.
+//!
+//! Where the memory lives is a [`Memory`]: our own cases read it from the XDP frame, the
+//! corpus's from a map value (see there why).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +24,23 @@ const MIN_FRAME: usize = 64;
 /// The result map's name, reserved in conformance cases.
 const RESULT_MAP: &str = "__result";
 
+/// The map whose one value is a corpus case's memory, reserved in conformance cases.
+const INPUT_MAP: &str = "__input";
+
+/// Where a case's `-- mem` is, as the program sees it through `r1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Memory {
+    /// The XDP frame itself. Our own suite's choice: its cases are written for the packet
+    /// pointer's rules, among them the verifier's alignment model on architectures without
+    /// efficient unaligned access (MIPS), where a packet starts at `NET_IP_ALIGN` (2).
+    Packet,
+    /// The value of a one-entry array map. The corpus's programs are written for memory that
+    /// starts aligned: from a packet, MIPS' verifier refuses their aligned 8-byte loads at
+    /// offset 0 as misaligned (`misaligned packet access off 2+0+0 size 8`), while a map
+    /// value is 8-byte aligned for the verifier and in fact.
+    MapValue,
+}
+
 /// XDP_PASS: what the epilogue returns; XDP_ABORTED (0) means the prologue's bounds check
 /// failed, which cannot happen for a frame the harness built.
 pub const EPILOGUE_ACTION: u32 = 2;
@@ -28,14 +48,17 @@ pub const EPILOGUE_ACTION: u32 = 2;
 /// Reads every `.data` file of `dir` (our own suite): any file that cannot be read as a case
 /// is an error.
 pub fn load_dir(dir: &Path) -> Result<Vec<Case>, CaseError> {
-    read_dir(dir)?.into_iter().map(|(_, case)| case).collect()
+    read_dir(dir, Memory::Packet)?
+        .into_iter()
+        .map(|(_, case)| case)
+        .collect()
 }
 
 /// Reads every `.data` file of a bpf_conformance corpus, each a case named after its file, or,
 /// when it cannot be read as one, an [`Unreadable`] saying where and why. Only a directory that
 /// cannot be listed is an error.
 pub fn load_corpus(dir: &Path) -> Result<Vec<Result<Case, Unreadable>>, CaseError> {
-    Ok(read_dir(dir)?
+    Ok(read_dir(dir, Memory::MapValue)?
         .into_iter()
         .map(|(path, case)| {
             case.map_err(|e| Unreadable {
@@ -53,11 +76,12 @@ pub fn load_corpus(dir: &Path) -> Result<Vec<Result<Case, Unreadable>>, CaseErro
 type Read = (PathBuf, Result<Case, CaseError>);
 
 /// Each `.data` file of `dir`, in name order, read as a case named after the file.
-fn read_dir(dir: &Path) -> Result<Vec<Read>, CaseError> {
+fn read_dir(dir: &Path, memory: Memory) -> Result<Vec<Read>, CaseError> {
     Ok(files_in(dir, "data")?
         .into_iter()
         .map(|path| {
-            let case = read_file(&path).and_then(|text| parse(&path, &text, &case_name(&path)));
+            let case =
+                read_file(&path).and_then(|text| parse(&path, &text, &case_name(&path), memory));
             (path, case)
         })
         .collect())
@@ -128,8 +152,8 @@ fn position(path: &Path, line: usize, text: &str) -> String {
     format!("{}:{line}:{column}", path.display())
 }
 
-/// Parses one `.data` file into a case named `name`.
-pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
+/// Parses one `.data` file into a case named `name`, its memory where `memory` says.
+pub fn parse(path: &Path, text: &str, name: &str, memory: Memory) -> Result<Case, CaseError> {
     let (sections, guards) = sections(path, text)?;
     let whole_file = || format!("{}:1:1", path.display());
     let find = |n: &str| sections.iter().find(|s| s.name == n);
@@ -189,24 +213,27 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         }
     };
     let needs_isa_v4 = uses_isa_v4(&program);
-    let mut maps = vec![MapSpec {
-        name: RESULT_MAP.to_owned(),
-        map_type: MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 1,
-        flags: 0,
-        inner: None,
-        init: Vec::new(),
-        prog_entries: Vec::new(),
-        map_entries: Vec::new(),
-    }];
+    let mut maps = vec![result_map()];
     if let Some(s) = find("map") {
         maps.extend(map_section(path, s)?);
     }
-    let wrapped = wrap(program, mem.len());
+    let memory = if mem.is_empty() { None } else { Some(memory) };
+    let wrapped = wrap(program, mem.len(), memory);
+    let mut data = match memory {
+        Some(Memory::MapValue) => {
+            let value_size = u32::try_from(mem.len())
+                .map_err(|_| CaseError::invalid(whole_file(), "`-- mem` holds more than 4 GiB"))?;
+            maps.push(MapSpec {
+                name: INPUT_MAP.to_owned(),
+                value_size,
+                init: vec![(vec![0; 4], mem)],
+                ..result_map()
+            });
+            Vec::new()
+        }
+        Some(Memory::Packet) | None => mem,
+    };
     let insns = resolve_maps(path, first_line, &wrapped, &maps)?;
-    let mut data = mem;
     data.resize(data.len().max(MIN_FRAME), 0);
     Ok(Case {
         suite: AgentSuite::Conformance,
@@ -230,6 +257,22 @@ pub fn parse(path: &Path, text: &str, name: &str) -> Result<Case, CaseError> {
         needs_isa_v4,
         little_endian_only: text.lines().any(|l| l.trim() == "# endian: little"),
     })
+}
+
+/// The map of one 64-bit value the epilogue stores `r0` in: map slot 0.
+fn result_map() -> MapSpec {
+    MapSpec {
+        name: RESULT_MAP.to_owned(),
+        map_type: MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+        flags: 0,
+        inner: None,
+        init: Vec::new(),
+        prog_entries: Vec::new(),
+        map_entries: Vec::new(),
+    }
 }
 
 /// A `-- map` section: `name type key_size value_size max_entries` per line.
@@ -361,26 +404,36 @@ fn uses_isa_v4(program: &Program) -> bool {
 }
 
 /// The code around a case's program, in the harness's own assembly. The program goes at
-/// `__main`; each `exit` of it becomes a jump to what follows (the epilogue). With input memory,
-/// the prologue checks `data + len <= data_end` so that the verifier lets the program touch
-/// that many bytes, and `__bail` (XDP_ABORTED) is where that check fails, which it cannot for a
-/// frame the harness built. Without memory there is no check and no `__bail`: the verifier
-/// refuses unreachable code.
-fn frame(mem_len: usize) -> String {
-    let check = if mem_len > 0 {
-        format!("mov r3, r1\nadd r3, {mem_len}\njgt r3, r2, __bail\n")
-    } else {
-        String::new()
-    };
-    let bail = if mem_len > 0 {
-        "__bail:\nmov r0, 0\nexit\n"
-    } else {
-        ""
+/// `__main`; each `exit` of it becomes a jump to what follows (the epilogue).
+///
+/// In the frame, the prologue checks `data + len <= data_end` so that the verifier lets the
+/// program touch that many bytes, and `__bail` (XDP_ABORTED) is where that check fails, which
+/// it cannot for a frame the harness built. In a map value, the prologue looks the value up and
+/// returns XDP_ABORTED if it is missing, which it cannot be in an array map. Without memory
+/// there is neither: the verifier refuses unreachable code.
+fn frame(mem_len: usize, memory: Option<Memory>) -> String {
+    let (prologue, bail) = match memory {
+        None => ("ldxw r2, [r1+4]\nldxw r1, [r1+0]\n".to_owned(), ""),
+        Some(Memory::Packet) => (
+            format!(
+                "ldxw r2, [r1+4]\nldxw r1, [r1+0]\nmov r3, r1\nadd r3, {mem_len}\n\
+                 jgt r3, r2, __bail\n"
+            ),
+            "__bail:\nmov r0, 0\nexit\n",
+        ),
+        // The bail-out comes before the program, so that no jump crosses it: a program may be
+        // longer than a 16-bit offset reaches.
+        Some(Memory::MapValue) => (
+            format!(
+                "stw [r10-4], 0\nlddw r1, map:{INPUT_MAP}\nmov r2, r10\nadd r2, -4\n\
+                 call map_lookup_elem\njne r0, 0, __memory\nmov r0, 0\nexit\n__memory:\n\
+                 mov r1, r0\n"
+            ),
+            "",
+        ),
     };
     format!(
-        "ldxw r2, [r1+4]
-ldxw r1, [r1+0]
-{check}mov r2, {mem_len}
+        "{prologue}mov r2, {mem_len}
 __main:
 mov r6, r0
 stw [r10-4], 0
@@ -398,12 +451,12 @@ exit
 }
 
 /// Prologue + main program (exits redirected) + epilogue + functions.
-fn wrap(program: Program, mem_len: usize) -> Program {
+fn wrap(program: Program, mem_len: usize, memory: Option<Memory>) -> Program {
     #[expect(
         clippy::expect_used,
         reason = "the frame is the harness's own fixed text"
     )]
-    let frame = asm::assemble(&frame(mem_len)).expect("the conformance frame assembles");
+    let frame = asm::assemble(&frame(mem_len, memory)).expect("the conformance frame assembles");
     let prologue = frame.labels.get("__main").copied().unwrap_or(0);
     let main_len = program.main_len();
     let epilogue_len = frame.items.len() - prologue;
@@ -460,7 +513,7 @@ mod tests {
     use crate::bpf::insn::{disassemble, to_asm};
 
     fn case(text: &str) -> Case {
-        parse(Path::new("t.data"), text, "t").unwrap()
+        parse(Path::new("t.data"), text, "t", Memory::Packet).unwrap()
     }
 
     #[test]
@@ -508,6 +561,33 @@ mod tests {
     }
 
     #[test]
+    fn a_corpus_case_reads_its_memory_from_a_map_value() {
+        let text = "-- asm\nldxdw %r0, [%r1]\nexit\n-- mem\n01 02 03 04 05 06 07 08\n-- result\n0x0807060504030201\n";
+        let c = parse(Path::new("t.data"), text, "t", Memory::MapValue).unwrap();
+        // The frame carries nothing; the map holds the memory, at key 0.
+        assert_eq!(c.data, vec![0; MIN_FRAME]);
+        let input = &c.maps[1];
+        assert_eq!((input.name.as_str(), input.value_size), (INPUT_MAP, 8));
+        assert_eq!(input.init, vec![(vec![0; 4], (1..=8).collect::<Vec<u8>>())]);
+        let want = "   0: stw [r10-4], 0
+   1: lddw r1, map_by_fd(1)
+   3: mov r2, r10
+   4: add r2, -4
+   5: call map_lookup_elem
+   6: jne r0, 0, +2
+   7: mov r0, 0
+   8: exit
+   9: mov r1, r0
+  10: mov r2, 8
+  11: ldxdw r0, [r1+0]
+  12: ja +0
+  13: mov r6, r0
+";
+        let got = disassemble(&c.progs[0].insns);
+        assert!(got.starts_with(want), "{got}");
+    }
+
+    #[test]
     fn without_memory_there_is_no_bounds_check_and_no_bail_out() {
         let c = case("-- asm\nmov %r0, 7\nexit\n-- result\n7\n");
         let text = disassemble(&c.progs[0].insns);
@@ -538,6 +618,7 @@ mod tests {
             Path::new("d/x.data"),
             "-- asm\nmov r0, 1\nfoo\n-- result\n1\n",
             "x",
+            Memory::Packet,
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "d/x.data:3:1: unknown instruction `foo`");
@@ -545,13 +626,14 @@ mod tests {
             Path::new("d/x.data"),
             "-- asm\nexit\n-- result\n\n  lots\n",
             "x",
+            Memory::Packet,
         )
         .unwrap_err();
         assert_eq!(
             err.to_string(),
             "d/x.data:5:3: expected a 64-bit number, found `lots`"
         );
-        let err = parse(Path::new("d/x.data"), "-- asm\nexit\n", "x").unwrap_err();
+        let err = parse(Path::new("d/x.data"), "-- asm\nexit\n", "x", Memory::Packet).unwrap_err();
         assert_eq!(
             err.to_string(),
             "d/x.data:1:1: no `-- result` or `-- error` section: nothing to check"
@@ -560,6 +642,7 @@ mod tests {
             Path::new("d/x.data"),
             "-- asm\nexit\n-- map\nm 2 4\n-- result\n0\n",
             "x",
+            Memory::Packet,
         )
         .unwrap_err();
         assert_eq!(
@@ -574,6 +657,7 @@ mod tests {
             Path::new("d/x.data"),
             "-- asm\nmov r0, 1\nexit\n-- reslt\n1\n",
             "x",
+            Memory::Packet,
         )
         .unwrap_err();
         assert_eq!(
@@ -672,7 +756,7 @@ mod tests {
         let mut failures = Vec::new();
         for path in &files {
             let text = read_file(path).unwrap();
-            let case = match parse(path, &text, "corpus") {
+            let case = match parse(path, &text, "corpus", Memory::MapValue) {
                 Ok(case) => case,
                 Err(e) => {
                     failures.push(e.to_string());
