@@ -123,6 +123,11 @@ pub struct Bench {
     #[arg(long, default_value = "mips64el")]
     pub arch: Arch,
 
+    /// The kernel of the --jobs and bare-QEMU measures, as `test --kernel` takes it (e.g.
+    /// debian:sid for the newest line). Default: the arch's default kernel.
+    #[arg(long, value_parser = kernel_as_given)]
+    pub kernel: Option<String>,
+
     /// Rounds of the full-suite runs (--jobs 1, --jobs 2, bare QEMU), interleaved.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
@@ -390,4 +395,9 @@ pub struct Test {
 
     #[command(flatten)]
     pub gate: GateArgs,
+}
+
+/// A `--kernel` as written, once `test` would take it.
+fn kernel_as_given(text: &str) -> Result<String, String> {
+    text.parse::<KernelSpec>().map(|_| text.to_owned())
 }
