@@ -14,7 +14,8 @@ use crate::diff::Diff;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
-    /// `SUITE/NAME`, the name as a baseline keys it (`NAME (2)` for a repeated test_bpf name).
+    /// `SUITE/NAME`, the name as a baseline keys it (`NAME (2)` for a repeated test_bpf name),
+    /// or `SUITE/PREFIX*` for every test whose name starts so.
     pub test: String,
     /// An arch, or `any`.
     pub arch: String,
@@ -158,7 +159,9 @@ impl Quarantine {
     /// The entry covering this test on `arch`, if any.
     pub fn find(&self, arch: Arch, suite: &str, name: &str, mode: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| {
-            e.test.split_once('/') == Some((suite, name))
+            e.test
+                .split_once('/')
+                .is_some_and(|(s, pattern)| s == suite && names(pattern, name))
                 && (e.arch == "any" || e.arch == arch.to_string())
                 && e.mode.as_deref().is_none_or(|m| m == mode)
         })
@@ -175,6 +178,14 @@ impl Quarantine {
 }
 
 /// Today's date in UTC, `YYYY-MM-DD`.
+/// Whether `pattern` (a name, or a prefix and `*`) names `name`.
+fn names(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
 pub fn today() -> String {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     now.get(..10).unwrap_or(&now).to_owned()
@@ -245,6 +256,19 @@ mod tests {
         };
         q.apply(Arch::Mips64el, &mut diff);
         assert_eq!(diff.gate_failures(&Class::GATE_DEFAULT).count(), 0);
+    }
+
+    #[test]
+    fn a_name_ending_in_a_star_is_a_prefix() {
+        let text = "- test: conformance/alu32-sdiv-*\n  arch: mips\n  reason: r\n  link: l\n  expires: 2027-01-15\n";
+        let q = Quarantine::parse(Path::new("q.yaml"), text, "2026-12-03").expect("valid");
+        let find = |name| q.find(Arch::Mips, "conformance", name, "jit").is_some();
+        assert!(find("alu32-sdiv-reg-r3-by-r0"));
+        assert!(find("alu32-sdiv-"));
+        assert!(!find("alu32-smod-reg-r3-by-r0"));
+        assert!(q
+            .find(Arch::Mips, "verifier", "alu32-sdiv-x", "jit")
+            .is_none());
     }
 
     #[test]
