@@ -103,23 +103,12 @@ impl KnownDifferences {
             at,
             message,
         };
-        let entries: Option<Vec<Entry>> = serde_yaml::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            invalid(at, e.to_string())
-        })?;
-        let mut entries = entries.unwrap_or_default();
-        let starts: Vec<usize> = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| l.starts_with("- ") || *l == "-")
-            .map(|(i, _)| i + 1)
-            .collect();
+        let mut entries: Vec<Entry> = Vec::new();
         let mut seen = std::collections::HashMap::new();
-        for (i, entry) in entries.iter_mut().enumerate() {
-            entry.line = starts.get(i).copied().unwrap_or(0);
+        for (line, mut entry) in crate::reviewed_list::parse::<Entry>(text)
+            .map_err(|(at, message)| invalid(at, message))?
+        {
+            entry.line = line;
             let at = format!(":{}", entry.line);
             if entry.case.trim().is_empty() || entry.case.contains('/') {
                 return Err(invalid(
@@ -171,6 +160,7 @@ impl KnownDifferences {
                     ),
                 ));
             }
+            entries.push(entry);
         }
         Ok(KnownDifferences {
             path: path.to_owned(),

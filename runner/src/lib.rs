@@ -29,6 +29,7 @@ pub mod qmp;
 pub mod quarantine;
 pub mod report;
 pub mod retry;
+pub mod reviewed_list;
 pub mod session;
 pub mod shard;
 pub mod splat;

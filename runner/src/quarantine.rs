@@ -87,17 +87,11 @@ impl Quarantine {
             at,
             message,
         };
-        let entries: Option<Vec<Entry>> = serde_yaml::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            invalid(at, e.to_string())
-        })?;
-        let mut entries = entries.unwrap_or_default();
-        let starts = entry_lines(text);
-        for (i, entry) in entries.iter_mut().enumerate() {
-            entry.line = starts.get(i).copied().unwrap_or(0);
+        let mut entries: Vec<Entry> = Vec::new();
+        for (line, mut entry) in crate::reviewed_list::parse::<Entry>(text)
+            .map_err(|(at, message)| invalid(at, message))?
+        {
+            entry.line = line;
             let at = format!(":{}", entry.line);
             if !entry.test.contains('/') {
                 return Err(invalid(
@@ -152,6 +146,7 @@ impl Quarantine {
                     expires: entry.expires.clone(),
                 });
             }
+            entries.push(entry);
         }
         Ok(Quarantine { entries })
     }
@@ -177,7 +172,6 @@ impl Quarantine {
     }
 }
 
-/// Today's date in UTC, `YYYY-MM-DD`.
 /// Whether `pattern` (a name, or a prefix and `*`) names `name`.
 fn names(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
@@ -186,6 +180,7 @@ fn names(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// Today's date in UTC, `YYYY-MM-DD`.
 pub fn today() -> String {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     now.get(..10).unwrap_or(&now).to_owned()
@@ -194,15 +189,6 @@ pub fn today() -> String {
 fn is_date(s: &str) -> bool {
     // A real calendar date: humantime refuses February 30th.
     s.len() == 10 && humantime::parse_rfc3339(&format!("{s}T00:00:00Z")).is_ok()
-}
-
-/// The line (from 1) of each top-level list item, in order.
-fn entry_lines(text: &str) -> Vec<usize> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| l.starts_with("- ") || *l == "-")
-        .map(|(i, _)| i + 1)
-        .collect()
 }
 
 #[cfg(test)]

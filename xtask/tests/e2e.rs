@@ -664,22 +664,26 @@ fn a_failure_is_retried_once_in_a_fresh_guest_and_stays_a_failure() {
 
 /// One broken file among good ones in a corpus: the good ones run and pass, the broken one is
 /// an `error` in every mode naming its position, the report is written, and the run exits 2.
+/// Runs the corpus of `fixture` on x86_64 in interp and jit; the directory holds the run.
+fn x86_64_corpus(fixture: &str) -> (Output, Option<Report>, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let dir = fixtures(fixture);
+    let args = [
+        "test",
+        "--arch",
+        "x86_64",
+        "--conformance-dir",
+        &dir,
+        "--mode",
+        "interp,jit",
+    ];
+    let (output, report) = xtask(&args, out.path());
+    (output, report, out)
+}
+
 #[test]
 fn a_malformed_corpus_file_is_one_error_result_and_the_rest_runs() {
-    let out = tempfile::tempdir().unwrap();
-    let dir = fixtures("conformance-malformed");
-    let (output, report) = xtask(
-        &[
-            "test",
-            "--arch",
-            "x86_64",
-            "--conformance-dir",
-            &dir,
-            "--mode",
-            "interp,jit",
-        ],
-        out.path(),
-    );
+    let (output, report, out) = x86_64_corpus("conformance-malformed");
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     let report = report.unwrap_or_else(|| panic!("no report: {}", show(&output)));
     assert!(
@@ -826,20 +830,7 @@ fn mips64el_own_suites_find_the_tail_call_index_bug() {
 
 #[test]
 fn isa_v4_instructions_are_skipped_with_a_reason_on_6_1() {
-    let out = tempfile::tempdir().unwrap();
-    let dir = fixtures("conformance-isa-v4");
-    let (output, report) = xtask(
-        &[
-            "test",
-            "--arch",
-            "x86_64",
-            "--conformance-dir",
-            &dir,
-            "--mode",
-            "interp,jit",
-        ],
-        out.path(),
-    );
+    let (output, report, _out) = x86_64_corpus("conformance-isa-v4");
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
     let report = report.unwrap();
     assert_eq!(report.results.len(), 2);
