@@ -662,8 +662,6 @@ fn a_failure_is_retried_once_in_a_fresh_guest_and_stays_a_failure() {
     assert_eq!(diff.count(runner::diff::Class::Regression), 1, "{diff:?}");
 }
 
-/// One broken file among good ones in a corpus: the good ones run and pass, the broken one is
-/// an `error` in every mode naming its position, the report is written, and the run exits 2.
 /// Runs the corpus of `fixture` on x86_64 in interp and jit; the directory holds the run.
 fn x86_64_corpus(fixture: &str) -> (Output, Option<Report>, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
@@ -681,6 +679,8 @@ fn x86_64_corpus(fixture: &str) -> (Output, Option<Report>, tempfile::TempDir) {
     (output, report, out)
 }
 
+/// One broken file among good ones in a corpus: the good ones run and pass, the broken one is
+/// an `error` in every mode naming its position, the report is written, and the run exits 2.
 #[test]
 fn a_malformed_corpus_file_is_one_error_result_and_the_rest_runs() {
     let (output, report, out) = x86_64_corpus("conformance-malformed");
