@@ -1058,7 +1058,8 @@ fn a_real_panic_in_the_agent_is_pinned_on_its_case_and_a_fresh_guest_runs_the_re
     let crash = the_forced_panic(&output, &report);
     assert_eq!(crash.suite, "conformance");
     // Every other case ran in every mode, before the crash or in the guest resumed after it,
-    // and passed; none is there twice, and the divergence check saw all three modes.
+    // and passed (or, of ISA v4, is skipped by 6.1's verifier); none is there twice, and the
+    // divergence check saw all three modes.
     let cases = report
         .results
         .iter()
@@ -1067,7 +1068,11 @@ fn a_real_panic_in_the_agent_is_pinned_on_its_case_and_a_fresh_guest_runs_the_re
     assert!(cases > 300, "{cases}");
     assert_eq!(report.results.len(), 3 * cases, "{}", show(&output));
     for r in &report.results {
-        if r.status != Status::Crash {
+        let v4_skip = r.status == Status::Skip
+            && r.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("needs ISA v4"));
+        if r.status != Status::Crash && !v4_skip {
             assert_eq!(r.status, Status::Pass, "{r:?}");
         }
     }
