@@ -8,18 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::arch::Arch;
 use crate::report::{KernelInfo, Status, TestResult};
+use crate::reviewed_list;
 
 /// The suite whose cases the file lists.
 const SUITE: &str = "conformance";
-
-impl Entry {
-    /// The arches the entry names (`any` as it is).
-    fn arches(&self) -> impl Iterator<Item = &str> {
-        self.arch.split(',').map(str::trim)
-    }
-}
 
 /// One entry of the file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -105,8 +98,8 @@ impl KnownDifferences {
         };
         let mut entries: Vec<Entry> = Vec::new();
         let mut seen = std::collections::HashMap::new();
-        for (line, mut entry) in crate::reviewed_list::parse::<Entry>(text)
-            .map_err(|(at, message)| invalid(at, message))?
+        for (line, mut entry) in
+            reviewed_list::parse::<Entry>(text).map_err(|(at, message)| invalid(at, message))?
         {
             entry.line = line;
             let at = format!(":{}", entry.line);
@@ -120,17 +113,10 @@ impl KnownDifferences {
                     ),
                 ));
             }
-            let unknown = match entry.arch.as_str() {
-                "any" => None,
-                _ => entry.arches().find(|a| a.parse::<Arch>().is_err()),
-            };
-            if let Some(unknown) = unknown {
+            if let Some(unknown) = reviewed_list::unknown_arch(&entry.arch) {
                 return Err(invalid(
                     at,
-                    format!(
-                        "arch `{unknown}`: expected x86_64, mips64el, mipsel, mips, mips64r6el \
-                         (several separated by commas) or any"
-                    ),
+                    format!("arch `{unknown}`: expected {}", reviewed_list::ARCH_FIELD),
                 ));
             }
             if entry.kernel != "any" && !is_series(&entry.kernel) {
@@ -177,7 +163,7 @@ impl KnownDifferences {
         let message = result.message.as_deref().unwrap_or("");
         self.entries.iter().find(|e| {
             e.case == result.name
-                && (e.arch == "any" || e.arches().any(|a| a == kernel.arch.name()))
+                && reviewed_list::covers_arch(&e.arch, kernel.arch)
                 && (e.kernel == "any" || series.as_deref() == Some(e.kernel.as_str()))
                 && e.says
                     .as_deref()
@@ -259,6 +245,7 @@ pub fn series(kernel: &KernelInfo) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Arch;
     use crate::report::Mode;
 
     const FILE: &str = "\

@@ -63,8 +63,9 @@ impl Accel {
 /// TCG's translation buffer, in MiB. QEMU's default for system emulation is 1 GiB, and a
 /// guest that JITs thousands of programs (test_bpf) fills it with translations of code it
 /// never runs again. With the default, x86_64 Debian 7.2's test_bpf peaked at 1.39 GB resident
-/// per guest; with 32 MiB at 235 MB, and it ran 11 % faster alone and 23 % faster two at a time
-/// (docs/speed.md, "Translation buffer").
+/// per guest, with 32 MiB at 235 MB; two guests at once, no longer competing for the host's
+/// caches, went from 0.55-0.56 of one guest's time to 0.48-0.52 (docs/speed.md, "Translation
+/// buffer").
 const TB_SIZE_MIB: u32 = 32;
 
 /// One guest boot: kernel, initramfs and command line.

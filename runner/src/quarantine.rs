@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::arch::Arch;
 use crate::diff::Diff;
+use crate::reviewed_list;
 
 /// One entry of the file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -17,7 +18,7 @@ pub struct Entry {
     /// `SUITE/NAME`, the name as a baseline keys it (`NAME (2)` for a repeated test_bpf name),
     /// or `SUITE/PREFIX*` for every test whose name starts so.
     pub test: String,
-    /// An arch, or `any`.
+    /// An arch, several separated by commas (`mips, mipsel`), or `any`.
     pub arch: String,
     /// A mode (`interp`, `jit`, `jit-hardened`, `divergence`); every mode when left out.
     #[serde(default)]
@@ -88,8 +89,8 @@ impl Quarantine {
             message,
         };
         let mut entries: Vec<Entry> = Vec::new();
-        for (line, mut entry) in crate::reviewed_list::parse::<Entry>(text)
-            .map_err(|(at, message)| invalid(at, message))?
+        for (line, mut entry) in
+            reviewed_list::parse::<Entry>(text).map_err(|(at, message)| invalid(at, message))?
         {
             entry.line = line;
             let at = format!(":{}", entry.line);
@@ -102,10 +103,10 @@ impl Quarantine {
                     ),
                 ));
             }
-            if entry.arch != "any" && entry.arch.parse::<Arch>().is_err() {
+            if let Some(unknown) = reviewed_list::unknown_arch(&entry.arch) {
                 return Err(invalid(
                     at,
-                    format!("arch `{}`: expected x86_64, mips64el or any", entry.arch),
+                    format!("arch `{unknown}`: expected {}", reviewed_list::ARCH_FIELD),
                 ));
             }
             if let Some(mode) = &entry.mode {
@@ -157,7 +158,7 @@ impl Quarantine {
             e.test
                 .split_once('/')
                 .is_some_and(|(s, pattern)| s == suite && names(pattern, name))
-                && (e.arch == "any" || e.arch == arch.to_string())
+                && reviewed_list::covers_arch(&e.arch, arch)
                 && e.mode.as_deref().is_none_or(|m| m == mode)
         })
     }

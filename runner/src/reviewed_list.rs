@@ -3,6 +3,29 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::arch::Arch;
+
+/// What an entry's `arch` may say, for messages.
+pub const ARCH_FIELD: &str =
+    "x86_64, mips64el, mipsel, mips, mips64r6el (several separated by commas) or any";
+
+/// The first name in an entry's `arch` field (`any`, or arches separated by commas) that is
+/// no arch.
+pub fn unknown_arch(field: &str) -> Option<&str> {
+    match field {
+        "any" => None,
+        _ => field
+            .split(',')
+            .map(str::trim)
+            .find(|a| a.parse::<Arch>().is_err()),
+    }
+}
+
+/// Whether an entry's `arch` field covers `arch`.
+pub fn covers_arch(field: &str, arch: Arch) -> bool {
+    field == "any" || field.split(',').map(str::trim).any(|a| a == arch.name())
+}
+
 /// Reads `text` as a YAML list of `T`, each with the line its `- ` is on. An error is
 /// `(":LINE:COLUMN", message)`, for the caller's own error to name its file.
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<Vec<(usize, T)>, (String, String)> {
@@ -38,5 +61,15 @@ mod tests {
         assert_eq!(parse::<u32>("# nothing listed\n"), Ok(vec![]));
         let (at, _) = parse::<u32>("- 1\n- x\n").unwrap_err();
         assert_eq!(at, ":2:3");
+    }
+
+    #[test]
+    fn an_arch_field_is_any_or_a_list() {
+        assert!(covers_arch("any", Arch::Mips));
+        assert!(covers_arch("mips64el, mips", Arch::Mips));
+        assert!(!covers_arch("mips64el, mipsel", Arch::Mips));
+        assert_eq!(unknown_arch("mips, sparc"), Some("sparc"));
+        assert_eq!(unknown_arch("any"), None);
+        assert_eq!(unknown_arch("x86_64"), None);
     }
 }

@@ -73,10 +73,6 @@ impl Bench {
             });
         }
         let arch = self.arch;
-        let kernel: Vec<&str> = match &self.kernel {
-            Some(kernel) => vec!["--kernel", kernel],
-            None => Vec::new(),
-        };
         let (mut one, mut two, mut bare) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
         let mut source = String::new();
         let (mut outside, mut cpu) = (f64::INFINITY, f64::INFINITY);
@@ -84,12 +80,20 @@ impl Bench {
         for round in 1..=self.rounds {
             eprintln!("bench: round {round} of {}", self.rounds);
             let cpu_before = cpu_seconds()?;
-            let jobs1 = self.test(arch, &[&["--jobs", "1"], &kernel[..]].concat(), "jobs1")?;
+            let jobs1 = self.test(
+                arch,
+                &[&["--jobs", "1"], &self.kernel_args()[..]].concat(),
+                "jobs1",
+            )?;
             source.clone_from(&jobs1.kernel.source);
             cpu = cpu.min((cpu_seconds()? - cpu_before) / jobs1.timing.total_s);
             let qemu_s: f64 = jobs1.timing.guests.iter().map(|g| g.total_s).sum();
             outside = outside.min(jobs1.timing.total_s / qemu_s - 1.0);
-            let jobs2 = self.test(arch, &[&["--jobs", "2"], &kernel[..]].concat(), "jobs2")?;
+            let jobs2 = self.test(
+                arch,
+                &[&["--jobs", "2"], &self.kernel_args()[..]].concat(),
+                "jobs2",
+            )?;
             same &= statuses(&jobs1) == statuses(&jobs2);
             one = one.min(jobs1.timing.total_s);
             two = two.min(jobs2.timing.total_s);
@@ -164,15 +168,24 @@ impl Bench {
         Ok(report)
     }
 
+    /// `--kernel K` of `test` when one is given.
+    fn kernel_args(&self) -> Vec<&str> {
+        match &self.kernel {
+            Some(kernel) => vec!["--kernel", kernel],
+            None => Vec::new(),
+        }
+    }
+
     /// Seconds from QEMU's start to its exit, running the image of a whole `--jobs 1` run
     /// without the harness: its console goes to a file, nobody reads it.
     fn bare_qemu(&self, arch: Arch) -> anyhow::Result<f64> {
         let dir = tempfile::TempDir::new().context("cannot create a temporary directory")?;
         let arch_name = arch.to_string();
-        let mut argv = vec!["cargo xtask", "test", "--arch", &arch_name];
-        if let Some(kernel) = &self.kernel {
-            argv.extend(["--kernel", kernel]);
-        }
+        let argv = [
+            &["cargo xtask", "test", "--arch", &arch_name],
+            &self.kernel_args()[..],
+        ]
+        .concat();
         let Verb::Test(test) = Xtask::try_parse_from(argv)?.command else {
             anyhow::bail!("cannot build the bare guest's flags");
         };

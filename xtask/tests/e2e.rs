@@ -662,19 +662,15 @@ fn a_failure_is_retried_once_in_a_fresh_guest_and_stays_a_failure() {
     assert_eq!(diff.count(runner::diff::Class::Regression), 1, "{diff:?}");
 }
 
-/// Runs the corpus of `fixture` on x86_64 in interp and jit; the directory holds the run.
-fn x86_64_corpus(fixture: &str) -> (Output, Option<Report>, tempfile::TempDir) {
+/// Runs the corpus of `fixture` on x86_64 with `extra` flags; the directory holds the run.
+fn x86_64_corpus(fixture: &str, extra: &[&str]) -> (Output, Option<Report>, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let dir = fixtures(fixture);
     let args = [
-        "test",
-        "--arch",
-        "x86_64",
-        "--conformance-dir",
-        &dir,
-        "--mode",
-        "interp,jit",
-    ];
+        &["test", "--arch", "x86_64", "--conformance-dir", &dir],
+        extra,
+    ]
+    .concat();
     let (output, report) = xtask(&args, out.path());
     (output, report, out)
 }
@@ -683,7 +679,7 @@ fn x86_64_corpus(fixture: &str) -> (Output, Option<Report>, tempfile::TempDir) {
 /// an `error` in every mode naming its position, the report is written, and the run exits 2.
 #[test]
 fn a_malformed_corpus_file_is_one_error_result_and_the_rest_runs() {
-    let (output, report, out) = x86_64_corpus("conformance-malformed");
+    let (output, report, out) = x86_64_corpus("conformance-malformed", &["--mode", "interp,jit"]);
     assert_eq!(output.status.code(), Some(2), "{}", show(&output));
     let report = report.unwrap_or_else(|| panic!("no report: {}", show(&output)));
     assert!(
@@ -830,7 +826,7 @@ fn mips64el_own_suites_find_the_tail_call_index_bug() {
 
 #[test]
 fn isa_v4_instructions_are_skipped_with_a_reason_on_6_1() {
-    let (output, report, _out) = x86_64_corpus("conformance-isa-v4");
+    let (output, report, _out) = x86_64_corpus("conformance-isa-v4", &["--mode", "interp,jit"]);
     assert_eq!(output.status.code(), Some(0), "{}", show(&output));
     let report = report.unwrap();
     assert_eq!(report.results.len(), 2);
@@ -851,22 +847,9 @@ fn isa_v4_instructions_are_skipped_with_a_reason_on_6_1() {
 /// the same words.
 #[test]
 fn a_known_difference_is_a_skip_with_its_reason_and_without_an_entry_a_fail() {
-    let dir = fixtures("conformance-known-difference");
     let run = |extra: &[&str]| {
-        let out = tempfile::tempdir().unwrap();
-        let args = [
-            &[
-                "test",
-                "--arch",
-                "x86_64",
-                "--conformance-dir",
-                &dir,
-                "--no-baseline",
-            ],
-            extra,
-        ]
-        .concat();
-        let (output, report) = xtask(&args, out.path());
+        let args = [&["--no-baseline"], extra].concat();
+        let (output, report, _out) = x86_64_corpus("conformance-known-difference", &args);
         (output, report.unwrap())
     };
     let (output, report) = run(&[]);
