@@ -4,6 +4,7 @@
 
 pub mod c;
 pub mod conformance;
+pub mod matrix;
 pub mod yaml;
 
 use std::fmt;
@@ -319,7 +320,13 @@ pub fn load(
         let dir = suites_dir.join(suite.name());
         let cases = match suite {
             AgentSuite::Conformance => conformance::load_dir(&dir)?,
-            AgentSuite::Verifier | AgentSuite::Xdp => yaml::load_dir(&dir, suite, big_endian)?,
+            AgentSuite::Verifier => {
+                // The hand-written cases, then those generated from the tables of `matrix/`.
+                let mut cases = yaml::load_dir(&dir, suite, big_endian)?;
+                cases.extend(matrix::load_dir(&dir.join("matrix"))?);
+                cases
+            }
+            AgentSuite::Xdp => yaml::load_dir(&dir, suite, big_endian)?,
         };
         entries.extend(cases.into_iter().map(Ok));
     }
