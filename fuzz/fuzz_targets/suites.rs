@@ -5,12 +5,13 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use runner::cases::{conformance, yaml, AgentSuite};
+use runner::cases::{conformance, matrix, yaml, AgentSuite};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let _ = runner::bpf::asm::assemble(&text);
     let _ = conformance::parse(Path::new("fuzz.data"), &text, "fuzz");
+    let _ = matrix::parse(Path::new("fuzz.yaml"), &text);
     for suite in [AgentSuite::Verifier, AgentSuite::Xdp] {
         for big_endian in [false, true] {
             let _ = yaml::parse(Path::new("fuzz.yaml"), &text, suite, big_endian);
