@@ -244,7 +244,11 @@ pub fn bound(jump: Jump, width: Width, k_bits: u64, side: Side) -> Option<Bound>
         (Jump::Jset, true) if k_bits.is_power_of_two() => Bound::Lower(k),
         (Jump::Jset, false) if k_bits != 0 => {
             let low = !k_bits & width.mask();
-            if (u128::from(low) + 1).is_power_of_two() {
+            // On this side the verifier forgets the register's ranges and keeps its known
+            // bits only (reg_set_min_max: `__mark_reg_unbounded(false_reg)` before the tnum
+            // is narrowed, Linux 6.1), so the floor it knows is 0, not the window's: only a
+            // ceiling whose window starts at 0 is a bound it keeps exactly.
+            if (u128::from(low) + 1).is_power_of_two() && i128::from(low) < WINDOW / 2 {
                 Bound::Upper(i128::from(low))
             } else {
                 return None;
@@ -1001,6 +1005,13 @@ mod tests {
         assert_eq!(b(Jset, Jmp64, u64::MAX, FallThrough), Some(Upper(0)));
         assert_eq!(b(Jset, Jmp64, 3, Taken), None);
         assert_eq!(b(Jset, Jmp64, 0, FallThrough), None);
+        // Clearing bit 31 and up leaves 0..=2^31-1, which no 256-byte value holds.
+        assert_eq!(b(Jset, Jmp32, 0x8000_0000, FallThrough), None);
+        assert_eq!(
+            b(Jset, Jmp64, -128i64 as u64, FallThrough),
+            Some(Upper(127))
+        );
+        assert_eq!(b(Jset, Jmp64, -256i64 as u64, FallThrough), None);
         assert_eq!(b(Jset, Jmp64, s64_min, Taken), Some(Lower(1i128 << 63)));
     }
 
