@@ -933,6 +933,16 @@ mod tests {
         }
     }
 
+    /// docs/suites.md gives the table's size: a change of the table changes it there too.
+    #[test]
+    fn the_table_gives_the_cases_the_docs_say() {
+        let (_, cases) = table();
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/suites.md");
+        let docs = std::fs::read_to_string(docs).unwrap();
+        let said = format!("{} cases from", cases.len());
+        assert!(docs.contains(&said), "docs/suites.md should say `{said}`");
+    }
+
     /// Every jump appears in both widths, with both operands, on each side that can bound:
     /// the equal side for JEQ and JNE, both sides for the others.
     #[test]
