@@ -95,11 +95,18 @@ pub fn bundle(cases: &[Case], modes: &[Mode], start: AgentStart) -> String {
         let _ = writeln!(out, "start {} {}", start.mode, start.skip);
     }
     for (id, case) in cases.iter().enumerate() {
-        // RUN, UNPRIV, and always JITDUMP: a divergence report shows the JIT'ed code. No LOG:
-        // the agent fetches the log itself when a load fails.
+        // RUN, UNPRIV, and always JITDUMP: a divergence report shows the JIT'ed code. LOG for
+        // a case that must be rejected: the agent loads it once, with the log, instead of
+        // once for the verdict and again for the log (it fetches the log itself when any
+        // other load fails).
+        let rejected = matches!(
+            case.expect,
+            Expectation::Verdict { accept: false, .. } | Expectation::LoadError(_)
+        );
         let flags = u32::from(case.run)
             | (u32::from(case.unprivileged) << 1)
             | 4
+            | (u32::from(rejected) << 3)
             | (u32::from(case.attach) << 4);
         let _ = writeln!(out, "case {id} {flags}");
         for (slot, map) in case.maps.iter().enumerate() {
@@ -388,6 +395,14 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
                 log_tail(&obs.log)
             )),
         );
+    }
+    if let Some(lacking) = case.lacking.as_ref().filter(|_| !loaded) {
+        if obs.log.as_deref().unwrap_or("").contains(lacking.log.as_str()) {
+            return (
+                Status::Skip,
+                Some(format!("{}{}", lacking.reason, log_tail(&obs.log))),
+            );
+        }
     }
     match &case.expect {
         Expectation::Verdict { accept, log } => {

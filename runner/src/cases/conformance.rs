@@ -256,6 +256,7 @@ pub fn parse(path: &Path, text: &str, name: &str, memory: Memory) -> Result<Case
         expect,
         needs_isa_v4,
         little_endian_only: text.lines().any(|l| l.trim() == "# endian: little"),
+        lacking: None,
     })
 }
 

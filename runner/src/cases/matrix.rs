@@ -1,7 +1,12 @@
-//! Verifier cases generated at the exact edges of range tracking (issue 17).
+//! Verifier cases generated at the exact edges of range and alignment tracking (issue 17).
 //!
-//! A table in `suites/verifier/matrix/` (see suites/README.md) lists conditional jumps and the
-//! constants they compare with. Every (jump, width, operand, side, constant) whose side bounds
+//! Each table in `suites/verifier/matrix/` (see suites/README.md) names its family: `range`
+//! (this module), `alu` (range propagation through ALU instructions and spills, [`alu`]) or
+//! `align` (alignment under `BPF_F_STRICT_ALIGNMENT`, [`align`]). Every generated case has a
+//! stable name, its verdict computed from the instructions' semantics, and, when the kernel
+//! lets an unprivileged user load it, an unprivileged twin.
+//!
+//! A `range` table lists conditional jumps and the constants they compare with. Every (jump, width, operand, side, constant) whose side bounds
 //! the compared register becomes a pair of programs: the bounded register, used as an offset
 //! into a 256-byte map value, reaches exactly the last (or first) byte when the verifier's
 //! bound is exact, which must be accepted, and one byte past it in the other program, which
@@ -19,32 +24,39 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    files_in, read_file, resolve_maps, AgentSuite, Case, CaseError, Expectation, MapSpec, ProgSpec,
-    MAP_TYPE_ARRAY, PROG_TYPE_XDP,
+    files_in, read_file, resolve_maps, AgentSuite, Case, CaseError, Expectation, Lacking, MapSpec,
+    ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
 };
+
+/// `BPF_PROG_TYPE_SOCKET_FILTER`: what an unprivileged twin loads as (uid 65534 may load no
+/// XDP program).
+const PROG_TYPE_SOCKET_FILTER: u32 = 1;
 use crate::bpf::asm;
+
+pub mod align;
+pub mod alu;
 
 /// The map value the bounded register indexes: as wide as the window, so that whatever part
 /// of the window a jump keeps fits in it.
 pub const VALUE_SIZE: i128 = 256;
 
 /// The register starts as a byte loaded from a map (0..=255) moved into place: the window.
-const WINDOW: i128 = 256;
+pub(crate) const WINDOW: i128 = 256;
 
 /// The frame of the XDP test run: its content is never read.
-const FRAME: usize = 64;
+pub(crate) const FRAME: usize = 64;
 
 /// The upper half of the register holding a JMP32 constant: JMP32 compares the low halves
 /// only, so a verifier that looked at the whole register would get the bound wrong.
-const DIRTY_UPPER: u64 = 0x5a5a_5a5a_0000_0000;
+pub(crate) const DIRTY_UPPER: u64 = 0x5a5a_5a5a_0000_0000;
 
 /// What the accepted program returns after storing its byte (XDP_PASS, as the conformance
 /// epilogue, so the agent's `R0` judgement applies); the other side returns XDP_DROP.
-const RAN: u32 = super::conformance::EPILOGUE_ACTION;
+pub(crate) const RAN: u32 = super::conformance::EPILOGUE_ACTION;
 
 /// The rejection's words, the same on every kernel line we run (6.1, 6.12, 7.x):
 /// `__check_mem_access` names the map value before saying which bound failed.
-const REJECTED: &str = "invalid access to map value";
+pub(crate) const REJECTED: &str = "invalid access to map value";
 
 /// The rejections of an index whose upper half is unknown: the pointer arithmetic is refused
 /// before any access (check_reg_sane_offset), in the first words when the index's signed
@@ -122,14 +134,14 @@ impl Width {
         }
     }
 
-    fn bits(self) -> u32 {
+    pub(crate) fn bits(self) -> u32 {
         match self {
             Width::Jmp64 => 64,
             Width::Jmp32 => 32,
         }
     }
 
-    fn mask(self) -> u64 {
+    pub(crate) fn mask(self) -> u64 {
         match self {
             Width::Jmp64 => u64::MAX,
             Width::Jmp32 => u64::from(u32::MAX),
@@ -327,7 +339,7 @@ const NAMED: [(&str, i128); 6] = [
 
 impl Constant {
     /// Its bits in `width`, when it fits there as a signed or an unsigned number.
-    fn bits(&self, width: Width) -> Option<u64> {
+    pub(crate) fn bits(&self, width: Width) -> Option<u64> {
         let bits = width.bits();
         let fits = -(1i128 << (bits - 1)) <= self.value && self.value < (1i128 << bits);
         fits.then(|| {
@@ -374,7 +386,7 @@ struct Variant {
 }
 
 /// How the table says which of a dimension's values a row takes; all of them when absent.
-fn pick<T: Copy>(
+pub(crate) fn pick<T: Copy>(
     all: &[T],
     name: fn(T) -> &'static str,
     wanted: &Option<Vec<String>>,
@@ -401,6 +413,7 @@ fn pick<T: Copy>(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Table {
+    #[allow(dead_code)] // read by `parse`
     family: String,
     rows: Vec<Row>,
 }
@@ -429,19 +442,48 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Case>, CaseError> {
     Ok(cases)
 }
 
-/// The line (from 1) of each row of a table: the lines that start a `- jump:` entry.
-fn row_lines(text: &str) -> Vec<usize> {
+/// The line (from 1) of each row of a table: the lines that start a `- KEY:` entry.
+pub(crate) fn row_lines(text: &str, key: &str) -> Vec<usize> {
+    let (plain, flow) = (format!("- {key}:"), format!("- {{{key}:"));
     text.lines()
         .enumerate()
         .filter(|(_, l)| {
             let l = l.trim_start();
-            l.starts_with("- jump:") || l.starts_with("- {jump:")
+            l.starts_with(&plain) || l.starts_with(&flow)
         })
         .map(|(i, _)| i + 1)
         .collect()
 }
 
-fn constant(value: &serde_yaml::Value, at: &str) -> Result<Constant, CaseError> {
+/// Reads a table as `T`, a YAML mistake named by its file, line and column.
+pub(crate) fn read_table<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, CaseError> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let at = match e.location() {
+            Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
+            None => path.display().to_string(),
+        };
+        let message = e.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m)
+            .to_owned();
+        CaseError::invalid(at, message)
+    })
+}
+
+/// The first key of every table: which family its rows belong to.
+#[derive(Deserialize)]
+struct Head {
+    family: String,
+}
+
+/// The families a table may name.
+const FAMILIES: [&str; 3] = ["range", "alu", "align"];
+
+pub(crate) fn constant(value: &serde_yaml::Value, at: &str) -> Result<Constant, CaseError> {
     let bad = || {
         let names: Vec<&str> = NAMED.iter().map(|(n, _)| *n).collect();
         CaseError::invalid(
@@ -483,28 +525,32 @@ fn constant(value: &serde_yaml::Value, at: &str) -> Result<Constant, CaseError> 
 
 /// Parses one table and generates its cases.
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Case>, CaseError> {
-    let table: Table = serde_yaml::from_str(text).map_err(|e| {
-        let at = match e.location() {
-            Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
-            None => path.display().to_string(),
-        };
-        let message = e.to_string();
-        let message = message
-            .rsplit_once(" at line ")
-            .map_or(message.as_str(), |(m, _)| m)
-            .to_owned();
-        CaseError::invalid(at, message)
-    })?;
-    if table.family != "range" {
-        return Err(CaseError::invalid(
-            format!("{}:1", path.display()),
-            format!(
-                "unknown family `{}`: this table format knows `range`",
-                table.family
-            ),
-        ));
-    }
-    let lines = row_lines(text);
+    let head: Head = read_table(path, text)?;
+    let cases = match head.family.as_str() {
+        "range" => parse_range(path, text)?,
+        "alu" => alu::parse(path, text)?,
+        "align" => align::parse(path, text)?,
+        other => {
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("family:"))
+                .map_or(1, |i| i + 1);
+            return Err(CaseError::invalid(
+                format!("{}:{line}", path.display()),
+                format!(
+                    "unknown family `{other}`: a table is one of {}",
+                    FAMILIES.join(", ")
+                ),
+            ));
+        }
+    };
+    Ok(cases)
+}
+
+/// A `range` table's cases.
+fn parse_range(path: &Path, text: &str) -> Result<Vec<Case>, CaseError> {
+    let table: Table = read_table(path, text)?;
+    let lines = row_lines(text, "jump");
     let mut cases = Vec::new();
     for (i, row) in table.rows.iter().enumerate() {
         let line = lines.get(i).copied().unwrap_or(1);
@@ -684,10 +730,6 @@ fn variants(shape: &Shape<'_>) -> Vec<Variant> {
 }
 
 fn generate(shape: &Shape<'_>, path: &Path, at: &str) -> Result<Vec<Case>, CaseError> {
-    let line: usize = at
-        .rsplit_once(':')
-        .and_then(|(_, l)| l.parse().ok())
-        .unwrap_or(1);
     let mut cases = Vec::new();
     for v in variants(shape) {
         let name = format!(
@@ -701,61 +743,143 @@ fn generate(shape: &Shape<'_>, path: &Path, at: &str) -> Result<Vec<Case>, CaseE
         );
         let raw = v.at - shape.start;
         let index = v.at - v.minus + i128::from(v.off);
-        let maps = maps(raw);
-        let text = program(shape, &v);
-        let program = asm::assemble(&text).map_err(|e| {
-            CaseError::invalid(
-                at,
-                format!(
-                    "{name}: the generated program does not assemble at its line {}: {} (a bug \
-                     of the harness)",
-                    e.line, e.message
-                ),
-            )
-        })?;
-        let insns = resolve_maps(path, line, &program, &maps)?;
         let log: Vec<String> = if v.dirty {
             DIRTY_REJECTED.iter().map(|&t| t.to_owned()).collect()
         } else {
             vec![REJECTED.to_owned()]
         };
-        let (expect, run, read_maps) = if v.accept {
-            (
-                Expectation::R0(u64::from(pattern(index))),
-                true,
-                vec![(0, vec![0; 4])],
-            )
-        } else {
-            (
-                Expectation::Verdict { accept: false, log },
-                false,
-                Vec::new(),
-            )
-        };
-        cases.push(Case {
-            suite: AgentSuite::Verifier,
+        let generated = Generated {
             name,
-            number: 0, // `load` numbers the cases it read
-            origin: at.to_owned(),
-            guards: Some(guards(shape, &v, index)),
-            maps,
-            progs: vec![ProgSpec {
-                prog_type: PROG_TYPE_XDP,
-                expected_attach_type: 0,
-                prog_flags: 0,
-                insns,
-            }],
+            guards: guards(shape, &v, index),
+            text: program(shape, &v),
+            maps: maps(raw, VALUE_SIZE),
             data: vec![0; FRAME],
-            run,
-            attach: false,
-            unprivileged: false,
-            read_maps,
-            expect,
-            needs_isa_v4: false,
-            little_endian_only: false,
-        });
+            prog_flags: 0,
+            verdict: if v.accept {
+                Verdict::Reads(u64::from(pattern(index)))
+            } else {
+                Verdict::Rejected(log.clone())
+            },
+            // The unprivileged verifier's own path is the pointer arithmetic's sanitising,
+            // the same whichever operand bounded the index: the immediate's twins suffice.
+            unprivileged: (shape.operand == Operand::Imm).then(|| {
+                if v.accept {
+                    Verdict::Accepted
+                } else {
+                    Verdict::Rejected(log)
+                }
+            }),
+            lacking: None,
+        };
+        cases.extend(generated.cases(path, at)?);
     }
     Ok(cases)
+}
+
+/// What a generated program must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Load, run, and store this value in the result map (then return [`RAN`]).
+    Reads(u64),
+    /// Load (an unprivileged twin is never run).
+    Accepted,
+    /// Be rejected, the log holding one of these.
+    Rejected(Vec<String>),
+}
+
+/// One generated program, before assembly: what every family gives the builder.
+pub(crate) struct Generated {
+    pub name: String,
+    pub guards: String,
+    /// Assembly; map references by name (`map:values`).
+    pub text: String,
+    /// Slot 0 is the result map.
+    pub maps: Vec<MapSpec>,
+    /// The XDP test run's frame.
+    pub data: Vec<u8>,
+    pub prog_flags: u32,
+    pub verdict: Verdict,
+    /// What the same program does loaded by an unprivileged user, as a socket filter; `None`
+    /// when it has no twin.
+    pub unprivileged: Option<Verdict>,
+    /// The privileged case's skip on a kernel line without the tracking it needs.
+    pub lacking: Option<Lacking>,
+}
+
+impl Generated {
+    /// The case, and its unprivileged twin (named `NAME (unprivileged)`, as the hand-written
+    /// suites name theirs) when it has one.
+    pub(crate) fn cases(self, path: &Path, at: &str) -> Result<Vec<Case>, CaseError> {
+        let line: usize = at
+            .rsplit_once(':')
+            .and_then(|(_, l)| l.parse().ok())
+            .unwrap_or(1);
+        let program = asm::assemble(&self.text).map_err(|e| {
+            CaseError::invalid(
+                at,
+                format!(
+                    "{}: the generated program does not assemble at its line {}: {} (a bug \
+                     of the harness)",
+                    self.name, e.line, e.message
+                ),
+            )
+        })?;
+        let insns = resolve_maps(path, line, &program, &self.maps)?;
+        let case = |prog_type: u32, verdict: &Verdict, unprivileged: bool, name: String| {
+            let (expect, run, read_maps) = match verdict {
+                Verdict::Reads(value) => (Expectation::R0(*value), true, vec![(0, vec![0; 4])]),
+                Verdict::Accepted => (
+                    Expectation::Verdict {
+                        accept: true,
+                        log: Vec::new(),
+                    },
+                    false,
+                    Vec::new(),
+                ),
+                Verdict::Rejected(log) => (
+                    Expectation::Verdict {
+                        accept: false,
+                        log: log.clone(),
+                    },
+                    false,
+                    Vec::new(),
+                ),
+            };
+            Case {
+                suite: AgentSuite::Verifier,
+                name,
+                number: 0, // `load` numbers the cases it read
+                origin: at.to_owned(),
+                guards: Some(self.guards.clone()),
+                maps: self.maps.clone(),
+                progs: vec![ProgSpec {
+                    prog_type,
+                    expected_attach_type: 0,
+                    prog_flags: self.prog_flags,
+                    insns: insns.clone(),
+                }],
+                data: self.data.clone(),
+                run,
+                attach: false,
+                unprivileged,
+                read_maps,
+                expect,
+                needs_isa_v4: false,
+                little_endian_only: false,
+                lacking: self.lacking.clone(),
+            }
+        };
+        let mut out = vec![case(PROG_TYPE_XDP, &self.verdict, false, self.name.clone())];
+        if let Some(verdict) = &self.unprivileged {
+            out.push(case(
+                PROG_TYPE_SOCKET_FILTER,
+                verdict,
+                true,
+                format!("{} (unprivileged)", self.name),
+            ));
+        }
+        Ok(out)
+    }
 }
 
 fn guards(shape: &Shape<'_>, v: &Variant, index: i128) -> String {
@@ -792,8 +916,9 @@ fn guards(shape: &Shape<'_>, v: &Variant, index: i128) -> String {
 }
 
 /// The case's maps: slot 0 the result (read back as the agent reads a conformance result),
-/// then the input byte that sets the register, then the value it indexes.
-fn maps(raw: i128) -> Vec<MapSpec> {
+/// then the input byte that sets the register (and its upper half, for a dirty one), then the
+/// value it indexes, `value_size` bytes of [`pattern`].
+pub(crate) fn maps(raw: i128, value_size: i128) -> Vec<MapSpec> {
     let array = |name: &str, value_size: u32, value: Vec<u8>| MapSpec {
         name: name.to_owned(),
         map_type: MAP_TYPE_ARRAY,
@@ -813,17 +938,16 @@ fn maps(raw: i128) -> Vec<MapSpec> {
         array("input", 8, input),
         array(
             "values",
-            VALUE_SIZE as u32,
-            (0..VALUE_SIZE).map(pattern).collect(),
+            value_size as u32,
+            (0..value_size).map(pattern).collect(),
         ),
     ]
 }
 
-/// The program text: r1 = input byte, moved onto the window; the jump; r1 minus the index's
-/// origin; a load from the map value at r1.
-fn program(shape: &Shape<'_>, v: &Variant) -> String {
+/// The start of every generated program: the three maps looked up, each pointer in a
+/// callee-saved register: r6 input, r7 values, r8 result (`out` returns 1 when one fails).
+pub(crate) fn lookups() -> String {
     let mut t = String::new();
-    // Each lookup's result goes to a callee-saved register: r6 input, r7 values, r8 result.
     for (map, reg) in [("input", 6), ("values", 7), ("result", 8)] {
         let _ = write!(
             t,
@@ -831,6 +955,13 @@ fn program(shape: &Shape<'_>, v: &Variant) -> String {
              call map_lookup_elem\njeq %r0, 0, out\nmov %r{reg}, %r0\n"
         );
     }
+    t
+}
+
+/// The program text: r1 = input byte, moved onto the window; the jump; r1 minus the index's
+/// origin; a load from the map value at r1.
+fn program(shape: &Shape<'_>, v: &Variant) -> String {
+    let mut t = lookups();
     t.push_str("ldxb %r1, [%r6+0]\n");
     let suffix = match shape.width {
         Width::Jmp64 => "",

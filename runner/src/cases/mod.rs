@@ -130,6 +130,18 @@ pub struct Case {
     /// Written for a little-endian machine (`# endian: little`): its memory and expected
     /// value are in that byte order, so a big-endian guest gets `skip`, not `fail`.
     pub little_endian_only: bool,
+    /// What a kernel line without something the case needs (a range it does not track yet)
+    /// says when it rejects the case: `skip`, with the reason, not `fail`.
+    pub lacking: Option<Lacking>,
+}
+
+/// A rejection that means the kernel lacks a feature, not that it is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lacking {
+    /// Text of the verifier's log that marks the rejection.
+    pub log: String,
+    /// Why that is a skip, for the report.
+    pub reason: String,
 }
 
 /// A file of a bpf_conformance corpus (`--conformance-dir`) that cannot be read as a case: it

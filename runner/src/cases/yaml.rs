@@ -476,6 +476,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
         },
         needs_isa_v4: false,
         little_endian_only: false,
+        lacking: None,
     };
     let mut cases = vec![base.clone()];
     if let Some(unpriv) = yaml.unprivileged {
@@ -618,6 +619,7 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<
         expect,
         needs_isa_v4: false,
         little_endian_only: false,
+        lacking: None,
     })
 }
 
