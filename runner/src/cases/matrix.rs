@@ -1034,22 +1034,43 @@ mod tests {
     use super::*;
     use std::collections::{BTreeMap, BTreeSet};
 
+    /// Every table's cases.
+    fn all() -> Vec<Case> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/verifier/matrix");
+        load_dir(&dir).unwrap()
+    }
+
+    /// The privileged cases of the `range` table.
     fn table() -> (std::path::PathBuf, Vec<Case>) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/verifier/matrix");
-        let cases = load_dir(&dir).unwrap();
+        let cases = all()
+            .into_iter()
+            .filter(|c| c.name.starts_with("range/") && !c.unprivileged)
+            .collect();
         (dir, cases)
     }
 
     #[test]
     fn names_are_stable_unique_and_well_formed() {
-        let (_, first) = table();
-        let (_, again) = table();
+        let first = all();
+        let again = all();
         let names: Vec<&str> = first.iter().map(|c| c.name.as_str()).collect();
         let again: Vec<&str> = again.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, again);
         let unique: BTreeSet<&str> = names.iter().copied().collect();
         assert_eq!(unique.len(), names.len(), "a name repeats");
-        for name in &names {
+        // An unprivileged twin is its case's name and ` (unprivileged)`, of a socket filter.
+        for c in &first {
+            let base = c.name.strip_suffix(" (unprivileged)");
+            assert_eq!(base.is_some(), c.unprivileged, "{}", c.name);
+            if let Some(base) = base {
+                assert!(unique.contains(base), "{} has no privileged case", c.name);
+                assert_eq!(c.progs[0].prog_type, PROG_TYPE_SOCKET_FILTER);
+                assert!(!c.run);
+            }
+        }
+        let (_, range) = table();
+        for name in range.iter().map(|c| c.name.as_str()) {
             let parts: Vec<&str> = name.split('/').collect();
             assert_eq!(parts.len(), 7, "{name}");
             assert_eq!(parts[0], "range");
@@ -1064,13 +1085,24 @@ mod tests {
         }
     }
 
-    /// docs/suites.md gives the table's size: a change of the table changes it there too.
+    /// docs/suites.md gives each family's size: a change of a table changes it there too.
     #[test]
-    fn the_table_gives_the_cases_the_docs_say() {
-        let (_, cases) = table();
+    fn the_tables_give_the_cases_the_docs_say() {
+        let cases = all();
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/suites.md");
         let docs = std::fs::read_to_string(docs).unwrap();
-        let said = format!("{} cases from", cases.len());
+        for family in FAMILIES {
+            let of = |unprivileged: bool| {
+                cases
+                    .iter()
+                    .filter(|c| c.unprivileged == unprivileged)
+                    .filter(|c| c.name.starts_with(&format!("{family}/")))
+                    .count()
+            };
+            let said = format!("| `{family}` | {} | {} |", of(false), of(true));
+            assert!(docs.contains(&said), "docs/suites.md should say `{said}`");
+        }
+        let said = format!("{} cases in all", cases.len());
         assert!(docs.contains(&said), "docs/suites.md should say `{said}`");
     }
 
@@ -1395,10 +1427,37 @@ mod tests {
                 .starts_with("m.yaml:3: constant `big` is neither a number nor one of s32_min"),
             "{err}"
         );
-        let err = parse(p, "family: align\nrows: []\n").unwrap_err();
+        let err = parse(p, "# a table\nfamily: aligned\nrows: []\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "m.yaml:1: unknown family `align`: this table format knows `range`"
+            "m.yaml:2: unknown family `aligned`: a table is one of range, alu, align"
+        );
+        let err = parse(p, "family: alu\nrows:\n  - op: add\n  - op: neg\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.yaml:3: `add` takes a second operand: give its `constants`"
+        );
+        let err = parse(p, "family: alu\nrows:\n  - op: neg\n    constants: [1]\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.yaml:3: `neg` takes no operand: drop its `constants`"
+        );
+        let err = parse(p, "family: alu\nrows:\n  - op: lsh\n    from: -1\n    constants: [40]\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("m.yaml:3: this row of `lsh` gives no case"),
+            "{err}"
+        );
+        let err = parse(p, "family: align\nrows:\n  - pointer: map\n    masks: [0x48]\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("m.yaml:3: mask `72` is not a number from 1 to 0x40"),
+            "{err}"
+        );
+        let err = parse(p, "family: align\nrows:\n  - pointer: heap\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.yaml:3: unknown pointer `heap`: use one of packet, map, stack"
         );
         let err = parse(
             p,

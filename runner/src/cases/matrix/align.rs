@@ -299,6 +299,50 @@ fn program(pointer: Pointer, size: Size, mask: Option<u8>, off: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cases::Expectation;
+
+    fn table() -> Vec<Case> {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/verifier/matrix/align.yaml");
+        parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    /// Every pointer, size and offset modulo 8 with a fixed offset, each with a variable one
+    /// too; strict alignment asked for in all; unprivileged twins for the map value and stack.
+    #[test]
+    fn every_pointer_size_and_offset_is_present() {
+        let cases = table();
+        for pointer in Pointer::ALL {
+            for size in Size::ALL {
+                for off in 0..8 {
+                    let name = format!("align/{}/{}/fixed/{off}", pointer.name(), size.name());
+                    let c = cases.iter().find(|c| c.name == name).expect(&name);
+                    assert_eq!(c.progs[0].prog_flags, F_STRICT_ALIGNMENT);
+                    let ok = aligned(pointer, size, None, off);
+                    assert_eq!(matches!(c.expect, Expectation::R0(_)), ok, "{name}");
+                    let twin = format!("{name} (unprivileged)");
+                    assert_eq!(
+                        cases.iter().any(|c| c.name == twin),
+                        pointer != Pointer::Packet,
+                        "{twin}"
+                    );
+                }
+                let var = format!("align/{}/{}/var-", pointer.name(), size.name());
+                assert!(cases.iter().any(|c| c.name.starts_with(&var)), "{var}");
+            }
+        }
+    }
+
+    /// The value read, big-endian whatever the arch: a u32 at packet offset 2 + (byte & 0x3c)
+    /// run with the byte 0x3c reads bytes 62..66 of the frame.
+    #[test]
+    fn the_run_reads_big_endian_bytes_at_the_largest_offset() {
+        let c = generate(Pointer::Packet, Size::W, Some(0x3c), 2);
+        let want = (62..66).fold(0u64, |v, i| (v << 8) | u64::from(pattern(i)));
+        assert_eq!(c.verdict, Verdict::Reads(want));
+        assert!(c.text.contains("and %r1, 0x3c\nadd %r2, %r1\n"), "{}", c.text);
+        assert!(c.text.contains("ldxw %r1, [%r2+2]\nbe32 %r1\n"), "{}", c.text);
+    }
 
     #[test]
     fn alignment_by_pointer_size_offset_and_mask() {

@@ -474,6 +474,60 @@ fn bits64(v: i128) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cases::Expectation;
+    use std::collections::BTreeSet;
+
+    fn table() -> Vec<Case> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites/verifier/matrix/alu.yaml");
+        parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    /// Every operation of the issue is in the table, in both widths (`mov` in alu32 only) and,
+    /// for the binary ones, with both operands; each as an accepted program and the two
+    /// programs one byte out.
+    #[test]
+    fn every_operation_width_and_operand_is_present() {
+        let cases = table();
+        let names: BTreeSet<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        for op in Op::ALL {
+            for width in Width::ALL {
+                if op == Op::Mov && width == Width::Alu64 {
+                    continue;
+                }
+                let operands: Vec<String> = if op.binary() {
+                    Operand::ALL.iter().map(|o| format!("/{}/", o.name())).collect()
+                } else {
+                    vec![String::new()]
+                };
+                for o in operands {
+                    let head = format!("alu/{}/{}{o}", op.name(), width.name());
+                    for suffix in ["bound", "bound+1", "bound-1"] {
+                        assert!(
+                            names.iter().any(|n| n.starts_with(&head) && n.ends_with(&format!("/{suffix}"))),
+                            "no {head}…/{suffix}"
+                        );
+                    }
+                }
+            }
+        }
+        for c in cases.iter().filter(|c| !c.unprivileged) {
+            let accept = c.name.ends_with("/bound");
+            assert_eq!(matches!(c.expect, Expectation::R0(_)), accept, "{}", c.name);
+        }
+    }
+
+    /// The accepted program's run reads the value's last byte; the map value is as large as
+    /// the results' span.
+    #[test]
+    fn the_run_reads_the_last_byte_of_a_value_as_large_as_the_span() {
+        let cases = table();
+        let c = cases.iter().find(|c| c.name == "alu/lsh/alu64/imm/4/bound").unwrap();
+        assert_eq!(c.maps[2].value_size, 4081);
+        assert_eq!(c.maps[1].init[0].1[0], 255);
+        assert_eq!(c.expect, Expectation::R0(u64::from(pattern(4080))));
+        let c = cases.iter().find(|c| c.name == "alu/arsh/alu32/imm/4/bound").unwrap();
+        assert_eq!(c.maps[2].value_size, 16);
+    }
 
     #[test]
     fn semantics_in_each_width() {
