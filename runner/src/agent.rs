@@ -397,7 +397,12 @@ pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status,
         );
     }
     if let Some(lacking) = case.lacking.as_ref().filter(|_| !loaded) {
-        if obs.log.as_deref().unwrap_or("").contains(lacking.log.as_str()) {
+        if obs
+            .log
+            .as_deref()
+            .unwrap_or("")
+            .contains(lacking.log.as_str())
+        {
             return (
                 Status::Skip,
                 Some(format!("{}{}", lacking.reason, log_tail(&obs.log))),

@@ -762,12 +762,10 @@ fn generate(shape: &Shape<'_>, path: &Path, at: &str) -> Result<Vec<Case>, CaseE
             },
             // The unprivileged verifier's own path is the pointer arithmetic's sanitising,
             // the same whichever operand bounded the index: the immediate's twins suffice.
-            unprivileged: (shape.operand == Operand::Imm).then(|| {
-                if v.accept {
-                    Verdict::Accepted
-                } else {
-                    Verdict::Rejected(log)
-                }
+            unprivileged: (shape.operand == Operand::Imm).then_some(if v.accept {
+                Verdict::Accepted
+            } else {
+                Verdict::Rejected(log)
             }),
             lacking: None,
         };
@@ -1442,13 +1440,21 @@ mod tests {
             err.to_string(),
             "m.yaml:3: `neg` takes no operand: drop its `constants`"
         );
-        let err = parse(p, "family: alu\nrows:\n  - op: lsh\n    from: -1\n    constants: [40]\n").unwrap_err();
+        let err = parse(
+            p,
+            "family: alu\nrows:\n  - op: lsh\n    from: -1\n    constants: [40]\n",
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("m.yaml:3: this row of `lsh` gives no case"),
             "{err}"
         );
-        let err = parse(p, "family: align\nrows:\n  - pointer: map\n    masks: [0x48]\n").unwrap_err();
+        let err = parse(
+            p,
+            "family: align\nrows:\n  - pointer: map\n    masks: [0x48]\n",
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("m.yaml:3: mask `72` is not a number from 1 to 0x40"),

@@ -108,7 +108,7 @@ impl Size {
 /// bits at least as many as the size needs.
 pub fn aligned(pointer: Pointer, size: Size, mask: Option<u8>, off: u64) -> bool {
     let n = size.bytes();
-    let fixed = (pointer.base() + off) % n == 0;
+    let fixed = (pointer.base() + off).is_multiple_of(n);
     let variable = mask.is_none_or(|m| m == 0 || 1u64 << m.trailing_zeros() >= n);
     n == 1 || (fixed && variable)
 }
@@ -197,11 +197,7 @@ fn generate(pointer: Pointer, size: Size, mask: Option<u8>, off: u8) -> Generate
         Some(m) => format!("var-{m:#x}"),
         None => "fixed".to_owned(),
     };
-    let name = format!(
-        "align/{}/{}/{variable}/{off}",
-        pointer.name(),
-        size.name()
-    );
+    let name = format!("align/{}/{}/{variable}/{off}", pointer.name(), size.name());
     // The run's variable offset: the mask itself, the largest it allows.
     let var = mask.unwrap_or(0);
     let at = usize::from(var) + usize::from(off);
@@ -340,8 +336,16 @@ mod tests {
         let c = generate(Pointer::Packet, Size::W, Some(0x3c), 2);
         let want = (62..66).fold(0u64, |v, i| (v << 8) | u64::from(pattern(i)));
         assert_eq!(c.verdict, Verdict::Reads(want));
-        assert!(c.text.contains("and %r1, 0x3c\nadd %r2, %r1\n"), "{}", c.text);
-        assert!(c.text.contains("ldxw %r1, [%r2+2]\nbe32 %r1\n"), "{}", c.text);
+        assert!(
+            c.text.contains("and %r1, 0x3c\nadd %r2, %r1\n"),
+            "{}",
+            c.text
+        );
+        assert!(
+            c.text.contains("ldxw %r1, [%r2+2]\nbe32 %r1\n"),
+            "{}",
+            c.text
+        );
     }
 
     #[test]

@@ -256,7 +256,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Case>, CaseError> {
             (true, true) => {
                 return Err(CaseError::invalid(
                     &at,
-                    format!("`{}` takes a second operand: give its `constants`", op.name()),
+                    format!(
+                        "`{}` takes a second operand: give its `constants`",
+                        op.name()
+                    ),
                 ))
             }
             (false, false) => {
@@ -495,7 +498,10 @@ mod tests {
                     continue;
                 }
                 let operands: Vec<String> = if op.binary() {
-                    Operand::ALL.iter().map(|o| format!("/{}/", o.name())).collect()
+                    Operand::ALL
+                        .iter()
+                        .map(|o| format!("/{}/", o.name()))
+                        .collect()
                 } else {
                     vec![String::new()]
                 };
@@ -521,11 +527,17 @@ mod tests {
     #[test]
     fn the_run_reads_the_last_byte_of_a_value_as_large_as_the_span() {
         let cases = table();
-        let c = cases.iter().find(|c| c.name == "alu/lsh/alu64/imm/4/bound").unwrap();
+        let c = cases
+            .iter()
+            .find(|c| c.name == "alu/lsh/alu64/imm/4/bound")
+            .unwrap();
         assert_eq!(c.maps[2].value_size, 4081);
         assert_eq!(c.maps[1].init[0].1[0], 255);
         assert_eq!(c.expect, Expectation::R0(u64::from(pattern(4080))));
-        let c = cases.iter().find(|c| c.name == "alu/arsh/alu32/imm/4/bound").unwrap();
+        let c = cases
+            .iter()
+            .find(|c| c.name == "alu/arsh/alu32/imm/4/bound")
+            .unwrap();
         assert_eq!(c.maps[2].value_size, 16);
     }
 
@@ -533,10 +545,19 @@ mod tests {
     fn semantics_in_each_width() {
         assert_eq!(apply(Op::Neg, Width::Alu64, 5, 0), Some(-5i64 as u64));
         assert_eq!(apply(Op::Neg, Width::Alu32, 5, 0), Some(0xffff_fffb));
-        assert_eq!(apply(Op::Arsh, Width::Alu32, 0xffff_ff00, 4), Some(0xffff_fff0));
-        assert_eq!(apply(Op::Arsh, Width::Alu64, 0xffff_ff00, 4), Some(0x0fff_fff0));
+        assert_eq!(
+            apply(Op::Arsh, Width::Alu32, 0xffff_ff00, 4),
+            Some(0xffff_fff0)
+        );
+        assert_eq!(
+            apply(Op::Arsh, Width::Alu64, 0xffff_ff00, 4),
+            Some(0x0fff_fff0)
+        );
         assert_eq!(apply(Op::Lsh, Width::Alu32, 1, 32), None);
-        assert_eq!(apply(Op::Mov, Width::Alu32, 0x5a5a_0000_0000_0007, 0), Some(7));
+        assert_eq!(
+            apply(Op::Mov, Width::Alu32, 0x5a5a_0000_0000_0007, 0),
+            Some(7)
+        );
         assert_eq!(apply(Op::Add, Width::Alu32, 0xffff_ffff, 1), Some(0));
     }
 
