@@ -24,8 +24,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    files_in, read_file, resolve_maps, AgentSuite, Case, CaseError, Expectation, Lacking, MapSpec,
-    ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
+    files_in, from_yaml, read_file, resolve_maps, AgentSuite, Case, CaseError, Expectation,
+    Lacking, MapSpec, ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
 };
 
 /// `BPF_PROG_TYPE_SOCKET_FILTER`: what an unprivileged twin loads as (uid 65534 may load no
@@ -412,14 +412,6 @@ pub(crate) fn pick<T: Copy>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Table {
-    #[allow(dead_code)] // read by `parse`
-    family: String,
-    rows: Vec<Row>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Row {
     jump: String,
     widths: Option<Vec<String>>,
@@ -455,23 +447,13 @@ pub(crate) fn row_lines(text: &str, key: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Reads a table as `T`, a YAML mistake named by its file, line and column.
-pub(crate) fn read_table<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    text: &str,
-) -> Result<T, CaseError> {
-    serde_yaml::from_str(text).map_err(|e| {
-        let at = match e.location() {
-            Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
-            None => path.display().to_string(),
-        };
-        let message = e.to_string();
-        let message = message
-            .rsplit_once(" at line ")
-            .map_or(message.as_str(), |(m, _)| m)
-            .to_owned();
-        CaseError::invalid(at, message)
-    })
+/// A table of any family: its rows, of the family's own kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Table<R> {
+    #[allow(dead_code)] // read by `parse`, through `Head`
+    family: String,
+    pub rows: Vec<R>,
 }
 
 /// The first key of every table: which family its rows belong to.
@@ -525,7 +507,7 @@ pub(crate) fn constant(value: &serde_yaml::Value, at: &str) -> Result<Constant, 
 
 /// Parses one table and generates its cases.
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Case>, CaseError> {
-    let head: Head = read_table(path, text)?;
+    let head: Head = from_yaml(path, text)?;
     let cases = match head.family.as_str() {
         "range" => parse_range(path, text)?,
         "alu" => alu::parse(path, text)?,
@@ -549,7 +531,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Case>, CaseError> {
 
 /// A `range` table's cases.
 fn parse_range(path: &Path, text: &str) -> Result<Vec<Case>, CaseError> {
-    let table: Table = read_table(path, text)?;
+    let table: Table<Row> = from_yaml(path, text)?;
     let lines = row_lines(text, "jump");
     let mut cases = Vec::new();
     for (i, row) in table.rows.iter().enumerate() {
@@ -1399,81 +1381,51 @@ mod tests {
 
     #[test]
     fn table_mistakes_name_their_line() {
-        let p = Path::new("m.yaml");
-        let err = parse(p, "family: range\nrows:\n  - jump: jle\n    constants: [0]\n  - jump: jlte\n    constants: [0]\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "m.yaml:5: unknown jump `jlte`: use one of jeq, jne, jgt, jge, jlt, jle, jsgt, jsge, jslt, jsle, jset"
-        );
-        let err = parse(
-            p,
-            "family: range\nrows:\n  - jump: jle\n    sides: [taken]\n    constants: [u64_max]\n",
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("m.yaml:3: this row of `jle` gives no case"),
-            "{err}"
-        );
-        let err = parse(
-            p,
-            "family: range\nrows:\n  - jump: jle\n    constants: [big]\n",
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("m.yaml:3: constant `big` is neither a number nor one of s32_min"),
-            "{err}"
-        );
-        let err = parse(p, "# a table\nfamily: aligned\nrows: []\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "m.yaml:2: unknown family `aligned`: a table is one of range, alu, align"
-        );
-        let err = parse(p, "family: alu\nrows:\n  - op: add\n  - op: neg\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "m.yaml:3: `add` takes a second operand: give its `constants`"
-        );
-        let err = parse(p, "family: alu\nrows:\n  - op: neg\n    constants: [1]\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "m.yaml:3: `neg` takes no operand: drop its `constants`"
-        );
-        let err = parse(
-            p,
-            "family: alu\nrows:\n  - op: lsh\n    from: -1\n    constants: [40]\n",
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("m.yaml:3: this row of `lsh` gives no case"),
-            "{err}"
-        );
-        let err = parse(
-            p,
-            "family: align\nrows:\n  - pointer: map\n    masks: [0x48]\n",
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("m.yaml:3: mask `72` is not a number from 1 to 0x40"),
-            "{err}"
-        );
-        let err = parse(p, "family: align\nrows:\n  - pointer: heap\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "m.yaml:3: unknown pointer `heap`: use one of packet, map, stack"
-        );
-        let err = parse(
-            p,
-            "family: range\nrows:\n  - jump: jle\n    constant: [0]\n",
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("m.yaml:4:5: rows[0]: unknown field `constant`"),
-            "{err}"
-        );
+        let mistakes = [
+            (
+                "family: range\nrows:\n  - jump: jle\n    constants: [0]\n  - jump: jlte\n    constants: [0]\n",
+                "m.yaml:5: unknown jump `jlte`: use one of jeq, jne, jgt, jge, jlt, jle, jsgt, jsge, jslt, jsle, jset",
+            ),
+            (
+                "family: range\nrows:\n  - jump: jle\n    sides: [taken]\n    constants: [u64_max]\n",
+                "m.yaml:3: this row of `jle` gives no case",
+            ),
+            (
+                "family: range\nrows:\n  - jump: jle\n    constants: [big]\n",
+                "m.yaml:3: constant `big` is neither a number nor one of s32_min",
+            ),
+            (
+                "# a table\nfamily: aligned\nrows: []\n",
+                "m.yaml:2: unknown family `aligned`: a table is one of range, alu, align",
+            ),
+            (
+                "family: range\nrows:\n  - jump: jle\n    constant: [0]\n",
+                "m.yaml:4:5: rows[0]: unknown field `constant`",
+            ),
+            (
+                "family: alu\nrows:\n  - op: add\n  - op: neg\n",
+                "m.yaml:3: `add` takes a second operand: give its `constants`",
+            ),
+            (
+                "family: alu\nrows:\n  - op: neg\n    constants: [1]\n",
+                "m.yaml:3: `neg` takes no operand: drop its `constants`",
+            ),
+            (
+                "family: alu\nrows:\n  - op: lsh\n    from: -1\n    constants: [40]\n",
+                "m.yaml:3: this row of `lsh` gives no case",
+            ),
+            (
+                "family: align\nrows:\n  - pointer: map\n    masks: [0x48]\n",
+                "m.yaml:3: mask `72` is not a number from 1 to 0x40",
+            ),
+            (
+                "family: align\nrows:\n  - pointer: heap\n",
+                "m.yaml:3: unknown pointer `heap`: use one of packet, map, stack",
+            ),
+        ];
+        for (text, said) in mistakes {
+            let err = parse(Path::new("m.yaml"), text).unwrap_err().to_string();
+            assert!(err.starts_with(said), "{text}: {err}");
+        }
     }
 }

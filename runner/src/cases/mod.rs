@@ -135,6 +135,23 @@ pub struct Case {
     pub lacking: Option<Lacking>,
 }
 
+/// `text` of `path` read as YAML into `T`; a mistake is named by its file, line and column.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, CaseError> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let at = match e.location() {
+            Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
+            None => path.display().to_string(),
+        };
+        // serde_yaml appends "at line L column C", which `at` already says.
+        let message = e.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m)
+            .to_owned();
+        CaseError::invalid(at, message)
+    })
+}
+
 /// A rejection that means the kernel lacks a feature, not that it is wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lacking {

@@ -179,22 +179,9 @@ pub fn parse(
     suite: AgentSuite,
     big_endian: bool,
 ) -> Result<Vec<Case>, CaseError> {
-    let yaml_error = |e: serde_yaml::Error| {
-        let at = match e.location() {
-            Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
-            None => path.display().to_string(),
-        };
-        // serde_yaml appends "at line L column C", which `at` already says.
-        let message = e.to_string();
-        let message = message
-            .rsplit_once(" at line ")
-            .map_or(message.as_str(), |(m, _)| m)
-            .to_owned();
-        CaseError::invalid(at, message)
-    };
     match suite {
         AgentSuite::Verifier => {
-            let list: Vec<VerifierCase> = serde_yaml::from_str(text).map_err(yaml_error)?;
+            let list: Vec<VerifierCase> = super::from_yaml(path, text)?;
             let mut cases = Vec::new();
             for case in list {
                 cases.extend(verifier_case(path, text, case)?);
@@ -202,7 +189,7 @@ pub fn parse(
             Ok(cases)
         }
         AgentSuite::Xdp => {
-            let list: Vec<XdpCase> = serde_yaml::from_str(text).map_err(yaml_error)?;
+            let list: Vec<XdpCase> = super::from_yaml(path, text)?;
             list.into_iter()
                 .map(|case| xdp_case(path, text, case, big_endian))
                 .collect()

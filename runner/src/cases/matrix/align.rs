@@ -14,9 +14,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{lookups, maps, pattern, pick, read_table, row_lines, Generated, Verdict, RAN};
+use super::{lookups, maps, pattern, pick, row_lines, Generated, Table, Verdict, RAN};
 use crate::bpf::asm;
-use crate::cases::{Case, CaseError, F_STRICT_ALIGNMENT};
+use crate::cases::{from_yaml, Case, CaseError, F_STRICT_ALIGNMENT};
 
 /// The offset of a packet's start from an aligned address that the verifier assumes whatever
 /// the arch's NET_IP_ALIGN (check_pkt_ptr_alignment's `ip_align`).
@@ -115,14 +115,6 @@ pub fn aligned(pointer: Pointer, size: Size, mask: Option<u8>, off: u64) -> bool
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Table {
-    #[allow(dead_code)] // read by `matrix::parse`
-    family: String,
-    rows: Vec<Row>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Row {
     pointer: String,
     sizes: Option<Vec<String>>,
@@ -132,7 +124,7 @@ struct Row {
 
 /// An `align` table's cases.
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Case>, CaseError> {
-    let table: Table = read_table(path, text)?;
+    let table: Table<Row> = from_yaml(path, text)?;
     let lines = row_lines(text, "pointer");
     let mut cases = Vec::new();
     for (i, row) in table.rows.iter().enumerate() {

@@ -18,10 +18,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    constant, lookups, maps, pattern, pick, read_table, row_lines, Constant, Generated, Verdict,
-    DIRTY_UPPER, FRAME, RAN, REJECTED, WINDOW,
+    constant, lookups, maps, pattern, pick, row_lines, Constant, Generated, Operand, Table,
+    Verdict, DIRTY_UPPER, FRAME, RAN, REJECTED, WINDOW,
 };
-use crate::cases::{Case, CaseError, Lacking};
+use crate::cases::{from_yaml, Case, CaseError, Lacking};
 
 /// The largest map value a case indexes.
 pub const MAX_SPAN: i128 = 4096;
@@ -119,23 +119,6 @@ impl Width {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Operand {
-    Imm,
-    Reg,
-}
-
-impl Operand {
-    pub const ALL: [Operand; 2] = [Operand::Imm, Operand::Reg];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Operand::Imm => "imm",
-            Operand::Reg => "reg",
-        }
-    }
-}
-
 /// `op` on `x` with `k`, as BPF computes it: alu32 on the low halves, the result
 /// zero-extended. `None` for a shift by the width or more, which BPF leaves undefined.
 pub fn apply(op: Op, width: Width, x: u64, k: u64) -> Option<u64> {
@@ -143,36 +126,29 @@ pub fn apply(op: Op, width: Width, x: u64, k: u64) -> Option<u64> {
     if op.shift() && k >= u64::from(bits) {
         return None;
     }
+    // alu32 is the 64-bit operation on the low halves (sign-extended for arsh, whose sign
+    // bit is bit 31 there), truncated: the result is zero-extended.
+    let (x, k) = match width {
+        Width::Alu64 => (x, k),
+        Width::Alu32 if op == Op::Arsh => (x as u32 as i32 as i64 as u64, k as u32 as u64),
+        Width::Alu32 => (x as u32 as u64, k as u32 as u64),
+    };
+    let r = match op {
+        Op::Add => x.wrapping_add(k),
+        Op::Sub => x.wrapping_sub(k),
+        Op::Mul => x.wrapping_mul(k),
+        Op::And => x & k,
+        Op::Or => x | k,
+        Op::Xor => x ^ k,
+        Op::Lsh => x << k,
+        Op::Rsh => x >> k,
+        Op::Arsh => ((x as i64) >> k) as u64,
+        Op::Neg => (x as i64).wrapping_neg() as u64,
+        Op::Mov | Op::Spill => x,
+    };
     let r = match width {
-        Width::Alu64 => match op {
-            Op::Add => x.wrapping_add(k),
-            Op::Sub => x.wrapping_sub(k),
-            Op::Mul => x.wrapping_mul(k),
-            Op::And => x & k,
-            Op::Or => x | k,
-            Op::Xor => x ^ k,
-            Op::Lsh => x << k,
-            Op::Rsh => x >> k,
-            Op::Arsh => ((x as i64) >> k) as u64,
-            Op::Neg => (x as i64).wrapping_neg() as u64,
-            Op::Mov | Op::Spill => x,
-        },
-        Width::Alu32 => {
-            let (x, k) = (x as u32, k as u32);
-            u64::from(match op {
-                Op::Add => x.wrapping_add(k),
-                Op::Sub => x.wrapping_sub(k),
-                Op::Mul => x.wrapping_mul(k),
-                Op::And => x & k,
-                Op::Or => x | k,
-                Op::Xor => x ^ k,
-                Op::Lsh => x << k,
-                Op::Rsh => x >> k,
-                Op::Arsh => ((x as i32) >> k) as u32,
-                Op::Neg => (x as i32).wrapping_neg() as u32,
-                Op::Mov | Op::Spill => x,
-            })
-        }
+        Width::Alu64 => r,
+        Width::Alu32 => r as u32 as u64,
     };
     Some(r)
 }
@@ -216,14 +192,6 @@ pub fn results(op: Op, width: Width, from: i128, k: u64) -> Option<Results> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Table {
-    #[allow(dead_code)] // read by `matrix::parse`
-    family: String,
-    rows: Vec<Row>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Row {
     op: String,
     from: Option<serde_yaml::Value>,
@@ -235,7 +203,7 @@ struct Row {
 
 /// An `alu` table's cases.
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Case>, CaseError> {
-    let table: Table = read_table(path, text)?;
+    let table: Table<Row> = from_yaml(path, text)?;
     let lines = row_lines(text, "op");
     let mut cases = Vec::new();
     for (i, row) in table.rows.iter().enumerate() {
