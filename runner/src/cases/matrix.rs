@@ -610,15 +610,9 @@ fn shape<'a>(
     let reach: Vec<i128> = (start..start + WINDOW)
         .filter(|&x| taken(jump, width, domain.bits_of(x), bits) == (side == Side::Taken))
         .collect();
+    let wrong = |what: &str| internal(at, jump, width, side, constant, what);
     let (Some(&lo), Some(&hi)) = (reach.iter().min(), reach.iter().max()) else {
-        return Err(internal(
-            at,
-            jump,
-            width,
-            side,
-            constant,
-            "no value reaches",
-        ));
+        return Err(wrong("no value reaches"));
     };
     // The jump's own edge must be where the window was cut; anything else is a mistake of
     // this generator, not of a kernel.
@@ -628,14 +622,9 @@ fn shape<'a>(
         Bound::Exact(b) => lo == b && hi == b,
     };
     if !agrees {
-        return Err(internal(
-            at,
-            jump,
-            width,
-            side,
-            constant,
-            &format!("bound {bound:?} but {lo}..={hi} of the window from {start} reach"),
-        ));
+        return Err(wrong(&format!(
+            "bound {bound:?} but {lo}..={hi} of the window from {start} reach"
+        )));
     }
     Ok(Some(Shape {
         jump,
@@ -1247,6 +1236,19 @@ mod tests {
         lines[from..].join("\n")
     }
 
+    /// The end of the JLE-0 programs, from the jump: index the last byte, store it, pass.
+    const JLE_0_TAIL: &str = "jle r1, 0, +1\n\
+         ja +8\n\
+         lddw r3, 0xffffffffffffff01\n\
+         sub r1, r3\n\
+         add r7, r1\n\
+         ldxb r1, [r7+0]\n\
+         stxdw [r8+0], r1\n\
+         mov r0, 2\n\
+         exit\n\
+         mov r0, 1\n\
+         exit";
+
     #[test]
     fn generated_programs_disassemble_as_written() {
         let (_, cases) = table();
@@ -1256,18 +1258,9 @@ mod tests {
             core(c),
             "ldxb r1, [r6+0]\n\
              lddw r3, 0x0\n\
-             add r1, r3\n\
-             jle r1, 0, +1\n\
-             ja +8\n\
-             lddw r3, 0xffffffffffffff01\n\
-             sub r1, r3\n\
-             add r7, r1\n\
-             ldxb r1, [r7+0]\n\
-             stxdw [r8+0], r1\n\
-             mov r0, 2\n\
-             exit\n\
-             mov r0, 1\n\
-             exit"
+             add r1, r3\n"
+                .to_owned()
+                + JLE_0_TAIL
         );
         assert_eq!(c.expect, Expectation::R0(u64::from(pattern(255))));
         assert_eq!(c.maps[1].init[0].1[0], 0, "the run's input is the bound");
@@ -1306,18 +1299,9 @@ mod tests {
              add32 r1, 0\n\
              ldxdw r4, [r6+0]\n\
              lsh r4, 32\n\
-             or r1, r4\n\
-             jle32 r1, 0, +1\n\
-             ja +8\n\
-             lddw r3, 0xffffffffffffff01\n\
-             sub r1, r3\n\
-             add r7, r1\n\
-             ldxb r1, [r7+0]\n\
-             stxdw [r8+0], r1\n\
-             mov r0, 2\n\
-             exit\n\
-             mov r0, 1\n\
-             exit"
+             or r1, r4\n"
+                .to_owned()
+                + &JLE_0_TAIL.replacen("jle", "jle32", 1)
         );
         assert!(matches!(&c.expect, Expectation::Verdict { accept: false, log } if log.len() == 2));
     }
