@@ -42,6 +42,22 @@
 //! Programs use the classic ISA, plus ISA v4 (`sdiv`/`smod`, `movsx`, sign-extending loads,
 //! `bswap`, `ja32`) when [`Config::isa_v4`] is set (Linux 6.6 and later), and bounded loops
 //! (Linux 5.3 and later) when [`Config::loops`] is.
+//!
+//! # What keeps the verifier's walk short
+//!
+//! - Every conditional jump compares a value just loaded from `values` (unknown to the
+//!   verifier), so it explores both arms and marks no register precise, and the second arm is
+//!   pruned where the arms join. The stack is written only outside conditional arms, so that
+//!   both arms reach the join with the same stack slot types.
+//! - At most 4000 conditional jumps per program (the verifier refuses more than 8192 pending
+//!   branches); loops run 1 to 8 times over a straight-line body of at most 24 slots.
+//! - A block of general code that a jump skips is at most 4000 slots, so that the verifier's
+//!   rewrites (division by a register, zero extension) and constant blinding keep its offset
+//!   within 16 bits; longer jumps (up to 32767, and past it with `ja32`) skip padding of
+//!   register-to-register ALU64 operations, which neither rewrites.
+//!
+//! [`check`] and [`check_types`] are self-checks for tests; [`Coverage`] counts what a batch
+//! of programs exercises.
 
 mod check;
 mod coverage;
@@ -74,7 +90,8 @@ pub const MIX: i32 = 0x5bd1_e995;
 pub struct Config {
     pub seed: u64,
     /// Slots of the body (the part between the fixed prologue and the fold), log-uniform in
-    /// the range; the program is longer by the prologue (up to ~30 slots) and the fold.
+    /// the range (at least 1); the program is longer by the prologue (up to ~30 slots) and the
+    /// fold (3 slots per register, written map chunk and written stack piece, then 11).
     pub len: RangeInclusive<usize>,
     /// Use ISA v4 instructions (Linux 6.6+).
     pub isa_v4: bool,
