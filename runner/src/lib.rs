@@ -17,6 +17,7 @@ pub mod diff;
 pub mod disasm;
 pub mod durations;
 pub mod elf;
+pub mod fuzz;
 pub mod initramfs;
 pub mod known_differences;
 pub mod merge;

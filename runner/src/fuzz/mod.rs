@@ -1,0 +1,205 @@
+//! The program generator of the differential JIT fuzzer (issue 18): random BPF programs that
+//! the kernel's verifier accepts, for the guest to run under the interpreter, the JIT and the
+//! hardened JIT and for the host to compare with its reference interpreter.
+//!
+//! [`generate`] makes program `index` of a [`Config`]'s seed. The same seed and index give the
+//! same program on every machine (ChaCha8, integer arithmetic only), and each index is
+//! independent of the others, so a batch can be split across guests at any point.
+//!
+//! # The contract with the harness
+//!
+//! A program is an XDP program (`BPF_PROG_TYPE_XDP`), loaded by root, for any frame (it never
+//! reads the frame or its context). It uses two maps, [`Generated::maps`], both
+//! `BPF_MAP_TYPE_ARRAY` with `key_size` 4, `max_entries` 1 and no flags:
+//!
+//! | slot | name | `value_size` | initial value of key 0 |
+//! | --- | --- | --- | --- |
+//! | [`RESULT_MAP`] = 0 | `result` | 8 | zeros |
+//! | [`VALUES_MAP`] = 1 | `values` | [`Config::value_size`] (a multiple of 8, 8 to 32768) | random bytes, in the `MapSpec`'s `init` |
+//!
+//! Each map reference is an `lddw r1, map_by_fd(SLOT)` (`src` = `BPF_PSEUDO_MAP_FD`, `imm` =
+//! the map's slot), as the assembler's `lddw r1, map:NAME` becomes after
+//! [`crate::cases::resolve_maps`]: the harness replaces the slot with the map's fd.
+//!
+//! What a run does:
+//! - looks up key 0 of `values`; should that fail (it cannot in an array), returns 0
+//!   (`XDP_ABORTED`) at once, having stored nothing;
+//! - runs the body, which reads and writes the `values` value (loads, stores, atomics; every
+//!   access in bounds and aligned to its size) and the stack (`[r10-512, r10)`);
+//! - folds into one 64-bit value every register that holds a scalar at the end, then each
+//!   8-byte chunk of the `values` value that the program may have written, then the written
+//!   stack bytes (in the largest aligned loads), from low addresses up: `acc = acc * MIX ^ x`
+//!   over the registers in ascending order starting with the lowest, then the memory loads,
+//!   all in the guest's byte order;
+//! - stores that value (`stxdw`, the guest's byte order) at offset [`RESULT_OFFSET`] of key 0
+//!   of `result`, and returns [`RAN`] (2, `XDP_PASS`).
+//!
+//! So one run gives one 64-bit number: read key 0 of `result` after it. The body writes into
+//! `values`, so both maps must be reset to their initial values before each run (interpreter,
+//! JIT and hardened JIT each see the same start). The `values` bytes are loaded in the guest's
+//! byte order: the reference interpreter must use the guest's endianness.
+//!
+//! Programs use the classic ISA, plus ISA v4 (`sdiv`/`smod`, `movsx`, sign-extending loads,
+//! `bswap`, `ja32`) when [`Config::isa_v4`] is set (Linux 6.6 and later), and bounded loops
+//! (Linux 5.3 and later) when [`Config::loops`] is.
+//!
+//! # What keeps the verifier's walk short
+//!
+//! - Every conditional jump compares a value just loaded from `values` (unknown to the
+//!   verifier), so it explores both arms and marks no register precise, and the second arm is
+//!   pruned where the arms join. The stack is written only outside conditional arms, so that
+//!   both arms reach the join with the same stack slot types.
+//! - At most 4000 conditional jumps per program (the verifier refuses more than 8192 pending
+//!   branches); loops run 1 to 8 times over a straight-line body of at most 24 slots.
+//! - A block of general code that a jump skips is at most 4000 slots, so that the verifier's
+//!   rewrites (division by a register, zero extension) and constant blinding keep its offset
+//!   within 16 bits; longer jumps (up to 32767, and past it with `ja32`) skip padding of
+//!   register-to-register ALU64 operations, which neither rewrites.
+//!
+//! [`check`] and [`check_types`] are self-checks for tests; [`Coverage`] counts what a batch
+//! of programs exercises.
+
+mod check;
+mod coverage;
+mod gen;
+mod rand;
+mod types;
+
+use std::ops::RangeInclusive;
+
+use crate::bpf::insn::Insn;
+use crate::cases::{MapSpec, MAP_TYPE_ARRAY};
+
+pub use check::check;
+pub use coverage::{claimed, Coverage, ImmClass, JumpBucket, OpKey};
+pub use types::check_types;
+
+/// The map slot of the 8-byte value that receives the folded state.
+pub const RESULT_MAP: usize = 0;
+/// The map slot of the value the program reads and writes.
+pub const VALUES_MAP: usize = 1;
+/// Where in the result map's value the folded state goes.
+pub const RESULT_OFFSET: usize = 0;
+/// What a program that ran returns: `XDP_PASS`.
+pub const RAN: i32 = 2;
+/// The fold's multiplier: odd, so that `acc * MIX` is a bijection; it fits an immediate.
+pub const MIX: i32 = 0x5bd1_e995;
+
+/// What to generate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub seed: u64,
+    /// Slots of the body (the part between the fixed prologue and the fold), log-uniform in
+    /// the range (at least 1); the program is longer by the prologue (up to ~30 slots) and the
+    /// fold (3 slots per register, written map chunk and written stack piece, then 11).
+    pub len: RangeInclusive<usize>,
+    /// Use ISA v4 instructions (Linux 6.6+).
+    pub isa_v4: bool,
+    /// Emit bounded loops (backward jumps with a constant trip count; Linux 5.3+).
+    pub loops: bool,
+    /// The `values` map's value size; rounded up to a multiple of 8 within 8..=32768 (the
+    /// largest offset a 16-bit field reaches).
+    pub value_size: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            seed: 0,
+            len: 4..=2048,
+            isa_v4: false,
+            loops: true,
+            value_size: 4096,
+        }
+    }
+}
+
+/// One generated program and what it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generated {
+    /// Its index in the seed's stream.
+    pub index: u64,
+    /// The encoded instructions; map references carry the map's slot in `imm`.
+    pub insns: Vec<Insn>,
+    /// The maps, by slot: [`RESULT_MAP`], [`VALUES_MAP`].
+    pub maps: Vec<MapSpec>,
+    /// Whether an instruction of ISA v4 is in it (a kernel before 6.6 rejects it).
+    pub needs_isa_v4: bool,
+    /// Whether it has a backward jump (a kernel before 5.3 rejects it).
+    pub has_loops: bool,
+}
+
+/// Program `index` of `config.seed`'s stream.
+pub fn generate(config: &Config, index: u64) -> Generated {
+    let mut rng = rand::Rand::new(config.seed, index);
+    let value_size = value_size(config.value_size);
+    let values = initial_values(&mut rng, value_size);
+    let (lo, hi) = (*config.len.start(), *config.len.end());
+    let body = rng.log_uniform(lo, hi.max(lo));
+    let mut gen = gen::Gen::new(rng, config, value_size);
+    gen.prologue();
+    gen.block(body);
+    gen.epilogue();
+    let insns = gen.insns;
+    Generated {
+        index,
+        needs_isa_v4: insns.iter().any(|&insn| is_isa_v4(insn)),
+        has_loops: has_backward_jump(&insns),
+        maps: vec![
+            array("result", 8, vec![0; 8]),
+            array("values", value_size, values),
+        ],
+        insns,
+    }
+}
+
+fn value_size(asked: u32) -> u32 {
+    asked.clamp(8, 32768).next_multiple_of(8)
+}
+
+/// The `values` map's initial value: edge-biased 64-bit words (as little-endian bytes; a
+/// big-endian guest reads other numbers from them, which is as good).
+fn initial_values(rng: &mut rand::Rand, size: u32) -> Vec<u8> {
+    (0..size / 8)
+        .flat_map(|_| rng.imm64().to_le_bytes())
+        .collect()
+}
+
+fn array(name: &str, value_size: u32, value: Vec<u8>) -> MapSpec {
+    MapSpec {
+        name: name.to_owned(),
+        map_type: MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size,
+        max_entries: 1,
+        flags: 0,
+        inner: None,
+        init: vec![(vec![0; 4], value)],
+        prog_entries: Vec::new(),
+        map_entries: Vec::new(),
+    }
+}
+
+/// Whether `insn` is one of ISA v4: signed division, sign-extending moves and loads,
+/// unconditional byte swaps, `ja32`.
+pub fn is_isa_v4(insn: Insn) -> bool {
+    use crate::bpf::insn::*;
+    let op = insn.code & 0xf0;
+    match insn.class() {
+        ALU | ALU64 if matches!(op, DIV | MOD | MOV) => insn.off != 0,
+        ALU64 => op == END,
+        LDX => insn.code & 0xe0 == MEMSX,
+        JMP32 => op == JA,
+        _ => false,
+    }
+}
+
+fn has_backward_jump(insns: &[Insn]) -> bool {
+    insns
+        .iter()
+        .enumerate()
+        .any(|(at, &insn)| check::target(at, insn).is_some_and(|target| target <= at as i64))
+}
+
+#[cfg(test)]
+mod tests;
