@@ -31,6 +31,10 @@ pub enum Command {
     /// Compare two runs (e.g. the same cases on x86_64 and mips64el): every result whose
     /// status differs. Exit status 1 when any does.
     Compare(Compare),
+    /// Run generated programs (random, verifier-acceptable, from --seed) under the
+    /// interpreter, the JIT and the hardened JIT in guests, check each against the host's
+    /// reference interpreter, and minimise every disagreement into a ready-to-commit case.
+    Fuzz(Box<FuzzCmd>),
     /// Measure the harness on this machine: parse throughput, boot to first test, --jobs 1
     /// against --jobs 2, overhead over bare QEMU. Prints a Markdown table.
     Bench(Bench),
@@ -115,6 +119,77 @@ pub struct TrackCmd {
     /// Never install missing host tools; say what to install instead.
     #[arg(long)]
     pub no_install: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FuzzCmd {
+    #[arg(long)]
+    pub arch: Arch,
+
+    /// The kernel, as `test --kernel` takes it. Default: the arch's default kernel.
+    #[arg(long, value_parser = kernel_as_given)]
+    pub kernel: Option<String>,
+
+    /// Patches to build the kernel with (as `test --patch`): a planted bug, say.
+    #[arg(long, value_name = "FILE")]
+    pub patch: Vec<PathBuf>,
+
+    /// The seed of the programs: the same seed gives the same programs on every machine.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Stop after this many programs.
+    #[arg(long, value_name = "N", conflicts_with = "time")]
+    pub count: Option<u64>,
+
+    /// Stop starting batches after this long (`10m`, `90s`). Default, without --count: 10m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub time: Option<std::time::Duration>,
+
+    /// Programs per batch: one test run, split over the guests.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+
+    /// The slots of a program's body, `MIN..MAX` (log-uniform between).
+    #[arg(long, default_value = "4..400", value_parser = parse_len)]
+    pub len: std::ops::RangeInclusive<usize>,
+
+    /// Generate ISA v4 instructions too (sdiv, smod, movsx, ldsx, bswap, gotol): for kernels
+    /// from 6.6 on.
+    #[arg(long)]
+    pub isa_v4: bool,
+
+    /// Execution modes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "interp,jit,jit-hardened")]
+    pub mode: Vec<runner::report::Mode>,
+
+    /// Guests to run at once. Default: the host's cores.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
+    /// The run directory. Default: reports/runs/fuzz-ARCH-TIME.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Where downloaded and built kernels are kept.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `MIN..MAX` slots.
+fn parse_len(text: &str) -> Result<std::ops::RangeInclusive<usize>, String> {
+    let (lo, hi) = text
+        .split_once("..")
+        .ok_or_else(|| format!("`{text}` is not MIN..MAX"))?;
+    let lo: usize = lo.parse().map_err(|_| format!("`{lo}` is not a number"))?;
+    let hi: usize = hi
+        .trim_start_matches('=')
+        .parse()
+        .map_err(|_| format!("`{hi}` is not a number"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("`{text}`: MIN must be at least 1 and at most MAX"));
+    }
+    Ok(lo..=hi)
 }
 
 #[derive(Args, Debug)]
@@ -395,6 +470,11 @@ pub struct Test {
 
     #[command(flatten)]
     pub gate: GateArgs,
+
+    /// Cases handed over by another verb (`fuzz`) instead of the suites': the guests run
+    /// only these.
+    #[arg(skip)]
+    pub generated: Option<Vec<runner::cases::Case>>,
 }
 
 /// A `--kernel` as written, once `test` would take it.

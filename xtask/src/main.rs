@@ -9,6 +9,7 @@ mod compare;
 mod debian;
 mod diff;
 mod flags;
+mod fuzz;
 mod gate;
 mod git;
 mod guest_c;
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         flags::Command::Kernel(cmd) => cmd.run(),
         flags::Command::Compare(cmd) => cmd.run(),
         flags::Command::Bench(cmd) => cmd.run(),
+        flags::Command::Fuzz(cmd) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Merge(cmd)) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Diff(cmd)) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Bless(cmd)) => cmd.run(),

@@ -359,6 +359,25 @@ impl Test {
     fn plan_and_cases(&self) -> anyhow::Result<(Plan, cases::Loaded)> {
         let mut plan = self.selection.plan().map_err(UsageError::wrap)?;
         plan.inject_panic_after_s = self.inject_panic_after;
+        if let Some(generated) = &self.generated {
+            plan.agent = true;
+            plan.loads.clear();
+            let cases = generated
+                .iter()
+                .enumerate()
+                .map(|(number, case)| cases::Case {
+                    number: u32::try_from(number).unwrap_or(u32::MAX),
+                    ..case.clone()
+                })
+                .collect();
+            return Ok((
+                plan,
+                cases::Loaded {
+                    cases,
+                    unreadable: Vec::new(),
+                },
+            ));
+        }
         if self.conformance_dir.is_some() {
             plan.agent = true;
             if self.selection.suite.is_empty() && self.selection.filter.is_none() {

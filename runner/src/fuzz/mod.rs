@@ -63,12 +63,15 @@ mod check;
 mod coverage;
 mod gen;
 mod rand;
+pub mod shrink;
 mod types;
 
 use std::ops::RangeInclusive;
 
+use crate::arch::Endian;
 use crate::bpf::insn::Insn;
-use crate::cases::{MapSpec, MAP_TYPE_ARRAY};
+use crate::bpf::interp::{ArrayMap, InterpError, Machine};
+use crate::cases::{AgentSuite, Case, Expectation, MapSpec, ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP};
 
 pub use check::check;
 pub use coverage::{claimed, Coverage, ImmClass, JumpBucket, OpKey};
@@ -192,6 +195,143 @@ pub fn is_isa_v4(insn: Insn) -> bool {
         JMP32 => op == JA,
         _ => false,
     }
+}
+
+/// What the host reference makes of a program: the folded value a correct kernel stores in
+/// the result map, read as the harness reads it (the guest's byte order).
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("the reference interpreter refused it: {0}")]
+    Refused(#[from] InterpError),
+    #[error("it returned {0}, not XDP_PASS: it stored no result")]
+    NoResult(u64),
+}
+
+/// The value program `insns`, with `maps` (by slot, as [`Generated::maps`]), leaves in the
+/// result map on an `endian` machine.
+pub fn reference(insns: &[Insn], maps: &[MapSpec], endian: Endian) -> Result<u64, ReferenceError> {
+    let mut machine = Machine::new(endian);
+    machine.maps = maps
+        .iter()
+        .map(|spec| {
+            let mut map = ArrayMap::new(spec.value_size as usize, spec.max_entries);
+            for (key, value) in &spec.init {
+                let key = key.first_chunk::<4>().map_or(0, |k| u32::from_le_bytes(*k));
+                if let Some(slot) = map.value_mut(key) {
+                    let n = slot.len().min(value.len());
+                    slot[..n].copy_from_slice(&value[..n]);
+                }
+            }
+            map
+        })
+        .collect();
+    let r0 = machine.run(insns, &mut [])?;
+    if r0 != RAN as u64 {
+        return Err(ReferenceError::NoResult(r0));
+    }
+    let value = machine
+        .maps
+        .get(RESULT_MAP)
+        .and_then(|m| m.value(0))
+        .and_then(|v| v.get(RESULT_OFFSET..RESULT_OFFSET + 8))
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .unwrap_or_default();
+    Ok(match endian {
+        Endian::Little => u64::from_le_bytes(value),
+        Endian::Big => u64::from_be_bytes(value),
+    })
+}
+
+/// A program as a case of the agent's: loaded as XDP, run once per mode, its result map read
+/// and compared with `expected` (the reference's value), named `NAME`.
+pub fn case(name: String, insns: Vec<Insn>, maps: Vec<MapSpec>, expected: u64) -> Case {
+    let needs_isa_v4 = insns.iter().any(|&insn| is_isa_v4(insn));
+    Case {
+        suite: AgentSuite::Fuzz,
+        name,
+        number: 0,
+        origin: "cargo xtask fuzz".to_owned(),
+        guards: None,
+        maps,
+        progs: vec![ProgSpec {
+            prog_type: PROG_TYPE_XDP,
+            expected_attach_type: 0,
+            prog_flags: 0,
+            insns,
+        }],
+        data: vec![0; 64],
+        run: true,
+        attach: false,
+        unprivileged: false,
+        read_maps: vec![(RESULT_MAP, vec![0; 4])],
+        expect: Expectation::R0(expected),
+        needs_isa_v4,
+        little_endian_only: false,
+        lacking: None,
+    }
+}
+
+/// A program in bpf_conformance's convention instead of ours (a `.data` file's `-- asm` and
+/// `-- mem`): the lookup of `values` becomes r1, the memory the conformance runner passes, and
+/// the store of the folded value into `result` becomes the return value. Slots are removed
+/// with their jumps retargeted ([`shrink::without`]).
+pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) {
+    use crate::bpf::insn::{ALU64, EXIT, JMP, MOV, STX, X};
+    let mem = maps
+        .get(VALUES_MAP)
+        .and_then(|m| m.init.first())
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut prog = insns.to_vec();
+    let is_map = |i: &Insn, slot: usize| {
+        i.code == crate::bpf::insn::LD | 0x18 && i.src == crate::bpf::insn::PSEUDO_MAP_FD
+            && i.imm == slot as i32
+    };
+    let is_lookup = |i: &Insn| i.code == JMP | 0x80 && i.src == 0 && i.imm == 1;
+    // Each lookup, from the last: its `lddw r1, map` and its call.
+    let mut lookups = Vec::new();
+    let mut map = None;
+    for (at, insn) in prog.iter().enumerate() {
+        if insn.dst == 1 && (is_map(insn, VALUES_MAP) || is_map(insn, RESULT_MAP)) {
+            map = Some((at, insn.imm as usize));
+        } else if is_lookup(insn) {
+            if let Some((lddw, slot)) = map.take() {
+                lookups.push((lddw, at, slot));
+            }
+        }
+    }
+    let mut removals = Vec::new();
+    for &(lddw, call, slot) in &lookups {
+        if slot == VALUES_MAP {
+            // r1 still holds the memory where the lookup was: the program starts with it.
+            prog[call] = Insn::new(ALU64 | MOV | X, 0, 1, 0, 0);
+            removals.push((lddw, lddw + 2));
+        } else {
+            // `jeq r0, 0, +1; stxdw [r0+0], rX; mov r0, 2; exit` after the call: return rX.
+            let store = (call..prog.len()).find(|&i| prog[i].code == STX | 0x60 | 0x18);
+            if let Some(store) = store {
+                let value = prog[store].src;
+                prog[store] = Insn::new(ALU64 | MOV | X, 0, value, 0, 0);
+                if prog.get(store + 2).is_some_and(|i| i.code == JMP | EXIT) {
+                    removals.push((store + 1, store + 2));
+                }
+                removals.push((lddw, call + 2));
+            }
+        }
+    }
+    removals.sort_unstable();
+    for &(from, to) in removals.iter().rev() {
+        if let Some(smaller) = shrink::without(&prog, from, to.min(prog.len())) {
+            prog = smaller;
+        }
+    }
+    (prog, mem)
+}
+
+/// The host reference's r0 for a program in bpf_conformance's convention.
+pub fn reference_conformance(insns: &[Insn], mem: &[u8], endian: Endian) -> Option<u64> {
+    let mut mem = mem.to_vec();
+    Machine::new(endian).run(insns, &mut mem).ok()
 }
 
 fn has_backward_jump(insns: &[Insn]) -> bool {

@@ -1,0 +1,206 @@
+//! Smaller versions of a program, for minimising a finding: runs of instructions removed (the
+//! jumps over them shortened), and constants moved toward zero. Which candidates still show the
+//! finding is for the caller to find out (in a guest); this only proposes them.
+
+use crate::bpf::insn::{Insn, ALU, ALU64, JA, JMP, JMP32, LD};
+
+/// The class bits of an opcode.
+const CLASS: u8 = 0x07;
+/// The operation bits of a jump opcode.
+const OP: u8 = 0xf0;
+/// `call` and `exit` opcodes' operation bits.
+const CALL: u8 = 0x80;
+const EXIT: u8 = 0x90;
+/// `lddw`: the only two-slot instruction.
+const LDDW: u8 = LD | 0x18;
+
+/// Whether `insn` moves control by its `off` (or, for `gotol`, its `imm`): every jump but
+/// `call` and `exit`.
+fn jumps(insn: &Insn) -> bool {
+    let class = insn.code & CLASS;
+    (class == JMP || class == JMP32) && !matches!(insn.code & OP, CALL | EXIT)
+}
+
+/// `gotol` (JMP32 | JA): the jump whose distance is in `imm`.
+fn is_gotol(insn: &Insn) -> bool {
+    insn.code == JMP32 | JA
+}
+
+/// The slot a jump at `at` lands on.
+fn target(insn: &Insn, at: usize) -> i64 {
+    let distance = if is_gotol(insn) {
+        i64::from(insn.imm)
+    } else {
+        i64::from(insn.off)
+    };
+    at as i64 + 1 + distance
+}
+
+/// `prog` without slots `from..to` (which must not split a `lddw`), every jump over or into
+/// the hole retargeted to the slot after it. `None` when a jump would leave the program or no
+/// longer fit its field.
+pub fn without(prog: &[Insn], from: usize, to: usize) -> Option<Vec<Insn>> {
+    if from >= to || to > prog.len() {
+        return None;
+    }
+    let removed = to - from;
+    // The new index of old slot `i` (a slot in the hole maps to the one after it).
+    let moved = |i: i64| -> i64 {
+        if i < from as i64 {
+            i
+        } else if i < to as i64 {
+            from as i64
+        } else {
+            i - removed as i64
+        }
+    };
+    let mut out = Vec::with_capacity(prog.len() - removed);
+    for (at, insn) in prog.iter().enumerate() {
+        if (from..to).contains(&at) {
+            continue;
+        }
+        let mut insn = *insn;
+        if jumps(&insn) {
+            let old = target(&insn, at);
+            if old < 0 || old > prog.len() as i64 {
+                return None;
+            }
+            let new = moved(old) - moved(at as i64) - 1;
+            if is_gotol(&insn) {
+                insn.imm = i32::try_from(new).ok()?;
+            } else {
+                insn.off = i16::try_from(new).ok()?;
+            }
+        }
+        out.push(insn);
+    }
+    Some(out)
+}
+
+/// The slots where an instruction starts (a `lddw` takes two).
+fn starts(prog: &[Insn]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < prog.len() {
+        out.push(at);
+        at += if prog[at].code == LDDW { 2 } else { 1 };
+    }
+    out
+}
+
+/// Every candidate smaller than `prog`, largest cuts first: runs of 1/2, 1/4, ... down to one
+/// instruction removed (never the last, its `exit`), then each immediate halved and zeroed.
+pub fn candidates(prog: &[Insn]) -> Vec<Vec<Insn>> {
+    let starts = starts(prog);
+    // The last instruction is the exit that ends the program: keep it.
+    let removable = starts.len().saturating_sub(1);
+    let mut out = Vec::new();
+    let mut chunk = removable.div_ceil(2).max(1);
+    loop {
+        let mut i = 0;
+        while i < removable {
+            let end = (i + chunk).min(removable);
+            let (from, to) = (starts[i], starts.get(end).copied().unwrap_or(prog.len()));
+            if let Some(smaller) = without(prog, from, to) {
+                out.push(smaller);
+            }
+            i += chunk;
+        }
+        if chunk == 1 {
+            break;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    for &at in &starts {
+        for smaller in smaller_constants(&prog[at]) {
+            let mut candidate = prog.to_vec();
+            candidate[at] = smaller;
+            out.push(candidate);
+        }
+    }
+    out
+}
+
+/// The instruction with its immediate nearer zero: zero, then half, for ALU instructions and
+/// the low half of a `lddw` (jumps keep theirs: it is their distance for `gotol`).
+fn smaller_constants(insn: &Insn) -> Vec<Insn> {
+    let class = insn.code & CLASS;
+    let shrinks = matches!(class, ALU | ALU64) || insn.code == LDDW;
+    if !shrinks || insn.imm == 0 {
+        return Vec::new();
+    }
+    let mut out = vec![Insn { imm: 0, ..*insn }];
+    if insn.imm / 2 != 0 {
+        out.push(Insn {
+            imm: insn.imm / 2,
+            ..*insn
+        });
+    }
+    out
+}
+
+/// A program's size for choosing among candidates: its instructions, then how far its
+/// constants are from zero.
+pub fn size(prog: &[Insn]) -> (usize, u64) {
+    let constants = prog.iter().map(|i| u64::from(i.imm.unsigned_abs())).sum();
+    (prog.len(), constants)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::asm::assemble;
+    use crate::bpf::insn::to_asm;
+
+    fn prog(text: &str) -> Vec<Insn> {
+        assemble(text).unwrap().encode().unwrap()
+    }
+
+    #[test]
+    fn removing_instructions_keeps_the_jumps_on_their_targets() {
+        let p = prog(
+            "mov %r0, 1\njeq %r0, 1, done\nmov %r0, 2\nadd %r0, 3\ndone:\nadd %r0, 4\nexit\n",
+        );
+        // Without `mov %r0, 2`: the jump still lands on `add %r0, 4`.
+        let q = without(&p, 2, 3).unwrap();
+        assert_eq!(
+            to_asm(&q),
+            "mov r0, 1\njeq r0, 1, +1\nadd r0, 3\nadd r0, 4\nexit\n"
+        );
+        // Without the target itself: the jump lands on what follows.
+        let q = without(&p, 4, 5).unwrap();
+        assert_eq!(
+            to_asm(&q),
+            "mov r0, 1\njeq r0, 1, +2\nmov r0, 2\nadd r0, 3\nexit\n"
+        );
+        // A backward jump over the hole.
+        let p = prog("mov %r0, 0\nloop:\nadd %r0, 1\nmov %r1, 0\njlt %r0, 3, loop\nexit\n");
+        let q = without(&p, 2, 3).unwrap();
+        assert_eq!(to_asm(&q), "mov r0, 0\nadd r0, 1\njlt r0, 3, -2\nexit\n");
+    }
+
+    #[test]
+    fn candidates_never_split_a_lddw_nor_drop_the_exit() {
+        let p = prog("lddw %r0, 0x100000001\nmov %r1, 7\nadd %r0, %r1\nexit\n");
+        let all = candidates(&p);
+        assert!(!all.is_empty());
+        for c in &all {
+            assert_eq!(c.last().map(|i| i.code), p.last().map(|i| i.code));
+            // Every candidate disassembles: no half of a lddw is left.
+            let text = to_asm(c);
+            assert_eq!(prog(&text), *c, "{text}");
+        }
+        // The smallest removal leaves `mov`, `add` and `exit`; constants shrink too.
+        assert!(all.iter().any(|c| c.len() == 3));
+        assert!(all.iter().any(|c| c.len() == p.len() && c[2].imm == 0));
+    }
+
+    #[test]
+    fn size_orders_by_length_then_constants() {
+        let a = prog("mov %r0, 8\nexit\n");
+        let b = prog("mov %r0, 1\nexit\n");
+        let c = prog("mov %r0, 1\nmov %r0, 1\nexit\n");
+        assert!(size(&b) < size(&a));
+        assert!(size(&a) < size(&c));
+    }
+}

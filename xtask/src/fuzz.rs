@@ -1,0 +1,518 @@
+//! `cargo xtask fuzz`: programs from `runner::fuzz`, run in guests by the agent in each mode,
+//! each result checked against the host's reference interpreter. A program every mode refuses
+//! to load is counted, not a finding; any other disagreement (a wrong value in one mode, a
+//! crash, a hang, a load that fails in one mode only) is a finding, minimised in further guest
+//! runs and written out as a conformance case.
+//!
+//! The run directory holds `batch-N/` (each batch's `test` run, with its report and console
+//! logs), `findings/` (one `.data` per finding) and `fuzz.md` / `fuzz.json`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use clap::Parser;
+use runner::arch::Endian;
+use runner::bpf::insn::{to_asm, Insn};
+use runner::cases::{Case, MapSpec};
+use runner::fuzz::{self, shrink, Config, Coverage};
+use runner::report::{Mode, Report, Status};
+
+use crate::flags::{Command as Verb, FuzzCmd, Xtask};
+use crate::{project_root, signals};
+
+/// Rounds of minimising one finding, at most: each is one guest run of all candidates.
+const SHRINK_ROUNDS: usize = 40;
+/// Findings minimised per run; the others are written as found.
+const SHRINK_FINDINGS: usize = 8;
+
+/// What one program did in the guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Every mode agrees with the reference.
+    Agrees,
+    /// Every mode refused to load it (or the kernel lacks ISA v4): not a finding.
+    Refused(String),
+    /// A disagreement: the modes that showed it and what each said.
+    Finding(Vec<(Mode, Status, String)>),
+}
+
+/// A program that disagreed, and its smallest version that still does.
+struct Finding {
+    index: u64,
+    insns: Vec<Insn>,
+    maps: Vec<MapSpec>,
+    expected: u64,
+    what: Vec<(Mode, Status, String)>,
+    /// The run directory of the guest run that last showed it.
+    batch: PathBuf,
+}
+
+/// The run's counts.
+#[derive(Default, serde::Serialize)]
+struct Totals {
+    generated: u64,
+    /// The host reference refused (a bug of the generator or the reference, not the kernel).
+    reference_refused: u64,
+    ran: u64,
+    agreed: u64,
+    refused: u64,
+    findings: u64,
+    /// Programs run per second of the agent's passes, by mode.
+    per_second: BTreeMap<String, f64>,
+    #[serde(skip)]
+    agent_seconds: BTreeMap<String, (usize, f64)>,
+    /// The verifier's first words for each refusal, and how often.
+    refusals: BTreeMap<String, u64>,
+}
+
+impl FuzzCmd {
+    pub fn run(self) -> anyhow::Result<u8> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        signals::install(Arc::clone(&cancel))?;
+        let out = self.out.clone().unwrap_or_else(|| {
+            let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+                .to_string()
+                .replace(['-', ':'], "");
+            project_root()
+                .join("reports")
+                .join("runs")
+                .join(format!("fuzz-{}-{stamp}", self.arch))
+        });
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create the run directory {}", out.display()))?;
+        let endian = self.arch.elf().endian;
+        let config = Config {
+            seed: self.seed,
+            len: self.len.clone(),
+            isa_v4: self.isa_v4,
+            loops: true,
+            value_size: 512,
+        };
+        let budget = match (self.count, self.time) {
+            (Some(_), _) => None,
+            (None, Some(time)) => Some(time),
+            (None, None) => Some(Duration::from_secs(600)),
+        };
+        let started = Instant::now();
+        let mut totals = Totals::default();
+        let mut coverage = Coverage::default();
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut next = 0u64;
+        let mut batch = 0usize;
+        while !cancel.load(Ordering::SeqCst) {
+            if budget.is_some_and(|b| started.elapsed() >= b)
+                || self.count.is_some_and(|c| next >= c)
+            {
+                break;
+            }
+            let size = match self.count {
+                Some(c) => self.batch.min(c - next),
+                None => self.batch,
+            };
+            let mut programs = BTreeMap::new();
+            let mut cases = Vec::new();
+            for index in next..next + size {
+                let g = fuzz::generate(&config, index);
+                totals.generated += 1;
+                coverage.add(&g.insns);
+                match fuzz::reference(&g.insns, &g.maps, endian) {
+                    Ok(expected) => {
+                        cases.push(fuzz::case(
+                            name(self.seed, index),
+                            g.insns.clone(),
+                            g.maps.clone(),
+                            expected,
+                        ));
+                        programs.insert(index, (g, expected));
+                    }
+                    Err(e) => {
+                        totals.reference_refused += 1;
+                        eprintln!("fuzz: program {index}: {e}");
+                    }
+                }
+            }
+            next += size;
+            let dir = out.join(format!("batch-{batch}"));
+            batch += 1;
+            eprintln!(
+                "fuzz: batch {batch}: programs {}..{} in {}",
+                next - size,
+                next,
+                dir.display()
+            );
+            let report = self.guest_run(cases, &self.mode, &dir, &cancel)?;
+            for pass in &report.timing.agent {
+                let entry = totals
+                    .agent_seconds
+                    .entry(pass.mode.name().to_owned())
+                    .or_default();
+                entry.0 += pass.cases;
+                entry.1 += pass.seconds;
+            }
+            for (index, outcome) in outcomes(&report, self.seed) {
+                totals.ran += 1;
+                match outcome {
+                    Outcome::Agrees => totals.agreed += 1,
+                    Outcome::Refused(why) => {
+                        totals.refused += 1;
+                        *totals.refusals.entry(why).or_default() += 1;
+                    }
+                    Outcome::Finding(what) => {
+                        totals.findings += 1;
+                        if let Some((g, expected)) = programs.remove(&index) {
+                            eprintln!("fuzz: finding: program {index}: {}", describe(&what));
+                            findings.push(Finding {
+                                index,
+                                insns: g.insns,
+                                maps: g.maps,
+                                expected,
+                                what,
+                                batch: dir.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        for (mode, (cases, seconds)) in &totals.agent_seconds {
+            if *seconds > 0.0 {
+                totals.per_second.insert(mode.clone(), *cases as f64 / seconds);
+            }
+        }
+        let findings_dir = out.join("findings");
+        std::fs::create_dir_all(&findings_dir)?;
+        for (n, finding) in findings.iter_mut().enumerate() {
+            if n < SHRINK_FINDINGS && !cancel.load(Ordering::SeqCst) {
+                self.minimise(finding, &out, endian, &cancel)?;
+            }
+            let path = findings_dir.join(format!("fuzz-{}-{}.data", self.seed, finding.index));
+            let text = self.finding_data(finding, endian);
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("fuzz: wrote {}", path.display());
+        }
+        let summary = summary(&self, &totals, &coverage, &findings, started.elapsed());
+        std::fs::write(out.join("fuzz.md"), &summary)?;
+        std::fs::write(
+            out.join("fuzz.json"),
+            serde_json::to_string_pretty(&totals)?,
+        )?;
+        println!("{summary}");
+        println!("fuzz: {}", out.join("fuzz.md").display());
+        Ok(if cancel.load(Ordering::SeqCst) {
+            130
+        } else {
+            u8::from(!findings.is_empty())
+        })
+    }
+
+    /// One `test` run of `cases` in `modes`, its report read back.
+    fn guest_run(
+        &self,
+        cases: Vec<Case>,
+        modes: &[Mode],
+        dir: &Path,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<Report> {
+        let modes: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+        let mut argv: Vec<String> = ["xtask", "test", "--arch"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        argv.push(self.arch.to_string());
+        argv.extend(["--mode".into(), modes.join(",")]);
+        argv.extend(["--no-baseline".into(), "--out".into()]);
+        argv.push(dir.display().to_string());
+        if let Some(kernel) = &self.kernel {
+            argv.extend(["--kernel".into(), kernel.clone()]);
+        }
+        for patch in &self.patch {
+            argv.extend(["--patch".into(), patch.display().to_string()]);
+        }
+        if let Some(jobs) = self.jobs {
+            argv.extend(["--jobs".into(), jobs.to_string()]);
+        }
+        if let Some(cache) = &self.cache_dir {
+            argv.extend(["--cache-dir".into(), cache.display().to_string()]);
+        }
+        let Verb::Test(mut test) = Xtask::try_parse_from(&argv)?.command else {
+            anyhow::bail!("`{}` is not a test run", argv.join(" "));
+        };
+        test.generated = Some(cases);
+        test.run_until(cancel)?;
+        Report::read_run(dir)
+    }
+
+    /// Shrinks `finding` in rounds: every smaller candidate the reference still runs goes to
+    /// a guest, in the modes that disagreed, and the smallest that still disagrees is kept.
+    fn minimise(
+        &self,
+        finding: &mut Finding,
+        out: &Path,
+        endian: Endian,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        let modes: Vec<Mode> = {
+            let mut m: Vec<Mode> = finding.what.iter().map(|w| w.0).collect();
+            m.dedup();
+            // The interpreter's agreement shows that a candidate is still about the JIT.
+            if !m.contains(&Mode::Interp) && self.mode.contains(&Mode::Interp) {
+                m.insert(0, Mode::Interp);
+            }
+            m
+        };
+        for round in 0..SHRINK_ROUNDS {
+            if cancel.load(Ordering::SeqCst) {
+                break;
+            }
+            let mut cases = Vec::new();
+            let mut candidates = Vec::new();
+            for (n, candidate) in shrink::candidates(&finding.insns).into_iter().enumerate() {
+                if let Ok(expected) = fuzz::reference(&candidate, &finding.maps, endian) {
+                    cases.push(fuzz::case(
+                        name(self.seed, n as u64),
+                        candidate.clone(),
+                        finding.maps.clone(),
+                        expected,
+                    ));
+                    candidates.push((candidate, expected));
+                }
+            }
+            if cases.is_empty() {
+                break;
+            }
+            let dir = out.join(format!("shrink-{}-{round}", finding.index));
+            let report = self.guest_run(cases, &modes, &dir, cancel)?;
+            let best = outcomes(&report, self.seed)
+                .into_iter()
+                .filter_map(|(n, o)| match o {
+                    Outcome::Finding(what) => Some((n, what)),
+                    _ => None,
+                })
+                .filter_map(|(n, what)| {
+                    let (insns, expected) = candidates.get(n as usize)?.clone();
+                    Some((insns, expected, what))
+                })
+                .min_by_key(|(insns, _, _)| shrink::size(insns));
+            match best {
+                Some((insns, expected, what))
+                    if shrink::size(&insns) < shrink::size(&finding.insns) =>
+                {
+                    eprintln!(
+                        "fuzz: program {}: {} slots still disagree",
+                        finding.index,
+                        insns.len()
+                    );
+                    finding.insns = insns;
+                    finding.expected = expected;
+                    finding.what = what;
+                    finding.batch = dir;
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The finding as a bpf_conformance `.data` file: the program with its map lookups turned
+    /// into the conformance convention (r1 the memory, r0 the result), the seed, arch, kernel
+    /// and modes in its header, and what each mode said.
+    fn finding_data(&self, finding: &Finding, endian: Endian) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "# guards: a program of `cargo xtask fuzz --seed {} --arch {}` (program {}), \
+             minimised: {}",
+            self.seed,
+            self.arch,
+            finding.index,
+            describe(&finding.what)
+        );
+        let _ = writeln!(
+            t,
+            "# kernel: {}; modes: {}; run: {}",
+            self.kernel.as_deref().unwrap_or("the arch's default"),
+            self.mode
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            finding.batch.display()
+        );
+        if endian == Endian::Little {
+            t.push_str("# endian: little\n");
+        }
+        for (mode, status, message) in &finding.what {
+            for line in message.lines() {
+                let _ = writeln!(t, "# {} {}: {line}", mode.name(), status.name());
+            }
+        }
+        let (insns, mem) = fuzz::as_conformance(&finding.insns, &finding.maps);
+        let expected = fuzz::reference_conformance(&insns, &mem, endian);
+        t.push_str("-- asm\n");
+        t.push_str(&to_asm(&insns));
+        t.push_str("-- mem\n");
+        for chunk in mem.chunks(16) {
+            let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            let _ = writeln!(t, "{}", hex.join(" "));
+        }
+        t.push_str("-- result\n");
+        let _ = writeln!(t, "{:#x}", expected.unwrap_or(finding.expected));
+        t
+    }
+}
+
+/// The case name of program `index` of `seed`.
+fn name(seed: u64, index: u64) -> String {
+    format!("fuzz-{seed}-{index}")
+}
+
+/// Each program's outcome, by index, from a batch's report.
+fn outcomes(report: &Report, seed: u64) -> Vec<(u64, Outcome)> {
+    let prefix = format!("fuzz-{seed}-");
+    let mut by_index: BTreeMap<u64, Vec<(Mode, Status, String)>> = BTreeMap::new();
+    for r in &report.results {
+        let Some(index) = r
+            .name
+            .strip_prefix(&prefix)
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        by_index.entry(index).or_default().push((
+            r.mode,
+            r.status,
+            r.message.clone().unwrap_or_default(),
+        ));
+    }
+    by_index
+        .into_iter()
+        .map(|(index, results)| (index, outcome(&results)))
+        .collect()
+}
+
+/// One program's outcome from its results in every mode (and its divergence entry).
+fn outcome(results: &[(Mode, Status, String)]) -> Outcome {
+    let refused = |(_, status, message): &(Mode, Status, String)| {
+        (*status == Status::Fail && message.starts_with("load failed")) || *status == Status::Skip
+    };
+    let modes: Vec<_> = results
+        .iter()
+        .filter(|r| r.1 != Status::Divergence)
+        .collect();
+    if modes.iter().all(|r| r.1 == Status::Pass) {
+        return Outcome::Agrees;
+    }
+    if modes.iter().all(|r| refused(r)) {
+        let why = modes
+            .first()
+            .map(|r| first_words(&r.2))
+            .unwrap_or_default();
+        return Outcome::Refused(why);
+    }
+    Outcome::Finding(
+        results
+            .iter()
+            .filter(|r| r.1 != Status::Pass)
+            .cloned()
+            .collect(),
+    )
+}
+
+/// The verifier's reason in a load failure's message, without numbers: for counting.
+fn first_words(message: &str) -> String {
+    let tail = message.rsplit(" | ").nth(1).unwrap_or(message);
+    tail.chars()
+        .map(|c| if c.is_ascii_digit() { 'N' } else { c })
+        .take(80)
+        .collect()
+}
+
+fn describe(what: &[(Mode, Status, String)]) -> String {
+    what.iter()
+        .filter(|w| w.1 != Status::Divergence)
+        .map(|(mode, status, message)| {
+            let first = message.lines().next().unwrap_or("");
+            format!(
+                "{} {}: {}",
+                mode.name(),
+                status.name(),
+                first.chars().take(120).collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn summary(
+    cmd: &FuzzCmd,
+    totals: &Totals,
+    coverage: &Coverage,
+    findings: &[Finding],
+    elapsed: Duration,
+) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "# cargo xtask fuzz --arch {} --seed {}{}\n",
+        cmd.arch,
+        cmd.seed,
+        cmd.kernel
+            .as_deref()
+            .map(|k| format!(" --kernel {k}"))
+            .unwrap_or_default()
+    );
+    let accepted = totals.ran - totals.refused;
+    let rate = |n: u64| {
+        if totals.ran == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / totals.ran as f64
+        }
+    };
+    let _ = writeln!(t, "| measure | value |\n| --- | --- |");
+    let _ = writeln!(t, "| programs generated | {} |", totals.generated);
+    let _ = writeln!(
+        t,
+        "| refused by the host reference | {} |",
+        totals.reference_refused
+    );
+    let _ = writeln!(t, "| run in the guest | {} |", totals.ran);
+    let _ = writeln!(
+        t,
+        "| accepted by the verifier | {accepted} ({:.1} %) |",
+        rate(accepted)
+    );
+    let _ = writeln!(t, "| agreeing in every mode | {} |", totals.agreed);
+    let _ = writeln!(t, "| findings | {} |", totals.findings);
+    for (mode, per_second) in &totals.per_second {
+        let _ = writeln!(t, "| programs per second, {mode} | {per_second:.0} |");
+    }
+    let _ = writeln!(t, "| wall time | {:.0} s |", elapsed.as_secs_f64());
+    if !totals.refusals.is_empty() {
+        let _ = writeln!(t, "\n## Refused by the verifier\n");
+        for (why, n) in &totals.refusals {
+            let _ = writeln!(t, "- {n} × {why}");
+        }
+    }
+    let _ = writeln!(t, "\n## Findings\n");
+    if findings.is_empty() {
+        let _ = writeln!(t, "None.");
+    }
+    for f in findings {
+        let _ = writeln!(
+            t,
+            "- program {} ({} slots after minimising): {}",
+            f.index,
+            f.insns.len(),
+            describe(&f.what)
+        );
+    }
+    let _ = writeln!(t, "\n## Coverage\n\n{coverage}");
+    t
+}
