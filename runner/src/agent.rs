@@ -95,7 +95,7 @@ pub fn bundle(cases: &[Case], modes: &[Mode], start: AgentStart) -> String {
         let _ = writeln!(out, "start {} {}", start.mode, start.skip);
     }
     for (id, case) in cases.iter().enumerate() {
-        // RUN, UNPRIV, and always JITDUMP: a divergence report shows the JIT'ed code. LOG for
+        // RUN, UNPRIV, and JITDUMP: a divergence report shows the JIT'ed code. LOG for
         // a case that must be rejected: the agent loads it once, with the log, instead of
         // once for the verdict and again for the log (it fetches the log itself when any
         // other load fails).
@@ -103,9 +103,12 @@ pub fn bundle(cases: &[Case], modes: &[Mode], start: AgentStart) -> String {
             case.expect,
             Expectation::Verdict { accept: false, .. } | Expectation::LoadError(_)
         );
+        // No JIT image for generated programs: thousands of them over the emulated serial
+        // port would cost more than running them.
+        let jit_image = case.suite != AgentSuite::Fuzz;
         let flags = u32::from(case.run)
             | (u32::from(case.unprivileged) << 1)
-            | 4
+            | (u32::from(jit_image) << 2)
             | (u32::from(rejected) << 3)
             | (u32::from(case.attach) << 4);
         let _ = writeln!(out, "case {id} {flags}");

@@ -163,6 +163,10 @@ pub struct FuzzCmd {
     #[arg(long, value_delimiter = ',', default_value = "interp,jit,jit-hardened")]
     pub mode: Vec<runner::report::Mode>,
 
+    /// Findings to minimise (each takes guest runs); the others are written as found.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub minimise: usize,
+
     /// Guests to run at once. Default: the host's cores.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,

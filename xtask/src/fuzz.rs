@@ -27,8 +27,6 @@ use crate::{project_root, signals};
 
 /// Rounds of minimising one finding, at most: each is one guest run of all candidates.
 const SHRINK_ROUNDS: usize = 40;
-/// Findings minimised per run; the others are written as found.
-const SHRINK_FINDINGS: usize = 8;
 
 /// What one program did in the guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,7 +185,7 @@ impl FuzzCmd {
         let findings_dir = out.join("findings");
         std::fs::create_dir_all(&findings_dir)?;
         for (n, finding) in findings.iter_mut().enumerate() {
-            if n < SHRINK_FINDINGS && !cancel.load(Ordering::SeqCst) {
+            if n < self.minimise && !cancel.load(Ordering::SeqCst) {
                 self.minimise(finding, &out, endian, &cancel)?;
             }
             let path = findings_dir.join(format!("fuzz-{}-{}.data", self.seed, finding.index));
@@ -266,17 +264,18 @@ impl FuzzCmd {
             }
             m
         };
+        let want = failing(&finding.what);
         for round in 0..SHRINK_ROUNDS {
             if cancel.load(Ordering::SeqCst) {
                 break;
             }
             let mut cases = Vec::new();
             let mut candidates = Vec::new();
-            for (n, candidate) in shrink::candidates(&finding.insns).into_iter().enumerate() {
-                if let Ok(expected) = fuzz::reference(&candidate, &finding.maps, endian) {
+            for candidate in shrink::candidates(&finding.insns) {
+                if let Ok(expected) = fuzz::reference(&candidate.insns, &finding.maps, endian) {
                     cases.push(fuzz::case(
-                        name(self.seed, n as u64),
-                        candidate.clone(),
+                        name(self.seed, candidates.len() as u64),
+                        candidate.insns.clone(),
                         finding.maps.clone(),
                         expected,
                     ));
@@ -288,17 +287,40 @@ impl FuzzCmd {
             }
             let dir = out.join(format!("shrink-{}-{round}", finding.index));
             let report = self.guest_run(cases, &modes, &dir, cancel)?;
-            let best = outcomes(&report, self.seed)
+            let kept: Vec<(usize, Vec<(Mode, Status, String)>)> = outcomes(&report, self.seed)
                 .into_iter()
                 .filter_map(|(n, o)| match o {
-                    Outcome::Finding(what) => Some((n, what)),
+                    // The same finding: the same modes disagree (a candidate that leaks a
+                    // pointer, say, disagrees in every mode, and is another matter).
+                    Outcome::Finding(what) if failing(&what) == want => Some((n as usize, what)),
                     _ => None,
                 })
+                .collect();
+            // The next round starts from every kept removal at once, when that still
+            // disagrees by the reference (checked in the guest with the next round's batch).
+            let together: Vec<(usize, usize)> = kept
+                .iter()
+                .filter_map(|(n, _)| candidates.get(*n)?.0.removed)
+                .collect();
+            let best = kept
+                .into_iter()
                 .filter_map(|(n, what)| {
-                    let (insns, expected) = candidates.get(n as usize)?.clone();
-                    Some((insns, expected, what))
+                    let (candidate, expected) = candidates.get(n)?;
+                    Some((candidate.insns.clone(), *expected, what))
                 })
                 .min_by_key(|(insns, _, _)| shrink::size(insns));
+            if let (Some(combined), Some(best)) =
+                (shrink::without_all(&finding.insns, &together), &best)
+            {
+                if shrink::size(&combined) < shrink::size(&best.0)
+                    && fuzz::reference(&combined, &finding.maps, endian).is_ok()
+                {
+                    self.confirm(finding, combined, &modes, out, round, endian, cancel)?;
+                    if shrink::size(&finding.insns) < shrink::size(&best.0) {
+                        continue;
+                    }
+                }
+            }
             match best {
                 Some((insns, expected, what))
                     if shrink::size(&insns) < shrink::size(&finding.insns) =>
@@ -315,6 +337,48 @@ impl FuzzCmd {
                 }
                 _ => break,
             }
+        }
+        Ok(())
+    }
+
+    /// Runs `combined` alone; keeps it as the finding when it still disagrees.
+    #[allow(clippy::too_many_arguments)]
+    fn confirm(
+        &self,
+        finding: &mut Finding,
+        combined: Vec<Insn>,
+        modes: &[Mode],
+        out: &Path,
+        round: usize,
+        endian: Endian,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        let Ok(expected) = fuzz::reference(&combined, &finding.maps, endian) else {
+            return Ok(());
+        };
+        let case = fuzz::case(
+            name(self.seed, 0),
+            combined.clone(),
+            finding.maps.clone(),
+            expected,
+        );
+        let dir = out.join(format!("shrink-{}-{round}-together", finding.index));
+        let report = self.guest_run(vec![case], modes, &dir, cancel)?;
+        let want = failing(&finding.what);
+        if let Some((_, Outcome::Finding(what))) = outcomes(&report, self.seed)
+            .into_iter()
+            .next()
+            .filter(|(_, o)| matches!(o, Outcome::Finding(w) if failing(w) == want))
+        {
+            eprintln!(
+                "fuzz: program {}: {} slots still disagree",
+                finding.index,
+                combined.len()
+            );
+            finding.insns = combined;
+            finding.expected = expected;
+            finding.what = what;
+            finding.batch = dir;
         }
         Ok(())
     }
@@ -347,7 +411,13 @@ impl FuzzCmd {
         if endian == Endian::Little {
             t.push_str("# endian: little\n");
         }
-        for (mode, status, message) in &finding.what {
+        let mut said: Vec<&(Mode, Status, String)> = Vec::new();
+        for w in &finding.what {
+            if !said.contains(&w) {
+                said.push(w);
+            }
+        }
+        for (mode, status, message) in said {
             for line in message.lines() {
                 let _ = writeln!(t, "# {} {}: {line}", mode.name(), status.name());
             }
@@ -431,6 +501,18 @@ fn first_words(message: &str) -> String {
         .map(|c| if c.is_ascii_digit() { 'N' } else { c })
         .take(80)
         .collect()
+}
+
+/// The modes in which a finding shows (its divergence entry aside).
+fn failing(what: &[(Mode, Status, String)]) -> Vec<Mode> {
+    let mut modes: Vec<Mode> = what
+        .iter()
+        .filter(|w| w.1 != Status::Divergence)
+        .map(|w| w.0)
+        .collect();
+    modes.sort_by_key(|m| m.name());
+    modes.dedup();
+    modes
 }
 
 fn describe(what: &[(Mode, Status, String)]) -> String {

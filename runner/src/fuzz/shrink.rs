@@ -88,9 +88,16 @@ fn starts(prog: &[Insn]) -> Vec<usize> {
     out
 }
 
+/// One candidate: the program, and the slots of the original it lacks (`None` for a change of
+/// constants).
+pub struct Candidate {
+    pub insns: Vec<Insn>,
+    pub removed: Option<(usize, usize)>,
+}
+
 /// Every candidate smaller than `prog`, largest cuts first: runs of 1/2, 1/4, ... down to one
 /// instruction removed (never the last, its `exit`), then each immediate halved and zeroed.
-pub fn candidates(prog: &[Insn]) -> Vec<Vec<Insn>> {
+pub fn candidates(prog: &[Insn]) -> Vec<Candidate> {
     let starts = starts(prog);
     // The last instruction is the exit that ends the program: keep it.
     let removable = starts.len().saturating_sub(1);
@@ -101,8 +108,11 @@ pub fn candidates(prog: &[Insn]) -> Vec<Vec<Insn>> {
         while i < removable {
             let end = (i + chunk).min(removable);
             let (from, to) = (starts[i], starts.get(end).copied().unwrap_or(prog.len()));
-            if let Some(smaller) = without(prog, from, to) {
-                out.push(smaller);
+            if let Some(insns) = without(prog, from, to) {
+                out.push(Candidate {
+                    insns,
+                    removed: Some((from, to)),
+                });
             }
             i += chunk;
         }
@@ -113,12 +123,35 @@ pub fn candidates(prog: &[Insn]) -> Vec<Vec<Insn>> {
     }
     for &at in &starts {
         for smaller in smaller_constants(&prog[at]) {
-            let mut candidate = prog.to_vec();
-            candidate[at] = smaller;
-            out.push(candidate);
+            let mut insns = prog.to_vec();
+            insns[at] = smaller;
+            out.push(Candidate {
+                insns,
+                removed: None,
+            });
         }
     }
     out
+}
+
+/// `prog` without every one of `ranges` that does not overlap a larger one before it: the
+/// removals that each kept a finding, tried together.
+pub fn without_all(prog: &[Insn], ranges: &[(usize, usize)]) -> Option<Vec<Insn>> {
+    let mut ranges = ranges.to_vec();
+    ranges.sort_by_key(|&(from, to)| std::cmp::Reverse(to - from));
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    for (from, to) in ranges {
+        if kept.iter().all(|&(f, t)| to <= f || t <= from) {
+            kept.push((from, to));
+        }
+    }
+    // From the last, so that the earlier slots keep their numbers.
+    kept.sort_unstable();
+    let mut out = prog.to_vec();
+    for &(from, to) in kept.iter().rev() {
+        out = without(&out, from, to)?;
+    }
+    Some(out)
 }
 
 /// The instruction with its immediate nearer zero: zero, then half, for ALU instructions and
@@ -182,7 +215,7 @@ mod tests {
     #[test]
     fn candidates_never_split_a_lddw_nor_drop_the_exit() {
         let p = prog("lddw %r0, 0x100000001\nmov %r1, 7\nadd %r0, %r1\nexit\n");
-        let all = candidates(&p);
+        let all: Vec<Vec<Insn>> = candidates(&p).into_iter().map(|c| c.insns).collect();
         assert!(!all.is_empty());
         for c in &all {
             assert_eq!(c.last().map(|i| i.code), p.last().map(|i| i.code));
@@ -193,6 +226,14 @@ mod tests {
         // The smallest removal leaves `mov`, `add` and `exit`; constants shrink too.
         assert!(all.iter().any(|c| c.len() == 3));
         assert!(all.iter().any(|c| c.len() == p.len() && c[2].imm == 0));
+    }
+
+    #[test]
+    fn removals_that_each_kept_a_finding_are_tried_together() {
+        let p = prog("mov %r0, 1\nmov %r1, 2\nmov %r2, 3\nmov %r3, 4\nexit\n");
+        // 1..2 and 3..4 do not overlap; 0..2 is larger and overlaps 1..2, so it wins.
+        let q = without_all(&p, &[(1, 2), (3, 4), (0, 2)]).unwrap();
+        assert_eq!(to_asm(&q), "mov r2, 3\nexit\n");
     }
 
     #[test]
