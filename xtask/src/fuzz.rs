@@ -28,6 +28,9 @@ use crate::{project_root, signals};
 /// Rounds of minimising one finding, at most: each is one guest run of all candidates.
 const SHRINK_ROUNDS: usize = 40;
 
+/// What each mode said of a program that did not pass: (mode, status, message).
+type Said = Vec<(Mode, Status, String)>;
+
 /// What one program did in the guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -36,7 +39,7 @@ enum Outcome {
     /// Every mode refused to load it (or the kernel lacks ISA v4): not a finding.
     Refused(String),
     /// A disagreement: the modes that showed it and what each said.
-    Finding(Vec<(Mode, Status, String)>),
+    Finding(Said),
 }
 
 /// A program that disagreed, and its smallest version that still does.
@@ -45,7 +48,7 @@ struct Finding {
     insns: Vec<Insn>,
     maps: Vec<MapSpec>,
     expected: u64,
-    what: Vec<(Mode, Status, String)>,
+    what: Said,
     /// The run directory of the guest run that last showed it.
     batch: PathBuf,
 }
@@ -179,7 +182,9 @@ impl FuzzCmd {
         }
         for (mode, (cases, seconds)) in &totals.agent_seconds {
             if *seconds > 0.0 {
-                totals.per_second.insert(mode.clone(), *cases as f64 / seconds);
+                totals
+                    .per_second
+                    .insert(mode.clone(), *cases as f64 / seconds);
             }
         }
         let findings_dir = out.join("findings");
@@ -287,7 +292,7 @@ impl FuzzCmd {
             }
             let dir = out.join(format!("shrink-{}-{round}", finding.index));
             let report = self.guest_run(cases, &modes, &dir, cancel)?;
-            let kept: Vec<(usize, Vec<(Mode, Status, String)>)> = outcomes(&report, self.seed)
+            let kept: Vec<(usize, Said)> = outcomes(&report, self.seed)
                 .into_iter()
                 .filter_map(|(n, o)| match o {
                     // The same finding: the same modes disagree (a candidate that leaks a
@@ -445,7 +450,7 @@ fn name(seed: u64, index: u64) -> String {
 /// Each program's outcome, by index, from a batch's report.
 fn outcomes(report: &Report, seed: u64) -> Vec<(u64, Outcome)> {
     let prefix = format!("fuzz-{seed}-");
-    let mut by_index: BTreeMap<u64, Vec<(Mode, Status, String)>> = BTreeMap::new();
+    let mut by_index: BTreeMap<u64, Said> = BTreeMap::new();
     for r in &report.results {
         let Some(index) = r
             .name
@@ -479,10 +484,7 @@ fn outcome(results: &[(Mode, Status, String)]) -> Outcome {
         return Outcome::Agrees;
     }
     if modes.iter().all(|r| refused(r)) {
-        let why = modes
-            .first()
-            .map(|r| first_words(&r.2))
-            .unwrap_or_default();
+        let why = modes.first().map(|r| first_words(&r.2)).unwrap_or_default();
         return Outcome::Refused(why);
     }
     Outcome::Finding(

@@ -71,7 +71,9 @@ use std::ops::RangeInclusive;
 use crate::arch::Endian;
 use crate::bpf::insn::Insn;
 use crate::bpf::interp::{ArrayMap, InterpError, Machine};
-use crate::cases::{AgentSuite, Case, Expectation, MapSpec, ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP};
+use crate::cases::{
+    AgentSuite, Case, Expectation, MapSpec, ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
+};
 
 pub use check::check;
 pub use coverage::{claimed, Coverage, ImmClass, JumpBucket, OpKey};
@@ -276,7 +278,7 @@ pub fn case(name: String, insns: Vec<Insn>, maps: Vec<MapSpec>, expected: u64) -
 /// the store of the folded value into `result` becomes the return value. Slots are removed
 /// with their jumps retargeted ([`shrink::without`]).
 pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) {
-    use crate::bpf::insn::{ALU64, EXIT, JMP, MOV, STX, X};
+    use crate::bpf::insn::{ALU64, EXIT, JMP, K, MOV, STX, X};
     let mem = maps
         .get(VALUES_MAP)
         .and_then(|m| m.init.first())
@@ -284,7 +286,8 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
         .unwrap_or_default();
     let mut prog = insns.to_vec();
     let is_map = |i: &Insn, slot: usize| {
-        i.code == crate::bpf::insn::LD | 0x18 && i.src == crate::bpf::insn::PSEUDO_MAP_FD
+        i.code == crate::bpf::insn::LD | 0x18
+            && i.src == crate::bpf::insn::PSEUDO_MAP_FD
             && i.imm == slot as i32
     };
     let is_lookup = |i: &Insn| i.code == JMP | 0x80 && i.src == 0 && i.imm == 1;
@@ -319,13 +322,59 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
             }
         }
     }
-    removals.sort_unstable();
-    for &(from, to) in removals.iter().rev() {
-        if let Some(smaller) = shrink::without(&prog, from, to.min(prog.len())) {
-            prog = smaller;
+    // What only served the lookups: the key on the stack, its address in r2, the null checks.
+    let is = |at: usize, code: u8, dst: u8, src: u8, imm: i32| {
+        prog.get(at)
+            .is_some_and(|i| i.code == code && i.dst == dst && i.src == src && i.imm == imm)
+    };
+    let mut leftovers = Vec::new();
+    for &(lddw, call, _) in &lookups {
+        if lddw > 0 && is(lddw - 1, crate::bpf::insn::ST | 0x60, 10, 0, 0) {
+            leftovers.push((lddw - 1, lddw));
+        }
+        if call >= 2 && is(call - 2, ALU64 | MOV | X, 2, 10, 0) && is(call - 1, ALU64 | K, 2, 0, -4)
+        // add r2, -4
+        {
+            leftovers.push((call - 2, call));
+        }
+        // `jne r0, 0, +k` or `jeq r0, 0, +k` right after: r0 is never null now.
+        if let Some(check) = prog.get(call + 1).filter(|i| i.dst == 0 && i.imm == 0) {
+            let skip = usize::try_from(check.off).unwrap_or(0);
+            if check.code == JMP | 0x50 {
+                leftovers.push((call + 1, call + 2 + skip));
+            } else if check.code == JMP | 0x10 && skip == 1 {
+                leftovers.push((call + 1, call + 2));
+            }
         }
     }
-    (prog, mem)
+    let apply = |prog: &[Insn], ranges: &[(usize, usize)]| {
+        let mut ranges = ranges.to_vec();
+        ranges.sort_unstable();
+        let mut out = prog.to_vec();
+        for &(from, to) in ranges.iter().rev() {
+            if let Some(smaller) = shrink::without(&out, from, to.min(out.len())) {
+                out = smaller;
+            }
+        }
+        out
+    };
+    // Each leftover goes only when the reference still gives the same value without it (the
+    // fold may read the stack key, say).
+    let value = |ranges: &[(usize, usize)]| {
+        reference_conformance(&apply(&prog, ranges), &mem, Endian::Little)
+    };
+    let mut kept = removals.clone();
+    let want = value(&kept);
+    for leftover in leftovers {
+        if kept.iter().any(|r| leftover.0 < r.1 && r.0 < leftover.1) {
+            continue;
+        }
+        kept.push(leftover);
+        if want.is_none() || value(&kept) != want {
+            kept.pop();
+        }
+    }
+    (apply(&prog, &kept), mem)
 }
 
 /// The host reference's r0 for a program in bpf_conformance's convention.

@@ -191,9 +191,8 @@ mod tests {
 
     #[test]
     fn removing_instructions_keeps_the_jumps_on_their_targets() {
-        let p = prog(
-            "mov %r0, 1\njeq %r0, 1, done\nmov %r0, 2\nadd %r0, 3\ndone:\nadd %r0, 4\nexit\n",
-        );
+        let p =
+            prog("mov %r0, 1\njeq %r0, 1, done\nmov %r0, 2\nadd %r0, 3\ndone:\nadd %r0, 4\nexit\n");
         // Without `mov %r0, 2`: the jump still lands on `add %r0, 4`.
         let q = without(&p, 2, 3).unwrap();
         assert_eq!(

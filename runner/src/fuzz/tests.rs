@@ -321,3 +321,25 @@ fn the_conformance_form_computes_the_same_value() {
         );
     }
 }
+
+/// The conformance form keeps nothing of the lookups: no key on the stack, no r2, no null
+/// check, when the program does not read them otherwise.
+#[test]
+fn the_conformance_form_drops_what_served_the_lookups() {
+    let config = Config {
+        seed: 3,
+        len: 4..=40,
+        ..Config::default()
+    };
+    let mut lean = 0;
+    for index in 0..50 {
+        let g = generate(&config, index);
+        let (insns, _) = as_conformance(&g.insns, &g.maps);
+        let text = crate::bpf::insn::to_asm(&insns);
+        if !text.contains("mov r2, r10") && !text.contains("call") {
+            lean += 1;
+        }
+        assert!(!text.contains("call"), "{index}: {text}");
+    }
+    assert!(lean >= 25, "only {lean} of 50 lost their lookups' setup");
+}
