@@ -600,3 +600,45 @@ fn summary(
     let _ = writeln!(t, "\n## Coverage\n\n{coverage}");
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(mode: Mode, status: Status, message: &str) -> (Mode, Status, String) {
+        (mode, status, message.to_owned())
+    }
+
+    #[test]
+    fn refusals_in_every_mode_are_counted_and_the_rest_are_findings() {
+        use Mode::*;
+        let pass = |m| said(m, Status::Pass, "");
+        assert_eq!(
+            outcome(&[pass(Interp), pass(Jit), pass(JitHardened)]),
+            Outcome::Agrees
+        );
+        let refused = |m| {
+            said(
+                m,
+                Status::Fail,
+                "load failed (errno 13); verifier: 7: R3 !read_ok",
+            )
+        };
+        assert!(matches!(
+            outcome(&[refused(Interp), refused(Jit)]),
+            Outcome::Refused(why) if why.contains("RN !read_ok")
+        ));
+        // Refused by the JIT's mode only: a finding.
+        let jit_only = outcome(&[pass(Interp), refused(Jit)]);
+        assert!(matches!(&jit_only, Outcome::Finding(w) if failing(w) == [Jit]));
+        // A wrong value, its divergence entry beside it.
+        let wrong = outcome(&[
+            pass(Interp),
+            said(Jit, Status::Fail, "r0 = 0x0, expected 0x1"),
+            said(Jit, Status::Divergence, "modes disagree"),
+        ]);
+        assert!(matches!(&wrong, Outcome::Finding(w) if failing(w) == [Jit]));
+        let crash = outcome(&[pass(Interp), said(Jit, Status::Crash, "Oops")]);
+        assert!(matches!(crash, Outcome::Finding(_)));
+    }
+}
