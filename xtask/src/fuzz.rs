@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -23,7 +23,7 @@ use runner::fuzz::{self, shrink, Config, Coverage};
 use runner::report::{Mode, Report, Status};
 
 use crate::flags::{Command as Verb, FuzzCmd, Xtask};
-use crate::{project_root, signals};
+use crate::signals;
 
 /// Rounds of minimising one finding, at most: each is one guest run of all candidates.
 const SHRINK_ROUNDS: usize = 40;
@@ -75,15 +75,10 @@ impl FuzzCmd {
     pub fn run(self) -> anyhow::Result<u8> {
         let cancel = Arc::new(AtomicBool::new(false));
         signals::install(Arc::clone(&cancel))?;
-        let out = self.out.clone().unwrap_or_else(|| {
-            let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-                .to_string()
-                .replace(['-', ':'], "");
-            project_root()
-                .join("reports")
-                .join("runs")
-                .join(format!("fuzz-{}-{stamp}", self.arch))
-        });
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| crate::test::run_dir(&format!("fuzz-{}", self.arch)));
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create the run directory {}", out.display()))?;
         let endian = self.arch.elf().endian;

@@ -472,13 +472,18 @@ fn exit_status(interrupted: bool, bad_input: bool, gate: impl FnOnce() -> u8) ->
 
 /// `reports/runs/ARCH-YYYYMMDDTHHMMSSZ`: a new directory per run, so no run overwrites another.
 fn default_out_dir(arch: runner::arch::Arch) -> PathBuf {
+    run_dir(&arch.to_string())
+}
+
+/// `reports/runs/NAME-TIME`, the default directory of a run.
+pub fn run_dir(name: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
         .to_string()
         .replace(['-', ':'], "");
     project_root()
         .join("reports")
         .join("runs")
-        .join(format!("{arch}-{stamp}"))
+        .join(format!("{name}-{stamp}"))
 }
 
 /// One guest per core: each QEMU under TCG keeps one busy.

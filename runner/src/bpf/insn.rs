@@ -33,21 +33,43 @@ pub const X: u8 = 0x08;
 /// The highest register an instruction may name.
 pub const MAX_REG: u8 = 10;
 
+// The operation codes by name.
+pub const ADD: u8 = 0x00;
+pub const SUB: u8 = 0x10;
+pub const MUL: u8 = 0x20;
+pub const OR: u8 = 0x40;
+pub const AND: u8 = 0x50;
+pub const LSH: u8 = 0x60;
+pub const RSH: u8 = 0x70;
+pub const XOR: u8 = 0xa0;
+pub const ARSH: u8 = 0xc0;
+pub const JEQ: u8 = 0x10;
+pub const JGT: u8 = 0x20;
+pub const JGE: u8 = 0x30;
+pub const JSET: u8 = 0x40;
+pub const JNE: u8 = 0x50;
+pub const JSGT: u8 = 0x60;
+pub const JSGE: u8 = 0x70;
+pub const JLT: u8 = 0xa0;
+pub const JLE: u8 = 0xb0;
+pub const JSLT: u8 = 0xc0;
+pub const JSLE: u8 = 0xd0;
+
 /// ALU operations, by mnemonic.
 pub const ALU_OPS: [(&str, u8); 13] = [
-    ("add", 0x00),
-    ("sub", 0x10),
-    ("mul", 0x20),
+    ("add", ADD),
+    ("sub", SUB),
+    ("mul", MUL),
     ("div", DIV),
-    ("or", 0x40),
-    ("and", 0x50),
-    ("lsh", 0x60),
-    ("rsh", 0x70),
+    ("or", OR),
+    ("and", AND),
+    ("lsh", LSH),
+    ("rsh", RSH),
     ("neg", NEG),
     ("mod", MOD),
-    ("xor", 0xa0),
+    ("xor", XOR),
     ("mov", MOV),
-    ("arsh", 0xc0),
+    ("arsh", ARSH),
 ];
 /// Unsigned division, or signed (`sdiv`) with offset 1.
 pub const DIV: u8 = 0x30;
@@ -63,17 +85,17 @@ pub const TO_BE: u8 = 0x08;
 
 /// Conditional jumps, by mnemonic; `ja` is 0x00.
 pub const JMP_OPS: [(&str, u8); 11] = [
-    ("jeq", 0x10),
-    ("jgt", 0x20),
-    ("jge", 0x30),
-    ("jset", 0x40),
-    ("jne", 0x50),
-    ("jsgt", 0x60),
-    ("jsge", 0x70),
-    ("jlt", 0xa0),
-    ("jle", 0xb0),
-    ("jslt", 0xc0),
-    ("jsle", 0xd0),
+    ("jeq", JEQ),
+    ("jgt", JGT),
+    ("jge", JGE),
+    ("jset", JSET),
+    ("jne", JNE),
+    ("jsgt", JSGT),
+    ("jsge", JSGE),
+    ("jlt", JLT),
+    ("jle", JLE),
+    ("jslt", JSLT),
+    ("jsle", JSLE),
 ];
 /// `ja` in `JMP` (offset in `off`), `ja32` in `JMP32` (offset in `imm`, the kernel's `gotol`).
 pub const JA: u8 = 0x00;

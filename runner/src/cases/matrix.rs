@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::{
     files_in, from_yaml, read_file, resolve_maps, AgentSuite, Case, CaseError, Expectation,
-    Lacking, MapSpec, ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
+    Lacking, MapSpec, ProgSpec, PROG_TYPE_XDP,
 };
 
 /// `BPF_PROG_TYPE_SOCKET_FILTER`: what an unprivileged twin loads as (uid 65534 may load no
@@ -888,28 +888,12 @@ fn guards(shape: &Shape<'_>, v: &Variant, index: i128) -> String {
 /// then the input byte that sets the register (and its upper half, for a dirty one), then the
 /// value it indexes, `value_size` bytes of [`pattern`].
 pub(crate) fn maps(raw: i128, value_size: i128) -> Vec<MapSpec> {
-    let array = |name: &str, value_size: u32, value: Vec<u8>| MapSpec {
-        name: name.to_owned(),
-        map_type: MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size,
-        max_entries: 1,
-        flags: 0,
-        inner: None,
-        init: vec![(vec![0; 4], value)],
-        prog_entries: Vec::new(),
-        map_entries: Vec::new(),
-    };
     let mut input = vec![0; 8];
     input[0] = raw as u8;
     vec![
-        array("result", 8, vec![0; 8]),
-        array("input", 8, input),
-        array(
-            "values",
-            value_size as u32,
-            (0..value_size).map(pattern).collect(),
-        ),
+        MapSpec::array("result", vec![0; 8]),
+        MapSpec::array("input", input),
+        MapSpec::array("values", (0..value_size).map(pattern).collect()),
     ]
 }
 

@@ -67,6 +67,24 @@ pub struct MapSpec {
     pub map_entries: Vec<(u32, usize)>,
 }
 
+impl MapSpec {
+    /// A one-entry array (key 0, 4-byte key) holding `value`.
+    pub fn array(name: &str, value: Vec<u8>) -> MapSpec {
+        MapSpec {
+            name: name.to_owned(),
+            map_type: MAP_TYPE_ARRAY,
+            key_size: 4,
+            value_size: u32::try_from(value.len()).unwrap_or(u32::MAX),
+            max_entries: 1,
+            flags: 0,
+            inner: None,
+            init: vec![(vec![0; 4], value)],
+            prog_entries: Vec::new(),
+            map_entries: Vec::new(),
+        }
+    }
+}
+
 /// A program a case loads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgSpec {

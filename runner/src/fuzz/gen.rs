@@ -860,18 +860,3 @@ fn pieces(state: &State, start: i32, size: i32, out: &mut Vec<(i32, i32)>) {
         pieces(state, start + size / 2, size / 2, out);
     }
 }
-
-// Operation codes by name, for readability here.
-const ADD: u8 = 0x00;
-const SUB: u8 = 0x10;
-const MUL: u8 = 0x20;
-const OR: u8 = 0x40;
-const AND: u8 = 0x50;
-const LSH: u8 = 0x60;
-const RSH: u8 = 0x70;
-const XOR: u8 = 0xa0;
-const ARSH: u8 = 0xc0;
-const JEQ: u8 = 0x10;
-const JGT: u8 = 0x20;
-const JNE: u8 = 0x50;
-const JSGT: u8 = 0x60;

@@ -71,9 +71,7 @@ use std::ops::RangeInclusive;
 use crate::arch::Endian;
 use crate::bpf::insn::Insn;
 use crate::bpf::interp::{ArrayMap, InterpError, Machine};
-use crate::cases::{
-    AgentSuite, Case, Expectation, MapSpec, ProgSpec, MAP_TYPE_ARRAY, PROG_TYPE_XDP,
-};
+use crate::cases::{AgentSuite, Case, Expectation, MapSpec, ProgSpec, PROG_TYPE_XDP};
 
 pub use check::check;
 pub use coverage::{claimed, Coverage, ImmClass, JumpBucket, OpKey};
@@ -151,8 +149,8 @@ pub fn generate(config: &Config, index: u64) -> Generated {
         needs_isa_v4: insns.iter().any(|&insn| is_isa_v4(insn)),
         has_loops: has_backward_jump(&insns),
         maps: vec![
-            array("result", 8, vec![0; 8]),
-            array("values", value_size, values),
+            MapSpec::array("result", vec![0; 8]),
+            MapSpec::array("values", values),
         ],
         insns,
     }
@@ -168,21 +166,6 @@ fn initial_values(rng: &mut rand::Rand, size: u32) -> Vec<u8> {
     (0..size / 8)
         .flat_map(|_| rng.imm64().to_le_bytes())
         .collect()
-}
-
-fn array(name: &str, value_size: u32, value: Vec<u8>) -> MapSpec {
-    MapSpec {
-        name: name.to_owned(),
-        map_type: MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size,
-        max_entries: 1,
-        flags: 0,
-        inner: None,
-        init: vec![(vec![0; 4], value)],
-        prog_entries: Vec::new(),
-        map_entries: Vec::new(),
-    }
 }
 
 /// Whether `insn` is one of ISA v4: signed division, sign-extending moves and loads,
