@@ -53,6 +53,16 @@ struct Finding {
     batch: PathBuf,
 }
 
+/// A program of a minimising round that still shows the finding.
+struct Hit {
+    /// Its position among the round's programs.
+    number: usize,
+    insns: Vec<Insn>,
+    expected: u64,
+    what: Said,
+    batch: PathBuf,
+}
+
 /// The run's counts.
 #[derive(Default, serde::Serialize)]
 struct Totals {
@@ -247,7 +257,8 @@ impl FuzzCmd {
     }
 
     /// Shrinks `finding` in rounds: every smaller candidate the reference still runs goes to
-    /// a guest, in the modes that disagreed, and the smallest that still disagrees is kept.
+    /// a guest, in the modes that disagreed; then all the removals that kept the finding are
+    /// tried together; the smallest program that still shows it is kept.
     fn minimise(
         &self,
         finding: &mut Finding,
@@ -255,85 +266,44 @@ impl FuzzCmd {
         endian: Endian,
         cancel: &AtomicBool,
     ) -> anyhow::Result<()> {
-        let modes: Vec<Mode> = {
-            let mut m: Vec<Mode> = finding.what.iter().map(|w| w.0).collect();
-            m.dedup();
-            // The interpreter's agreement shows that a candidate is still about the JIT.
-            if !m.contains(&Mode::Interp) && self.mode.contains(&Mode::Interp) {
-                m.insert(0, Mode::Interp);
-            }
-            m
-        };
-        let want = failing(&finding.what);
+        let mut modes: Vec<Mode> = failing(&finding.what);
+        // The interpreter's agreement shows that a candidate is still about the JIT.
+        if !modes.contains(&Mode::Interp) && self.mode.contains(&Mode::Interp) {
+            modes.insert(0, Mode::Interp);
+        }
         for round in 0..SHRINK_ROUNDS {
             if cancel.load(Ordering::SeqCst) {
                 break;
             }
-            let mut cases = Vec::new();
-            let mut candidates = Vec::new();
-            for candidate in shrink::candidates(&finding.insns) {
-                if let Ok(expected) = fuzz::reference(&candidate.insns, &finding.maps, endian) {
-                    cases.push(fuzz::case(
-                        name(self.seed, candidates.len() as u64),
-                        candidate.insns.clone(),
-                        finding.maps.clone(),
-                        expected,
-                    ));
-                    candidates.push((candidate, expected));
-                }
-            }
-            if cases.is_empty() {
-                break;
-            }
+            let candidates = shrink::candidates(&finding.insns);
+            let programs = candidates.iter().map(|c| c.insns.clone()).collect();
             let dir = out.join(format!("shrink-{}-{round}", finding.index));
-            let report = self.guest_run(cases, &modes, &dir, cancel)?;
-            let kept: Vec<(usize, Said)> = outcomes(&report, self.seed)
-                .into_iter()
-                .filter_map(|(n, o)| match o {
-                    // The same finding: the same modes disagree (a candidate that leaks a
-                    // pointer, say, disagrees in every mode, and is another matter).
-                    Outcome::Finding(what) if failing(&what) == want => Some((n as usize, what)),
-                    _ => None,
-                })
-                .collect();
-            // The next round starts from every kept removal at once, when that still
-            // disagrees by the reference (checked in the guest with the next round's batch).
+            let kept = self.trial(finding, programs, &modes, &dir, endian, cancel)?;
             let together: Vec<(usize, usize)> = kept
                 .iter()
-                .filter_map(|(n, _)| candidates.get(*n)?.0.removed)
+                .filter_map(|hit| candidates.get(hit.number)?.removed)
                 .collect();
-            let best = kept
-                .into_iter()
-                .filter_map(|(n, what)| {
-                    let (candidate, expected) = candidates.get(n)?;
-                    Some((candidate.insns.clone(), *expected, what))
-                })
-                .min_by_key(|(insns, _, _)| shrink::size(insns));
-            if let (Some(combined), Some(best)) =
+            let mut best = kept.into_iter().min_by_key(|hit| shrink::size(&hit.insns));
+            if let (Some(combined), Some(single)) =
                 (shrink::without_all(&finding.insns, &together), &best)
             {
-                if shrink::size(&combined) < shrink::size(&best.0)
-                    && fuzz::reference(&combined, &finding.maps, endian).is_ok()
-                {
-                    self.confirm(finding, combined, &modes, out, round, endian, cancel)?;
-                    if shrink::size(&finding.insns) < shrink::size(&best.0) {
-                        continue;
-                    }
+                if shrink::size(&combined) < shrink::size(&single.insns) {
+                    let dir = out.join(format!("shrink-{}-{round}-together", finding.index));
+                    let hits = self.trial(finding, vec![combined], &modes, &dir, endian, cancel)?;
+                    best = hits.into_iter().next().or(best);
                 }
             }
             match best {
-                Some((insns, expected, what))
-                    if shrink::size(&insns) < shrink::size(&finding.insns) =>
-                {
+                Some(hit) if shrink::size(&hit.insns) < shrink::size(&finding.insns) => {
                     eprintln!(
                         "fuzz: program {}: {} slots still disagree",
                         finding.index,
-                        insns.len()
+                        hit.insns.len()
                     );
-                    finding.insns = insns;
-                    finding.expected = expected;
-                    finding.what = what;
-                    finding.batch = dir;
+                    finding.insns = hit.insns;
+                    finding.expected = hit.expected;
+                    finding.what = hit.what;
+                    finding.batch = hit.batch;
                 }
                 _ => break,
             }
@@ -341,46 +311,50 @@ impl FuzzCmd {
         Ok(())
     }
 
-    /// Runs `combined` alone; keeps it as the finding when it still disagrees.
-    #[allow(clippy::too_many_arguments)]
-    fn confirm(
+    /// Runs `programs` (with the finding's maps) in `modes`, in `dir`: those the reference
+    /// runs and that still show the finding, where the same modes disagree (a candidate that
+    /// leaks a pointer, say, disagrees in every mode, and is another matter).
+    fn trial(
         &self,
-        finding: &mut Finding,
-        combined: Vec<Insn>,
+        finding: &Finding,
+        programs: Vec<Vec<Insn>>,
         modes: &[Mode],
-        out: &Path,
-        round: usize,
+        dir: &Path,
         endian: Endian,
         cancel: &AtomicBool,
-    ) -> anyhow::Result<()> {
-        let Ok(expected) = fuzz::reference(&combined, &finding.maps, endian) else {
-            return Ok(());
-        };
-        let case = fuzz::case(
-            name(self.seed, 0),
-            combined.clone(),
-            finding.maps.clone(),
-            expected,
-        );
-        let dir = out.join(format!("shrink-{}-{round}-together", finding.index));
-        let report = self.guest_run(vec![case], modes, &dir, cancel)?;
-        let want = failing(&finding.what);
-        if let Some((_, Outcome::Finding(what))) = outcomes(&report, self.seed)
-            .into_iter()
-            .next()
-            .filter(|(_, o)| matches!(o, Outcome::Finding(w) if failing(w) == want))
-        {
-            eprintln!(
-                "fuzz: program {}: {} slots still disagree",
-                finding.index,
-                combined.len()
-            );
-            finding.insns = combined;
-            finding.expected = expected;
-            finding.what = what;
-            finding.batch = dir;
+    ) -> anyhow::Result<Vec<Hit>> {
+        let mut cases = Vec::new();
+        let mut expected = BTreeMap::new();
+        for (number, insns) in programs.iter().enumerate() {
+            if let Ok(value) = fuzz::reference(insns, &finding.maps, endian) {
+                let number = number as u64;
+                cases.push(fuzz::case(
+                    name(self.seed, number),
+                    insns.clone(),
+                    finding.maps.clone(),
+                    value,
+                ));
+                expected.insert(number, value);
+            }
         }
-        Ok(())
+        if cases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let report = self.guest_run(cases, modes, dir, cancel)?;
+        let want = failing(&finding.what);
+        Ok(outcomes(&report, self.seed)
+            .into_iter()
+            .filter_map(|(number, outcome)| match outcome {
+                Outcome::Finding(what) if failing(&what) == want => Some(Hit {
+                    number: number as usize,
+                    insns: programs.get(number as usize)?.clone(),
+                    expected: *expected.get(&number)?,
+                    what,
+                    batch: dir.to_owned(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The finding as a bpf_conformance `.data` file: the program with its map lookups turned

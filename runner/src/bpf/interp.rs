@@ -865,28 +865,22 @@ fn alu64(op: u8, signed: bool, dst: u64, src: u64) -> u64 {
     }
 }
 
-/// [`alu64`] in 32 bits: shifts take the count modulo 32.
+/// [`alu64`] in 32 bits: [`alu64`] on the low halves, extended as the operation reads them
+/// (sign-extended for the signed ones, so that `INT_MIN / -1` and `arsh` come out right), the
+/// result truncated; shifts take the count modulo 32.
 fn alu32(op: u8, signed: bool, dst: u32, src: u32) -> u32 {
-    let (sdst, ssrc) = (dst as i32, src as i32);
-    match op {
-        ADD => dst.wrapping_add(src),
-        SUB => dst.wrapping_sub(src),
-        MUL => dst.wrapping_mul(src),
-        DIV if src == 0 => 0,
-        DIV if signed => sdst.wrapping_div(ssrc) as u32,
-        DIV => dst / src,
-        MOD if src == 0 => dst,
-        MOD if signed => sdst.wrapping_rem(ssrc) as u32,
-        MOD => dst % src,
-        OR => dst | src,
-        AND => dst & src,
-        XOR => dst ^ src,
-        LSH => dst << (src & 31),
-        RSH => dst >> (src & 31),
-        ARSH => (sdst >> (src & 31)) as u32,
-        // NEG, the one operation left.
-        _ => dst.wrapping_neg(),
-    }
+    let extend = |x: u32| {
+        if signed || op == ARSH {
+            x as i32 as i64 as u64
+        } else {
+            u64::from(x)
+        }
+    };
+    let src = match op {
+        LSH | RSH | ARSH => u64::from(src & 31),
+        _ => extend(src),
+    };
+    alu64(op, signed, extend(dst), src) as u32
 }
 
 /// A conditional jump's condition on operands `a` and `b`, given unsigned and signed.
