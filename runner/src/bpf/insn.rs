@@ -104,13 +104,19 @@ pub const JA: u8 = 0x00;
 pub const CALL: u8 = 0x80;
 pub const EXIT: u8 = 0x90;
 
+// The atomic operations by name (the `imm` of an atomic store, without `FETCH`).
+pub const ATOMIC_ADD: i32 = 0x00;
+pub const ATOMIC_OR: i32 = 0x40;
+pub const ATOMIC_AND: i32 = 0x50;
+pub const ATOMIC_XOR: i32 = 0xa0;
+
 /// Atomic operations (the `imm` of an atomic store), by mnemonic; `add`, `or`, `and` and
 /// `xor` also exist with `FETCH`.
 pub const ATOMIC_OPS: [(&str, i32); 6] = [
-    ("add", 0x00),
-    ("or", 0x40),
-    ("and", 0x50),
-    ("xor", 0xa0),
+    ("add", ATOMIC_ADD),
+    ("or", ATOMIC_OR),
+    ("and", ATOMIC_AND),
+    ("xor", ATOMIC_XOR),
     ("xchg", XCHG),
     ("cmpxchg", CMPXCHG),
 ];

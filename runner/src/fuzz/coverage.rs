@@ -6,14 +6,21 @@ use std::fmt;
 use crate::bpf::insn::*;
 
 /// ALU operations the generator emits with `K` and `X` in both widths (`neg` with `K` only).
-const ALU_BINARY: [u8; 12] = [
-    0x00, 0x10, 0x20, DIV, 0x40, 0x50, 0x60, 0x70, MOD, 0xa0, MOV, 0xc0,
-];
+const ALU_BINARY: [u8; 12] = [ADD, SUB, MUL, DIV, OR, AND, LSH, RSH, MOD, XOR, MOV, ARSH];
 /// Load and store sizes.
 const SIZES: [u8; 4] = [B, H, W, DW];
 /// Atomic operations (the immediate), each in W and DW.
 const ATOMICS: [i32; 10] = [
-    0x00, 0x01, 0x40, 0x41, 0x50, 0x51, 0xa0, 0xa1, XCHG, CMPXCHG,
+    ATOMIC_ADD,
+    ATOMIC_ADD | FETCH,
+    ATOMIC_OR,
+    ATOMIC_OR | FETCH,
+    ATOMIC_AND,
+    ATOMIC_AND | FETCH,
+    ATOMIC_XOR,
+    ATOMIC_XOR | FETCH,
+    XCHG,
+    CMPXCHG,
 ];
 /// Byte swap widths.
 const SWAPS: [i32; 3] = [16, 32, 64];
