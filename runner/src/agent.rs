@@ -103,12 +103,9 @@ pub fn bundle(cases: &[Case], modes: &[Mode], start: AgentStart) -> String {
             case.expect,
             Expectation::Verdict { accept: false, .. } | Expectation::LoadError(_)
         );
-        // No JIT image for generated programs: thousands of them over the emulated serial
-        // port would cost more than running them.
-        let jit_image = case.suite != AgentSuite::Fuzz;
         let flags = u32::from(case.run)
             | (u32::from(case.unprivileged) << 1)
-            | (u32::from(jit_image) << 2)
+            | (u32::from(case.jit_image) << 2)
             | (u32::from(rejected) << 3)
             | (u32::from(case.attach) << 4);
         let _ = writeln!(out, "case {id} {flags}");

@@ -15,7 +15,7 @@ use runner::plan::Plan;
 use runner::report::{Mode, Report, Status};
 use runner::test_bpf::Suite;
 
-use crate::flags::{Bench, Command as Verb, Xtask};
+use crate::flags::{Bench, BenchPart, Command as Verb, Xtask};
 use crate::project_root;
 
 /// One row of the table.
@@ -37,10 +37,31 @@ impl Row {
 
 impl Bench {
     pub fn run(self) -> anyhow::Result<u8> {
-        let mut rows = vec![parse_throughput()?];
-        eprintln!("bench: {} {}", rows[0].what, rows[0].value);
-        // Debian's kernels, one per line, then the minimal ones built from linux-source-6.1
-        // (built first if the cache has none yet).
+        let mut rows = Vec::new();
+        if self.part.contains(&BenchPart::Parse) {
+            rows.push(parse_throughput()?);
+            eprintln!("bench: {} {}", rows[0].what, rows[0].value);
+        }
+        if self.part.contains(&BenchPart::First) {
+            rows.extend(self.first_test()?);
+        }
+        let mut same = true;
+        if self.part.contains(&BenchPart::Jobs) {
+            let (jobs, agree) = self.jobs()?;
+            rows.extend(jobs);
+            same = agree;
+        }
+        if self.part.contains(&BenchPart::Fuzz) {
+            rows.extend(self.fuzz()?);
+        }
+        print_table(&rows);
+        Ok(if same { 0 } else { 1 })
+    }
+
+    /// Boot to the first test: Debian's kernels, one per line, then the minimal ones built
+    /// from linux-source-6.1 (built first if the cache has none yet).
+    fn first_test(&self) -> anyhow::Result<Vec<Row>> {
+        let mut rows = Vec::new();
         let debian: &[&str] = &[];
         let debian_6_12: &[&str] = &["--kernel", "debian:6.12"];
         let debian_7: &[&str] = &["--kernel", "debian:sid"];
@@ -72,6 +93,12 @@ impl Bench {
                 target: "<= 0.5 s with a minimal built kernel",
             });
         }
+        Ok(rows)
+    }
+
+    /// The kernel's whole suites with one guest and with two, and bare QEMU on the same
+    /// image, in interleaved rounds; and whether both runs gave the same results.
+    fn jobs(&self) -> anyhow::Result<(Vec<Row>, bool)> {
         let arch = self.arch;
         let (mut one, mut two, mut bare) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
         let mut source = String::new();
@@ -102,7 +129,7 @@ impl Bench {
         let rounds = self.rounds;
         let ratio = two / one;
         let results = if same { "same" } else { "DIFFERENT" };
-        rows.extend([
+        let rows = vec![
             Row::new(
                 format!("{arch}: full test_bpf, --jobs 1, best of {rounds} ({source})"),
                 format!("{one:.1} s"),
@@ -138,9 +165,75 @@ impl Bench {
                 format!("{:.1} % of one core", cpu * 100.0),
                 "",
             ),
-        ]);
-        print_table(&rows);
-        Ok(if same { 0 } else { 1 })
+        ];
+        Ok((rows, same))
+    }
+
+    /// `fuzz` with one guest: 1000 programs of about 100 instructions (a 30..50-slot body,
+    /// with the prologue and the fold), on x86_64 and mips64el, Debian's 6.1 and 6.12 and the
+    /// newest x86_64 line.
+    fn fuzz(&self) -> anyhow::Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        let kernels = [
+            (Arch::X86_64, "debian:6.1"),
+            (Arch::Mips64el, "debian:6.1"),
+            (Arch::X86_64, "debian:6.12"),
+            (Arch::Mips64el, "debian:6.12"),
+            (Arch::X86_64, "debian:sid"),
+        ];
+        for (arch, kernel) in kernels {
+            let out = tempfile::TempDir::new().context("cannot create a temporary directory")?;
+            let dir = out.path().join("fuzz");
+            let (arch_name, dir_name) = (arch.to_string(), dir.display().to_string());
+            let argv = [
+                "cargo xtask",
+                "fuzz",
+                "--arch",
+                &arch_name,
+                "--kernel",
+                kernel,
+                "--count",
+                "1000",
+                "--len",
+                "30..50",
+                "--jobs",
+                "1",
+                "--minimise",
+                "0",
+                "--out",
+                &dir_name,
+            ];
+            eprintln!("bench: {}", argv[1..].join(" "));
+            let Verb::Fuzz(fuzz) = Xtask::try_parse_from(argv)?.command else {
+                anyhow::bail!("`{}` is not a fuzz command", argv.join(" "));
+            };
+            let code = fuzz.run()?;
+            let totals: FuzzTotals = serde_json::from_slice(&read(&dir.join("fuzz.json"))?)
+                .with_context(|| format!("cannot read {}", dir.join("fuzz.json").display()))?;
+            if code != 0 || totals.findings > 0 {
+                anyhow::bail!(
+                    "`{}` exited with {code}; bench needs a clean run",
+                    argv.join(" ")
+                );
+            }
+            let accepted = 100.0 * (totals.ran - totals.refused) as f64 / totals.ran.max(1) as f64;
+            let per_second: Vec<String> = totals
+                .per_second
+                .iter()
+                .map(|(mode, n)| format!("{mode} {n:.0}"))
+                .collect();
+            rows.push(Row::new(
+                format!("{arch}: fuzz, programs per second, one guest ({kernel})"),
+                per_second.join(", "),
+                ">= 150 per mode",
+            ));
+            rows.push(Row::new(
+                format!("{arch}: fuzz, accepted by the verifier ({kernel})"),
+                format!("{accepted:.1} %"),
+                ">= 95 %",
+            ));
+        }
+        Ok(rows)
     }
 
     /// Runs `cargo xtask test` for `arch` with `args` (the kernel's suites) into a scratch
@@ -218,6 +311,15 @@ impl Bench {
         }
         Ok(seconds)
     }
+}
+
+/// What `bench` reads of a `fuzz` run's fuzz.json.
+#[derive(serde::Deserialize)]
+struct FuzzTotals {
+    ran: u64,
+    refused: u64,
+    findings: u64,
+    per_second: std::collections::BTreeMap<String, f64>,
 }
 
 /// CPU seconds this process (every thread, no child) has used: `utime + stime` of

@@ -154,14 +154,19 @@ pub struct FuzzCmd {
     #[arg(long, default_value = "4..400", value_parser = parse_len)]
     pub len: std::ops::RangeInclusive<usize>,
 
-    /// Generate ISA v4 instructions too (sdiv, smod, movsx, ldsx, bswap, gotol): for kernels
-    /// from 6.6 on.
-    #[arg(long)]
-    pub isa_v4: bool,
+    /// The instruction set: `v4` adds sdiv, smod, movsx, ldsx, bswap and gotol (Linux 6.6+);
+    /// `auto` asks the kernel first, with one ISA v4 program.
+    #[arg(long, value_enum, default_value_t = Isa::Auto)]
+    pub isa: Isa,
 
     /// Execution modes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "interp,jit,jit-hardened")]
     pub mode: Vec<runner::report::Mode>,
+
+    /// Seconds without a program's result before a guest counts as hung: a program runs in
+    /// milliseconds, and every candidate of a hang's minimising that still hangs costs this.
+    #[arg(long, default_value_t = 20)]
+    pub silence_timeout: u64,
 
     /// Findings to minimise (each takes guest runs); the others are written as found.
     #[arg(long, value_name = "N", default_value_t = 3)]
@@ -178,6 +183,14 @@ pub struct FuzzCmd {
     /// Where downloaded and built kernels are kept.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// Which instruction set `fuzz` generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isa {
+    Auto,
+    V3,
+    V4,
 }
 
 /// `MIN..MAX` slots.
@@ -210,6 +223,28 @@ pub struct Bench {
     /// Rounds of the full-suite runs (--jobs 1, --jobs 2, bare QEMU), interleaved.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
+
+    /// The measures to take, comma-separated. Default: all.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "parse,first,jobs,fuzz"
+    )]
+    pub part: Vec<BenchPart>,
+}
+
+/// A group of `bench`'s measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPart {
+    /// The console parser's throughput on recorded runs.
+    Parse,
+    /// Boot to the first test, on every arch and kernel line.
+    First,
+    /// The kernel's suites with one and two guests, and bare QEMU.
+    Jobs,
+    /// `fuzz`'s programs per second and acceptance, per mode, x86_64 and mips64el.
+    Fuzz,
 }
 
 #[derive(Subcommand, Debug)]

@@ -18,11 +18,11 @@ use anyhow::Context;
 use clap::Parser;
 use runner::arch::Endian;
 use runner::bpf::insn::{to_asm, Insn};
-use runner::cases::{Case, MapSpec};
+use runner::cases::{conformance, Case, MapSpec};
 use runner::fuzz::{self, shrink, Config, Coverage};
 use runner::report::{Mode, Report, Status};
 
-use crate::flags::{Command as Verb, FuzzCmd, Xtask};
+use crate::flags::{Command as Verb, FuzzCmd, Isa, Xtask};
 use crate::signals;
 
 /// Rounds of minimising one finding, at most: each is one guest run of all candidates.
@@ -45,12 +45,22 @@ enum Outcome {
 /// A program that disagreed, and its smallest version that still does.
 struct Finding {
     index: u64,
+    /// The program in `form`.
     insns: Vec<Insn>,
-    maps: Vec<MapSpec>,
+    form: Form,
     expected: u64,
     what: Said,
     /// The run directory of the guest run that last showed it.
     batch: PathBuf,
+}
+
+/// How a finding's program is run: as generated, with its maps, or in the conformance
+/// convention of the `.data` file it becomes (r1 the memory, r0 the result). Minimising goes
+/// on in the second form, so the file's own instructions are the ones shrunk and checked.
+#[derive(Clone)]
+enum Form {
+    Generated(Vec<MapSpec>),
+    Conformance(Vec<u8>),
 }
 
 /// A program of a minimising round that still shows the finding.
@@ -92,13 +102,22 @@ impl FuzzCmd {
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create the run directory {}", out.display()))?;
         let endian = self.arch.elf().endian;
-        let config = Config {
+        let mut config = Config {
             seed: self.seed,
             len: self.len.clone(),
-            isa_v4: self.isa_v4,
+            isa_v4: true,
             loops: true,
             value_size: 512,
         };
+        config.isa_v4 = match self.isa {
+            Isa::V3 => false,
+            Isa::V4 => true,
+            Isa::Auto => self.kernel_takes_isa_v4(&config, &out, endian, &cancel)?,
+        };
+        eprintln!(
+            "fuzz: instruction set {}",
+            if config.isa_v4 { "v4" } else { "v3" }
+        );
         let budget = match (self.count, self.time) {
             (Some(_), _) => None,
             (None, Some(time)) => Some(time),
@@ -175,7 +194,7 @@ impl FuzzCmd {
                             findings.push(Finding {
                                 index,
                                 insns: g.insns,
-                                maps: g.maps,
+                                form: Form::Generated(g.maps),
                                 expected,
                                 what,
                                 batch: dir.clone(),
@@ -194,12 +213,18 @@ impl FuzzCmd {
         }
         let findings_dir = out.join("findings");
         std::fs::create_dir_all(&findings_dir)?;
-        for (n, finding) in findings.iter_mut().enumerate() {
-            if n < self.minimise && !cancel.load(Ordering::SeqCst) {
+        for finding in findings.iter_mut().take(self.minimise) {
+            if !cancel.load(Ordering::SeqCst) {
                 self.minimise(finding, &out, endian, &cancel)?;
             }
+        }
+        // Minimising ran its programs with their JIT images; the others run once more for them.
+        if findings.len() > self.minimise && !cancel.load(Ordering::SeqCst) {
+            self.with_images(&mut findings[self.minimise..], &out, endian, &cancel)?;
+        }
+        for finding in &findings {
             let path = findings_dir.join(format!("fuzz-{}-{}.data", self.seed, finding.index));
-            let text = self.finding_data(finding, endian);
+            let text = self.finding_data(finding, config.isa_v4, endian);
             std::fs::write(&path, text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("fuzz: wrote {}", path.display());
@@ -219,6 +244,60 @@ impl FuzzCmd {
         })
     }
 
+    /// Whether the kernel loads an ISA v4 program: the first of the seed's v4 stream that has
+    /// a v4 instruction, run once in the first mode. A kernel without v4 gives it `skip`.
+    fn kernel_takes_isa_v4(
+        &self,
+        config: &Config,
+        out: &Path,
+        endian: Endian,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<bool> {
+        let probe = (0..10_000)
+            .map(|index| fuzz::generate(config, index))
+            .find(|g| g.needs_isa_v4)
+            .context("the generator gave no ISA v4 program in 10000: a generator bug")?;
+        let expected = fuzz::reference(&probe.insns, &probe.maps, endian)
+            .context("the host reference refused the ISA v4 probe: a generator bug")?;
+        let case = fuzz::case(
+            name(self.seed, probe.index),
+            probe.insns,
+            probe.maps,
+            expected,
+        );
+        let modes = &self.mode[..1.min(self.mode.len())];
+        let report = self.guest_run(vec![case], modes, &out.join("isa-probe"), cancel)?;
+        Ok(!report.results.iter().any(|r| r.status == Status::Skip))
+    }
+
+    /// Runs `findings` once more, with their JIT images, in the modes that disagreed: their
+    /// messages then show the code of the failing mode.
+    fn with_images(
+        &self,
+        findings: &mut [Finding],
+        out: &Path,
+        endian: Endian,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        let cases = findings
+            .iter()
+            .filter_map(|f| Some(self.case_of(&f.form, f.index, &f.insns, endian)?.0))
+            .collect();
+        let dir = out.join("images");
+        let report = self.guest_run(cases, &self.mode, &dir, cancel)?;
+        let mut by_index: BTreeMap<u64, Outcome> =
+            outcomes(&report, self.seed).into_iter().collect();
+        for finding in findings {
+            if let Some(Outcome::Finding(what)) = by_index.remove(&finding.index) {
+                if failing(&what) == failing(&finding.what) {
+                    finding.what = what;
+                    finding.batch = dir.clone();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One `test` run of `cases` in `modes`, its report read back.
     fn guest_run(
         &self,
@@ -236,6 +315,7 @@ impl FuzzCmd {
         argv.extend(["--mode".into(), modes.join(",")]);
         argv.extend(["--no-baseline".into(), "--out".into()]);
         argv.push(dir.display().to_string());
+        argv.extend(["--silence-timeout".into(), self.silence_timeout.to_string()]);
         if let Some(kernel) = &self.kernel {
             argv.extend(["--kernel".into(), kernel.clone()]);
         }
@@ -256,9 +336,8 @@ impl FuzzCmd {
         Report::read_run(dir)
     }
 
-    /// Shrinks `finding` in rounds: every smaller candidate the reference still runs goes to
-    /// a guest, in the modes that disagreed; then all the removals that kept the finding are
-    /// tried together; the smallest program that still shows it is kept.
+    /// Shrinks `finding` as generated, then in the conformance form of its `.data` file (if
+    /// that still shows it), where the map lookups' instructions are gone too.
     fn minimise(
         &self,
         finding: &mut Finding,
@@ -271,25 +350,89 @@ impl FuzzCmd {
         if !modes.contains(&Mode::Interp) && self.mode.contains(&Mode::Interp) {
             modes.insert(0, Mode::Interp);
         }
+        self.shrink(
+            finding,
+            &modes,
+            &out.join(format!("shrink-{}", finding.index)),
+            endian,
+            cancel,
+        )?;
+        let Form::Generated(maps) = &finding.form else {
+            return Ok(());
+        };
+        let (insns, mem) = fuzz::as_conformance(&finding.insns, maps);
+        let dir = out.join(format!("shrink-{}-data", finding.index));
+        // The memory it needs, then all of it: a few bytes read better than 512.
+        let mut converted = None;
+        for mem in [fuzz::shortest_memory(&insns, &mem, endian), mem] {
+            let form = Form::Conformance(mem);
+            let run = dir.join(format!("convert-{}", converted.is_some() as u8));
+            let hits = self.trial(
+                finding,
+                vec![insns.clone()],
+                &modes,
+                &form,
+                &run,
+                endian,
+                cancel,
+            )?;
+            if let Some(hit) = hits.into_iter().next() {
+                converted = Some((hit, form));
+                break;
+            }
+        }
+        let Some((hit, form)) = converted else {
+            eprintln!(
+                "fuzz: program {}: its .data form does not show it; kept as generated",
+                finding.index
+            );
+            return Ok(());
+        };
+        let mut converted = Finding {
+            insns: Vec::new(),
+            form,
+            what: Vec::new(),
+            batch: PathBuf::new(),
+            ..*finding
+        };
+        converted.adopt(hit);
+        self.shrink(&mut converted, &modes, &dir, endian, cancel)?;
+        *finding = converted;
+        Ok(())
+    }
+
+    /// Rounds of shrinking: every smaller candidate the reference still runs goes to a guest,
+    /// in `modes`; then all the removals that kept the finding are tried together; the
+    /// smallest program that still shows it is kept. Each round's runs go under `dir`.
+    fn shrink(
+        &self,
+        finding: &mut Finding,
+        modes: &[Mode],
+        dir: &Path,
+        endian: Endian,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<()> {
         for round in 0..SHRINK_ROUNDS {
             if cancel.load(Ordering::SeqCst) {
                 break;
             }
             let candidates = shrink::candidates(&finding.insns);
             let programs = candidates.iter().map(|c| c.insns.clone()).collect();
-            let dir = out.join(format!("shrink-{}-{round}", finding.index));
-            let kept = self.trial(finding, programs, &modes, &dir, endian, cancel)?;
-            let together: Vec<(usize, usize)> = kept
+            let form = finding.form.clone();
+            let run = dir.join(format!("round-{round}"));
+            let kept = self.trial(finding, programs, modes, &form, &run, endian, cancel)?;
+            let together: Vec<shrink::Change> = kept
                 .iter()
-                .filter_map(|hit| candidates.get(hit.number)?.removed)
+                .filter_map(|hit| Some(candidates.get(hit.number)?.change))
                 .collect();
             let mut best = kept.into_iter().min_by_key(|hit| shrink::size(&hit.insns));
             if let (Some(combined), Some(single)) =
-                (shrink::without_all(&finding.insns, &together), &best)
+                (shrink::with_all(&finding.insns, &together), &best)
             {
                 if shrink::size(&combined) < shrink::size(&single.insns) {
-                    let dir = out.join(format!("shrink-{}-{round}-together", finding.index));
-                    let hits = self.trial(finding, vec![combined], &modes, &dir, endian, cancel)?;
+                    let run = dir.join(format!("round-{round}-together"));
+                    let hits =
+                        self.trial(finding, vec![combined], modes, &form, &run, endian, cancel)?;
                     best = hits.into_iter().next().or(best);
                 }
             }
@@ -300,10 +443,7 @@ impl FuzzCmd {
                         finding.index,
                         hit.insns.len()
                     );
-                    finding.insns = hit.insns;
-                    finding.expected = hit.expected;
-                    finding.what = hit.what;
-                    finding.batch = hit.batch;
+                    finding.adopt(hit);
                 }
                 _ => break,
             }
@@ -311,14 +451,51 @@ impl FuzzCmd {
         Ok(())
     }
 
-    /// Runs `programs` (with the finding's maps) in `modes`, in `dir`: those the reference
-    /// runs and that still show the finding, where the same modes disagree (a candidate that
-    /// leaks a pointer, say, disagrees in every mode, and is another matter).
+    /// Program `insns` in `form` as a case named for `number`, with its JIT image, and the
+    /// value the reference expects; `None` when the reference does not run it.
+    fn case_of(
+        &self,
+        form: &Form,
+        number: u64,
+        insns: &[Insn],
+        endian: Endian,
+    ) -> Option<(Case, u64)> {
+        let name = name(self.seed, number);
+        let mut case = match form {
+            Form::Generated(maps) => {
+                let expected = fuzz::reference(insns, maps, endian).ok()?;
+                fuzz::case(name, insns.to_vec(), maps.clone(), expected)
+            }
+            Form::Conformance(mem) => {
+                let expected = fuzz::reference_conformance(insns, mem, endian)?;
+                let text = conformance_text(insns, mem, expected, endian);
+                conformance::parse(
+                    Path::new(&name),
+                    &text,
+                    &name,
+                    conformance::Memory::MapValue,
+                )
+                .ok()?
+            }
+        };
+        case.jit_image = true;
+        let expected = match case.expect {
+            runner::cases::Expectation::R0(value) => value,
+            _ => return None,
+        };
+        Some((case, expected))
+    }
+
+    /// Runs `programs` in `form` and `modes`, in `dir`: those the reference runs and that
+    /// still show the finding, where the same modes disagree (a candidate that leaks a
+    /// pointer, say, disagrees in every mode, and is another matter).
+    #[allow(clippy::too_many_arguments)]
     fn trial(
         &self,
         finding: &Finding,
         programs: Vec<Vec<Insn>>,
         modes: &[Mode],
+        form: &Form,
         dir: &Path,
         endian: Endian,
         cancel: &AtomicBool,
@@ -326,15 +503,9 @@ impl FuzzCmd {
         let mut cases = Vec::new();
         let mut expected = BTreeMap::new();
         for (number, insns) in programs.iter().enumerate() {
-            if let Ok(value) = fuzz::reference(insns, &finding.maps, endian) {
-                let number = number as u64;
-                cases.push(fuzz::case(
-                    name(self.seed, number),
-                    insns.clone(),
-                    finding.maps.clone(),
-                    value,
-                ));
-                expected.insert(number, value);
+            if let Some((case, value)) = self.case_of(form, number as u64, insns, endian) {
+                cases.push(case);
+                expected.insert(number as u64, value);
             }
         }
         if cases.is_empty() {
@@ -360,14 +531,15 @@ impl FuzzCmd {
     /// The finding as a bpf_conformance `.data` file: the program with its map lookups turned
     /// into the conformance convention (r1 the memory, r0 the result), the seed, arch, kernel
     /// and modes in its header, and what each mode said.
-    fn finding_data(&self, finding: &Finding, endian: Endian) -> String {
+    fn finding_data(&self, finding: &Finding, isa_v4: bool, endian: Endian) -> String {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "# guards: a program of `cargo xtask fuzz --seed {} --arch {}` (program {}), \
+            "# guards: a program of `cargo xtask fuzz --seed {} --arch {} --isa {}` (program {}), \
              minimised: {}",
             self.seed,
             self.arch,
+            if isa_v4 { "v4" } else { "v3" },
             finding.index,
             describe(&finding.what)
         );
@@ -382,33 +554,56 @@ impl FuzzCmd {
                 .join(","),
             finding.batch.display()
         );
-        if endian == Endian::Little {
-            t.push_str("# endian: little\n");
-        }
         let mut said: Vec<&(Mode, Status, String)> = Vec::new();
         for w in &finding.what {
             if !said.contains(&w) {
                 said.push(w);
             }
         }
+        // A divergence's message ends with the failing mode's JIT image, one line each.
         for (mode, status, message) in said {
-            for line in message.lines() {
-                let _ = writeln!(t, "# {} {}: {line}", mode.name(), status.name());
+            let mut lines = message.lines();
+            let first = lines.next().unwrap_or_default();
+            let _ = writeln!(t, "# {} {}: {first}", mode.name(), status.name());
+            for line in lines {
+                let _ = writeln!(t, "#   {line}");
             }
         }
-        let (insns, mem) = fuzz::as_conformance(&finding.insns, &finding.maps);
+        let (insns, mem) = match &finding.form {
+            Form::Generated(maps) => fuzz::as_conformance(&finding.insns, maps),
+            Form::Conformance(mem) => (finding.insns.clone(), mem.clone()),
+        };
         let expected = fuzz::reference_conformance(&insns, &mem, endian);
-        t.push_str("-- asm\n");
-        t.push_str(&to_asm(&insns));
-        t.push_str("-- mem\n");
-        for chunk in mem.chunks(16) {
-            let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-            let _ = writeln!(t, "{}", hex.join(" "));
-        }
-        t.push_str("-- result\n");
-        let _ = writeln!(t, "{:#x}", expected.unwrap_or(finding.expected));
-        t
+        t + &conformance_text(&insns, &mem, expected.unwrap_or(finding.expected), endian)
     }
+}
+
+impl Finding {
+    /// Takes `hit`, a smaller program that still shows it, as its program.
+    fn adopt(&mut self, hit: Hit) {
+        self.insns = hit.insns;
+        self.expected = hit.expected;
+        self.what = hit.what;
+        self.batch = hit.batch;
+    }
+}
+
+/// The body of a bpf_conformance `.data` file: the program, its memory and the value r0 ends
+/// with on an `endian` machine (a little-endian file says so: a big-endian guest skips it).
+fn conformance_text(insns: &[Insn], mem: &[u8], expected: u64, endian: Endian) -> String {
+    let mut t = String::new();
+    if endian == Endian::Little {
+        t.push_str("# endian: little\n");
+    }
+    t.push_str("-- asm\n");
+    t.push_str(&to_asm(insns));
+    t.push_str("-- mem\n");
+    for chunk in mem.chunks(16) {
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = writeln!(t, "{}", hex.join(" "));
+    }
+    let _ = writeln!(t, "-- result\n{expected:#x}");
+    t
 }
 
 /// The case name of program `index` of `seed`.

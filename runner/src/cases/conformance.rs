@@ -252,6 +252,7 @@ pub fn parse(path: &Path, text: &str, name: &str, memory: Memory) -> Result<Case
         run: true,
         attach: false,
         unprivileged: false,
+        jit_image: true,
         read_maps: vec![(0, vec![0; 4])],
         expect,
         needs_isa_v4,

@@ -831,6 +831,7 @@ impl Generated {
                 run,
                 attach: false,
                 unprivileged,
+                jit_image: true,
                 read_maps,
                 expect,
                 needs_isa_v4: false,

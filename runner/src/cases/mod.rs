@@ -142,6 +142,9 @@ pub struct Case {
     pub attach: bool,
     /// Load as an unprivileged user instead of root.
     pub unprivileged: bool,
+    /// Fetch slot 0's JIT image, for a failure's report. Off for generated programs in bulk:
+    /// thousands of images over the emulated serial port would cost more than running them.
+    pub jit_image: bool,
     /// Map slots and keys to read back after the run.
     pub read_maps: Vec<(usize, Vec<u8>)>,
     pub expect: Expectation,

@@ -460,6 +460,7 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
         run: false,
         attach: false,
         unprivileged: false,
+        jit_image: true,
         read_maps: Vec::new(),
         expect: Expectation::Verdict {
             accept: yaml.expect == Verdict::Accept,
@@ -606,6 +607,7 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<
         run: yaml.attach.is_none(),
         attach: yaml.attach.is_some(),
         unprivileged: false,
+        jit_image: true,
         read_maps,
         expect,
         needs_isa_v4: false,

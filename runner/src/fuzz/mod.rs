@@ -248,6 +248,7 @@ pub fn case(name: String, insns: Vec<Insn>, maps: Vec<MapSpec>, expected: u64) -
         run: true,
         attach: false,
         unprivileged: false,
+        jit_image: false,
         read_maps: vec![(RESULT_MAP, vec![0; 4])],
         expect: Expectation::R0(expected),
         needs_isa_v4,
@@ -358,6 +359,18 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
         }
     }
     (apply(&prog, &kept), mem)
+}
+
+/// The shortest prefix of `mem` (in whole words) with which the reference gives the program
+/// the same r0 as with all of it: the memory a `.data` reproducer needs to show.
+pub fn shortest_memory(insns: &[Insn], mem: &[u8], endian: Endian) -> Vec<u8> {
+    let whole = reference_conformance(insns, mem, endian);
+    (0..mem.len())
+        .step_by(8)
+        .map(|n| &mem[..n])
+        .find(|short| reference_conformance(insns, short, endian) == whole)
+        .unwrap_or(mem)
+        .to_vec()
 }
 
 /// The host reference's r0 for a program in bpf_conformance's convention.

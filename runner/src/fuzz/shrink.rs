@@ -88,11 +88,19 @@ fn starts(prog: &[Insn]) -> Vec<usize> {
     out
 }
 
-/// One candidate: the program, and the slots of the original it lacks (`None` for a change of
-/// constants).
+/// One candidate: the program, and how it differs from the original.
 pub struct Candidate {
     pub insns: Vec<Insn>,
-    pub removed: Option<(usize, usize)>,
+    pub change: Change,
+}
+
+/// How a candidate differs from the program it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Slots `from..to` are gone.
+    Removed(usize, usize),
+    /// The instruction at a slot has a smaller constant.
+    Replaced(usize, Insn),
 }
 
 /// Every candidate smaller than `prog`, largest cuts first: runs of 1/2, 1/4, ... down to one
@@ -111,7 +119,7 @@ pub fn candidates(prog: &[Insn]) -> Vec<Candidate> {
             if let Some(insns) = without(prog, from, to) {
                 out.push(Candidate {
                     insns,
-                    removed: Some((from, to)),
+                    change: Change::Removed(from, to),
                 });
             }
             i += chunk;
@@ -127,16 +135,39 @@ pub fn candidates(prog: &[Insn]) -> Vec<Candidate> {
             insns[at] = smaller;
             out.push(Candidate {
                 insns,
-                removed: None,
+                change: Change::Replaced(at, smaller),
             });
         }
     }
     out
 }
 
-/// `prog` without every one of `ranges` that does not overlap a larger one before it: the
-/// removals that each kept a finding, tried together.
-pub fn without_all(prog: &[Insn], ranges: &[(usize, usize)]) -> Option<Vec<Insn>> {
+/// `prog` with every one of `changes`, the changes that each kept a finding, together: the
+/// smaller constants (the first for each slot), then the removals that do not overlap a larger
+/// one before them.
+pub fn with_all(prog: &[Insn], changes: &[Change]) -> Option<Vec<Insn>> {
+    let mut out = prog.to_vec();
+    let mut replaced = Vec::new();
+    for change in changes {
+        if let Change::Replaced(at, insn) = *change {
+            if !replaced.contains(&at) && at < out.len() {
+                out[at] = insn;
+                replaced.push(at);
+            }
+        }
+    }
+    let ranges: Vec<(usize, usize)> = changes
+        .iter()
+        .filter_map(|change| match *change {
+            Change::Removed(from, to) => Some((from, to)),
+            Change::Replaced(..) => None,
+        })
+        .collect();
+    without_all(&out, &ranges)
+}
+
+/// `prog` without every one of `ranges` that does not overlap a larger one before it.
+fn without_all(prog: &[Insn], ranges: &[(usize, usize)]) -> Option<Vec<Insn>> {
     let mut ranges = ranges.to_vec();
     ranges.sort_by_key(|&(from, to)| std::cmp::Reverse(to - from));
     let mut kept: Vec<(usize, usize)> = Vec::new();
@@ -228,11 +259,19 @@ mod tests {
     }
 
     #[test]
-    fn removals_that_each_kept_a_finding_are_tried_together() {
+    fn changes_that_each_kept_a_finding_are_tried_together() {
         let p = prog("mov %r0, 1\nmov %r1, 2\nmov %r2, 3\nmov %r3, 4\nexit\n");
-        // 1..2 and 3..4 do not overlap; 0..2 is larger and overlaps 1..2, so it wins.
-        let q = without_all(&p, &[(1, 2), (3, 4), (0, 2)]).unwrap();
-        assert_eq!(to_asm(&q), "mov r2, 3\nexit\n");
+        // 1..2 and 3..4 do not overlap; 0..2 is larger and overlaps 1..2, so it wins; the
+        // smaller constant of slot 2 comes before the removals shift it.
+        let smaller = Insn { imm: 1, ..p[2] };
+        let changes = [
+            Change::Removed(1, 2),
+            Change::Removed(3, 4),
+            Change::Replaced(2, smaller),
+            Change::Removed(0, 2),
+        ];
+        let q = with_all(&p, &changes).unwrap();
+        assert_eq!(to_asm(&q), "mov r2, 1\nexit\n");
     }
 
     #[test]

@@ -343,3 +343,29 @@ fn the_conformance_form_drops_what_served_the_lookups() {
     }
     assert!(lean >= 25, "only {lean} of 50 lost their lookups' setup");
 }
+
+/// A reproducer keeps the memory its program reads, and no more.
+#[test]
+fn the_shortest_memory_is_what_the_program_reads() {
+    use crate::arch::Endian;
+    let insn = |code, dst, src, off| Insn {
+        code,
+        dst,
+        src,
+        off,
+        imm: 0,
+    };
+    // ldxdw r0, [r1+8]; exit
+    let reads = [insn(0x79, 0, 1, 8), insn(0x95, 0, 0, 0)];
+    let mem: Vec<u8> = (0..64).collect();
+    assert_eq!(shortest_memory(&reads, &mem, Endian::Little), mem[..16]);
+    // mov r0, 7; exit: no memory at all.
+    let ignores = [
+        Insn {
+            imm: 7,
+            ..insn(0xb7, 0, 0, 0)
+        },
+        insn(0x95, 0, 0, 0),
+    ];
+    assert!(shortest_memory(&ignores, &mem, Endian::Little).is_empty());
+}
