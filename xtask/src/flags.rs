@@ -138,6 +138,11 @@ pub struct FuzzCmd {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
+    /// The index of the first program in the seed's stream: `--start 2093 --count 1` runs a
+    /// finding's program again.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub start: u64,
+
     /// Stop after this many programs.
     #[arg(long, value_name = "N", conflicts_with = "time")]
     pub count: Option<u64>,

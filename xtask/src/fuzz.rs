@@ -127,16 +127,16 @@ impl FuzzCmd {
         let mut totals = Totals::default();
         let mut coverage = Coverage::default();
         let mut findings: Vec<Finding> = Vec::new();
-        let mut next = 0u64;
+        let mut next = self.start;
+        let end = self.count.map(|c| self.start.saturating_add(c));
         let mut batch = 0usize;
         while !cancel.load(Ordering::SeqCst) {
-            if budget.is_some_and(|b| started.elapsed() >= b)
-                || self.count.is_some_and(|c| next >= c)
+            if budget.is_some_and(|b| started.elapsed() >= b) || end.is_some_and(|end| next >= end)
             {
                 break;
             }
-            let size = match self.count {
-                Some(c) => self.batch.min(c - next),
+            let size = match end {
+                Some(end) => self.batch.min(end - next),
                 None => self.batch,
             };
             let mut programs = BTreeMap::new();

@@ -86,7 +86,10 @@ fn a_planted_jit_bug_is_found_minimised_and_fails_the_gate() {
     files.sort();
     assert!(!files.is_empty(), "{}", show(&output));
     let summary = std::fs::read_to_string(run.join("fuzz.md")).unwrap();
-    assert!(summary.contains("| accepted by the verifier | 20 (100.0 %) |"), "{summary}");
+    assert!(
+        summary.contains("| accepted by the verifier | 20 (100.0 %) |"),
+        "{summary}"
+    );
 
     // The first finding was minimised: a handful of instructions around a `jsle`, and the
     // JIT image of the failing mode in its header, where the planted `jl` shows.
@@ -98,7 +101,10 @@ fn a_planted_jit_bug_is_found_minimised_and_fails_the_gate() {
     let asm = asm_lines(&first);
     assert!(asm.len() <= 10, "{first}");
     assert!(asm.iter().any(|l| l.starts_with("jsle")), "{first}");
-    assert!(first.contains("JIT image") && first.contains("jl "), "{first}");
+    assert!(
+        first.contains("JIT image") && first.contains("jl "),
+        "{first}"
+    );
 
     // The gate: every finding fails on the patched kernel, and passes without the patch.
     let (output, report) = gate(&findings, &dir.path().join("patched"), Some(&patch));

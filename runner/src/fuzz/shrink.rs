@@ -2,7 +2,7 @@
 //! jumps over them shortened), and constants moved toward zero. Which candidates still show the
 //! finding is for the caller to find out (in a guest); this only proposes them.
 
-use crate::bpf::insn::{Insn, ALU, ALU64, JA, JMP, JMP32, LD};
+use crate::bpf::insn::{Insn, ALU, ALU64, END, JA, JMP, JMP32, LD, LDX, MOV, STX, X};
 
 /// The class bits of an opcode.
 const CLASS: u8 = 0x07;
@@ -101,6 +101,8 @@ pub enum Change {
     Removed(usize, usize),
     /// The instruction at a slot has a smaller constant.
     Replaced(usize, Insn),
+    /// A register copy is gone, its register renamed after it: not combined with others.
+    Renamed,
 }
 
 /// Every candidate smaller than `prog`, largest cuts first: runs of 1/2, 1/4, ... down to one
@@ -128,6 +130,14 @@ pub fn candidates(prog: &[Insn]) -> Vec<Candidate> {
             break;
         }
         chunk = chunk.div_ceil(2);
+    }
+    for &at in &starts {
+        if let Some(insns) = without_copy(prog, at) {
+            out.push(Candidate {
+                insns,
+                change: Change::Renamed,
+            });
+        }
     }
     for &at in &starts {
         for smaller in smaller_constants(&prog[at]) {
@@ -160,7 +170,7 @@ pub fn with_all(prog: &[Insn], changes: &[Change]) -> Option<Vec<Insn>> {
         .iter()
         .filter_map(|change| match *change {
             Change::Removed(from, to) => Some((from, to)),
-            Change::Replaced(..) => None,
+            Change::Replaced(..) | Change::Renamed => None,
         })
         .collect();
     without_all(&out, &ranges)
@@ -183,6 +193,39 @@ fn without_all(prog: &[Insn], ranges: &[(usize, usize)]) -> Option<Vec<Insn>> {
         out = without(&out, from, to)?;
     }
     Some(out)
+}
+
+/// `prog` without the copy `mov rA, rB` at `at`, every later use of rA made a use of rB: the
+/// copy that only renamed a value goes (removing it alone would leave rA unset).
+fn without_copy(prog: &[Insn], at: usize) -> Option<Vec<Insn>> {
+    let copy = prog[at];
+    let (a, b) = (copy.dst, copy.src);
+    // r0 is the result and r10 the frame pointer: neither is renamed.
+    if copy.code != ALU64 | MOV | X || copy.off != 0 || a == b || a == 0 || b == 10 {
+        return None;
+    }
+    let mut out = without(prog, at, at + 1)?;
+    for insn in &mut out[at..] {
+        if insn.src == a && reads_src_register(insn) {
+            insn.src = b;
+        }
+        // (A `lddw`'s second slot and `call`, `exit` and `ja` have dst 0, never renamed.)
+        if insn.dst == a {
+            insn.dst = b;
+        }
+    }
+    Some(out)
+}
+
+/// Whether `insn`'s `src` field names a register (not a pseudo source or an unused field).
+fn reads_src_register(insn: &Insn) -> bool {
+    let class = insn.code & CLASS;
+    match class {
+        ALU | ALU64 => insn.code & X != 0 && insn.code & OP != END,
+        JMP | JMP32 => insn.code & X != 0 && !matches!(insn.code & OP, CALL | EXIT | JA),
+        LDX | STX => true,
+        _ => false,
+    }
 }
 
 /// The instruction with its immediate nearer zero: zero, then half, for ALU instructions and
@@ -272,6 +315,17 @@ mod tests {
         ];
         let q = with_all(&p, &changes).unwrap();
         assert_eq!(to_asm(&q), "mov r2, 1\nexit\n");
+    }
+
+    #[test]
+    fn a_copy_goes_with_its_register_renamed() {
+        let p = prog("mov %r1, 5\nmov %r6, %r1\nadd %r6, 1\nmov %r0, %r6\nexit\n");
+        let renamed: Vec<String> = candidates(&p)
+            .into_iter()
+            .filter(|c| c.change == Change::Renamed)
+            .map(|c| to_asm(&c.insns))
+            .collect();
+        assert_eq!(renamed, ["mov r1, 5\nadd r1, 1\nmov r0, r1\nexit\n"]);
     }
 
     #[test]
