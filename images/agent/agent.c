@@ -81,6 +81,7 @@ struct tcase {
 
 struct ctx {
 	int out, tty;
+	int kmsg;         /* /dev/kmsg, read from its end on; -1 when it cannot be opened */
 	size_t ncpu;      /* possible CPUs, for per-CPU map values */
 	int unpriv_ready; /* unprivileged_bpf_disabled has been written */
 	char *log;        /* the verifier log, LOG_SIZE bytes */
@@ -817,6 +818,31 @@ static void run_unpriv(struct ctx *x, const struct tcase *c, uint32_t mode)
 	}
 }
 
+/* Sends the kernel's log records of KERN_WARNING or worse written since the last call as
+ * `kmsg` lines of the case that ran: the console and this channel are two serial ports with
+ * no common clock, so only the agent can tell which case a splat came in. */
+static void forward_kmsg(struct ctx *x, const struct tcase *c, uint32_t mode)
+{
+	char rec[8192 + 1]; /* CONSOLE_EXT_LOG_MAX: the most one record reads as */
+	while (x->kmsg >= 0) {
+		/* One record per read. EPIPE: records were overwritten before we read them; the
+		 * next read gives the oldest one left. */
+		ssize_t n = read(x->kmsg, rec, sizeof rec - 1);
+		if (n < 0 && (errno == EPIPE || errno == EINTR))
+			continue;
+		if (n <= 0)
+			return; /* EAGAIN: none left */
+		rec[n] = 0;
+		/* `<facility * 8 + level>,<seq>,<usec>,<flags>...;<text>\n`, then key=value lines. */
+		char *text = strchr(rec, ';'), *end;
+		if (!text || strtol(rec, NULL, 10) % 8 > 4)
+			continue;
+		text++;
+		end = strchr(text, '\n');
+		emit(x, text, (size_t)((end ? end : rec + n) - text), "kmsg %s %u", c->id, mode);
+	}
+}
+
 static void run_case(struct ctx *x, const struct tcase *c, uint32_t mode)
 {
 	int mapfd[MAX_SLOTS], progfd[MAX_SLOTS];
@@ -842,6 +868,7 @@ static void run_case(struct ctx *x, const struct tcase *c, uint32_t mode)
 		if (progfd[s] >= 0)
 			close(progfd[s]);
 	}
+	forward_kmsg(x, c, mode);
 	emit(x, NULL, 0, "done %s %u", c->id, mode);
 }
 
@@ -876,6 +903,9 @@ int main(int argc, char **argv)
 		tcsetattr(x.out, TCSANOW, &t);
 		x.tty = 1;
 	}
+	/* Old records are not this run's: only those written from now on are read. */
+	if ((x.kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)) >= 0)
+		lseek(x.kmsg, 0, SEEK_END);
 	struct utsname un;
 	if (uname(&un))
 		die(&x, "uname: %s", strerror(errno));

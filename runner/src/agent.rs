@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::arch::{Arch, Endian};
 use crate::cases::{to_hex, AgentSuite, Case, Expectation};
 use crate::report::{Mode, Status, TestResult};
+use crate::splat::{self, Splat};
 
 /// Where in its bundle the agent starts: the beginning, or, in a guest resumed after a crash
 /// or hang, just past the case that was in flight. The agent runs mode by mode, each over
@@ -174,7 +175,22 @@ pub struct Observation {
     pub maps: Vec<(usize, i32, Vec<u8>)>,
     /// `(jited, jited length, image)`.
     pub jit: Option<(bool, u32, Vec<u8>)>,
+    /// The kernel's log records of level warning or worse while it ran, as `/dev/kmsg` gives
+    /// them (`\x0a` for a newline inside a record).
+    pub kmsg: Vec<String>,
     pub done: bool,
+}
+
+impl Observation {
+    /// The kernel splats among the `kmsg` records, in order. Each line of a record is looked
+    /// at, as on the console: a record can hold several.
+    pub fn splats(&self) -> Vec<Splat> {
+        self.kmsg
+            .iter()
+            .flat_map(|record| record.split("\\x0a"))
+            .filter_map(|line| splat::detect(line.as_bytes()))
+            .collect()
+    }
 }
 
 /// Everything the agent wrote, parsed.
@@ -284,6 +300,11 @@ fn parse_line(out: &mut AgentOutput, line: &str) -> Result<(), String> {
             let jit = (num(3)? != 0, num(4)? as u32, hex(f[6])?);
             out.observations.entry(key()?).or_default().jit = Some(jit);
         }
+        "kmsg" => {
+            want(4)?;
+            let text = String::from_utf8_lossy(&hex(f[3])?).into_owned();
+            out.observations.entry(key()?).or_default().kmsg.push(text);
+        }
         "done" => {
             want(3)?;
             out.observations.entry(key()?).or_default().done = true;
@@ -339,8 +360,53 @@ fn test_run(obs: &Observation, loaded: bool, load_errno: i32) -> Result<u32, Ver
     }
 }
 
-/// Judges one case in one mode.
-pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> (Status, Option<String>) {
+/// Judges one case in one mode: against its expectation, then by the kernel splats the agent
+/// saw while it ran.
+pub fn judge(case: &Case, obs: Option<&Observation>, endian: Endian) -> Verdict {
+    let verdict = expectation(case, obs, endian);
+    match obs {
+        Some(obs) => with_splats(verdict, &obs.splats()),
+        None => verdict,
+    }
+}
+
+/// A case the kernel splatted in fails (a fatal splat makes it a crash, a stall a hang),
+/// whatever its expectation said; one that failed already keeps its status, and its message
+/// says both.
+fn with_splats((status, message): Verdict, splats: &[Splat]) -> Verdict {
+    if splats.is_empty() {
+        return (status, message);
+    }
+    let kind = |k| splats.iter().any(|s| s.kind == k);
+    let splat_status = if kind(splat::Kind::Fatal) {
+        Status::Crash
+    } else if kind(splat::Kind::Stall) {
+        Status::Hang
+    } else {
+        Status::Fail
+    };
+    let mut titles: Vec<&str> = Vec::new();
+    for splat in splats {
+        if !titles.contains(&splat.title.as_str()) {
+            titles.push(&splat.title);
+        }
+    }
+    let said = format!("{}: {}", splat::WHILE_IT_RAN, titles.join("; "));
+    match (status, message) {
+        (Status::Fail | Status::Crash | Status::Hang, Some(m)) => {
+            (status, Some(format!("{m}; {said}")))
+        }
+        (Status::Fail | Status::Crash | Status::Hang, None) => (status, Some(said)),
+        (other, Some(m)) => (
+            splat_status,
+            Some(format!("{said} (otherwise {}: {m})", other.name())),
+        ),
+        (_, None) => (splat_status, Some(said)),
+    }
+}
+
+/// Judges one case in one mode against its expectation.
+fn expectation(case: &Case, obs: Option<&Observation>, endian: Endian) -> Verdict {
     let Some(obs) = obs else {
         return (
             Status::NotRun,
@@ -993,6 +1059,89 @@ mod tests {
         assert_eq!(
             why.as_deref(),
             Some("load failed (errno 22); verifier: misaligned packet access off 2+1+0 size 2")
+        );
+    }
+
+    /// The text as a `kmsg` line's hex field.
+    fn kmsg_hex(text: &str) -> String {
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// `output(value)` with `kmsg` lines of these texts before its `done`.
+    fn with_kmsg(value_le: &str, texts: &[&str]) -> AgentOutput {
+        let kmsg: String = texts
+            .iter()
+            .map(|t| format!("kmsg 0 0 {}\n", kmsg_hex(t)))
+            .collect();
+        parse_output(
+            format!(
+                "mode 0 begin 1 0\nload 0 0 0 0\njit 0 0 1 120 90 -\nrun 0 0 0 2 100 64\n\
+                 out 0 0 -\nmap 0 0 0 0 {value_le}\n{kmsg}done 0 0\n"
+            )
+            .as_bytes(),
+        )
+    }
+
+    const WARN: &str = "WARNING: CPU: 0 PID: 71 at arch/mips/mm/uasm.c:64 build_insn+0x3c4/0x4d8";
+
+    #[test]
+    fn kmsg_lines_are_kept_per_case_and_mode() {
+        let out = with_kmsg(
+            "0700000000000000",
+            &["Micro-assembler field overflow", WARN],
+        );
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let obs = &out.observations[&(0, 0)];
+        assert_eq!(obs.kmsg, ["Micro-assembler field overflow", WARN]);
+        assert_eq!(obs.splats().len(), 1);
+        let out = parse_output(b"kmsg 0 0\nkmsg 0 0 zz\nkmsg 0 0 -\n");
+        assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
+        assert_eq!(out.observations[&(0, 0)].kmsg, [""]);
+    }
+
+    #[test]
+    fn a_case_the_kernel_warned_in_fails_with_the_title() {
+        let judged = |value: &str, texts: &[&str]| {
+            let out = with_kmsg(value, texts);
+            judge(&case(), out.observations.get(&(0, 0)), Endian::Little)
+        };
+        // Right value, but the JIT warned while compiling it.
+        assert_eq!(
+            judged(
+                "0700000000000000",
+                &["Micro-assembler field overflow", WARN]
+            ),
+            (
+                Status::Fail,
+                Some("kernel splat while it ran: WARNING in build_insn".into())
+            )
+        );
+        // Records of no splat change nothing.
+        assert_eq!(
+            judged(
+                "0700000000000000",
+                &["bpf_jit: unaligned access (no splat)"]
+            ),
+            (Status::Pass, None)
+        );
+        // A case that failed already says both.
+        assert_eq!(
+            judged("0800000000000000", &[WARN]),
+            (
+                Status::Fail,
+                Some(
+                    "r0 = 0x8, expected 0x7; kernel splat while it ran: WARNING in build_insn"
+                        .into()
+                )
+            )
+        );
+        // A fatal splat on a later line of a record, seen before the guest died: a crash.
+        let oops = format!("{WARN}\\x0aOops[#1]:");
+        let (status, why) = judged("0700000000000000", &[&oops]);
+        assert_eq!(status, Status::Crash);
+        assert_eq!(
+            why.as_deref(),
+            Some("kernel splat while it ran: WARNING in build_insn; Oops")
         );
     }
 

@@ -53,9 +53,32 @@ pub struct Outcome {
     pub agent_stop: Option<(Status, String)>,
     /// Everything the agent wrote on its channel.
     pub agent_output: Vec<u8>,
+    /// Warning splats (WARNING, KASAN, UBSAN) on the console once the agent had begun, each
+    /// with its console line: which case each came in is for the agent's `kmsg` lines to say
+    /// ([`warnings_on_no_case`]).
+    pub agent_warnings: Vec<(String, usize)>,
     /// How long each test that printed a verdict took, from the end of the one before (or the
     /// start of its module load) to its verdict's arrival.
     pub durations: Durations,
+}
+
+/// The harness errors for the console's warnings during the agent's run (`agent_warnings`)
+/// that no case accounts for: each title in `pinned`, the splats the agent's `kmsg` lines
+/// pinned on its cases, accounts for one warning of that title.
+pub fn warnings_on_no_case(agent_warnings: &[(String, usize)], pinned: &[String]) -> Vec<String> {
+    let mut left: Vec<&String> = pinned.iter().collect();
+    let mut errors = Vec::new();
+    for (title, line) in agent_warnings {
+        match left.iter().position(|p| *p == title) {
+            Some(at) => {
+                left.swap_remove(at);
+            }
+            None => errors.push(format!(
+                "kernel splat outside any test_bpf test: {title} (console line {line})"
+            )),
+        }
+    }
+    errors
 }
 
 /// After a crash or stall, how long to keep reading the console for the rest of the report.
@@ -168,8 +191,10 @@ pub fn replay(console: &[u8], plan: &Plan) -> Outcome {
         run.stop("the console log ends before the guest finished its plan");
     }
     let mut outcome = run.finish();
-    // A recording has no wall clock worth reporting.
+    // A recording has no wall clock worth reporting, nor the agent's channel to pin a warning.
     outcome.timing = Timing::default();
+    let unpinned = warnings_on_no_case(&outcome.agent_warnings, &[]);
+    outcome.errors.extend(unpinned);
     outcome
 }
 
@@ -338,7 +363,7 @@ impl<'p> Run<'p> {
                 if let Phase::Loading { parser, .. } = &mut self.phase {
                     if parser.line(text) == crate::test_bpf::Event::Finished {
                         if let Some(title) = self.warning.take() {
-                            parser.fail_last(&format!("kernel splat while it ran: {title}"));
+                            parser.fail_last(&format!("{}: {title}", splat::WHILE_IT_RAN));
                         }
                         if let Some(result) = parser.results().last() {
                             // The first test of a load also waited for the module to load,
@@ -447,7 +472,8 @@ impl<'p> Run<'p> {
     }
 
     /// A splat on the console: a crash or stall ends the running test and the guest, a
-    /// warning fails the running test once its verdict comes.
+    /// warning fails the running test once its verdict comes, or is left for the agent's case
+    /// it came in.
     fn splat(&mut self, splat: Splat) {
         let title = format!("{} (console line {})", splat.title, self.lines_seen);
         let status = match splat.kind {
@@ -455,6 +481,10 @@ impl<'p> Run<'p> {
                 match self.phase {
                     Phase::Loading { .. } => {
                         self.warning.get_or_insert(title);
+                    }
+                    // After the agent's end too: the console may lag behind its channel.
+                    _ if matches!(self.phase, Phase::Agent) || self.out.agent_status.is_some() => {
+                        self.out.agent_warnings.push((splat.title, self.lines_seen));
                     }
                     _ => self
                         .out
@@ -575,5 +605,72 @@ impl<'p> Run<'p> {
             }
         }
         self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WARN: &str = "WARNING: CPU: 0 PID: 71 at arch/mips/mm/uasm.c:64 build_insn+0x3c4/0x4d8";
+
+    fn agent_plan() -> Plan {
+        Plan {
+            loads: Vec::new(),
+            agent: true,
+            inject_panic_after_s: None,
+            catalog: None,
+        }
+    }
+
+    /// The console of an agent-only guest that printed `during` while the agent ran.
+    fn agent_console(during: &str) -> String {
+        format!(
+            "harness: start\nharness: uname 6.1.0\nharness: agent-begin\n{during}\n\
+             harness: agent-end 0\nharness: done\n"
+        )
+    }
+
+    /// What a live guest with that console gives its caller (a replay has no agent channel).
+    fn live(console: &str) -> Outcome {
+        let plan = agent_plan();
+        let mut run = Run::new(&plan);
+        let mut ignore = |_: Progress<'_>| {};
+        LineSplitter::new().push(console.as_bytes(), |line| run.line(line, &mut ignore));
+        run.finish()
+    }
+
+    #[test]
+    fn a_warning_while_the_agent_runs_is_left_for_the_case_that_pinned_it() {
+        let outcome = live(&agent_console(&format!("[   12.5] {WARN}")));
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(
+            outcome.agent_warnings,
+            [("WARNING in build_insn".to_owned(), 4)]
+        );
+        let pinned = ["WARNING in build_insn".to_owned()];
+        assert!(warnings_on_no_case(&outcome.agent_warnings, &pinned).is_empty());
+    }
+
+    #[test]
+    fn a_warning_no_case_pinned_is_an_error_of_the_run() {
+        let outcome = live(&agent_console(&format!("{WARN}\n{WARN}")));
+        // Each pinned splat accounts for one warning of its title.
+        let pinned = ["WARNING in build_insn".to_owned()];
+        assert_eq!(
+            warnings_on_no_case(&outcome.agent_warnings, &pinned),
+            ["kernel splat outside any test_bpf test: WARNING in build_insn (console line 5)"]
+        );
+        let other = ["WARNING in bpf_prog_select_runtime".to_owned()];
+        assert_eq!(
+            warnings_on_no_case(&outcome.agent_warnings, &other).len(),
+            2
+        );
+        // A replay has no agent channel: every such warning is an error.
+        let replayed = replay(agent_console(WARN).as_bytes(), &agent_plan());
+        assert_eq!(
+            replayed.errors,
+            ["kernel splat outside any test_bpf test: WARNING in build_insn (console line 4)"]
+        );
     }
 }

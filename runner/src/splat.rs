@@ -35,6 +35,10 @@ static MARKERS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::Lazy
     .unwrap_or_else(|e| unreachable!("fixed patterns: {e}"))
 });
 
+/// How a test's or a case's message begins when the kernel splatted while it ran: `TEXT:
+/// TITLE`.
+pub const WHILE_IT_RAN: &str = "kernel splat while it ran";
+
 /// Longest title kept: corrupted or interleaved lines can be very long.
 const MAX_TITLE: usize = 120;
 

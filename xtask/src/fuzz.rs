@@ -637,8 +637,12 @@ fn outcomes(report: &Report, seed: u64) -> Vec<(u64, Outcome)> {
 
 /// One program's outcome from its results in every mode (and its divergence entry).
 fn outcome(results: &[(Mode, Status, String)]) -> Outcome {
+    // A load the kernel splatted in is a finding, even when it failed.
     let refused = |(_, status, message): &(Mode, Status, String)| {
-        (*status == Status::Fail && message.starts_with("load failed")) || *status == Status::Skip
+        (*status == Status::Fail
+            && message.starts_with("load failed")
+            && !message.contains(runner::splat::WHILE_IT_RAN))
+            || *status == Status::Skip
     };
     let modes: Vec<_> = results
         .iter()
@@ -804,5 +808,15 @@ mod tests {
         assert!(matches!(&wrong, Outcome::Finding(w) if failing(w) == [Jit]));
         let crash = outcome(&[pass(Interp), said(Jit, Status::Crash, "Oops")]);
         assert!(matches!(crash, Outcome::Finding(_)));
+        // A refusal the kernel splatted in is no refusal.
+        let warned = said(
+            Jit,
+            Status::Fail,
+            "load failed (errno 22); kernel splat while it ran: WARNING in build_insn",
+        );
+        assert!(matches!(
+            outcome(&[refused(Interp), warned]),
+            Outcome::Finding(_)
+        ));
     }
 }

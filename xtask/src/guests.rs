@@ -455,9 +455,13 @@ fn boot(
                 .durations
                 .record_agent(pass.mode, pass.cases, pass.seconds);
         }
+        let problems = agent_problems(&output, outcome.agent_status, setup.modes, outcome.complete);
+        // A console warning the agent pinned on a case fails that case; any other is the run's.
+        let unpinned = session::warnings_on_no_case(&outcome.agent_warnings, &pinned(&output));
         guest.errors.extend(
-            agent_problems(&output, outcome.agent_status, setup.modes, outcome.complete)
+            problems
                 .into_iter()
+                .chain(unpinned)
                 .map(|e| format!("guest {number}: {e}")),
         );
         guest.agent = Some(AgentRun {
@@ -488,6 +492,16 @@ fn agent_passes(output: &AgentOutput, modes: &[Mode], cases: usize) -> Vec<Agent
                 seconds: ns as f64 / 1e9,
             })
         })
+        .collect()
+}
+
+/// The titles of the splats the agent's `kmsg` lines pinned on its cases.
+fn pinned(output: &AgentOutput) -> Vec<String> {
+    output
+        .observations
+        .values()
+        .flat_map(|o| o.splats())
+        .map(|s| s.title)
         .collect()
 }
 
