@@ -761,7 +761,12 @@ fn divergence(case: &Case, per_mode: &[ModeVerdict<'_>], arch: Arch) -> Option<T
         matched.join(", "),
         judged.iter().map(describe).collect::<Vec<_>>().join("; ")
     );
-    if let Some((true, len, image)) = failing.3.and_then(|o| o.jit.as_ref()) {
+    // Only an image the agent sent: a case run without JITDUMP reports the length alone.
+    if let Some((true, len, image)) = failing
+        .3
+        .and_then(|o| o.jit.as_ref())
+        .filter(|(_, _, image)| !image.is_empty())
+    {
         let code = listing(arch, image);
         let _ = write!(
             message,
