@@ -38,6 +38,9 @@ enum Outcome {
     Agrees,
     /// Every mode refused to load it (or the kernel lacks ISA v4): not a finding.
     Refused(String),
+    /// A mode never reached it (the guest gave up after crashes before it) and the others
+    /// agree: nothing is known of it.
+    NotRun,
     /// A disagreement: the modes that showed it and what each said.
     Finding(Said),
 }
@@ -81,6 +84,8 @@ struct Totals {
     reference_refused: u64,
     ran: u64,
     agreed: u64,
+    /// Not run in some mode (its guest gave up), agreeing in the others.
+    not_run: u64,
     refused: u64,
     findings: u64,
     /// Programs run per second of the agent's passes, by mode.
@@ -183,6 +188,7 @@ impl FuzzCmd {
                 totals.ran += 1;
                 match outcome {
                     Outcome::Agrees => totals.agreed += 1,
+                    Outcome::NotRun => totals.not_run += 1,
                     Outcome::Refused(why) => {
                         totals.refused += 1;
                         *totals.refusals.entry(why).or_default() += 1;
@@ -651,6 +657,12 @@ fn outcome(results: &[(Mode, Status, String)]) -> Outcome {
     if modes.iter().all(|r| r.1 == Status::Pass) {
         return Outcome::Agrees;
     }
+    if modes
+        .iter()
+        .all(|r| matches!(r.1, Status::Pass | Status::NotRun))
+    {
+        return Outcome::NotRun;
+    }
     if modes.iter().all(|r| refused(r)) {
         let why = modes.first().map(|r| first_words(&r.2)).unwrap_or_default();
         return Outcome::Refused(why);
@@ -741,6 +753,13 @@ fn summary(
         rate(accepted)
     );
     let _ = writeln!(t, "| agreeing in every mode | {} |", totals.agreed);
+    if totals.not_run > 0 {
+        let _ = writeln!(
+            t,
+            "| not run in some mode (its guest gave up) | {} |",
+            totals.not_run
+        );
+    }
     let _ = writeln!(t, "| findings | {} |", totals.findings);
     for (mode, per_second) in &totals.per_second {
         let _ = writeln!(t, "| programs per second, {mode} | {per_second:.0} |");
@@ -806,6 +825,12 @@ mod tests {
             said(Jit, Status::Divergence, "modes disagree"),
         ]);
         assert!(matches!(&wrong, Outcome::Finding(w) if failing(w) == [Jit]));
+        let never = said(
+            Jit,
+            Status::NotRun,
+            "not run: the agent never reached this case",
+        );
+        assert_eq!(outcome(&[pass(Interp), never]), Outcome::NotRun);
         let crash = outcome(&[pass(Interp), said(Jit, Status::Crash, "Oops")]);
         assert!(matches!(crash, Outcome::Finding(_)));
         // A refusal the kernel splatted in is no refusal.
