@@ -27,6 +27,8 @@ use crate::signals;
 
 /// Rounds of minimising one finding, at most: each is one guest run of all candidates.
 const SHRINK_ROUNDS: usize = 40;
+/// Candidates per guest run when minimising a hang.
+const HANG_GROUP: usize = 4;
 
 /// What each mode said of a program that did not pass: (mode, status, message).
 type Said = Vec<(Mode, Status, String)>;
@@ -418,15 +420,29 @@ impl FuzzCmd {
         endian: Endian,
         cancel: &AtomicBool,
     ) -> anyhow::Result<()> {
+        // Every candidate that still hangs costs a silence timeout and a boot: a hang's
+        // candidates go a few at a time, largest cuts first, and the first that hangs is taken.
+        let hangs = finding.what.iter().any(|w| w.1 == Status::Hang);
+        let group = if hangs { HANG_GROUP } else { usize::MAX };
         for round in 0..SHRINK_ROUNDS {
             if cancel.load(Ordering::SeqCst) {
                 break;
             }
             let candidates = shrink::candidates(&finding.insns);
-            let programs = candidates.iter().map(|c| c.insns.clone()).collect();
             let form = finding.form.clone();
-            let run = dir.join(format!("round-{round}"));
-            let kept = self.trial(finding, programs, modes, &form, &run, endian, cancel)?;
+            let mut kept = Vec::new();
+            for (n, chunk) in candidates.chunks(group).enumerate() {
+                let programs = chunk.iter().map(|c| c.insns.clone()).collect();
+                let run = dir.join(format!("round-{round}-{n}"));
+                kept = self.trial(finding, programs, modes, &form, &run, endian, cancel)?;
+                // Numbered within the chunk: renumber within the round.
+                for hit in &mut kept {
+                    hit.number += n * group.min(candidates.len());
+                }
+                if !kept.is_empty() || cancel.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
             let together: Vec<shrink::Change> = kept
                 .iter()
                 .filter_map(|hit| Some(candidates.get(hit.number)?.change))
