@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use rayon::prelude::*;
 use runner::arch::Endian;
 use runner::bpf::insn::{to_asm, Insn};
 use runner::cases::{conformance, Case, MapSpec};
@@ -148,11 +149,19 @@ impl FuzzCmd {
             };
             let mut programs = BTreeMap::new();
             let mut cases = Vec::new();
-            for index in next..next + size {
-                let g = fuzz::generate(&config, index);
+            // Generating and running the reference take as long as the guests do: on every core.
+            let generated: Vec<_> = (next..next + size)
+                .into_par_iter()
+                .map(|index| {
+                    let g = fuzz::generate(&config, index);
+                    let expected = fuzz::reference(&g.insns, &g.maps, endian);
+                    (index, g, expected)
+                })
+                .collect();
+            for (index, g, expected) in generated {
                 totals.generated += 1;
                 coverage.add(&g.insns);
-                match fuzz::reference(&g.insns, &g.maps, endian) {
+                match expected {
                     Ok(expected) => {
                         cases.push(fuzz::case(
                             name(self.seed, index),
@@ -177,7 +186,13 @@ impl FuzzCmd {
                 next,
                 dir.display()
             );
-            let report = self.guest_run(cases, &self.mode, &dir, &cancel)?;
+            let report = match budget {
+                Some(budget) => {
+                    let deadline = started + budget;
+                    self.guest_run_until(cases, &dir, deadline, &cancel)?
+                }
+                None => self.guest_run(cases, &self.mode, &dir, &cancel)?,
+            };
             for pass in &report.timing.agent {
                 let entry = totals
                     .agent_seconds
@@ -187,10 +202,11 @@ impl FuzzCmd {
                 entry.1 += pass.seconds;
             }
             for (index, outcome) in outcomes(&report, self.seed) {
-                totals.ran += 1;
+                // Programs the deadline or a crash left unrun in some mode count apart.
+                totals.ran += u64::from(outcome != Outcome::NotRun);
                 match outcome {
-                    Outcome::Agrees => totals.agreed += 1,
                     Outcome::NotRun => totals.not_run += 1,
+                    Outcome::Agrees => totals.agreed += 1,
                     Outcome::Refused(why) => {
                         totals.refused += 1;
                         *totals.refusals.entry(why).or_default() += 1;
@@ -304,6 +320,33 @@ impl FuzzCmd {
             }
         }
         Ok(())
+    }
+
+    /// A batch's `test` run, cut short at `deadline` (as Ctrl-C would: the programs not run by
+    /// then are `not_run`), so that a batch of hangs cannot outlast `--time`.
+    fn guest_run_until(
+        &self,
+        cases: Vec<Case>,
+        dir: &Path,
+        deadline: Instant,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<Report> {
+        let stop = AtomicBool::new(false);
+        let finished = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !finished.load(Ordering::SeqCst) {
+                    if cancel.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                        stop.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+            let report = self.guest_run(cases, &self.mode, dir, &stop);
+            finished.store(true, Ordering::SeqCst);
+            report
+        })
     }
 
     /// One `test` run of `cases` in `modes`, its report read back.
@@ -772,7 +815,7 @@ fn summary(
     if totals.not_run > 0 {
         let _ = writeln!(
             t,
-            "| not run in some mode (its guest gave up) | {} |",
+            "| not run in some mode (the deadline, or a guest that gave up) | {} |",
             totals.not_run
         );
     }
