@@ -542,12 +542,9 @@ exit $rc"#;
 #[test]
 fn a_second_run_into_the_same_directory_is_refused() {
     let out = tempfile::tempdir().unwrap();
-    let first = spawn_quietly(
-        &[
-            "test", "--arch", "x86_64", "--filter", "0-200", "--jobs", "1",
-        ],
-        out.path(),
-    );
+    // The whole suite in one guest: long enough (half a minute) that the first run is still
+    // writing when the second starts, on a loaded machine too.
+    let first = spawn_quietly(&["test", "--arch", "x86_64", "--jobs", "1"], out.path());
     let started = std::time::Instant::now();
     while children(first.id(), "qemu-system").is_empty() {
         assert!(started.elapsed().as_secs() < 120, "QEMU never started");
@@ -566,7 +563,8 @@ fn a_second_run_into_the_same_directory_is_refused() {
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0));
     let report = Report::read(&out.path().join("report.json")).unwrap();
-    assert_eq!(report.count(Status::Pass), 201);
+    assert_eq!(report.count(Status::Pass), report.results.len());
+    assert!(report.results.len() > 1000, "{}", report.results.len());
 }
 
 fn fixtures(name: &str) -> String {
