@@ -67,6 +67,12 @@ struct Finding {
 enum Form {
     Generated(Vec<MapSpec>),
     Conformance(Vec<u8>),
+    /// The `.data` form with the map lookups kept (`fuzz::with_lookups`), and the value the
+    /// reference gave the program as generated.
+    Lookups {
+        mem: Vec<u8>,
+        expected: u64,
+    },
 }
 
 /// A program of a minimising round that still shows the finding.
@@ -412,21 +418,28 @@ impl FuzzCmd {
             return Ok(());
         };
         let (insns, mem) = fuzz::as_conformance(&finding.insns, maps);
+        let (kept, all) = fuzz::with_lookups(&finding.insns, maps);
+        // The memory it needs, then all of it (a few bytes read better than 512), then the
+        // lookups kept, for a finding that needs their calls or verifier states.
+        let forms = [
+            (
+                insns.clone(),
+                Form::Conformance(fuzz::shortest_memory(&insns, &mem, endian)),
+            ),
+            (insns, Form::Conformance(mem)),
+            (
+                kept,
+                Form::Lookups {
+                    mem: all,
+                    expected: finding.expected,
+                },
+            ),
+        ];
         let dir = out.join(format!("shrink-{}-data", finding.index));
-        // The memory it needs, then all of it: a few bytes read better than 512.
         let mut converted = None;
-        for mem in [fuzz::shortest_memory(&insns, &mem, endian), mem] {
-            let form = Form::Conformance(mem);
-            let run = dir.join(format!("convert-{}", converted.is_some() as u8));
-            let hits = self.trial(
-                finding,
-                vec![insns.clone()],
-                &modes,
-                &form,
-                &run,
-                endian,
-                cancel,
-            )?;
+        for (n, (insns, form)) in forms.into_iter().enumerate() {
+            let run = dir.join(format!("convert-{n}"));
+            let hits = self.trial(finding, vec![insns], &modes, &form, &run, endian, cancel)?;
             if let Some(hit) = hits.into_iter().next() {
                 converted = Some((hit, form));
                 break;
@@ -434,11 +447,12 @@ impl FuzzCmd {
         }
         let Some((hit, form)) = converted else {
             eprintln!(
-                "fuzz: program {}: its .data form does not show it; kept as generated",
+                "fuzz: program {}: its .data forms do not show it; kept as generated",
                 finding.index
             );
             return Ok(());
         };
+        let shrinks = matches!(form, Form::Conformance(_));
         let mut converted = Finding {
             insns: Vec::new(),
             form,
@@ -447,7 +461,10 @@ impl FuzzCmd {
             ..*finding
         };
         converted.adopt(hit);
-        self.shrink(&mut converted, &modes, &dir, endian, cancel)?;
+        // The reference runs no lookups: a program with them is not shrunk further.
+        if shrinks {
+            self.shrink(&mut converted, &modes, &dir, endian, cancel)?;
+        }
         *finding = converted;
         Ok(())
     }
@@ -531,8 +548,11 @@ impl FuzzCmd {
                 let expected = fuzz::reference(insns, maps, endian).ok()?;
                 fuzz::case(name, insns.to_vec(), maps.clone(), expected)
             }
-            Form::Conformance(mem) => {
-                let expected = fuzz::reference_conformance(insns, mem, endian)?;
+            Form::Conformance(mem) | Form::Lookups { mem, .. } => {
+                let expected = match form {
+                    Form::Lookups { expected, .. } => *expected,
+                    _ => fuzz::reference_conformance(insns, mem, endian)?,
+                };
                 let text = conformance_text(insns, mem, expected, endian);
                 conformance::parse(
                     Path::new(&name),
@@ -636,7 +656,9 @@ impl FuzzCmd {
         }
         let (insns, mem) = match &finding.form {
             Form::Generated(maps) => fuzz::as_conformance(&finding.insns, maps),
-            Form::Conformance(mem) => (finding.insns.clone(), mem.clone()),
+            Form::Conformance(mem) | Form::Lookups { mem, .. } => {
+                (finding.insns.clone(), mem.clone())
+            }
         };
         let expected = fuzz::reference_conformance(&insns, &mem, endian);
         t + &conformance_text(&insns, &mem, expected.unwrap_or(finding.expected), endian)
@@ -660,8 +682,18 @@ fn conformance_text(insns: &[Insn], mem: &[u8], expected: u64, endian: Endian) -
     if endian == Endian::Little {
         t.push_str("# endian: little\n");
     }
+    // Map slots name the conformance runner's maps (a program with its lookups kept).
+    let asm = to_asm(insns)
+        .replace(
+            &format!("map_by_fd({})", fuzz::RESULT_MAP),
+            "map_by_fd(__result)",
+        )
+        .replace(
+            &format!("map_by_fd({})", fuzz::VALUES_MAP),
+            "map_by_fd(__input)",
+        );
     t.push_str("-- asm\n");
-    t.push_str(&to_asm(insns));
+    t.push_str(&asm);
     t.push_str("-- mem\n");
     for chunk in mem.chunks(16) {
         let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();

@@ -361,6 +361,33 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
     (apply(&prog, &kept), mem)
 }
 
+/// A program with its map lookups kept, the nearest a `.data` file comes to the program as
+/// generated: the same helper calls and verifier states, for a finding the leaner
+/// [`as_conformance`] no longer shows. Only the store of the folded value into `result`
+/// becomes the return value; the lookups stay, of the conformance runner's own maps (`lddw`
+/// slot [`RESULT_MAP`] names its result map, [`VALUES_MAP`] the map of `-- mem`), and r0 at
+/// the exit is the value [`reference`] gives the program as generated.
+pub fn with_lookups(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) {
+    use crate::bpf::insn::{ALU64, EXIT, JMP, MOV, STX, X};
+    let mem = maps
+        .get(VALUES_MAP)
+        .and_then(|m| m.init.first())
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut prog = insns.to_vec();
+    // The fold ends `stxdw [r0+0], rX; mov r0, 2; exit`: return rX.
+    if let Some(store) = prog.iter().rposition(|i| i.code == STX | 0x60 | 0x18) {
+        let value = prog[store].src;
+        prog[store] = Insn::new(ALU64 | MOV | X, 0, value, 0, 0);
+        if prog.get(store + 2).is_some_and(|i| i.code == JMP | EXIT) {
+            if let Some(shorter) = shrink::without(&prog, store + 1, store + 2) {
+                prog = shorter;
+            }
+        }
+    }
+    (prog, mem)
+}
+
 /// The shortest prefix of `mem` (in whole words) with which the reference gives the program
 /// the same r0 as with all of it: the memory a `.data` reproducer needs to show.
 pub fn shortest_memory(insns: &[Insn], mem: &[u8], endian: Endian) -> Vec<u8> {

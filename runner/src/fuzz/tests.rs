@@ -369,3 +369,30 @@ fn the_shortest_memory_is_what_the_program_reads() {
     ];
     assert!(shortest_memory(&ignores, &mem, Endian::Little).is_empty());
 }
+
+/// The form with the lookups kept differs from the program only at its end: the folded value
+/// is returned instead of stored.
+#[test]
+fn the_lookups_form_returns_the_folded_value() {
+    let config = Config {
+        seed: 5,
+        len: 4..=60,
+        ..Config::default()
+    };
+    for index in 0..20 {
+        let g = generate(&config, index);
+        let (insns, mem) = with_lookups(&g.insns, &g.maps);
+        assert_eq!(insns.len(), g.insns.len() - 1, "{index}");
+        assert_eq!(
+            insns[..insns.len() - 3],
+            g.insns[..insns.len() - 3],
+            "{index}"
+        );
+        let text = crate::bpf::insn::to_asm(&insns[insns.len() - 2..]);
+        assert!(
+            text.starts_with("mov r0, r") && text.ends_with("exit\n"),
+            "{index}: {text}"
+        );
+        assert_eq!(mem, g.maps[VALUES_MAP].init[0].1, "{index}");
+    }
+}
