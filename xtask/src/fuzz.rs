@@ -654,6 +654,13 @@ impl FuzzCmd {
                 let _ = writeln!(t, "#   {line}");
             }
         }
+        // Its `.data` form did not show it: the program that does, for a person to go on.
+        if let Form::Generated(_) = finding.form {
+            t.push_str("# as generated (its .data form below may not show it):\n");
+            for line in to_asm(&finding.insns).lines() {
+                let _ = writeln!(t, "#   {line}");
+            }
+        }
         let (insns, mem) = match &finding.form {
             Form::Generated(maps) => fuzz::as_conformance(&finding.insns, maps),
             Form::Conformance(mem) | Form::Lookups { mem, .. } => {
