@@ -262,12 +262,8 @@ pub fn case(name: String, insns: Vec<Insn>, maps: Vec<MapSpec>, expected: u64) -
 /// the store of the folded value into `result` becomes the return value. Slots are removed
 /// with their jumps retargeted ([`shrink::without`]).
 pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) {
-    use crate::bpf::insn::{ALU64, EXIT, JMP, K, MOV, STX, X};
-    let mem = maps
-        .get(VALUES_MAP)
-        .and_then(|m| m.init.first())
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    use crate::bpf::insn::{ALU64, JMP, K, MOV, STX, X};
+    let mem = values_memory(maps);
     let mut prog = insns.to_vec();
     let is_map = |i: &Insn, slot: usize| {
         i.code == crate::bpf::insn::LD | 0x18
@@ -297,9 +293,7 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
             // `jeq r0, 0, +1; stxdw [r0+0], rX; mov r0, 2; exit` after the call: return rX.
             let store = (call..prog.len()).find(|&i| prog[i].code == STX | 0x60 | 0x18);
             if let Some(store) = store {
-                let value = prog[store].src;
-                prog[store] = Insn::new(ALU64 | MOV | X, 0, value, 0, 0);
-                if prog.get(store + 2).is_some_and(|i| i.code == JMP | EXIT) {
+                if return_stored(&mut prog, store) {
                     removals.push((store + 1, store + 2));
                 }
                 removals.push((lddw, call + 2));
@@ -368,24 +362,34 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
 /// slot [`RESULT_MAP`] names its result map, [`VALUES_MAP`] the map of `-- mem`), and r0 at
 /// the exit is the value [`reference`] gives the program as generated.
 pub fn with_lookups(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) {
-    use crate::bpf::insn::{ALU64, EXIT, JMP, MOV, STX, X};
-    let mem = maps
-        .get(VALUES_MAP)
-        .and_then(|m| m.init.first())
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    use crate::bpf::insn::STX;
+    let mem = values_memory(maps);
     let mut prog = insns.to_vec();
-    // The fold ends `stxdw [r0+0], rX; mov r0, 2; exit`: return rX.
     if let Some(store) = prog.iter().rposition(|i| i.code == STX | 0x60 | 0x18) {
-        let value = prog[store].src;
-        prog[store] = Insn::new(ALU64 | MOV | X, 0, value, 0, 0);
-        if prog.get(store + 2).is_some_and(|i| i.code == JMP | EXIT) {
+        if return_stored(&mut prog, store) {
             if let Some(shorter) = shrink::without(&prog, store + 1, store + 2) {
                 prog = shorter;
             }
         }
     }
     (prog, mem)
+}
+
+/// The `values` map's value: a `.data` file's `-- mem`.
+fn values_memory(maps: &[MapSpec]) -> Vec<u8> {
+    maps.get(VALUES_MAP)
+        .and_then(|m| m.init.first())
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// The fold's `stxdw [r0+0], rX` at `store` becomes `mov r0, rX`; whether the `mov r0, 2`
+/// after it stands before the `exit` (and can go, so that rX is returned).
+fn return_stored(prog: &mut [Insn], store: usize) -> bool {
+    use crate::bpf::insn::{ALU64, EXIT, JMP, MOV, X};
+    let value = prog[store].src;
+    prog[store] = Insn::new(ALU64 | MOV | X, 0, value, 0, 0);
+    prog.get(store + 2).is_some_and(|i| i.code == JMP | EXIT)
 }
 
 /// The shortest prefix of `mem` (in whole words) with which the reference gives the program
