@@ -876,7 +876,7 @@ fn summary(
     for f in findings {
         let _ = writeln!(
             t,
-            "- program {} ({} slots after minimising): {}",
+            "- program {} ({} slots): {}",
             f.index,
             f.insns.len(),
             describe(&f.what)
