@@ -393,8 +393,9 @@ impl FuzzCmd {
         Report::read_run(dir)
     }
 
-    /// Shrinks `finding` as generated, then in the conformance form of its `.data` file (if
-    /// that still shows it), where the map lookups' instructions are gone too.
+    /// Shrinks `finding` as generated, then turns it into the form of its `.data` file: the
+    /// lean one (the map lookups gone), shrunk further, if that still shows it; else the one
+    /// with the lookups kept; else it stays as generated.
     fn minimise(
         &self,
         finding: &mut Finding,
