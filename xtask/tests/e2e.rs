@@ -545,11 +545,18 @@ fn a_second_run_into_the_same_directory_is_refused() {
     // The whole suite in one guest: long enough (half a minute) that the first run is still
     // writing when the second starts, on a loaded machine too.
     let first = spawn_quietly(&["test", "--arch", "x86_64", "--jobs", "1"], out.path());
+    // The first run's lock file, then a moment for it to take the lock (created and locked
+    // one after the other), of a run that lasts half a minute. QEMU alone is not a sign: the
+    // snapshot's guest boots before the run takes the directory.
     let started = std::time::Instant::now();
-    while children(first.id(), "qemu-system").is_empty() {
-        assert!(started.elapsed().as_secs() < 120, "QEMU never started");
+    while !out.path().join(".lock").exists() {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "the first run never took its directory"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let (second, _) = xtask(
         &["test", "--arch", "x86_64", "--filter", "0-200"],
         out.path(),
