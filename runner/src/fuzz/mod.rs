@@ -262,11 +262,11 @@ pub fn case(name: String, insns: Vec<Insn>, maps: Vec<MapSpec>, expected: u64) -
 /// the store of the folded value into `result` becomes the return value. Slots are removed
 /// with their jumps retargeted ([`shrink::without`]).
 pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) {
-    use crate::bpf::insn::{ALU64, JMP, K, MOV, STX, X};
+    use crate::bpf::insn::{ALU64, DW, JMP, K, MEM, MOV, STX, X};
     let mem = values_memory(maps);
     let mut prog = insns.to_vec();
     let is_map = |i: &Insn, slot: usize| {
-        i.code == crate::bpf::insn::LD | 0x18
+        i.code == crate::bpf::insn::LD | DW | crate::bpf::insn::IMM
             && i.src == crate::bpf::insn::PSEUDO_MAP_FD
             && i.imm == slot as i32
     };
@@ -291,7 +291,7 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
             removals.push((lddw, lddw + 2));
         } else {
             // `jeq r0, 0, +1; stxdw [r0+0], rX; mov r0, 2; exit` after the call: return rX.
-            let store = (call..prog.len()).find(|&i| prog[i].code == STX | 0x60 | 0x18);
+            let store = (call..prog.len()).find(|&i| prog[i].code == STX | MEM | DW);
             if let Some(store) = store {
                 if return_stored(&mut prog, store) {
                     removals.push((store + 1, store + 2));
@@ -307,7 +307,7 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
     };
     let mut leftovers = Vec::new();
     for &(lddw, call, _) in &lookups {
-        if lddw > 0 && is(lddw - 1, crate::bpf::insn::ST | 0x60, 10, 0, 0) {
+        if lddw > 0 && is(lddw - 1, crate::bpf::insn::ST | MEM, 10, 0, 0) {
             leftovers.push((lddw - 1, lddw));
         }
         if call >= 2 && is(call - 2, ALU64 | MOV | X, 2, 10, 0) && is(call - 1, ALU64 | K, 2, 0, -4)
@@ -362,10 +362,10 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
 /// slot [`RESULT_MAP`] names its result map, [`VALUES_MAP`] the map of `-- mem`), and r0 at
 /// the exit is the value [`reference`] gives the program as generated.
 pub fn with_lookups(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) {
-    use crate::bpf::insn::STX;
+    use crate::bpf::insn::{DW, MEM, STX};
     let mem = values_memory(maps);
     let mut prog = insns.to_vec();
-    if let Some(store) = prog.iter().rposition(|i| i.code == STX | 0x60 | 0x18) {
+    if let Some(store) = prog.iter().rposition(|i| i.code == STX | MEM | DW) {
         if return_stored(&mut prog, store) {
             if let Some(shorter) = shrink::without(&prog, store + 1, store + 2) {
                 prog = shorter;

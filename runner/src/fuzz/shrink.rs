@@ -1,40 +1,17 @@
 //! Smaller versions of a program, for minimising a finding: runs of instructions removed (the
-//! jumps over them shortened), and constants moved toward zero. Which candidates still show the
+//! jumps over them shortened), register copies dropped with their register renamed, and
+//! constants moved toward zero. Which candidates still show the
 //! finding is for the caller to find out (in a guest); this only proposes them.
 
-use crate::bpf::insn::{Insn, ALU, ALU64, END, JA, JMP, JMP32, LD, LDX, MOV, STX, X};
+use super::check::target;
+use crate::bpf::insn::{
+    Insn, ALU, ALU64, CALL, DW, END, EXIT, IMM, JA, JMP, JMP32, LD, LDX, MOV, STX, X,
+};
 
-/// The class bits of an opcode.
-const CLASS: u8 = 0x07;
-/// The operation bits of a jump opcode.
+/// The operation bits of an opcode.
 const OP: u8 = 0xf0;
-/// `call` and `exit` opcodes' operation bits.
-const CALL: u8 = 0x80;
-const EXIT: u8 = 0x90;
 /// `lddw`: the only two-slot instruction.
-const LDDW: u8 = LD | 0x18;
-
-/// Whether `insn` moves control by its `off` (or, for `gotol`, its `imm`): every jump but
-/// `call` and `exit`.
-fn jumps(insn: &Insn) -> bool {
-    let class = insn.code & CLASS;
-    (class == JMP || class == JMP32) && !matches!(insn.code & OP, CALL | EXIT)
-}
-
-/// `gotol` (JMP32 | JA): the jump whose distance is in `imm`.
-fn is_gotol(insn: &Insn) -> bool {
-    insn.code == JMP32 | JA
-}
-
-/// The slot a jump at `at` lands on.
-fn target(insn: &Insn, at: usize) -> i64 {
-    let distance = if is_gotol(insn) {
-        i64::from(insn.imm)
-    } else {
-        i64::from(insn.off)
-    };
-    at as i64 + 1 + distance
-}
+const LDDW: u8 = LD | DW | IMM;
 
 /// `prog` without slots `from..to` (which must not split a `lddw`), every jump over or into
 /// the hole retargeted to the slot after it. `None` when a jump would leave the program or no
@@ -60,13 +37,13 @@ pub fn without(prog: &[Insn], from: usize, to: usize) -> Option<Vec<Insn>> {
             continue;
         }
         let mut insn = *insn;
-        if jumps(&insn) {
-            let old = target(&insn, at);
+        if let Some(old) = target(at, insn) {
             if old < 0 || old > prog.len() as i64 {
                 return None;
             }
             let new = moved(old) - moved(at as i64) - 1;
-            if is_gotol(&insn) {
+            // `gotol` keeps its distance in `imm`.
+            if insn.code == JMP32 | JA {
                 insn.imm = i32::try_from(new).ok()?;
             } else {
                 insn.off = i16::try_from(new).ok()?;
@@ -219,7 +196,7 @@ fn without_copy(prog: &[Insn], at: usize) -> Option<Vec<Insn>> {
 
 /// Whether `insn`'s `src` field names a register (not a pseudo source or an unused field).
 fn reads_src_register(insn: &Insn) -> bool {
-    let class = insn.code & CLASS;
+    let class = insn.class();
     match class {
         ALU | ALU64 => insn.code & X != 0 && insn.code & OP != END,
         JMP | JMP32 => insn.code & X != 0 && !matches!(insn.code & OP, CALL | EXIT | JA),
@@ -231,7 +208,7 @@ fn reads_src_register(insn: &Insn) -> bool {
 /// The instruction with its immediate nearer zero: zero, then half, for ALU instructions and
 /// the low half of a `lddw` (jumps keep theirs: it is their distance for `gotol`).
 fn smaller_constants(insn: &Insn) -> Vec<Insn> {
-    let class = insn.code & CLASS;
+    let class = insn.class();
     let shrinks = matches!(class, ALU | ALU64) || insn.code == LDDW;
     if !shrinks || insn.imm == 0 {
         return Vec::new();
