@@ -93,7 +93,8 @@ struct Totals {
     reference_refused: u64,
     ran: u64,
     agreed: u64,
-    /// Not run in some mode (its guest gave up), agreeing in the others.
+    /// Not run in some mode (the deadline cut its batch, or its guest gave up), agreeing in
+    /// the others; not counted in `ran`.
     not_run: u64,
     refused: u64,
     findings: u64,
@@ -119,6 +120,7 @@ impl FuzzCmd {
         let mut config = Config {
             seed: self.seed,
             len: self.len.clone(),
+            // The probe's stream; the run's instruction set is decided just below.
             isa_v4: true,
             loops: true,
             value_size: 512,
