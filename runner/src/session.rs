@@ -74,7 +74,7 @@ pub fn warnings_on_no_case(agent_warnings: &[(String, usize)], pinned: &[String]
                 left.swap_remove(at);
             }
             None => errors.push(format!(
-                "kernel splat outside any test_bpf test: {title} (console line {line})"
+                "kernel splat while the agent ran, on none of its cases: {title} (console line {line})"
             )),
         }
     }
@@ -659,7 +659,7 @@ mod tests {
         let pinned = ["WARNING in build_insn".to_owned()];
         assert_eq!(
             warnings_on_no_case(&outcome.agent_warnings, &pinned),
-            ["kernel splat outside any test_bpf test: WARNING in build_insn (console line 5)"]
+            ["kernel splat while the agent ran, on none of its cases: WARNING in build_insn (console line 5)"]
         );
         let other = ["WARNING in bpf_prog_select_runtime".to_owned()];
         assert_eq!(
@@ -670,7 +670,7 @@ mod tests {
         let replayed = replay(agent_console(WARN).as_bytes(), &agent_plan());
         assert_eq!(
             replayed.errors,
-            ["kernel splat outside any test_bpf test: WARNING in build_insn (console line 4)"]
+            ["kernel splat while the agent ran, on none of its cases: WARNING in build_insn (console line 4)"]
         );
     }
 }
