@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::arch::{Arch, Endian};
-use crate::cases::{to_hex, AgentSuite, Case, Expectation};
-use crate::report::{Mode, Status, TestResult};
+use crate::cases::{to_hex, Case, Expectation};
+use crate::model::{AgentSuite, Mode, Status, TestResult};
 use crate::splat::{self, Splat};
 
 /// Where in its bundle the agent starts: the beginning, or, in a guest resumed after a crash
@@ -672,13 +672,7 @@ pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) ->
             results.push(TestResult {
                 jited,
                 message,
-                ..TestResult::new(
-                    case.suite.name(),
-                    Some(case.number),
-                    &case.name,
-                    mode,
-                    status,
-                )
+                ..TestResult::new(case.suite, Some(case.number), &case.name, mode, status)
             });
         }
         if let Some(divergence) = divergence(case, &per_mode, arch) {
@@ -777,7 +771,7 @@ fn divergence(case: &Case, per_mode: &[ModeVerdict<'_>], arch: Arch) -> Option<T
     Some(TestResult {
         message: Some(message),
         ..TestResult::new(
-            case.suite.name(),
+            case.suite,
             Some(case.number),
             &case.name,
             failing.0,

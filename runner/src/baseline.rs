@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::report::{Mode, Report, Status, TestResult};
+use crate::model::{Mode, Status, TestResult};
+use crate::report::Report;
 
 /// Version of the baseline file's layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -183,7 +184,7 @@ pub fn keys(results: &[TestResult]) -> Vec<TestKey> {
         .map(|r| {
             let finding = r.status == Status::Divergence;
             let n = seen
-                .entry((&r.suite, &r.name, r.mode, finding))
+                .entry((r.suite.name(), &r.name, r.mode, finding))
                 .or_insert(0);
             *n += 1;
             let name = match *n {
@@ -191,7 +192,7 @@ pub fn keys(results: &[TestResult]) -> Vec<TestKey> {
                 n => format!("{} ({n})", r.name),
             };
             TestKey {
-                suite: r.suite.clone(),
+                suite: r.suite.name().to_owned(),
                 name,
                 mode: if finding {
                     DIVERGENCE_KEY.to_owned()
@@ -328,10 +329,11 @@ impl Baseline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{AgentSuite, Suite, SuiteName};
     use crate::report::{KernelInfo, Timing};
 
     fn result(
-        suite: &str,
+        suite: impl Into<SuiteName>,
         name: &str,
         mode: Mode,
         status: Status,
@@ -363,11 +365,23 @@ mod tests {
     #[test]
     fn repeated_names_are_numbered_and_divergences_keyed_apart() {
         let results = vec![
-            result("test_bpf", "A", Mode::Jit, Status::Pass, Some(true)),
-            result("test_bpf", "A", Mode::Jit, Status::Fail, Some(true)),
-            result("test_bpf", "A", Mode::Interp, Status::Pass, Some(false)),
-            result("verifier", "c", Mode::Jit, Status::Fail, Some(true)),
-            result("verifier", "c", Mode::Jit, Status::Divergence, None),
+            result(Suite::TestBpf, "A", Mode::Jit, Status::Pass, Some(true)),
+            result(Suite::TestBpf, "A", Mode::Jit, Status::Fail, Some(true)),
+            result(Suite::TestBpf, "A", Mode::Interp, Status::Pass, Some(false)),
+            result(
+                AgentSuite::Verifier,
+                "c",
+                Mode::Jit,
+                Status::Fail,
+                Some(true),
+            ),
+            result(
+                AgentSuite::Verifier,
+                "c",
+                Mode::Jit,
+                Status::Divergence,
+                None,
+            ),
         ];
         let names: Vec<String> = keys(&results).iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -385,15 +399,15 @@ mod tests {
     #[test]
     fn a_baseline_reads_back_as_written_without_times_or_messages() {
         let run = report(vec![
-            result("test_bpf", "TAX", Mode::Jit, Status::Pass, Some(true)),
+            result(Suite::TestBpf, "TAX", Mode::Jit, Status::Pass, Some(true)),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 "LD: \"odd\" # name",
                 Mode::Jit,
                 Status::Pass,
                 Some(false),
             ),
-            result("test_skb_segment", "seg", Mode::Jit, Status::Pass, None),
+            result(Suite::TestSkbSegment, "seg", Mode::Jit, Status::Pass, None),
         ]);
         let baseline = Baseline::from_report(&run);
         assert_eq!(baseline.flavour, "debian-6.1-amd64");

@@ -2,45 +2,9 @@
 
 use clap::Args;
 
-use std::fmt;
-use std::str::FromStr;
-
-use crate::cases::AgentSuite;
+pub use crate::model::SuiteName;
+use crate::model::{AgentSuite, Mode, Suite};
 use crate::plan::{Filter, Plan, PlanError};
-use crate::report::Mode;
-use crate::test_bpf::Suite;
-
-/// A suite name on the command line: one of the kernel's JIT suite's three, or one of ours.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SuiteName {
-    Kernel(Suite),
-    Agent(AgentSuite),
-}
-
-impl FromStr for SuiteName {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(agent) = AgentSuite::ALL.into_iter().find(|a| a.name() == s) {
-            return Ok(SuiteName::Agent(agent));
-        }
-        s.parse().map(SuiteName::Kernel).map_err(|_| {
-            format!(
-                "unknown suite `{s}`: expected test_bpf, test_tail_calls, test_skb_segment, \
-                 conformance, verifier or xdp"
-            )
-        })
-    }
-}
-
-impl fmt::Display for SuiteName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SuiteName::Kernel(s) => s.fmt(f),
-            SuiteName::Agent(s) => s.fmt(f),
-        }
-    }
-}
 
 /// Which tests to run, and how.
 #[derive(Args, Clone, Debug)]
@@ -48,7 +12,12 @@ pub struct Selection {
     /// Suites to run, comma-separated: the kernel's JIT suite (test_bpf, test_tail_calls,
     /// test_skb_segment) and the harness's own (conformance, verifier, xdp).
     /// Default: the kernel's three.
-    #[arg(long, value_delimiter = ',', value_name = "SUITE")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "SUITE",
+        value_parser = SuiteName::selectable
+    )]
     pub suite: Vec<SuiteName>,
 
     /// Execution modes: interp (bpf_jit_enable=0), jit, jit-hardened (bpf_jit_harden=2).

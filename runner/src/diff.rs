@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{self, Baseline, Entry, TestKey, DIVERGENCE_KEY};
+use crate::model::{Status, TestResult};
 use crate::plan::Filter;
-use crate::report::{Report, Status, TestResult};
+use crate::report::Report;
 
 /// The class of one change. The serialized names are part of `report.json`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -220,7 +221,7 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
         .results
         .iter()
         .filter(|r| r.is_placeholder())
-        .map(|r| ((r.suite.as_str(), r.mode.name()), r))
+        .map(|r| ((r.suite.name(), r.mode.name()), r))
         .collect();
     let in_baseline: BTreeSet<(&str, &str)> = before
         .keys()
@@ -230,7 +231,7 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
     for (key, result) in keys.iter().zip(&report.results) {
         seen.insert(key.clone());
         if result.is_placeholder()
-            && in_baseline.contains(&(result.suite.as_str(), result.mode.name()))
+            && in_baseline.contains(&(result.suite.name(), result.mode.name()))
         {
             continue;
         }
@@ -388,12 +389,13 @@ impl Diff {
 mod tests {
     use super::*;
     use crate::arch::Arch;
-    use crate::report::{KernelInfo, Mode, Scope, TestResult, Timing};
+    use crate::model::{AgentSuite, Mode, Suite, TestResult};
+    use crate::report::{KernelInfo, Scope, Timing};
 
     fn result(name: &str, status: Status, jited: Option<bool>) -> TestResult {
         TestResult {
             jited,
-            ..TestResult::new("test_bpf", Some(0), name, Mode::Jit, status)
+            ..TestResult::new(Suite::TestBpf, Some(0), name, Mode::Jit, status)
         }
     }
 
@@ -467,7 +469,7 @@ mod tests {
         // What two guests that never booted leave: a stand-in per load, none per test.
         let stand_in = || {
             TestResult::not_run(
-                "test_bpf",
+                Suite::TestBpf,
                 Mode::Jit,
                 "test_bpf (whole suite)".into(),
                 "not run: the guest ended before this load",
@@ -572,7 +574,7 @@ mod tests {
     #[test]
     fn a_divergence_that_appears_is_a_regression_and_one_that_goes_a_fix() {
         let mut jit = result("c", Status::Pass, Some(true));
-        jit.suite = "verifier".into();
+        jit.suite = AgentSuite::Verifier.into();
         let mut interp = jit.clone();
         interp.mode = Mode::Interp;
         let mut finding = jit.clone();

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::Mode;
+use crate::model::Mode;
 
 /// Version of the file's layout.
 const VERSION: u32 = 1;

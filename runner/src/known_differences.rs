@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::report::{KernelInfo, Status, TestResult};
+use crate::model::{AgentSuite, Status, SuiteName, TestResult};
+use crate::report::KernelInfo;
 use crate::reviewed_list;
 
 /// The suite whose cases the file lists.
-const SUITE: &str = "conformance";
+const SUITE: SuiteName = SuiteName::Agent(AgentSuite::Conformance);
 
 /// One entry of the file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -246,7 +247,7 @@ pub fn series(kernel: &KernelInfo) -> Option<String> {
 mod tests {
     use super::*;
     use crate::arch::Arch;
-    use crate::report::Mode;
+    use crate::model::Mode;
 
     const FILE: &str = "\
 # shifts
@@ -277,7 +278,7 @@ mod tests {
     fn result(name: &str, status: Status, message: &str) -> TestResult {
         TestResult {
             message: Some(message.to_owned()),
-            ..TestResult::new("conformance", Some(3), name, Mode::Jit, status)
+            ..TestResult::new(AgentSuite::Conformance, Some(3), name, Mode::Jit, status)
         }
     }
 
@@ -345,7 +346,7 @@ mod tests {
         };
         assert_eq!(known.apply(&mips, &mut callx).skipped, 0);
         let mut verifier = vec![TestResult {
-            suite: "verifier".into(),
+            suite: AgentSuite::Verifier.into(),
             ..result("lsh32-imm-high", Status::Fail, words)
         }];
         assert_eq!(known.apply(&k61, &mut verifier).skipped, 0);

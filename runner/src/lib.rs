@@ -21,6 +21,7 @@ pub mod fuzz;
 pub mod initramfs;
 pub mod known_differences;
 pub mod merge;
+pub mod model;
 pub mod module_tests;
 pub mod outputs;
 pub mod plan;

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::report::{canonical_order, Report, Status, Timing};
+use crate::model::{Status, SuiteName};
+use crate::report::{canonical_order, Report, Timing};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
@@ -36,7 +37,7 @@ pub enum MergeError {
     },
     #[error("{suite} {mode} {name:?} is in both {a} and {b}: these are not shards of one run")]
     Overlap {
-        suite: String,
+        suite: SuiteName,
         mode: &'static str,
         name: String,
         a: String,
@@ -92,7 +93,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
         });
     }
 
-    let mut owner: BTreeMap<(String, &'static str, Option<u32>, String, bool), &str> =
+    let mut owner: BTreeMap<(&'static str, &'static str, Option<u32>, String, bool), &str> =
         BTreeMap::new();
     let mut results = Vec::new();
     let mut errors = Vec::new();
@@ -100,7 +101,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
     for (path, report) in reports {
         for r in &report.results {
             let key = (
-                r.suite.clone(),
+                r.suite.name(),
                 r.mode.name(),
                 r.id,
                 r.name.clone(),
@@ -108,7 +109,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
             );
             if let Some(a) = owner.insert(key, path) {
                 return Err(MergeError::Overlap {
-                    suite: r.suite.clone(),
+                    suite: r.suite,
                     mode: r.mode.name(),
                     name: r.name.clone(),
                     a: a.to_owned(),
@@ -151,12 +152,19 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
 mod tests {
     use super::*;
     use crate::arch::Arch;
-    use crate::report::{KernelInfo, Mode, ShardId, TestResult};
+    use crate::model::{Mode, Suite, TestResult};
+    use crate::report::{KernelInfo, ShardId};
 
     fn result(id: u32, mode: Mode) -> TestResult {
         TestResult {
             jited: Some(true),
-            ..TestResult::new("test_bpf", Some(id), &format!("T{id}"), mode, Status::Pass)
+            ..TestResult::new(
+                Suite::TestBpf,
+                Some(id),
+                &format!("T{id}"),
+                mode,
+                Status::Pass,
+            )
         }
     }
 

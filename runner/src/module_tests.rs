@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex};
 
-use crate::test_bpf::Suite;
+use crate::model::Suite;
 
 fn array_symbol(suite: Suite) -> &'static str {
     match suite {

@@ -5,8 +5,7 @@
 
 use std::fmt;
 
-use crate::report::Mode;
-use crate::test_bpf::Suite;
+use crate::model::{Mode, Suite};
 
 /// Which tests of a suite to run, by test_bpf's own module parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]

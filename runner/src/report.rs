@@ -10,163 +10,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+pub use crate::model::{Mode, Status, TestResult};
+use crate::model::{Suite, SuiteName};
 
 /// Version of `report.json`'s layout.
 pub const SCHEMA_VERSION: u32 = 4;
-
-/// The outcome of one test. A closed set: every result is exactly one of these.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pass,
-    Fail,
-    Skip,
-    /// The kernel crashed (panic, oops, BUG) while this test ran.
-    Crash,
-    /// The guest stopped making progress while this test ran.
-    Hang,
-    /// The test was selected but never reached.
-    NotRun,
-    /// The harness could not tell what happened.
-    Error,
-    /// Execution modes disagreed on a case: a finding of its own, beside each mode's result.
-    Divergence,
-}
-
-impl Status {
-    pub const ALL: [Status; 8] = [
-        Status::Pass,
-        Status::Fail,
-        Status::Skip,
-        Status::Crash,
-        Status::Hang,
-        Status::NotRun,
-        Status::Error,
-        Status::Divergence,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Fail => "fail",
-            Status::Skip => "skip",
-            Status::Crash => "crash",
-            Status::Hang => "hang",
-            Status::NotRun => "not_run",
-            Status::Error => "error",
-            Status::Divergence => "divergence",
-        }
-    }
-
-    /// Whether this outcome means the code under test is broken (as opposed to the harness).
-    pub fn is_test_failure(self) -> bool {
-        matches!(
-            self,
-            Status::Fail | Status::Crash | Status::Hang | Status::Divergence
-        )
-    }
-}
-
-/// How the kernel executed BPF programs for a result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// `bpf_jit_enable=0`.
-    Interp,
-    /// `bpf_jit_enable=1`.
-    Jit,
-    /// `bpf_jit_enable=1`, `bpf_jit_harden=2`: constant blinding for every program.
-    JitHardened,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::Interp, Mode::Jit, Mode::JitHardened];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Interp => "interp",
-            Mode::Jit => "jit",
-            Mode::JitHardened => "jit-hardened",
-        }
-    }
-
-    /// The values written to `net.core.bpf_jit_enable` and `net.core.bpf_jit_harden`.
-    pub fn sysctls(self) -> (u8, u8) {
-        match self {
-            Mode::Interp => (0, 0),
-            Mode::Jit => (1, 0),
-            Mode::JitHardened => (1, 2),
-        }
-    }
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Mode::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown mode `{s}`: expected interp, jit or jit-hardened"))
-    }
-}
-
-/// One test's result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestResult {
-    /// `test_bpf`, `test_tail_calls` or `test_skb_segment`.
-    pub suite: String,
-    /// The test's number inside its suite; `None` for an entry that stands for a whole suite
-    /// that never ran.
-    pub id: Option<u32>,
-    pub name: String,
-    pub mode: Mode,
-    pub status: Status,
-    /// Whether the kernel JIT-compiled the program; `None` when no program ran (expected-reject
-    /// filters, the skb_segment suite, tests never reached).
-    pub jited: Option<bool>,
-    /// Why the test did not pass: the kernel's failure text, a crash title, a reason.
-    pub message: Option<String>,
-    /// For a test that failed, was run again (`--retry-failures`) and passed: the first
-    /// attempt's failure. The status is then `pass`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flaky: Option<String>,
-}
-
-impl TestResult {
-    /// A result with no JIT information, message or retry: set those fields after, as needed.
-    pub fn new(suite: &str, id: Option<u32>, name: &str, mode: Mode, status: Status) -> TestResult {
-        TestResult {
-            suite: suite.to_owned(),
-            id,
-            name: name.to_owned(),
-            mode,
-            status,
-            jited: None,
-            message: None,
-            flaky: None,
-        }
-    }
-
-    /// An entry for tests that never ran: a whole suite, or the rest of one after a crash.
-    pub fn not_run(suite: &str, mode: Mode, name: String, why: &str) -> TestResult {
-        TestResult {
-            message: Some(why.to_owned()),
-            ..TestResult::new(suite, None, &name, mode, Status::NotRun)
-        }
-    }
-
-    /// Whether this entry stands for tests the run could not name one by one, because the
-    /// guest never told them: `SUITE (whole suite)`, `SUITE (tests after #N)`.
-    pub fn is_placeholder(&self) -> bool {
-        self.status == Status::NotRun
-            && self.id.is_none()
-            && self
-                .name
-                .strip_prefix(self.suite.as_str())
-                .is_some_and(|rest| rest.starts_with(" ("))
-    }
-}
 
 /// The kernel a run booted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,13 +206,13 @@ impl std::str::FromStr for ShardId {
 pub fn canonical_order(results: &mut [TestResult]) {
     results.sort_by_cached_key(|r| {
         let id = r.id.unwrap_or(u32::MAX);
-        match r.suite.parse::<crate::test_bpf::Suite>() {
-            Ok(suite) => (0, r.mode, suite as u8, String::new(), id, false),
-            Err(_) => (
+        match r.suite {
+            SuiteName::Kernel(suite) => (0, r.mode, suite as u8, "", id, false),
+            SuiteName::Agent(_) => (
                 1,
                 Mode::Interp,
                 0,
-                r.suite.clone(),
+                r.suite.name(),
                 id,
                 r.status == Status::Divergence,
             ),
@@ -504,16 +352,16 @@ pub fn render_summary(report: &Report) -> String {
         (None, true) => writeln!(out, "{} {} (release not seen)", kernel.arch, kernel.source),
     };
     // Suites in the order they run, then any others by name.
-    let rank = |suite: &str| {
-        crate::test_bpf::Suite::ALL
-            .iter()
-            .position(|s| s.name() == suite)
+    let rank = |suite: SuiteName| {
+        suite
+            .kernel()
+            .and_then(|kernel| Suite::ALL.iter().position(|&s| s == kernel))
             .unwrap_or(usize::MAX)
     };
     let mut groups: BTreeMap<(Mode, usize, &str), Vec<&TestResult>> = BTreeMap::new();
     for r in &report.results {
         groups
-            .entry((r.mode, rank(&r.suite), r.suite.as_str()))
+            .entry((r.mode, rank(r.suite), r.suite.name()))
             .or_default()
             .push(r);
     }
@@ -542,7 +390,7 @@ pub fn render_summary(report: &Report) -> String {
     // In the order the reasons first appear.
     let mut not_run: Vec<((&str, Mode, &str), usize)> = Vec::new();
     for r in report.results.iter().filter(|r| r.status == Status::NotRun) {
-        let key = (r.suite.as_str(), r.mode, r.message.as_deref().unwrap_or(""));
+        let key = (r.suite.name(), r.mode, r.message.as_deref().unwrap_or(""));
         match not_run.iter_mut().find(|(k, _)| *k == key) {
             Some((_, n)) => *n += 1,
             None => not_run.push((key, 1)),

@@ -4,17 +4,16 @@
 
 use std::collections::BTreeSet;
 
+use crate::model::{AgentSuite, Status, SuiteName, TestResult};
 use crate::plan::{Filter, ModuleLoad};
-use crate::report::{Status, TestResult};
 use crate::shard::Shard;
-use crate::test_bpf::Suite;
 
 /// What a retry runs: the module loads of the kernel's tests, and the harness's cases by
 /// (suite, name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Retry {
     pub shard: Shard,
-    pub cases: BTreeSet<(String, String)>,
+    pub cases: BTreeSet<(AgentSuite, String)>,
 }
 
 fn retried(result: &TestResult) -> bool {
@@ -25,16 +24,16 @@ fn retried(result: &TestResult) -> bool {
 pub fn plan(results: &[TestResult]) -> Option<Retry> {
     let mut retry = Retry::default();
     for r in results.iter().filter(|r| retried(r)) {
-        match (r.suite.parse::<Suite>(), r.id) {
-            (Ok(suite), Some(id)) => retry.shard.loads.push(ModuleLoad {
+        match (r.suite, r.id) {
+            (SuiteName::Kernel(suite), Some(id)) => retry.shard.loads.push(ModuleLoad {
                 mode: r.mode,
                 suites: vec![suite],
                 filter: Some(Filter::Id(id)),
             }),
             // A kernel test without a number cannot be picked out of the module.
-            (Ok(_), None) => {}
-            (Err(_), _) => {
-                retry.cases.insert((r.suite.clone(), r.name.clone()));
+            (SuiteName::Kernel(_), None) => {}
+            (SuiteName::Agent(suite), _) => {
+                retry.cases.insert((suite, r.name.clone()));
             }
         }
     }
@@ -47,9 +46,9 @@ pub fn apply(results: &mut [TestResult], again: &[TestResult]) {
     let same = |a: &TestResult, b: &TestResult| {
         a.suite == b.suite
             && a.mode == b.mode
-            && match a.suite.parse::<Suite>() {
-                Ok(_) => a.id == b.id,
-                Err(_) => a.name == b.name,
+            && match a.suite {
+                SuiteName::Kernel(_) => a.id == b.id,
+                SuiteName::Agent(_) => a.name == b.name,
             }
     };
     for r in results.iter_mut().filter(|r| retried(r)) {
@@ -86,9 +85,14 @@ pub fn apply(results: &mut [TestResult], again: &[TestResult]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Mode;
+    use crate::model::{Mode, Suite};
 
-    fn result(suite: &str, id: u32, status: Status, message: Option<&str>) -> TestResult {
+    fn result(
+        suite: impl Into<SuiteName>,
+        id: u32,
+        status: Status,
+        message: Option<&str>,
+    ) -> TestResult {
         TestResult {
             jited: Some(true),
             message: message.map(Into::into),
@@ -99,11 +103,11 @@ mod tests {
     #[test]
     fn only_failures_are_retried_never_crashes_or_hangs() {
         let results = vec![
-            result("test_bpf", 1, Status::Pass, None),
-            result("test_bpf", 2, Status::Fail, Some("ret 0 != 1")),
-            result("test_bpf", 3, Status::Crash, Some("kernel panic")),
-            result("test_bpf", 4, Status::Hang, None),
-            result("verifier", 5, Status::Fail, Some("wrong verdict")),
+            result(Suite::TestBpf, 1, Status::Pass, None),
+            result(Suite::TestBpf, 2, Status::Fail, Some("ret 0 != 1")),
+            result(Suite::TestBpf, 3, Status::Crash, Some("kernel panic")),
+            result(Suite::TestBpf, 4, Status::Hang, None),
+            result(AgentSuite::Verifier, 5, Status::Fail, Some("wrong verdict")),
         ];
         let retry = plan(&results).expect("something to retry");
         assert_eq!(retry.shard.loads.len(), 1);
@@ -114,7 +118,7 @@ mod tests {
         assert!(retry.shard.agent);
         assert_eq!(
             retry.cases.into_iter().collect::<Vec<_>>(),
-            [("verifier".to_owned(), "t5".to_owned())]
+            [(AgentSuite::Verifier, "t5".to_owned())]
         );
         assert_eq!(plan(&results[..1]), None);
         assert_eq!(plan(&results[2..4]), None);
@@ -123,14 +127,14 @@ mod tests {
     #[test]
     fn a_failure_that_passes_again_is_flaky_and_one_that_fails_again_stays() {
         let mut results = vec![
-            result("test_bpf", 2, Status::Fail, Some("ret 0 != 1")),
-            result("test_bpf", 7, Status::Fail, Some("ret 5 != 1")),
-            result("test_bpf", 9, Status::Crash, Some("kernel panic")),
+            result(Suite::TestBpf, 2, Status::Fail, Some("ret 0 != 1")),
+            result(Suite::TestBpf, 7, Status::Fail, Some("ret 5 != 1")),
+            result(Suite::TestBpf, 9, Status::Crash, Some("kernel panic")),
         ];
         let again = vec![
-            result("test_bpf", 2, Status::Pass, None),
-            result("test_bpf", 7, Status::Fail, Some("ret 5 != 1")),
-            result("test_bpf", 9, Status::Pass, None),
+            result(Suite::TestBpf, 2, Status::Pass, None),
+            result(Suite::TestBpf, 7, Status::Fail, Some("ret 5 != 1")),
+            result(Suite::TestBpf, 9, Status::Pass, None),
         ];
         apply(&mut results, &again);
         assert_eq!(results[0].status, Status::Pass);
@@ -147,14 +151,25 @@ mod tests {
 
     #[test]
     fn a_divergence_is_flaky_only_if_the_modes_agree_when_run_again() {
-        let finding = result("xdp", 0, Status::Divergence, Some("modes disagree"));
+        let finding = result(
+            AgentSuite::Xdp,
+            0,
+            Status::Divergence,
+            Some("modes disagree"),
+        );
         let mut results = vec![finding.clone()];
         apply(
             &mut results,
-            &[result("xdp", 0, Status::Pass, None), finding.clone()],
+            &[
+                result(AgentSuite::Xdp, 0, Status::Pass, None),
+                finding.clone(),
+            ],
         );
         assert_eq!(results[0].status, Status::Divergence);
-        apply(&mut results, &[result("xdp", 0, Status::Pass, None)]);
+        apply(
+            &mut results,
+            &[result(AgentSuite::Xdp, 0, Status::Pass, None)],
+        );
         assert_eq!(results[0].status, Status::Pass);
         assert_eq!(results[0].flaky.as_deref(), Some("modes disagree"));
     }

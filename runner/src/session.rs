@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use crate::arch::Arch;
 use crate::console::{self, LineSplitter};
 use crate::durations::Durations;
+use crate::model::{Status, TestResult};
 use crate::plan::Plan;
 use crate::protocol::{self, GuestLine};
 use crate::qemu::{Output, Qemu, QemuConfig, QemuError};
-use crate::report::{KernelInfo, Report, Status, TestResult, Timing};
+use crate::report::{KernelInfo, Report, Timing};
 use crate::splat::{self, Splat};
 use crate::test_bpf::LoadParser;
 
@@ -371,7 +372,7 @@ impl<'p> Run<'p> {
                             if self.live && !std::mem::take(&mut self.first_of_load) {
                                 self.out.durations.record_test(
                                     result.mode,
-                                    &result.suite,
+                                    result.suite.name(),
                                     &result.name,
                                     self.test_started.elapsed().as_secs_f64(),
                                 );
@@ -584,7 +585,7 @@ impl<'p> Run<'p> {
         for load in self.plan.loads.iter().skip(next) {
             for suite in &load.suites {
                 self.out.results.push(TestResult::not_run(
-                    suite.name(),
+                    *suite,
                     load.mode,
                     format!("{suite} (whole suite)"),
                     "not run: the guest ended before this load",

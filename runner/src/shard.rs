@@ -8,9 +8,9 @@
 
 use crate::agent::{AgentRun, AgentStart};
 use crate::durations::{self, Durations};
+use crate::model::{Mode, Status, Suite, TestResult};
 use crate::plan::{Filter, ModuleLoad, Plan};
-use crate::report::{Mode, Status, TestResult};
-use crate::test_bpf::{Catalog, Suite};
+use crate::test_bpf::Catalog;
 
 /// What one guest runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl Shard {
         let stop = results
             .iter()
             .find(|r| matches!(r.status, Status::Crash | Status::Hang) && r.id.is_some())?;
-        let (suite, id) = (stop.suite.parse::<Suite>().ok()?, stop.id?);
+        let (suite, id) = (stop.suite.kernel()?, stop.id?);
         let at = self.loads.iter().position(|load| {
             load.mode == stop.mode && load.suites.contains(&suite) && selects(load, id)
         })?;
@@ -115,7 +115,7 @@ impl Shard {
     /// Whether this shard runs the test of `result` (or, for an entry with no number, the
     /// suite it stands for): a guest resumed with this shard reports it anew.
     pub fn covers(&self, result: &TestResult) -> bool {
-        let Ok(suite) = result.suite.parse::<Suite>() else {
+        let Some(suite) = result.suite.kernel() else {
             // The agent's suites.
             return self.agent;
         };
@@ -398,7 +398,7 @@ mod tests {
             for (suite, names) in catalog() {
                 for id in 0..names.len() as u32 {
                     let r = TestResult {
-                        suite: suite.name().into(),
+                        suite: suite.into(),
                         id: Some(id),
                         name: String::new(),
                         mode: Mode::Jit,
@@ -436,7 +436,7 @@ mod tests {
     }
 
     fn result(suite: Suite, id: u32, status: Status) -> TestResult {
-        TestResult::new(suite.name(), Some(id), &format!("T{id}"), Mode::Jit, status)
+        TestResult::new(suite, Some(id), &format!("T{id}"), Mode::Jit, status)
     }
 
     #[test]

@@ -25,58 +25,11 @@
 //! else prints) is joined back: a line without the `test_bpf: ` prefix that continues an open
 //! test's verdict belongs to it.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
 use std::collections::BTreeMap;
 
+pub use crate::model::Suite;
+use crate::model::{Mode, Status, TestResult};
 use crate::plan::Filter;
-use crate::report::{Mode, Status, TestResult};
-
-/// The three suites of `test_bpf.ko`, in the order the module runs them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Suite {
-    TestBpf,
-    TestTailCalls,
-    TestSkbSegment,
-}
-
-impl Suite {
-    pub const ALL: [Suite; 3] = [Suite::TestBpf, Suite::TestTailCalls, Suite::TestSkbSegment];
-
-    /// The name the module uses for `test_suite=` and in its Summary lines.
-    pub fn name(self) -> &'static str {
-        match self {
-            Suite::TestBpf => "test_bpf",
-            Suite::TestTailCalls => "test_tail_calls",
-            Suite::TestSkbSegment => "test_skb_segment",
-        }
-    }
-}
-
-impl fmt::Display for Suite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Suite {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Suite::ALL
-            .into_iter()
-            .find(|x| x.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown suite `{s}`: expected test_bpf, test_tail_calls or test_skb_segment"
-                )
-            })
-    }
-}
 
 /// A suite's own count of its results, from its `Summary:` line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,7 +257,7 @@ impl LoadParser {
             Outcome::Fail(text) => (Status::Fail, Some(text)),
         };
         self.results.push(TestResult {
-            suite: self.suite().name().to_owned(),
+            suite: self.suite().into(),
             id: Some(id),
             name: verdict.descr,
             mode: self.mode,
@@ -353,7 +306,10 @@ impl LoadParser {
     /// Checks our count of one suite's results against the kernel's own.
     fn check_summary(&mut self, summary: &Summary) {
         let name = summary.suite.name();
-        let ours = self.results.iter().filter(|r| r.suite == name);
+        let ours = self
+            .results
+            .iter()
+            .filter(|r| r.suite.kernel() == Some(summary.suite));
         let (mut passed, mut failed, mut jited, mut run) = (0, 0, 0, 0);
         for r in ours {
             match r.status {
@@ -401,7 +357,7 @@ impl LoadParser {
         let done: std::collections::BTreeSet<u32> = self
             .results
             .iter()
-            .filter(|r| r.suite == suite.name())
+            .filter(|r| r.suite.kernel() == Some(suite))
             .filter_map(|r| r.id)
             .collect();
         Some(
@@ -428,7 +384,7 @@ impl LoadParser {
         };
         if let Some(open) = self.open.take() {
             self.results.push(TestResult {
-                suite: suite.name().to_owned(),
+                suite: suite.into(),
                 id: Some(open.id),
                 name: descr_of(&open.text),
                 mode: self.mode,
@@ -442,7 +398,7 @@ impl LoadParser {
         } else if let Some((id, name)) = self.missing(suite).and_then(|m| m.into_iter().next()) {
             // The kernel had not printed the test's line yet; the module's list names it.
             self.results.push(TestResult {
-                suite: suite.name().to_owned(),
+                suite: suite.into(),
                 id: Some(id),
                 name,
                 mode: self.mode,
@@ -466,7 +422,7 @@ impl LoadParser {
     fn push_rest_of_suite(&mut self, suite: Suite, why: &str) {
         if let Some(missing) = self.missing(suite) {
             for (id, name) in missing {
-                let mut result = TestResult::not_run(suite.name(), self.mode, name, why);
+                let mut result = TestResult::not_run(suite, self.mode, name, why);
                 result.id = Some(id);
                 self.results.push(result);
             }
@@ -475,7 +431,7 @@ impl LoadParser {
         let after = self
             .results
             .iter()
-            .filter(|r| r.suite == suite.name())
+            .filter(|r| r.suite.kernel() == Some(suite))
             .filter_map(|r| r.id)
             .max();
         let name = match after {
@@ -483,7 +439,7 @@ impl LoadParser {
             None => format!("{suite} (whole suite)"),
         };
         self.results
-            .push(TestResult::not_run(suite.name(), self.mode, name, why));
+            .push(TestResult::not_run(suite, self.mode, name, why));
     }
 
     /// Ends the load when the guest reports the loader's exit status. Returns the harness
@@ -845,7 +801,7 @@ mod tests {
         p.line(b"test_bpf: #3 Tail call error path, NULL target jited:1 ret 1 != 2 FAIL");
         let r = &p.results()[0];
         assert_eq!(
-            (r.suite.as_str(), r.name.as_str()),
+            (r.suite.name(), r.name.as_str()),
             ("test_tail_calls", "Tail call error path, NULL target")
         );
         assert_eq!(r.message.as_deref(), Some("ret 1 != 2; FAIL"));
@@ -912,7 +868,7 @@ mod tests {
             0,
         );
         assert_eq!(errors, Vec::<String>::new());
-        let suites: Vec<&str> = results.iter().map(|r| r.suite.as_str()).collect();
+        let suites: Vec<&str> = results.iter().map(|r| r.suite.name()).collect();
         assert_eq!(
             suites,
             [
@@ -937,7 +893,7 @@ mod tests {
         assert_eq!(errors, Vec::<String>::new());
         let got: Vec<(&str, Option<u32>, Status)> = results
             .iter()
-            .map(|r| (r.suite.as_str(), r.id, r.status))
+            .map(|r| (r.suite.name(), r.id, r.status))
             .collect();
         assert_eq!(
             got,
@@ -1021,7 +977,7 @@ mod tests {
         let got: Vec<(&str, Option<u32>, Status, &str)> = p
             .results()
             .iter()
-            .map(|r| (r.suite.as_str(), r.id, r.status, r.name.as_str()))
+            .map(|r| (r.suite.name(), r.id, r.status, r.name.as_str()))
             .collect();
         assert_eq!(
             got,
@@ -1071,7 +1027,7 @@ mod tests {
         let got: Vec<(&str, Option<u32>, &str, Status)> = p
             .results()
             .iter()
-            .map(|r| (r.suite.as_str(), r.id, r.name.as_str(), r.status))
+            .map(|r| (r.suite.name(), r.id, r.name.as_str(), r.status))
             .collect();
         assert_eq!(
             got,

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use runner::report::{Mode, Report, Status};
+use runner::model::{Mode, Status, Suite, SuiteName};
+use runner::report::Report;
 use runner::session;
-use runner::test_bpf::Suite;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,27 +42,27 @@ fn assert_full_jit_run(report: &Report) {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.results.len(), 1026 + 10 + 2);
     assert_eq!(report.count(Status::Pass), 1038);
-    let count = |suite: &str, jited: Option<bool>| {
+    let count = |suite: Suite, jited: Option<bool>| {
         report
             .results
             .iter()
-            .filter(|r| r.suite == suite && r.jited == jited)
+            .filter(|r| r.suite == SuiteName::Kernel(suite) && r.jited == jited)
             .count()
     };
-    assert_eq!(count("test_bpf", Some(true)), 1014);
-    assert_eq!(count("test_bpf", None), 12);
-    assert_eq!(count("test_tail_calls", Some(true)), 10);
-    assert_eq!(count("test_skb_segment", None), 2);
+    assert_eq!(count(Suite::TestBpf, Some(true)), 1014);
+    assert_eq!(count(Suite::TestBpf, None), 12);
+    assert_eq!(count(Suite::TestTailCalls, Some(true)), 10);
+    assert_eq!(count(Suite::TestSkbSegment, None), 2);
     // Every test once, numbered from 0 without gaps in each suite.
     for (suite, n) in [
-        ("test_bpf", 1026),
-        ("test_tail_calls", 10),
-        ("test_skb_segment", 2),
+        (Suite::TestBpf, 1026),
+        (Suite::TestTailCalls, 10),
+        (Suite::TestSkbSegment, 2),
     ] {
         let ids: Vec<u32> = report
             .results
             .iter()
-            .filter(|r| r.suite == suite)
+            .filter(|r| r.suite == SuiteName::Kernel(suite))
             .filter_map(|r| r.id)
             .collect();
         assert_eq!(ids, (0..n).collect::<Vec<u32>>(), "{suite}");
@@ -94,7 +94,7 @@ fn names_keep_their_punctuation() {
         report
             .results
             .iter()
-            .find(|r| r.suite == "test_bpf" && r.id == Some(id))
+            .find(|r| r.suite == SuiteName::Kernel(Suite::TestBpf) && r.id == Some(id))
             .unwrap()
             .name
             .clone()
@@ -131,7 +131,7 @@ fn an_injected_failure_exits_1_and_names_the_test() {
         .results
         .iter()
         .filter(|r| r.status == Status::NotRun)
-        .map(|r| r.suite.as_str())
+        .map(|r| r.suite.name())
         .collect();
     assert_eq!(not_run, ["test_tail_calls", "test_skb_segment"]);
     // busybox insmod ran the suite twice; only the first pass counts.

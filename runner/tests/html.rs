@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 use common::browser::{self, chromium};
 
 use runner::arch::Arch;
+use runner::model::{AgentSuite, Mode, Status, Suite, SuiteName, TestResult};
 use runner::outputs::html;
-use runner::report::{KernelInfo, Mode, Report, Scope, Status, TestResult};
+use runner::report::{KernelInfo, Report, Scope};
 
 const EVIL: &str = "</script><img src=x onerror=alert(1)>";
 
@@ -22,7 +23,13 @@ fn replayed(log: &str, arch: Arch) -> Report {
     common::replayed(log, arch, "fixture")
 }
 
-fn result(suite: &str, id: u32, name: &str, mode: Mode, status: Status) -> TestResult {
+fn result(
+    suite: impl Into<SuiteName>,
+    id: u32,
+    name: &str,
+    mode: Mode,
+    status: Status,
+) -> TestResult {
     TestResult {
         jited: Some(mode != Mode::Interp),
         ..TestResult::new(suite, Some(id), name, mode, status)
@@ -35,7 +42,7 @@ fn synthetic() -> Report {
     use Mode::{Interp, Jit};
     use Status::*;
     let mut results = Vec::new();
-    let mut add = |suite: &str, name: &str, interp: Status, jit: Status, message: &str| {
+    let mut add = |suite: SuiteName, name: &str, interp: Status, jit: Status, message: &str| {
         let id = results.len() as u32 / 2;
         for (mode, status) in [(Interp, interp), (Jit, jit)] {
             let mut r = result(suite, id, name, mode, status);
@@ -45,33 +52,39 @@ fn synthetic() -> Report {
             results.push(r);
         }
     };
-    add("test_bpf", "plain", Pass, Pass, "");
+    add(Suite::TestBpf.into(), "plain", Pass, Pass, "");
     add(
-        "test_bpf",
+        Suite::TestBpf.into(),
         "with spaces, \"double\" and 'single' quotes",
         Pass,
         Fail,
         "ret 0 != 1\nFAIL (1 times)",
     );
     add(
-        "test_bpf",
+        Suite::TestBpf.into(),
         EVIL,
         Pass,
         Crash,
         "BUG: unable to handle page fault\n<4>RIP: 0010:</pre><b>x</b>",
     );
-    add("test_bpf", "<b>&\"'", Skip, Skip, "needs <feature> & more");
     add(
-        "test_bpf",
+        Suite::TestBpf.into(),
+        "<b>&\"'",
+        Skip,
+        Skip,
+        "needs <feature> & more",
+    );
+    add(
+        Suite::TestBpf.into(),
         "unicode: µs → ✓ 日本語",
         Pass,
         Hang,
         "no output for 60 s",
     );
-    add("test_bpf", "dup", Pass, Pass, "");
-    add("test_bpf", "dup", Pass, Error, "cannot tell");
+    add(Suite::TestBpf.into(), "dup", Pass, Pass, "");
+    add(Suite::TestBpf.into(), "dup", Pass, Error, "cannot tell");
     add(
-        "test_tail_calls",
+        Suite::TestTailCalls.into(),
         "never reached",
         NotRun,
         NotRun,
@@ -79,16 +92,22 @@ fn synthetic() -> Report {
     );
     for i in 0..40 {
         let jit = if i % 4 == 3 { Fail } else { Pass };
-        add("test_bpf", &format!("filler {i}"), Pass, jit, "ret 1 != 2");
+        add(
+            Suite::TestBpf.into(),
+            &format!("filler {i}"),
+            Pass,
+            jit,
+            "ret 1 != 2",
+        );
     }
     add(
-        "conformance",
+        AgentSuite::Conformance.into(),
         "alu64 mul",
         Pass,
         Fail,
         "r0 = 0x8, expected 0x7",
     );
-    let mut divergence = result("conformance", 48, "alu64 mul", Jit, Divergence);
+    let mut divergence = result(AgentSuite::Conformance, 48, "alu64 mul", Jit, Divergence);
     divergence.jited = None;
     divergence.message = Some("modes disagree.\n0:\tc3\tret".to_owned());
     results.push(divergence);
@@ -214,10 +233,10 @@ fn legend_fail_pixels(fail: [u8; 3]) -> usize {
 #[test]
 fn a_small_page_is_stable() {
     let mut results = vec![
-        result("test_bpf", 0, "LD_IMM64", Mode::Interp, Status::Pass),
-        result("test_bpf", 1, "JMP32_JLT_K", Mode::Interp, Status::Pass),
-        result("test_bpf", 0, "LD_IMM64", Mode::Jit, Status::Pass),
-        result("test_bpf", 1, "JMP32_JLT_K", Mode::Jit, Status::Fail),
+        result(Suite::TestBpf, 0, "LD_IMM64", Mode::Interp, Status::Pass),
+        result(Suite::TestBpf, 1, "JMP32_JLT_K", Mode::Interp, Status::Pass),
+        result(Suite::TestBpf, 0, "LD_IMM64", Mode::Jit, Status::Pass),
+        result(Suite::TestBpf, 1, "JMP32_JLT_K", Mode::Jit, Status::Fail),
     ];
     results[3].message = Some("ret 0 != 123\nFAIL (1 times)".to_owned());
     let kernel = KernelInfo {

@@ -8,7 +8,8 @@ mod common;
 use std::process::Command;
 
 use runner::arch::Arch;
-use runner::report::{KernelInfo, Mode, Report, ShardId, Status, TestResult, Timing};
+use runner::model::{AgentSuite, Mode, Status, Suite, SuiteName, TestResult};
+use runner::report::{KernelInfo, Report, ShardId, Timing};
 use serde_json::Value;
 
 /// Loads the file given as argv[1] with ElementTree (which refuses ill-formed XML) and with
@@ -95,7 +96,7 @@ fn count(report: &Report, kind: &str) -> u64 {
 fn grouped(report: &Report) -> Vec<&TestResult> {
     let mut groups: Vec<((&str, Mode), Vec<&TestResult>)> = Vec::new();
     for r in &report.results {
-        let key = (r.suite.as_str(), r.mode);
+        let key = (r.suite.name(), r.mode);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(r),
             None => groups.push((key, vec![r])),
@@ -181,7 +182,13 @@ fn case<'a>(seen: &'a Value, class: &str, name: &str) -> &'a Value {
     case
 }
 
-fn result(suite: &str, id: Option<u32>, name: &str, mode: Mode, status: Status) -> TestResult {
+fn result(
+    suite: impl Into<SuiteName>,
+    id: Option<u32>,
+    name: &str,
+    mode: Mode,
+    status: Status,
+) -> TestResult {
     TestResult {
         jited: (status == Status::Pass).then_some(mode != Mode::Interp),
         ..TestResult::new(suite, id, name, mode, status)
@@ -205,50 +212,68 @@ fn realistic_report() -> Report {
     use Status::*;
     let results = vec![
         // The kernel's suites, in both modes; test_bpf repeats names, the numbers tell them apart.
-        result("test_bpf", Some(0), "TAX", Interp, Pass),
+        result(Suite::TestBpf, Some(0), "TAX", Interp, Pass),
         with_message(
-            result("test_bpf", Some(1), "JMP_JSET_K", Interp, Fail),
+            result(Suite::TestBpf, Some(1), "JMP_JSET_K", Interp, Fail),
             "ret 0 != 1\nFAIL (1 times)",
         ),
-        result("test_bpf", Some(2), "JMP_JSET_K", Interp, Pass),
+        result(Suite::TestBpf, Some(2), "JMP_JSET_K", Interp, Pass),
         with_message(
-            result("test_bpf", Some(3), HOSTILE, Interp, Crash),
+            result(Suite::TestBpf, Some(3), HOSTILE, Interp, Crash),
             "BUG: kernel NULL pointer dereference\nRIP: bpf_int_jit_compile",
         ),
         with_message(
-            result("test_bpf", Some(4), "ALU64_MOV_X", Interp, NotRun),
+            result(Suite::TestBpf, Some(4), "ALU64_MOV_X", Interp, NotRun),
             "the guest crashed on #3",
         ),
-        result("test_bpf", Some(0), "TAX", Jit, Pass),
+        result(Suite::TestBpf, Some(0), "TAX", Jit, Pass),
         with_message(
-            result("test_bpf", Some(1), "JMP_JSET_K", Jit, Hang),
+            result(Suite::TestBpf, Some(1), "JMP_JSET_K", Jit, Hang),
             "no verdict for 60 s",
         ),
         with_message(
-            result("test_bpf", Some(2), "JMP_JSET_K", Jit, Error),
+            result(Suite::TestBpf, Some(2), "JMP_JSET_K", Jit, Error),
             "verdict line cut: \u{1}\u{ffff}",
         ),
-        result("test_bpf", Some(3), HOSTILE, Jit, Pass),
+        result(Suite::TestBpf, Some(3), HOSTILE, Jit, Pass),
         with_message(
-            result("test_tail_calls", None, "test_tail_calls", Jit, NotRun),
+            result(Suite::TestTailCalls, None, "test_tail_calls", Jit, NotRun),
             "the module stopped after a failing suite",
         ),
         // The harness's own suite: each case in both modes, then its divergence.
         with_message(
-            result("conformance", Some(0), "sdiv32", Interp, Skip),
+            result(AgentSuite::Conformance, Some(0), "sdiv32", Interp, Skip),
             "ISA v4: needs Linux 6.6",
         ),
         with_message(
-            result("conformance", Some(0), "sdiv32", Jit, Skip),
+            result(AgentSuite::Conformance, Some(0), "sdiv32", Jit, Skip),
             "ISA v4: needs Linux 6.6",
         ),
-        result("conformance", Some(1), "mov64 ]]> \"q\"", Interp, Pass),
+        result(
+            AgentSuite::Conformance,
+            Some(1),
+            "mov64 ]]> \"q\"",
+            Interp,
+            Pass,
+        ),
         with_message(
-            result("conformance", Some(1), "mov64 ]]> \"q\"", Jit, Fail),
+            result(
+                AgentSuite::Conformance,
+                Some(1),
+                "mov64 ]]> \"q\"",
+                Jit,
+                Fail,
+            ),
             "r0 = 0x1 != 0x100000001",
         ),
         with_message(
-            result("conformance", Some(1), "mov64 ]]> \"q\"", Jit, Divergence),
+            result(
+                AgentSuite::Conformance,
+                Some(1),
+                "mov64 ]]> \"q\"",
+                Jit,
+                Divergence,
+            ),
             "interp: 0x100000001\njit: 0x1",
         ),
     ];

@@ -7,8 +7,9 @@ mod common;
 use std::process::Command;
 
 use runner::arch::Arch;
+use runner::model::{AgentSuite, Mode, Status, Suite, SuiteName, TestResult};
 use runner::outputs::kcidb;
-use runner::report::{KernelInfo, Mode, Report, Status, TestResult, Timing};
+use runner::report::{KernelInfo, Report, Timing};
 use serde_json::Value;
 
 /// The kcidb-io release whose latest schema `kcidb::render` writes.
@@ -97,7 +98,7 @@ fn assert_unique_and_linked(document: &Value, results: usize) {
 }
 
 fn result(
-    suite: &str,
+    suite: impl Into<SuiteName>,
     id: Option<u32>,
     name: &str,
     mode: Mode,
@@ -121,9 +122,9 @@ fn realistic_report() -> Report {
     let mut results = Vec::new();
     for mode in [Mode::Interp, Mode::Jit] {
         results.extend([
-            result("test_bpf", Some(0), "TAX", mode, Status::Pass, None),
+            result(Suite::TestBpf, Some(0), "TAX", mode, Status::Pass, None),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(29),
                 "JGE (jt 0), test 1",
                 mode,
@@ -131,7 +132,7 @@ fn realistic_report() -> Report {
                 None,
             ),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(64),
                 "ALU64_LSH_X: Shift < 32, low word",
                 mode,
@@ -139,7 +140,7 @@ fn realistic_report() -> Report {
                 Some("ret 0 != 1; FAIL (1 times)"),
             ),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(65),
                 "ALU64_LSH_X: Shift > 32, low word",
                 mode,
@@ -147,7 +148,7 @@ fn realistic_report() -> Report {
                 None,
             ),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(745),
                 "JMP32_JSGT_K: operand preserved in zext",
                 mode,
@@ -155,7 +156,7 @@ fn realistic_report() -> Report {
                 None,
             ),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(747),
                 "JMP32_JSGT_K: operand preserved in zext",
                 mode,
@@ -163,7 +164,7 @@ fn realistic_report() -> Report {
                 None,
             ),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(800),
                 "\"quoted\" 'names' with.dots/and/slashes: ünïcödé ✓",
                 mode,
@@ -171,7 +172,7 @@ fn realistic_report() -> Report {
                 Some("Oops: general protection fault in do_jit\0"),
             ),
             result(
-                "test_tail_calls",
+                Suite::TestTailCalls,
                 Some(3),
                 "Tail call error path, max count reached",
                 mode,
@@ -179,13 +180,13 @@ fn realistic_report() -> Report {
                 Some("no console output for 120 s"),
             ),
             TestResult::not_run(
-                "test_skb_segment",
+                Suite::TestSkbSegment,
                 mode,
                 "(all tests)".to_owned(),
                 "the guest crashed in an earlier suite",
             ),
             result(
-                "conformance",
+                AgentSuite::Conformance,
                 Some(12),
                 "lock_xchg_dw.data",
                 mode,
@@ -193,18 +194,18 @@ fn realistic_report() -> Report {
                 Some("ISA v4 instruction, refused by this kernel"),
             ),
             result(
-                "verifier",
+                AgentSuite::Verifier,
                 Some(4),
                 "ld_imm64: r1 = map[0] (unprivileged)",
                 mode,
                 Status::Error,
                 Some("the agent's output ended mid-case"),
             ),
-            result("xdp", Some(2), "…", mode, Status::Pass, Some("")),
+            result(AgentSuite::Xdp, Some(2), "…", mode, Status::Pass, Some("")),
         ]);
     }
     results.push(result(
-        "conformance",
+        AgentSuite::Conformance,
         Some(7),
         "jit_divergence.data",
         Mode::Jit,

@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 
 use runner::console::LineSplitter;
+use runner::model::{Mode, Status, Suite};
 use runner::plan::Plan;
-use runner::report::{Mode, Status};
 use runner::session;
-use runner::test_bpf::{Catalog, Suite};
+use runner::test_bpf::Catalog;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

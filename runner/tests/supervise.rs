@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use runner::model::{Mode, Status, Suite, SuiteName};
 use runner::plan::Plan;
 use runner::qemu::Qemu;
-use runner::report::{Mode, Status};
 use runner::session::{self, Outcome, Timeouts};
-use runner::test_bpf::Suite;
 
 const BOOTED: &str = "echo 'harness: start'; echo 'harness: uname 6.1.0-test'";
 
@@ -67,18 +66,18 @@ fn secs(boot: u64, silence: u64) -> Timeouts {
     }
 }
 
-fn statuses(outcome: &Outcome) -> Vec<(String, Option<u32>, Status)> {
+fn statuses(outcome: &Outcome) -> Vec<(SuiteName, Option<u32>, Status)> {
     outcome
         .results
         .iter()
-        .map(|r| (r.suite.clone(), r.id, r.status))
+        .map(|r| (r.suite, r.id, r.status))
         .collect()
 }
 
-fn all_not_run() -> Vec<(String, Option<u32>, Status)> {
+fn all_not_run() -> Vec<(SuiteName, Option<u32>, Status)> {
     Suite::ALL
         .iter()
-        .map(|s| (s.name().to_owned(), None, Status::NotRun))
+        .map(|&s| (s.into(), None, Status::NotRun))
         .collect()
 }
 
@@ -101,9 +100,9 @@ fn silence_during_a_test_is_a_hang_of_that_test() {
     let fake = fake_qemu(&script, secs(10, 1), None);
     assert!(fake.elapsed < Duration::from_secs(10), "{:?}", fake.elapsed);
     let got = statuses(&fake.outcome);
-    assert_eq!(got[0], ("test_bpf".into(), Some(0), Status::Pass));
-    assert_eq!(got[1], ("test_bpf".into(), Some(1), Status::Hang));
-    assert_eq!(got[2], ("test_bpf".into(), None, Status::NotRun));
+    assert_eq!(got[0], (Suite::TestBpf.into(), Some(0), Status::Pass));
+    assert_eq!(got[1], (Suite::TestBpf.into(), Some(1), Status::Hang));
+    assert_eq!(got[2], (Suite::TestBpf.into(), None, Status::NotRun));
     assert_eq!(got.len(), 5);
     assert_eq!(
         fake.outcome.results[1].message.as_deref(),
@@ -238,13 +237,13 @@ fn a_warning_fails_the_test_it_came_in_and_a_soft_lockup_is_a_hang() {
     );
     let fake = fake_qemu(&script, secs(10, 20), None);
     let got = statuses(&fake.outcome);
-    assert_eq!(got[0], ("test_bpf".into(), Some(0), Status::Pass));
-    assert_eq!(got[1], ("test_bpf".into(), Some(1), Status::Fail));
+    assert_eq!(got[0], (Suite::TestBpf.into(), Some(0), Status::Pass));
+    assert_eq!(got[1], (Suite::TestBpf.into(), Some(1), Status::Fail));
     assert_eq!(
         fake.outcome.results[1].message.as_deref(),
         Some("kernel splat while it ran: WARNING in bpf_prog_select_runtime (console line 6)")
     );
-    assert_eq!(got[2], ("test_bpf".into(), Some(2), Status::Hang));
+    assert_eq!(got[2], (Suite::TestBpf.into(), Some(2), Status::Hang));
     assert_eq!(
         fake.outcome.results[2].message.as_deref(),
         Some("BUG: soft lockup in insmod (console line 9)")
@@ -264,8 +263,8 @@ fn a_guest_that_keeps_printing_without_progress_is_a_hang() {
     let fake = fake_qemu(&script, secs(10, 2), None);
     assert!(fake.elapsed < Duration::from_secs(8), "{:?}", fake.elapsed);
     let got = statuses(&fake.outcome);
-    assert_eq!(got[0], ("test_bpf".into(), Some(0), Status::Pass));
-    assert_eq!(got[1], ("test_bpf".into(), Some(1), Status::Hang));
+    assert_eq!(got[0], (Suite::TestBpf.into(), Some(0), Status::Pass));
+    assert_eq!(got[1], (Suite::TestBpf.into(), Some(1), Status::Hang));
     assert_eq!(
         fake.outcome.results[1].message.as_deref(),
         Some("no progress for 2 s, though the console kept printing")

@@ -8,7 +8,8 @@ mod common;
 
 use common::browser::{self, chromium};
 use runner::arch::Arch;
-use runner::report::{KernelInfo, Mode, Report, Scope, Status, TestResult};
+use runner::model::{Mode, Status, Suite, TestResult};
+use runner::report::{KernelInfo, Report, Scope};
 use runner::track::{html, RevisionInfo, Run, Series, Track};
 
 /// A test name that closes the table and opens a script if it is not escaped.
@@ -32,7 +33,7 @@ fn report(release: &str, results: &[(&str, Option<Status>)], complete: bool) -> 
         .enumerate()
         .map(|(i, (name, status))| TestResult {
             jited: (status != Status::NotRun).then_some(true),
-            ..TestResult::new("test_bpf", Some(i as u32), name, Mode::Jit, status)
+            ..TestResult::new(Suite::TestBpf, Some(i as u32), name, Mode::Jit, status)
         })
         .collect::<Vec<_>>();
     let kernel = KernelInfo {

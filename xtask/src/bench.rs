@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use runner::arch::Arch;
+use runner::model::{Mode, Status, Suite, SuiteName};
 use runner::plan::Plan;
-use runner::report::{Mode, Report, Status};
-use runner::test_bpf::Suite;
+use runner::report::Report;
 
 use crate::flags::{Bench, BenchPart, Command as Verb, Xtask};
 use crate::project_root;
@@ -348,11 +348,11 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Each result's status, in order: two runs of one selection must agree.
-fn statuses(report: &Report) -> Vec<(String, Option<u32>, Mode, Status)> {
+fn statuses(report: &Report) -> Vec<(SuiteName, Option<u32>, Mode, Status)> {
     report
         .results
         .iter()
-        .map(|r| (r.suite.clone(), r.id, r.mode, r.status))
+        .map(|r| (r.suite, r.id, r.mode, r.status))
         .collect()
 }
 

@@ -7,9 +7,9 @@
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context};
-use runner::cli::SuiteName;
+use runner::model::{Mode, Status, SuiteName};
 use runner::plan::Filter;
-use runner::report::{Mode, Report, Status};
+use runner::report::Report;
 use xshell::Shell;
 
 use crate::flags::TrackCmd;
@@ -33,7 +33,7 @@ impl std::str::FromStr for Target {
         let (suite, rest) = s.trim().split_once(' ').ok_or_else(|| {
             format!("--bisect `{s}`: expected SUITE NAME [MODE], e.g. `test_bpf JMP_JA: Jump, gap, jump, ... [jit]`")
         })?;
-        let suite: SuiteName = suite.parse()?;
+        let suite = SuiteName::selectable(suite)?;
         let rest = rest.trim();
         let (name, mode) = match rest.strip_suffix(']').and_then(|r| r.rsplit_once(" [")) {
             Some((name, mode)) => (name.trim(), mode.parse::<Mode>()?),
@@ -134,11 +134,10 @@ pub fn run(cmd: &TrackCmd, cancel: &AtomicBool) -> anyhow::Result<u8> {
 /// The probe's verdict on the target: a status that says whether the test passed. A run
 /// that could not tell (`not_run`, `error`) is an error, not a verdict.
 fn status_of(report: &Report, target: &Target) -> Option<Status> {
-    let suite = target.suite.to_string();
     report
         .results
         .iter()
-        .find(|r| r.suite == suite && r.name == target.name && r.mode == target.mode)
+        .find(|r| r.suite == target.suite && r.name == target.name && r.mode == target.mode)
         .map(|r| r.status)
         .filter(|s| !runner::diff::is_infrastructure(*s))
 }

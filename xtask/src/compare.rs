@@ -2,23 +2,24 @@
 
 use std::collections::BTreeMap;
 
-use runner::report::{Report, Status};
+use runner::model::{Status, SuiteName};
+use runner::report::Report;
 
 use crate::flags::Compare;
 use crate::UsageError;
 
 /// What identifies one result across runs: the kernel's suites number their tests (names
 /// repeat there), the harness's suites name theirs.
-type Key = (String, String, &'static str);
+type Key = (&'static str, String, &'static str);
 
-fn key(r: &runner::report::TestResult) -> Key {
-    let id = match (r.suite.as_str(), r.id) {
-        ("test_bpf" | "test_tail_calls" | "test_skb_segment", Some(id)) => {
+fn key(r: &runner::model::TestResult) -> Key {
+    let id = match (r.suite, r.id) {
+        (SuiteName::Kernel(_), Some(id)) => {
             format!("#{id} {}", r.name)
         }
         _ => r.name.clone(),
     };
-    (r.suite.clone(), id, r.mode.name())
+    (r.suite.name(), id, r.mode.name())
 }
 
 impl Compare {

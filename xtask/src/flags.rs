@@ -166,7 +166,7 @@ pub struct FuzzCmd {
 
     /// Execution modes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "interp,jit,jit-hardened")]
-    pub mode: Vec<runner::report::Mode>,
+    pub mode: Vec<runner::model::Mode>,
 
     /// Seconds without a program's result before a guest counts as hung: a program runs in
     /// milliseconds, and every candidate of a hang's minimising that still hangs costs this.

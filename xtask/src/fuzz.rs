@@ -21,7 +21,8 @@ use runner::arch::Endian;
 use runner::bpf::insn::{to_asm, Insn};
 use runner::cases::{conformance, Case, MapSpec};
 use runner::fuzz::{self, shrink, Config, Coverage};
-use runner::report::{Mode, Report, Status};
+use runner::model::{Mode, Status};
+use runner::report::Report;
 
 use crate::flags::{Command as Verb, FuzzCmd, Isa, Xtask};
 use crate::signals;

@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use runner::agent::{AgentOutput, AgentRun, AgentStart};
 use runner::arch::Arch;
-use runner::cases::{AgentSuite, Case};
+use runner::cases::Case;
 use runner::durations::Durations;
+use runner::model::{AgentSuite, Mode, Status, TestResult};
 use runner::qemu::QemuConfig;
-use runner::report::{AgentPass, GuestTiming, Mode, Status, TestResult};
+use runner::report::{AgentPass, GuestTiming};
 use runner::session::{self, Progress, Timeouts};
 use runner::shard::Shard;
 use runner::test_bpf::Catalog;
@@ -544,11 +545,12 @@ fn agent_problems(
 mod tests {
     use super::*;
     use runner::agent::parse_output;
+    use runner::model::Suite;
 
     fn guest_with(statuses: &[Status]) -> GuestRun {
         let results = statuses
             .iter()
-            .map(|&status| TestResult::new("test_bpf", Some(0), "TAX", Mode::Jit, status))
+            .map(|&status| TestResult::new(Suite::TestBpf, Some(0), "TAX", Mode::Jit, status))
             .collect();
         GuestRun {
             results,

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use runner::report::{Status, TestResult};
+use runner::model::{Status, TestResult};
 use runner::session::Progress;
 
 /// How often a non-terminal gets a progress line.

@@ -11,9 +11,10 @@ use runner::arch::Arch;
 use runner::cases;
 use runner::durations::Durations;
 use runner::known_differences::KnownDifferences;
+use runner::model::{AgentSuite, TestResult};
 use runner::plan::Plan;
 use runner::qemu::QemuConfig;
-use runner::report::{self, render_summary, KernelInfo, Report, TestResult, Timing};
+use runner::report::{self, render_summary, KernelInfo, Report, Timing};
 use runner::session::Timeouts;
 use runner::shard::{self, Shard};
 use xshell::Shell;
@@ -386,7 +387,7 @@ impl Test {
             }
         }
         let agent_suites = self.selection.agent_suites();
-        if agent_suites.contains(&cases::AgentSuite::Xdp) {
+        if agent_suites.contains(&AgentSuite::Xdp) {
             // suites/xdp holds programs written in C.
             let clang = Tool {
                 program: "clang",
@@ -509,7 +510,7 @@ fn retry(
         .cases
         .iter()
         .filter(|c| {
-            let key = (c.suite.name().to_owned(), c.name.clone());
+            let key = (c.suite, c.name.clone());
             retry.cases.contains(&key)
         })
         .cloned()
@@ -577,7 +578,7 @@ mod tests {
     use super::*;
     use crate::flags::{Command, Xtask};
     use clap::Parser;
-    use runner::report::{Mode, Status};
+    use runner::model::{Mode, Status};
 
     fn test(args: &[&str]) -> Test {
         let argv = [&["cargo xtask", "test", "--arch", "x86_64"], args].concat();

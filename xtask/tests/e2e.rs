@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 
 use common::{path_str, show};
 
-use runner::report::{Mode, Report, Status};
+use runner::model::{AgentSuite, Mode, Status, Suite, SuiteName};
+use runner::report::Report;
 
 fn xtask(args: &[&str], out: &Path) -> (Output, Option<Report>) {
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -42,13 +43,17 @@ fn spawn_quietly(args: &[&str], out: &Path) -> std::process::Child {
 
 /// Per suite: (tests, passed, JIT'ed), from the report.
 fn per_suite(report: &Report) -> Vec<(String, usize, usize, usize)> {
-    ["test_bpf", "test_tail_calls", "test_skb_segment"]
+    Suite::ALL
         .iter()
         .map(|&suite| {
-            let of: Vec<_> = report.results.iter().filter(|r| r.suite == suite).collect();
+            let of: Vec<_> = report
+                .results
+                .iter()
+                .filter(|r| r.suite == SuiteName::Kernel(suite))
+                .collect();
             let passed = of.iter().filter(|r| r.status == Status::Pass).count();
             let jited = of.iter().filter(|r| r.jited == Some(true)).count();
-            (suite.to_owned(), of.len(), passed, jited)
+            (suite.name().to_owned(), of.len(), passed, jited)
         })
         .collect()
 }
@@ -739,7 +744,7 @@ fn own_suites(arch: &str) -> (Output, Report) {
 }
 
 /// Every result that is neither `pass` nor a reasoned `skip`, as (suite, name, mode, status).
-fn findings(report: &Report) -> Vec<(String, String, Mode, Status)> {
+fn findings(report: &Report) -> Vec<(SuiteName, String, Mode, Status)> {
     for r in &report.results {
         if r.status == Status::Skip {
             assert!(
@@ -752,7 +757,7 @@ fn findings(report: &Report) -> Vec<(String, String, Mode, Status)> {
         .results
         .iter()
         .filter(|r| !matches!(r.status, Status::Pass | Status::Skip))
-        .map(|r| (r.suite.clone(), r.name.clone(), r.mode, r.status))
+        .map(|r| (r.suite, r.name.clone(), r.mode, r.status))
         .collect()
 }
 
@@ -811,15 +816,15 @@ fn mips64el_own_suites_find_the_tail_call_index_bug() {
     ];
     let expected: Vec<_> = ja32
         .iter()
-        .map(|case| ("conformance", *case))
-        .chain([("xdp", "tail-call-index-upper-bits-ignored")])
+        .map(|case| (AgentSuite::Conformance, *case))
+        .chain([(AgentSuite::Xdp, "tail-call-index-upper-bits-ignored")])
         .flat_map(|(suite, case)| {
             [
                 (Mode::Jit, Status::Fail),
                 (Mode::JitHardened, Status::Fail),
                 (Mode::Jit, Status::Divergence),
             ]
-            .map(|(mode, status)| (suite.to_owned(), case.to_owned(), mode, status))
+            .map(|(mode, status)| (suite.into(), case.to_owned(), mode, status))
         })
         .collect();
     assert_eq!(findings(&report), expected, "{}", show(&output));
@@ -889,7 +894,7 @@ fn a_known_difference_is_a_skip_with_its_reason_and_without_an_entry_a_fail() {
 
 /// The one `crash` of a run whose first guest was made to panic: the run exits 1 (a test
 /// failed, the harness did not), and the crash carries the panic's title.
-fn the_forced_panic<'a>(output: &Output, report: &'a Report) -> &'a runner::report::TestResult {
+fn the_forced_panic<'a>(output: &Output, report: &'a Report) -> &'a runner::model::TestResult {
     assert_eq!(output.status.code(), Some(1), "{}", show(output));
     let crashed: Vec<_> = report
         .results
@@ -932,7 +937,7 @@ fn a_real_panic_is_pinned_on_its_test_and_a_fresh_guest_runs_the_rest() {
     );
     let report = report.unwrap();
     let crash = the_forced_panic(&output, &report);
-    assert_eq!(crash.suite, "test_bpf");
+    assert_eq!(crash.suite, SuiteName::Kernel(Suite::TestBpf));
     assert!(crash.id.is_some() && !crash.name.is_empty(), "{crash:?}");
     // Every other test ran, in the first guest before the crash or in the guest that took
     // over after it, and passed; each is there once.
@@ -955,7 +960,7 @@ fn a_real_panic_is_pinned_on_its_test_and_a_fresh_guest_runs_the_rest() {
     let ids: Vec<u32> = report
         .results
         .iter()
-        .filter(|r| r.suite == "test_bpf")
+        .filter(|r| r.suite == SuiteName::Kernel(Suite::TestBpf))
         .filter_map(|r| r.id)
         .collect();
     assert_eq!(ids, (700..1026).collect::<Vec<u32>>());
@@ -1044,7 +1049,7 @@ fn a_real_panic_in_the_agent_is_pinned_on_its_case_and_a_fresh_guest_runs_the_re
     );
     let report = report.unwrap();
     let crash = the_forced_panic(&output, &report);
-    assert_eq!(crash.suite, "conformance");
+    assert_eq!(crash.suite, SuiteName::Agent(AgentSuite::Conformance));
     // Every other case ran in every mode, before the crash or in the guest resumed after it,
     // and passed (or, of ISA v4, is skipped by 6.1's verifier); none is there twice, and the
     // divergence check saw all three modes.

@@ -11,7 +11,8 @@ use std::process::{Command, Output};
 
 use common::{path_str, root, show};
 
-use runner::report::{Report, Status};
+use runner::model::Status;
+use runner::report::Report;
 
 fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))

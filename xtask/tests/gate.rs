@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 
 use common::{cache_dir, path_str, recorded_run, root, show};
 
-use runner::report::{Report, Status};
+use runner::model::Status;
+use runner::report::Report;
 
 const X86_BASELINE: &str = "reports/baselines/x86_64-debian-6.1-amd64.yaml";
 

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use common::{path_str, show};
 
-use runner::report::{Report, Status};
+use runner::model::Status;
+use runner::report::Report;
 
 fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -7,46 +7,13 @@ pub mod conformance;
 pub mod matrix;
 pub mod yaml;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::bpf::asm::{self, Program};
 use crate::bpf::insn::Insn;
+pub use crate::model::AgentSuite;
+use crate::model::{Mode, Status, TestResult};
 use crate::plan::Filter;
-use crate::report::{Mode, Status, TestResult};
-
-/// Which of the harness's own suites a case belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AgentSuite {
-    Conformance,
-    Verifier,
-    Xdp,
-    /// Programs `cargo xtask fuzz` generates: never read from suites/, so not in `ALL`.
-    Fuzz,
-}
-
-impl AgentSuite {
-    pub const ALL: [AgentSuite; 3] = [
-        AgentSuite::Conformance,
-        AgentSuite::Verifier,
-        AgentSuite::Xdp,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            AgentSuite::Conformance => "conformance",
-            AgentSuite::Verifier => "verifier",
-            AgentSuite::Xdp => "xdp",
-            AgentSuite::Fuzz => "fuzz",
-        }
-    }
-}
-
-impl fmt::Display for AgentSuite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A map a case creates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,7 +178,7 @@ impl Unreadable {
                 self.error
             )),
             ..TestResult::new(
-                self.suite.name(),
+                self.suite,
                 Some(self.number),
                 &self.name,
                 mode,
@@ -538,7 +505,7 @@ mod tests {
         );
         let result = bad.result(Mode::Jit);
         assert_eq!(
-            (result.suite.as_str(), result.id, result.status),
+            (result.suite.name(), result.id, result.status),
             ("conformance", Some(1), Status::Error)
         );
         assert_eq!(

@@ -728,7 +728,7 @@ mod tests {
         );
         let bundle = crate::agent::bundle(
             &cases,
-            &[crate::report::Mode::Jit],
+            &[crate::model::Mode::Jit],
             crate::agent::AgentStart::default(),
         );
         assert!(bundle.contains("\nmapprog 0 1 1\n"), "{bundle}");

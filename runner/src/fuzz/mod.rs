@@ -71,7 +71,8 @@ use std::ops::RangeInclusive;
 use crate::arch::Endian;
 use crate::bpf::insn::Insn;
 use crate::bpf::interp::{ArrayMap, InterpError, Machine};
-use crate::cases::{AgentSuite, Case, Expectation, MapSpec, ProgSpec, PROG_TYPE_XDP};
+use crate::cases::{Case, Expectation, MapSpec, ProgSpec, PROG_TYPE_XDP};
+use crate::model::AgentSuite;
 
 pub use check::check;
 pub use coverage::{claimed, Coverage, ImmClass, JumpBucket, OpKey};

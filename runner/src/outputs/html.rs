@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
-use crate::report::{KernelInfo, Mode, Report, Status, TestResult};
+use crate::model::{Mode, Status, TestResult};
+use crate::report::{KernelInfo, Report};
 
 /// The page for `runs`, in the order given: their columns appear left to right in that order.
 pub fn render(runs: &[&Report]) -> String {
@@ -103,7 +104,7 @@ fn rows<'a>(runs: &[&'a Report], columns: &[Column]) -> Vec<Row<'a>> {
             let Some(column) = columns.iter().position(|c| c.run == run && c.kind == kind) else {
                 continue;
             };
-            let (suite, name) = (result.suite.as_str(), result.name.as_str());
+            let (suite, name) = (result.suite.name(), result.name.as_str());
             let occurrence = seen.entry((column, suite, name)).or_default();
             let key = (suite, name, *occurrence);
             *occurrence += 1;
@@ -546,8 +547,15 @@ fn script_sha256() -> String {
 mod tests {
     use super::*;
     use crate::arch::Arch;
+    use crate::model::{AgentSuite, Suite, SuiteName};
 
-    fn result(suite: &str, id: u32, name: &str, mode: Mode, status: Status) -> TestResult {
+    fn result(
+        suite: impl Into<SuiteName>,
+        id: u32,
+        name: &str,
+        mode: Mode,
+        status: Status,
+    ) -> TestResult {
         TestResult {
             jited: Some(mode != Mode::Interp),
             message: (status != Status::Pass).then(|| format!("{name} did not pass")),
@@ -570,8 +578,8 @@ mod tests {
     fn guest_text_is_escaped() {
         let evil = "</script><img src=x onerror=alert(1)>";
         let mut results = vec![
-            result("test_bpf", 0, evil, Mode::Jit, Status::Fail),
-            result("test_bpf", 1, "<b>&\"'", Mode::Jit, Status::Pass),
+            result(Suite::TestBpf, 0, evil, Mode::Jit, Status::Fail),
+            result(Suite::TestBpf, 1, "<b>&\"'", Mode::Jit, Status::Pass),
         ];
         results[0].message = Some("</pre><script>alert(2)</script>".to_owned());
         let mut run = report("6.1<i>", results);
@@ -603,18 +611,18 @@ mod tests {
         let old = report(
             "6.1.0-1",
             vec![
-                result("test_bpf", 0, "A", Mode::Jit, Status::Pass),
-                result("test_bpf", 1, "dup", Mode::Jit, Status::Pass),
-                result("test_bpf", 2, "dup", Mode::Jit, Status::Fail),
+                result(Suite::TestBpf, 0, "A", Mode::Jit, Status::Pass),
+                result(Suite::TestBpf, 1, "dup", Mode::Jit, Status::Pass),
+                result(Suite::TestBpf, 2, "dup", Mode::Jit, Status::Fail),
             ],
         );
         let new = report(
             "6.1.0-2",
             vec![
-                result("test_bpf", 0, "new", Mode::Jit, Status::Pass),
-                result("test_bpf", 1, "A", Mode::Jit, Status::Pass),
-                result("test_bpf", 2, "dup", Mode::Jit, Status::Pass),
-                result("test_bpf", 3, "dup", Mode::Jit, Status::Pass),
+                result(Suite::TestBpf, 0, "new", Mode::Jit, Status::Pass),
+                result(Suite::TestBpf, 1, "A", Mode::Jit, Status::Pass),
+                result(Suite::TestBpf, 2, "dup", Mode::Jit, Status::Pass),
+                result(Suite::TestBpf, 3, "dup", Mode::Jit, Status::Pass),
             ],
         );
         let runs = [&old, &new];
@@ -647,9 +655,21 @@ mod tests {
         let run = report(
             "6.1",
             vec![
-                result("conformance", 0, "alu", Mode::Interp, Status::Pass),
-                result("conformance", 0, "alu", Mode::Jit, Status::Fail),
-                result("conformance", 0, "alu", Mode::Jit, Status::Divergence),
+                result(
+                    AgentSuite::Conformance,
+                    0,
+                    "alu",
+                    Mode::Interp,
+                    Status::Pass,
+                ),
+                result(AgentSuite::Conformance, 0, "alu", Mode::Jit, Status::Fail),
+                result(
+                    AgentSuite::Conformance,
+                    0,
+                    "alu",
+                    Mode::Jit,
+                    Status::Divergence,
+                ),
             ],
         );
         let runs = [&run];

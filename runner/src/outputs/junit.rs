@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, SerializeError, TestCase, TestCaseStatus, TestSuite};
 
-use crate::report::{Mode, Report, Status, TestResult};
+use crate::model::{Mode, Status, TestResult};
+use crate::report::Report;
 
 /// What the `<testsuites>` name starts with: the tool that wrote the file.
 const HARNESS: &str = "bpf-jit-harness";
@@ -28,11 +29,11 @@ pub fn render(report: &Report) -> Result<String, SerializeError> {
     // A handful of groups at most (suites × modes): a linear search keeps the first-seen order.
     let mut suites: Vec<((&str, Mode), TestSuite)> = Vec::new();
     for result in &report.results {
-        let key = (result.suite.as_str(), result.mode);
+        let key = (result.suite.name(), result.mode);
         let index = match suites.iter().position(|(k, _)| *k == key) {
             Some(index) => index,
             None => {
-                suites.push((key, test_suite(report, &result.suite, result.mode)));
+                suites.push((key, test_suite(report, result.suite.name(), result.mode)));
                 suites.len() - 1
             }
         };
@@ -104,7 +105,7 @@ fn test_case(result: &TestResult, class: &str) -> TestCase {
 /// The test's name; a kernel suite's test also has its number in front, because test_bpf
 /// repeats names (several `JMP_JSET_K: if (0x3 & 0x2) return 1`) and consumers key on names.
 fn case_name(result: &TestResult) -> String {
-    let kernel_suite = result.suite.parse::<crate::test_bpf::Suite>().is_ok();
+    let kernel_suite = result.suite.kernel().is_some();
     match result.id {
         Some(id) if kernel_suite => format!("#{id} {}", result.name),
         _ => result.name.clone(),
@@ -181,9 +182,16 @@ fn clean(s: &str, keep_newlines: bool) -> String {
 mod tests {
     use super::*;
     use crate::arch::Arch;
+    use crate::model::{AgentSuite, Suite, SuiteName};
     use crate::report::{KernelInfo, Timing};
 
-    fn result(suite: &str, id: u32, name: &str, status: Status, message: &str) -> TestResult {
+    fn result(
+        suite: impl Into<SuiteName>,
+        id: u32,
+        name: &str,
+        status: Status,
+        message: &str,
+    ) -> TestResult {
         TestResult {
             jited: Some(true),
             message: (!message.is_empty()).then(|| message.to_owned()),
@@ -206,7 +214,7 @@ mod tests {
 
     /// The kind, type, message and text a status becomes.
     fn mapped(status: Status, message: &str) -> (&'static str, String, String, String) {
-        let junit = super::status(&result("test_bpf", 1, "t", status, message));
+        let junit = super::status(&result(Suite::TestBpf, 1, "t", status, message));
         let string = |s: &Option<quick_junit::XmlString>| {
             s.as_ref()
                 .map(|s| s.as_str().to_owned())
@@ -309,25 +317,25 @@ mod tests {
 
     #[test]
     fn suites_follow_the_report_and_cases_carry_their_class() {
-        let mut interp = result("test_tail_calls", 0, "Tail call leaf", Status::Pass, "");
+        let mut interp = result(Suite::TestTailCalls, 0, "Tail call leaf", Status::Pass, "");
         interp.mode = Mode::Interp;
         interp.jited = Some(false);
         let mut whole_suite = result(
-            "test_skb_segment",
+            Suite::TestSkbSegment,
             0,
             "test_skb_segment",
             Status::NotRun,
             "",
         );
         whole_suite.id = None;
-        let mut agent = result("verifier", 3, "ld_imm64", Status::Pass, "");
+        let mut agent = result(AgentSuite::Verifier, 3, "ld_imm64", Status::Pass, "");
         agent.jited = None;
         let results = vec![
             interp,
-            result("test_bpf", 12, "TAX", Status::Pass, ""),
+            result(Suite::TestBpf, 12, "TAX", Status::Pass, ""),
             whole_suite,
             agent,
-            result("test_bpf", 13, "TXA", Status::Fail, "ret 0 != 1"),
+            result(Suite::TestBpf, 13, "TXA", Status::Fail, "ret 0 != 1"),
         ];
         let xml = render(&report(results)).expect("renders");
         let parsed = quick_junit::Report::deserialize_from_str(&xml).expect("quick-junit reads it");
@@ -384,7 +392,7 @@ mod tests {
 
     #[test]
     fn time_is_the_run_s_when_it_has_one() {
-        let mut timed = report(vec![result("test_bpf", 0, "TAX", Status::Pass, "")]);
+        let mut timed = report(vec![result(Suite::TestBpf, 0, "TAX", Status::Pass, "")]);
         let untimed = render(&timed).expect("renders");
         assert!(!untimed.contains("time="), "{untimed}");
         timed.timing.total_s = 42.5;
@@ -396,8 +404,8 @@ mod tests {
     fn hostile_names_stay_well_formed_and_recognisable() {
         let hostile = "a\u{1}b\u{1b}[31mred\u{1b}[0m ]]> \"q\" 'q' <x> & \t\ttab\r\nnl \u{fffe}\u{ffff}\u{85}\u{7f} ok";
         let results = vec![
-            result("test_bpf", 7, hostile, Status::Fail, hostile),
-            result("test_bpf", 8, "", Status::Skip, "]]>\u{0}"),
+            result(Suite::TestBpf, 7, hostile, Status::Fail, hostile),
+            result(Suite::TestBpf, 8, "", Status::Skip, "]]>\u{0}"),
         ];
         let xml = render(&report(results)).expect("renders");
         // Nothing XML 1.0 forbids, and no control character but line breaks, anywhere.

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use crate::arch::Arch;
-use crate::report::{KernelInfo, Report, Status, TestResult};
+use crate::model::{Status, TestResult};
+use crate::report::{KernelInfo, Report};
 
 /// The CI system KCIDB credits with the objects; the schema wants `[a-z0-9_]+`.
 pub const ORIGIN: &str = "bpf_jit_harness";
@@ -152,7 +153,7 @@ fn build(report: &Report, checkout_id: &str, id: &str) -> Value {
 fn test(report: &Report, result: &TestResult, id: String, build_id: &str, path: String) -> Value {
     let (jit_enable, jit_harden) = result.mode.sysctls();
     let mut misc = Map::new();
-    misc.insert("suite".into(), clean(&result.suite).into());
+    misc.insert("suite".into(), clean(result.suite.name()).into());
     if let Some(number) = result.id {
         misc.insert("test_number".into(), number.into());
     }
@@ -259,7 +260,7 @@ fn base_path(result: &TestResult) -> String {
     };
     format!(
         "{PATH_ROOT}.{}.{mode}.{}",
-        segment(&result.suite),
+        segment(result.suite.name()),
         segment(&result.name)
     )
 }
@@ -384,9 +385,16 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Mode, Timing};
+    use crate::model::{AgentSuite, Mode, Suite, SuiteName};
+    use crate::report::Timing;
 
-    fn result(suite: &str, id: Option<u32>, name: &str, mode: Mode, status: Status) -> TestResult {
+    fn result(
+        suite: impl Into<SuiteName>,
+        id: Option<u32>,
+        name: &str,
+        mode: Mode,
+        status: Status,
+    ) -> TestResult {
         TestResult {
             jited: Some(true),
             ..TestResult::new(suite, id, name, mode, status)
@@ -461,15 +469,21 @@ mod tests {
     fn paths_name_suite_mode_and_test() {
         let r = report(vec![
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(29),
                 "JGE (jt 0), test 1",
                 Mode::JitHardened,
                 Status::Pass,
             ),
-            result("conformance", Some(3), "add.data", Mode::Jit, Status::Fail),
             result(
-                "conformance",
+                AgentSuite::Conformance,
+                Some(3),
+                "add.data",
+                Mode::Jit,
+                Status::Fail,
+            ),
+            result(
+                AgentSuite::Conformance,
                 Some(3),
                 "add.data",
                 Mode::Jit,
@@ -490,14 +504,14 @@ mod tests {
     fn names_alike_after_sanitizing_get_their_numbers() {
         let results = vec![
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(10),
                 "Shift < 32, low word",
                 Mode::Jit,
                 Status::Pass,
             ),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(11),
                 "Shift > 32, low word",
                 Mode::Jit,
@@ -505,14 +519,14 @@ mod tests {
             ),
             // test_bpf really has duplicate names.
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(745),
                 "JSGT_K: zext",
                 Mode::Jit,
                 Status::Pass,
             ),
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(747),
                 "JSGT_K: zext",
                 Mode::Jit,
@@ -520,7 +534,7 @@ mod tests {
             ),
             // The same names in another mode are other paths already.
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(10),
                 "Shift < 32, low word",
                 Mode::Interp,
@@ -528,7 +542,7 @@ mod tests {
             ),
             // A name that looks like a suffixed one stays apart.
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 Some(1),
                 "Shift_32_low_word 10",
                 Mode::Jit,
@@ -552,15 +566,21 @@ mod tests {
     fn names_alike_without_distinct_numbers_get_their_positions() {
         let results = vec![
             result(
-                "test_bpf",
+                Suite::TestBpf,
                 None,
                 "all: never ran",
                 Mode::Jit,
                 Status::NotRun,
             ),
-            result("test_bpf", None, "all never ran", Mode::Jit, Status::NotRun),
-            result("test_bpf", Some(4), "x", Mode::Jit, Status::Pass),
-            result("test_bpf", Some(4), "x", Mode::Jit, Status::Pass),
+            result(
+                Suite::TestBpf,
+                None,
+                "all never ran",
+                Mode::Jit,
+                Status::NotRun,
+            ),
+            result(Suite::TestBpf, Some(4), "x", Mode::Jit, Status::Pass),
+            result(Suite::TestBpf, Some(4), "x", Mode::Jit, Status::Pass),
         ];
         assert_eq!(
             test_paths(&results),
@@ -578,7 +598,15 @@ mod tests {
         let results: Vec<TestResult> = ["a b", "a:b", "a.b", "a/b", "a\"b", "a'b", "a b"]
             .iter()
             .enumerate()
-            .map(|(i, name)| result("test_bpf", Some(i as u32), name, Mode::Jit, Status::Pass))
+            .map(|(i, name)| {
+                result(
+                    Suite::TestBpf,
+                    Some(i as u32),
+                    name,
+                    Mode::Jit,
+                    Status::Pass,
+                )
+            })
             .collect();
         let mut r = report(results);
         r.started = Some("2025-03-04T05:06:07Z".to_owned());
@@ -605,7 +633,7 @@ mod tests {
     #[test]
     fn a_debian_kernel_is_a_build_of_debians_linux_source() {
         let mut r = report(vec![result(
-            "test_bpf",
+            Suite::TestBpf,
             Some(0),
             "TAX",
             Mode::Interp,
@@ -678,7 +706,13 @@ mod tests {
 
     #[test]
     fn the_start_time_goes_on_every_object() {
-        let mut r = report(vec![result("t", Some(1), "n", Mode::Jit, Status::Pass)]);
+        let mut r = report(vec![result(
+            Suite::TestBpf,
+            Some(1),
+            "n",
+            Mode::Jit,
+            Status::Pass,
+        )]);
         r.started = Some("2025-03-04T05:06:07.5+01:00".to_owned());
         let doc = render(&r).expect("the report is valid");
         for object in [&doc["checkouts"][0], &doc["builds"][0], &doc["tests"][0]] {
@@ -750,7 +784,13 @@ mod tests {
 
     #[test]
     fn nul_never_reaches_the_document() {
-        let mut r = report(vec![result("t", Some(1), "a\0b", Mode::Jit, Status::Fail)]);
+        let mut r = report(vec![result(
+            Suite::TestBpf,
+            Some(1),
+            "a\0b",
+            Mode::Jit,
+            Status::Fail,
+        )]);
         r.results[0].message = Some("bad\0byte".to_owned());
         let doc = render(&r).expect("the report is valid");
         assert!(!doc.to_string().contains("\\u0000"));

@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 
 use crate::diff::{Class, Diff};
-use crate::report::{Report, Status};
+use crate::model::Status;
+use crate::report::Report;
 
 /// How many changes or failures a section lists before saying how many more there are: a
 /// step summary is read, not searched.
@@ -186,13 +187,14 @@ mod tests {
     use super::*;
     use crate::arch::Arch;
     use crate::diff::Change;
-    use crate::report::{KernelInfo, Mode, TestResult, Timing};
+    use crate::model::{Mode, Suite, TestResult};
+    use crate::report::{KernelInfo, Timing};
 
     fn report() -> Report {
         let result = |name: &str, status, message: Option<&str>| TestResult {
             jited: Some(true),
             message: message.map(Into::into),
-            ..TestResult::new("test_bpf", Some(7), name, Mode::Jit, status)
+            ..TestResult::new(Suite::TestBpf, Some(7), name, Mode::Jit, status)
         };
         let mut r = Report::new(
             KernelInfo {

@@ -19,8 +19,8 @@ use std::fmt::{self, Write as _};
 
 use super::{Change, Revision, Series, TestLine, Track};
 use crate::diff::Class;
+use crate::model::Status;
 use crate::outputs::html::Esc;
-use crate::report::Status;
 
 /// Columns before the revisions: suite, test, mode.
 const KEY_COLUMNS: usize = 3;

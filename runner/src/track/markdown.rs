@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::{Change, Series, TestLine, Track};
+use crate::model::Status;
 use crate::outputs::markdown::{cell, more, LIST_AT_MOST};
-use crate::report::Status;
 
 /// The page.
 pub fn render(track: &Track) -> String {
@@ -137,7 +137,7 @@ fn changes_table(out: &mut String, changes: &[(&TestLine, &Change)]) {
 mod tests {
     use super::*;
     use crate::arch::Arch;
-    use crate::report::Status::{Fail, Pass};
+    use crate::model::Status::{Fail, Pass};
     use crate::track::tests::{report, run};
 
     #[test]

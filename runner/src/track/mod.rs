@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 use crate::baseline::{self, Entry, TestKey};
 use crate::diff::{self, Class};
-use crate::report::{Report, Status};
+use crate::model::Status;
+use crate::report::Report;
 
 /// Version of `track.json`'s layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -254,7 +255,8 @@ impl Track {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{KernelInfo, Mode, Scope, TestResult};
+    use crate::model::{Mode, Suite, TestResult};
+    use crate::report::{KernelInfo, Scope};
 
     pub(crate) fn report(results: &[(&str, Status, Option<bool>)]) -> Report {
         let kernel = KernelInfo {
@@ -269,7 +271,7 @@ mod tests {
             .enumerate()
             .map(|(i, &(name, status, jited))| TestResult {
                 jited,
-                ..TestResult::new("test_bpf", Some(i as u32), name, Mode::Jit, status)
+                ..TestResult::new(Suite::TestBpf, Some(i as u32), name, Mode::Jit, status)
             })
             .collect();
         let mut report = Report::new(kernel, results, Vec::new(), true, Default::default());

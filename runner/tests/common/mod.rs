@@ -50,12 +50,12 @@ fn run(command: &mut Command) {
 /// `tests/fixtures/`, with the kernel named by `source`.
 #[allow(dead_code)]
 pub fn replayed(log: &str, arch: runner::arch::Arch, source: &str) -> runner::report::Report {
-    use runner::report::Mode;
+    use runner::model::Mode;
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(log);
     let console = std::fs::read(&path).expect("the fixture is readable");
-    let plan = runner::plan::Plan::new(&runner::test_bpf::Suite::ALL, &[Mode::Jit], None)
+    let plan = runner::plan::Plan::new(&runner::model::Suite::ALL, &[Mode::Jit], None)
         .expect("the default plan is valid");
     runner::session::replay(&console, &plan).into_report(arch, source.to_owned())
 }

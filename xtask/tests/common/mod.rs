@@ -5,7 +5,8 @@ use std::process::Output;
 
 use runner::arch::Arch;
 use runner::cli::Selection;
-use runner::report::{Mode, Report, Scope};
+use runner::model::Mode;
+use runner::report::{Report, Scope};
 
 /// A command's status and output, for an assertion's message.
 pub fn show(output: &Output) -> String {
