@@ -425,6 +425,34 @@ fn expectation(case: &Case, obs: Option<&Observation>, endian: Endian) -> Verdic
         .map(|&(_, e)| e)
         .find(|&e| e != 0)
         .unwrap_or(0);
+    let loaded = load_errno == 0 && !obs.loads.is_empty();
+    if let Some(skip) = cannot_run_here(case, obs, endian, loaded, load_errno) {
+        return skip;
+    }
+    match &case.expect {
+        Expectation::Verdict { accept, log } => {
+            verdict_expected(obs, loaded, load_errno, *accept, log)
+        }
+        Expectation::LoadError(text) => load_error_expected(obs, loaded, load_errno, text),
+        Expectation::R0(want) => r0_expected(obs, loaded, load_errno, endian, *want),
+        Expectation::Device { frames, maps } => {
+            device_expected(case, obs, loaded, load_errno, *frames, maps)
+        }
+        Expectation::Xdp { action, packet } => {
+            xdp_expected(obs, loaded, load_errno, *action, packet.as_deref())
+        }
+    }
+}
+
+/// The skip for a case this kernel or machine cannot run, whatever its JIT does; `None` when
+/// the case ran and is to be judged.
+fn cannot_run_here(
+    case: &Case,
+    obs: &Observation,
+    endian: Endian,
+    loaded: bool,
+    load_errno: i32,
+) -> Option<Verdict> {
     // A failed map line before any load: the kernel refuses a map the case needs (a type it was
     // built without). The case cannot run here, which says nothing about the JIT.
     let map_failure = obs
@@ -434,210 +462,243 @@ fn expectation(case: &Case, obs: Option<&Observation>, endian: Endian) -> Verdic
         .filter(|_| obs.loads.is_empty());
     if let Some((slot, errno, _)) = map_failure {
         let map = case.maps.get(*slot).map_or("?", |m| m.name.as_str());
-        return (
+        return Some((
             Status::Skip,
             Some(format!(
                 "the kernel cannot set up map `{map}` (errno {errno})"
             )),
-        );
+        ));
     }
     if case.little_endian_only && endian == Endian::Big {
-        return (
+        return Some((
             Status::Skip,
             Some(
                 "written for a little-endian machine (`# endian: little`): its memory and \
                  expected value are in that byte order"
                     .into(),
             ),
-        );
+        ));
     }
-    let loaded = load_errno == 0 && !obs.loads.is_empty();
     if !loaded && case.needs_isa_v4 && refuses_isa_v4(obs.log.as_deref()) {
-        return (
+        return Some((
             Status::Skip,
             Some(format!(
                 "needs ISA v4 instructions (sdiv, smod, movsx, ldsx, bswap, gotol), which this \
                  kernel rejects (errno {load_errno}){}",
                 log_tail(&obs.log)
             )),
-        );
+        ));
     }
-    if let Some(lacking) = case.lacking.as_ref().filter(|_| !loaded) {
-        if obs
-            .log
-            .as_deref()
-            .unwrap_or("")
-            .contains(lacking.log.as_str())
-        {
-            return (
+    let lacking = case.lacking.as_ref().filter(|_| !loaded)?;
+    obs.log
+        .as_deref()
+        .unwrap_or("")
+        .contains(lacking.log.as_str())
+        .then(|| {
+            (
                 Status::Skip,
                 Some(format!("{}{}", lacking.reason, log_tail(&obs.log))),
+            )
+        })
+}
+
+/// Judges [`Expectation::Verdict`]: accepted or rejected as expected, with a rejection's log
+/// holding one of `log` when any is given.
+fn verdict_expected(
+    obs: &Observation,
+    loaded: bool,
+    load_errno: i32,
+    accept: bool,
+    log: &[String],
+) -> Verdict {
+    if accept && !loaded {
+        return (
+            Status::Fail,
+            Some(format!(
+                "rejected (errno {load_errno}), expected accept{}",
+                log_tail(&obs.log)
+            )),
+        );
+    }
+    if !accept && loaded {
+        return (Status::Fail, Some("accepted, expected reject".into()));
+    }
+    let said = obs.log.as_deref().unwrap_or("");
+    if !accept && !log.is_empty() && !log.iter().any(|text| said.contains(text.as_str())) {
+        let texts: Vec<String> = log.iter().map(|t| format!("{t:?}")).collect();
+        return (
+            Status::Fail,
+            Some(format!(
+                "rejected as expected, but the log lacks {}{}",
+                texts.join(" or "),
+                log_tail(&obs.log)
+            )),
+        );
+    }
+    (Status::Pass, None)
+}
+
+/// Judges [`Expectation::LoadError`]: the load failed with `text` in its log.
+fn load_error_expected(obs: &Observation, loaded: bool, load_errno: i32, text: &str) -> Verdict {
+    if loaded {
+        (
+            Status::Fail,
+            Some(format!("loaded, expected a load error containing {text:?}")),
+        )
+    } else if obs.log.as_deref().unwrap_or("").contains(text) {
+        (Status::Pass, None)
+    } else {
+        (
+            Status::Fail,
+            Some(format!(
+                "load failed (errno {load_errno}) without {text:?}{}",
+                log_tail(&obs.log)
+            )),
+        )
+    }
+}
+
+/// Judges [`Expectation::R0`]: the epilogue ran and stored `want` in the result map.
+fn r0_expected(
+    obs: &Observation,
+    loaded: bool,
+    load_errno: i32,
+    endian: Endian,
+    want: u64,
+) -> Verdict {
+    let retval = match test_run(obs, loaded, load_errno) {
+        Ok(retval) => retval,
+        Err(verdict) => return verdict,
+    };
+    if retval != crate::cases::conformance::EPILOGUE_ACTION {
+        return (
+            Status::Error,
+            Some(format!(
+                "the harness's epilogue did not run (retval {retval})"
+            )),
+        );
+    }
+    let Some((_, 0, value)) = obs.maps.first() else {
+        return (
+            Status::Error,
+            Some("the result map could not be read".into()),
+        );
+    };
+    let Ok(bytes) = <[u8; 8]>::try_from(value.as_slice()) else {
+        return (
+            Status::Error,
+            Some(format!(
+                "the result map value has {} bytes, not 8",
+                value.len()
+            )),
+        );
+    };
+    let got = match endian {
+        Endian::Little => u64::from_le_bytes(bytes),
+        Endian::Big => u64::from_be_bytes(bytes),
+    };
+    if got == want {
+        (Status::Pass, None)
+    } else {
+        (
+            Status::Fail,
+            Some(format!("r0 = {got:#x}, expected {want:#x}")),
+        )
+    }
+}
+
+/// Judges [`Expectation::Device`]: attached, sent all `frames`, and left `maps` holding the
+/// expected `(slot, key, value)` entries.
+fn device_expected(
+    case: &Case,
+    obs: &Observation,
+    loaded: bool,
+    load_errno: i32,
+    frames: u32,
+    maps: &[(usize, Vec<u8>, Vec<u8>)],
+) -> Verdict {
+    if !loaded {
+        return load_failed(obs, load_errno);
+    }
+    match obs.attach {
+        None => return (Status::Error, Some("loaded but never attached".into())),
+        // The device is the guest's, not the JIT's: without it the case cannot run.
+        Some((errno, _)) if errno != 0 => {
+            return (
+                Status::Skip,
+                Some(format!(
+                    "cannot attach to a veth device or send through it (errno {errno})"
+                )),
+            )
+        }
+        Some((_, sent)) if sent != frames => {
+            return (
+                Status::Error,
+                Some(format!("sent {sent} of {frames} frames")),
+            )
+        }
+        Some(_) => {}
+    }
+    for (slot, key, want) in maps {
+        let got = obs.maps.iter().find(|(s, _, _)| s == slot);
+        match got {
+            Some((_, 0, value)) if value == want => {}
+            Some((_, 0, value)) => {
+                let name = case.maps.get(*slot).map_or("?", |m| m.name.as_str());
+                return (
+                    Status::Fail,
+                    Some(format!(
+                        "after {frames} frames map `{name}` key {} holds {}, expected {}",
+                        to_hex(key),
+                        to_hex(value),
+                        to_hex(want)
+                    )),
+                );
+            }
+            _ => {
+                return (
+                    Status::Error,
+                    Some(format!("map slot {slot} could not be read")),
+                )
+            }
+        }
+    }
+    (Status::Pass, None)
+}
+
+/// Judges [`Expectation::Xdp`]: the run returned `action`, and left `packet` as the frame when
+/// given.
+fn xdp_expected(
+    obs: &Observation,
+    loaded: bool,
+    load_errno: i32,
+    action: u32,
+    packet: Option<&[u8]>,
+) -> Verdict {
+    let retval = match test_run(obs, loaded, load_errno) {
+        Ok(retval) => retval,
+        Err(verdict) => return verdict,
+    };
+    if retval != action {
+        return (
+            Status::Fail,
+            Some(format!("action {retval}, expected {action}")),
+        );
+    }
+    if let Some(want) = packet {
+        let got = obs.out.clone().unwrap_or_default();
+        if got != want {
+            return (
+                Status::Fail,
+                Some(format!(
+                    "output frame {}, expected {}",
+                    to_hex(&got),
+                    to_hex(want)
+                )),
             );
         }
     }
-    match &case.expect {
-        Expectation::Verdict { accept, log } => {
-            if *accept && !loaded {
-                return (
-                    Status::Fail,
-                    Some(format!(
-                        "rejected (errno {load_errno}), expected accept{}",
-                        log_tail(&obs.log)
-                    )),
-                );
-            }
-            if !accept && loaded {
-                return (Status::Fail, Some("accepted, expected reject".into()));
-            }
-            let said = obs.log.as_deref().unwrap_or("");
-            if !accept && !log.is_empty() && !log.iter().any(|text| said.contains(text.as_str())) {
-                let texts: Vec<String> = log.iter().map(|t| format!("{t:?}")).collect();
-                return (
-                    Status::Fail,
-                    Some(format!(
-                        "rejected as expected, but the log lacks {}{}",
-                        texts.join(" or "),
-                        log_tail(&obs.log)
-                    )),
-                );
-            }
-            (Status::Pass, None)
-        }
-        Expectation::LoadError(text) => {
-            if loaded {
-                (
-                    Status::Fail,
-                    Some(format!("loaded, expected a load error containing {text:?}")),
-                )
-            } else if obs.log.as_deref().unwrap_or("").contains(text.as_str()) {
-                (Status::Pass, None)
-            } else {
-                (
-                    Status::Fail,
-                    Some(format!(
-                        "load failed (errno {load_errno}) without {text:?}{}",
-                        log_tail(&obs.log)
-                    )),
-                )
-            }
-        }
-        Expectation::R0(want) => {
-            let retval = match test_run(obs, loaded, load_errno) {
-                Ok(retval) => retval,
-                Err(verdict) => return verdict,
-            };
-            if retval != crate::cases::conformance::EPILOGUE_ACTION {
-                return (
-                    Status::Error,
-                    Some(format!(
-                        "the harness's epilogue did not run (retval {retval})"
-                    )),
-                );
-            }
-            let Some((_, 0, value)) = obs.maps.first() else {
-                return (
-                    Status::Error,
-                    Some("the result map could not be read".into()),
-                );
-            };
-            let Ok(bytes) = <[u8; 8]>::try_from(value.as_slice()) else {
-                return (
-                    Status::Error,
-                    Some(format!(
-                        "the result map value has {} bytes, not 8",
-                        value.len()
-                    )),
-                );
-            };
-            let got = match endian {
-                Endian::Little => u64::from_le_bytes(bytes),
-                Endian::Big => u64::from_be_bytes(bytes),
-            };
-            if got == *want {
-                (Status::Pass, None)
-            } else {
-                (
-                    Status::Fail,
-                    Some(format!("r0 = {got:#x}, expected {want:#x}")),
-                )
-            }
-        }
-        Expectation::Device { frames, maps } => {
-            if !loaded {
-                return load_failed(obs, load_errno);
-            }
-            match obs.attach {
-                None => return (Status::Error, Some("loaded but never attached".into())),
-                // The device is the guest's, not the JIT's: without it the case cannot run.
-                Some((errno, _)) if errno != 0 => {
-                    return (
-                        Status::Skip,
-                        Some(format!(
-                            "cannot attach to a veth device or send through it (errno {errno})"
-                        )),
-                    )
-                }
-                Some((_, sent)) if sent != *frames => {
-                    return (
-                        Status::Error,
-                        Some(format!("sent {sent} of {frames} frames")),
-                    )
-                }
-                Some(_) => {}
-            }
-            for (slot, key, want) in maps {
-                let got = obs.maps.iter().find(|(s, _, _)| s == slot);
-                match got {
-                    Some((_, 0, value)) if value == want => {}
-                    Some((_, 0, value)) => {
-                        let name = case.maps.get(*slot).map_or("?", |m| m.name.as_str());
-                        return (
-                            Status::Fail,
-                            Some(format!(
-                                "after {frames} frames map `{name}` key {} holds {}, expected {}",
-                                to_hex(key),
-                                to_hex(value),
-                                to_hex(want)
-                            )),
-                        );
-                    }
-                    _ => {
-                        return (
-                            Status::Error,
-                            Some(format!("map slot {slot} could not be read")),
-                        )
-                    }
-                }
-            }
-            (Status::Pass, None)
-        }
-        Expectation::Xdp { action, packet } => {
-            let retval = match test_run(obs, loaded, load_errno) {
-                Ok(retval) => retval,
-                Err(verdict) => return verdict,
-            };
-            if retval != *action {
-                return (
-                    Status::Fail,
-                    Some(format!("action {retval}, expected {action}")),
-                );
-            }
-            if let Some(want) = packet {
-                let got = obs.out.clone().unwrap_or_default();
-                if &got != want {
-                    return (
-                        Status::Fail,
-                        Some(format!(
-                            "output frame {}, expected {}",
-                            to_hex(&got),
-                            to_hex(want)
-                        )),
-                    );
-                }
-            }
-            (Status::Pass, None)
-        }
-    }
+    (Status::Pass, None)
 }
 
 /// Turns the agent's output into one result per case and mode, plus a `divergence` result for
