@@ -231,83 +231,108 @@ pub fn parse_output(text: &[u8]) -> AgentOutput {
     out
 }
 
-fn parse_line(out: &mut AgentOutput, line: &str) -> Result<(), String> {
-    let f: Vec<&str> = line.split(' ').collect();
-    let num = |i: usize| -> Result<u64, String> {
-        f.get(i)
+/// One line of the agent's output, split at spaces.
+struct Fields<'a>(Vec<&'a str>);
+
+impl Fields<'_> {
+    /// Field `i` (from 0) as a number.
+    fn num(&self, i: usize) -> Result<u64, String> {
+        self.0
+            .get(i)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("field {} is not a number", i + 1))
-    };
-    let want = |n: usize| {
-        if f.len() == n {
+    }
+
+    /// Checks the line has exactly `n` fields.
+    fn want(&self, n: usize) -> Result<(), String> {
+        if self.0.len() == n {
             Ok(())
         } else {
             Err(format!("expected {n} fields"))
         }
-    };
-    let key = || -> Result<(usize, usize), String> { Ok((num(1)? as usize, num(2)? as usize)) };
-    match f[0] {
-        "agent" => match f.get(1).copied() {
-            Some("hello") => out.hello = Some(f[2..].join(" ")),
+    }
+
+    /// The `(case id, mode index)` in fields 1 and 2.
+    fn key(&self) -> Result<(usize, usize), String> {
+        Ok((self.num(1)? as usize, self.num(2)? as usize))
+    }
+}
+
+fn parse_line(out: &mut AgentOutput, line: &str) -> Result<(), String> {
+    let f = Fields(line.split(' ').collect());
+    match f.0[0] {
+        "agent" => match f.0.get(1).copied() {
+            Some("hello") => out.hello = Some(f.0[2..].join(" ")),
             Some("bye") => out.finished = true,
-            Some("error") => out.errors.push(format!("agent: {}", f[2..].join(" "))),
+            Some("error") => out.errors.push(format!("agent: {}", f.0[2..].join(" "))),
             _ => return Err("unknown agent record".into()),
         },
-        "mode" => match f.get(2).copied() {
+        "mode" => match f.0.get(2).copied() {
             Some("begin") => {
-                want(5)?;
+                f.want(5)?;
                 out.modes
-                    .insert(num(1)? as usize, (num(3)? as u8, num(4)? as u8));
+                    .insert(f.num(1)? as usize, (f.num(3)? as u8, f.num(4)? as u8));
             }
             Some("end") => {
-                want(4)?;
-                out.mode_ns.insert(num(1)? as usize, num(3)?);
+                f.want(4)?;
+                out.mode_ns.insert(f.num(1)? as usize, f.num(3)?);
             }
             _ => return Err("unknown mode record".into()),
         },
+        _ => return parse_case_record(&mut out.observations, &f),
+    }
+    Ok(())
+}
+
+/// Parses a record about one case in one mode into its observation.
+fn parse_case_record(
+    observations: &mut BTreeMap<(usize, usize), Observation>,
+    f: &Fields<'_>,
+) -> Result<(), String> {
+    match f.0[0] {
         "load" => {
-            want(5)?;
-            let obs = out.observations.entry(key()?).or_default();
-            obs.loads.push((num(3)? as usize, num(4)? as i32));
+            f.want(5)?;
+            let obs = observations.entry(f.key()?).or_default();
+            obs.loads.push((f.num(3)? as usize, f.num(4)? as i32));
         }
         "log" => {
-            want(4)?;
-            let log = hex(f[3])?;
-            out.observations.entry(key()?).or_default().log =
+            f.want(4)?;
+            let log = hex(f.0[3])?;
+            observations.entry(f.key()?).or_default().log =
                 Some(String::from_utf8_lossy(&log).into_owned());
         }
         "run" => {
-            want(7)?;
-            let run = (num(3)? as i32, num(4)? as u32, num(5)?);
-            out.observations.entry(key()?).or_default().run = Some(run);
+            f.want(7)?;
+            let run = (f.num(3)? as i32, f.num(4)? as u32, f.num(5)?);
+            observations.entry(f.key()?).or_default().run = Some(run);
         }
         "attach" => {
-            want(5)?;
-            let attach = (num(3)? as i32, num(4)? as u32);
-            out.observations.entry(key()?).or_default().attach = Some(attach);
+            f.want(5)?;
+            let attach = (f.num(3)? as i32, f.num(4)? as u32);
+            observations.entry(f.key()?).or_default().attach = Some(attach);
         }
         "out" => {
-            want(4)?;
-            out.observations.entry(key()?).or_default().out = Some(hex(f[3])?);
+            f.want(4)?;
+            observations.entry(f.key()?).or_default().out = Some(hex(f.0[3])?);
         }
         "map" => {
-            want(6)?;
-            let entry = (num(3)? as usize, num(4)? as i32, hex(f[5])?);
-            out.observations.entry(key()?).or_default().maps.push(entry);
+            f.want(6)?;
+            let entry = (f.num(3)? as usize, f.num(4)? as i32, hex(f.0[5])?);
+            observations.entry(f.key()?).or_default().maps.push(entry);
         }
         "jit" => {
-            want(7)?;
-            let jit = (num(3)? != 0, num(4)? as u32, hex(f[6])?);
-            out.observations.entry(key()?).or_default().jit = Some(jit);
+            f.want(7)?;
+            let jit = (f.num(3)? != 0, f.num(4)? as u32, hex(f.0[6])?);
+            observations.entry(f.key()?).or_default().jit = Some(jit);
         }
         "kmsg" => {
-            want(4)?;
-            let text = String::from_utf8_lossy(&hex(f[3])?).into_owned();
-            out.observations.entry(key()?).or_default().kmsg.push(text);
+            f.want(4)?;
+            let text = String::from_utf8_lossy(&hex(f.0[3])?).into_owned();
+            observations.entry(f.key()?).or_default().kmsg.push(text);
         }
         "done" => {
-            want(3)?;
-            out.observations.entry(key()?).or_default().done = true;
+            f.want(3)?;
+            observations.entry(f.key()?).or_default().done = true;
         }
         _ => return Err("unknown record".into()),
     }
