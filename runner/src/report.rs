@@ -343,6 +343,29 @@ pub fn discard_partial_writes() {
 pub fn render_summary(report: &Report) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    write_kernel_line(&mut out, report);
+    write_group_counts(&mut out, report);
+    write_not_passed(&mut out, report);
+    for e in &report.errors {
+        let _ = writeln!(out, "harness error: {e}");
+    }
+    for pass in &report.timing.agent {
+        let rate = pass.cases as f64 / pass.seconds.max(1e-9);
+        let _ = writeln!(
+            out,
+            "agent {}: {} cases in {:.2} s ({rate:.0} cases/s)",
+            pass.mode.name(),
+            pass.cases,
+            pass.seconds
+        );
+    }
+    let _ = writeln!(out, "{}", totals_line(report));
+    out
+}
+
+/// The summary's first line: the kernel, and whether a guest booted it.
+fn write_kernel_line(out: &mut String, report: &Report) {
+    use std::fmt::Write as _;
     let kernel = &report.kernel;
     let booted =
         report.timing.guests.iter().any(|g| g.boot_s.is_some()) || report.timing.boot_s.is_some();
@@ -351,6 +374,11 @@ pub fn render_summary(report: &Report) -> String {
         (None, false) => writeln!(out, "{} {} (no guest booted)", kernel.arch, kernel.source),
         (None, true) => writeln!(out, "{} {} (release not seen)", kernel.arch, kernel.source),
     };
+}
+
+/// One line per mode and suite: how many results have each status, and how many were JIT'ed.
+fn write_group_counts(out: &mut String, report: &Report) {
+    use std::fmt::Write as _;
     // Suites in the order they run, then any others by name.
     let rank = |suite: SuiteName| {
         suite
@@ -381,6 +409,11 @@ pub fn render_summary(report: &Report) -> String {
         }
         let _ = writeln!(out, "{line}");
     }
+}
+
+/// The `not passed:` section, when any result did not pass.
+fn write_not_passed(out: &mut String, report: &Report) {
+    use std::fmt::Write as _;
     // Tests never reached are one line per reason; everything else, one line per test.
     let failures: Vec<&TestResult> = report
         .results
@@ -396,35 +429,38 @@ pub fn render_summary(report: &Report) -> String {
             None => not_run.push((key, 1)),
         }
     }
-    if !failures.is_empty() || !not_run.is_empty() {
-        let _ = writeln!(out, "not passed:");
-        for r in failures.iter().take(50) {
-            let id = r.id.map_or(String::new(), |id| format!(" #{id}"));
-            let _ = writeln!(
-                out,
-                "  {} {}{id} {} [{}]: {}",
-                r.status.name(),
-                r.suite,
-                r.name,
-                r.mode.name(),
-                first_line(r.message.as_deref().unwrap_or(""))
-            );
-        }
-        if failures.len() > 50 {
-            let _ = writeln!(out, "  ... and {} more in report.json", failures.len() - 50);
-        }
-        for ((suite, mode, why), n) in &not_run {
-            let entries = if *n == 1 { "entry" } else { "entries" };
-            let _ = writeln!(
-                out,
-                "  not_run {suite} [{}]: {n} {entries}: {why}",
-                mode.name()
-            );
-        }
+    if failures.is_empty() && not_run.is_empty() {
+        return;
     }
-    for e in &report.errors {
-        let _ = writeln!(out, "harness error: {e}");
+    let _ = writeln!(out, "not passed:");
+    for r in failures.iter().take(50) {
+        let id = r.id.map_or(String::new(), |id| format!(" #{id}"));
+        let _ = writeln!(
+            out,
+            "  {} {}{id} {} [{}]: {}",
+            r.status.name(),
+            r.suite,
+            r.name,
+            r.mode.name(),
+            first_line(r.message.as_deref().unwrap_or(""))
+        );
     }
+    if failures.len() > 50 {
+        let _ = writeln!(out, "  ... and {} more in report.json", failures.len() - 50);
+    }
+    for ((suite, mode, why), n) in &not_run {
+        let entries = if *n == 1 { "entry" } else { "entries" };
+        let _ = writeln!(
+            out,
+            "  not_run {suite} [{}]: {n} {entries}: {why}",
+            mode.name()
+        );
+    }
+}
+
+/// The summary's last line: the counts of each status, and how long the run took.
+fn totals_line(report: &Report) -> String {
+    use std::fmt::Write as _;
     let counts: Vec<String> = Status::ALL
         .iter()
         .filter(|&&s| report.count(s) > 0)
@@ -445,18 +481,7 @@ pub fn render_summary(report: &Report) -> String {
     if let Some(t) = report.timing.to_first_test_s {
         let _ = write!(last, " (first test after {t:.1} s)");
     }
-    for pass in &report.timing.agent {
-        let rate = pass.cases as f64 / pass.seconds.max(1e-9);
-        let _ = writeln!(
-            out,
-            "agent {}: {} cases in {:.2} s ({rate:.0} cases/s)",
-            pass.mode.name(),
-            pass.cases,
-            pass.seconds
-        );
-    }
-    let _ = writeln!(out, "{last}");
-    out
+    last
 }
 
 /// The first line of a message, saying how much more report.json holds.

@@ -20,7 +20,6 @@ const ALLOWED: &[(&str, &str)] = &[
     ("runner/src/diff.rs::diff", SPLIT_PENDING),
     ("runner/src/fuzz/mod.rs::as_conformance", SPLIT_PENDING),
     ("runner/src/merge.rs::merge", SPLIT_PENDING),
-    ("runner/src/report.rs::render_summary", SPLIT_PENDING),
     ("runner/src/session.rs::Run::guest_line", SPLIT_PENDING),
     ("runner/src/session.rs::supervise", SPLIT_PENDING),
     ("runner/src/track/markdown.rs::render_series", SPLIT_PENDING),
