@@ -222,6 +222,35 @@ impl Insn {
     /// ISA, a register above r10, or a field set that the opcode does not use. `lddw` is
     /// written by [`disassemble`], which sees both of its slots.
     fn text(self) -> Option<String> {
+        if self.dst > MAX_REG || self.src > MAX_REG {
+            return None;
+        }
+        match self.class() {
+            ALU | ALU64 => self.alu_text(),
+            JMP | JMP32 => self.jmp_text(),
+            // The legacy packet loads; `lddw` (mode IMM) is written by `disassemble`.
+            LD => self.packet_load_text(),
+            LDX | ST | STX => self.load_store_text(),
+            _ => None,
+        }
+    }
+
+    /// The operand after `rDST, ` of an ALU or compare: a register, or the immediate.
+    fn source(self) -> Option<String> {
+        match (self.code & X != 0, self.src, self.imm) {
+            (true, src, 0) => Some(format!("r{src}")),
+            (false, 0, imm) => Some(imm.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The memory operand `[rREG+OFF]`.
+    fn mem(self, reg: u8) -> String {
+        format!("[r{reg}{:+}]", self.off)
+    }
+
+    /// [`Insn::text`] of an ALU or ALU64 instruction.
+    fn alu_text(self) -> Option<String> {
         let Insn {
             code,
             dst,
@@ -229,97 +258,124 @@ impl Insn {
             off,
             imm,
         } = self;
-        if dst > MAX_REG || src > MAX_REG {
-            return None;
-        }
         let class = self.class();
         let x = code & X != 0;
         let op = code & 0xf0;
-        // The operand after `rDST, ` of an ALU or compare: a register, or the immediate.
-        let source = || match (x, src, imm) {
-            (true, _, 0) => Some(format!("r{src}")),
-            (false, 0, _) => Some(imm.to_string()),
+        let bits = if class == ALU { "32" } else { "" };
+        match op {
+            NEG if !x && src == 0 && off == 0 && imm == 0 => Some(format!("neg{bits} r{dst}")),
+            NEG => None,
+            END if src != 0 || off != 0 || !matches!(imm, 16 | 32 | 64) => None,
+            END if class == ALU => {
+                let order = if x { "be" } else { "le" };
+                Some(format!("{order}{imm} r{dst}"))
+            }
+            END if !x => Some(format!("bswap{imm} r{dst}")),
+            END => None,
+            MOV if off != 0 => {
+                let widths: &[i16] = if class == ALU { &[8, 16] } else { &[8, 16, 32] };
+                let to = if class == ALU { "32" } else { "64" };
+                (x && imm == 0 && widths.contains(&off))
+                    .then(|| format!("movsx{off}{to} r{dst}, r{src}"))
+            }
+            DIV | MOD if off == 1 => {
+                let name = if op == DIV { "sdiv" } else { "smod" };
+                Some(format!("{name}{bits} r{dst}, {}", self.source()?))
+            }
+            _ if off != 0 => None,
+            _ => {
+                let name = name_of(&ALU_OPS, op)?;
+                Some(format!("{name}{bits} r{dst}, {}", self.source()?))
+            }
+        }
+    }
+
+    /// [`Insn::text`] of a JMP or JMP32 instruction.
+    fn jmp_text(self) -> Option<String> {
+        let Insn {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        } = self;
+        let class = self.class();
+        let x = code & X != 0;
+        let op = code & 0xf0;
+        let bits = if class == JMP32 { "32" } else { "" };
+        match op {
+            JA if x || dst != 0 || src != 0 => None,
+            JA if class == JMP => (imm == 0).then(|| format!("ja {off:+}")),
+            JA => (off == 0).then(|| format!("ja32 {imm:+}")),
+            CALL if class == JMP32 || off != 0 => None,
+            CALL if x => (src == 0 && imm == 0).then(|| format!("call r{dst}")),
+            CALL if dst != 0 => None,
+            CALL => match src {
+                CALL_HELPER => Some(match name_of(&HELPERS, imm) {
+                    Some(name) => format!("call {name}"),
+                    None => format!("call {imm}"),
+                }),
+                PSEUDO_CALL => Some(format!("call local {imm:+}")),
+                CALL_BTF_ID => Some(format!("call runtime {imm}")),
+                _ => None,
+            },
+            EXIT => (class == JMP && !x && dst == 0 && src == 0 && off == 0 && imm == 0)
+                .then(|| "exit".to_owned()),
+            _ => {
+                let name = name_of(&JMP_OPS, op)?;
+                Some(format!("{name}{bits} r{dst}, {}, {off:+}", self.source()?))
+            }
+        }
+    }
+
+    /// [`Insn::text`] of an LD instruction other than `lddw`: a legacy packet load.
+    fn packet_load_text(self) -> Option<String> {
+        let Insn {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        } = self;
+        let size = size_suffix(code);
+        match code & 0xe0 {
+            ABS if dst == 0 && src == 0 && off == 0 => Some(format!("ldabs{size} {imm}")),
+            IND if dst == 0 && off == 0 => Some(format!("ldind{size} r{src}, {imm}")),
             _ => None,
-        };
-        let mem = |reg: u8| format!("[r{reg}{off:+}]");
-        match class {
-            ALU | ALU64 => {
-                let bits = if class == ALU { "32" } else { "" };
-                match op {
-                    NEG if !x && src == 0 && off == 0 && imm == 0 => {
-                        Some(format!("neg{bits} r{dst}"))
-                    }
-                    NEG => None,
-                    END if src != 0 || off != 0 || !matches!(imm, 16 | 32 | 64) => None,
-                    END if class == ALU => {
-                        let order = if x { "be" } else { "le" };
-                        Some(format!("{order}{imm} r{dst}"))
-                    }
-                    END if !x => Some(format!("bswap{imm} r{dst}")),
-                    END => None,
-                    MOV if off != 0 => {
-                        let widths: &[i16] = if class == ALU { &[8, 16] } else { &[8, 16, 32] };
-                        let to = if class == ALU { "32" } else { "64" };
-                        (x && imm == 0 && widths.contains(&off))
-                            .then(|| format!("movsx{off}{to} r{dst}, r{src}"))
-                    }
-                    DIV | MOD if off == 1 => {
-                        let name = if op == DIV { "sdiv" } else { "smod" };
-                        Some(format!("{name}{bits} r{dst}, {}", source()?))
-                    }
-                    _ if off != 0 => None,
-                    _ => {
-                        let name = name_of(&ALU_OPS, op)?;
-                        Some(format!("{name}{bits} r{dst}, {}", source()?))
-                    }
-                }
-            }
-            JMP | JMP32 => {
-                let bits = if class == JMP32 { "32" } else { "" };
-                match op {
-                    JA if x || dst != 0 || src != 0 => None,
-                    JA if class == JMP => (imm == 0).then(|| format!("ja {off:+}")),
-                    JA => (off == 0).then(|| format!("ja32 {imm:+}")),
-                    CALL if class == JMP32 || off != 0 => None,
-                    CALL if x => (src == 0 && imm == 0).then(|| format!("call r{dst}")),
-                    CALL if dst != 0 => None,
-                    CALL => match src {
-                        CALL_HELPER => Some(match name_of(&HELPERS, imm) {
-                            Some(name) => format!("call {name}"),
-                            None => format!("call {imm}"),
-                        }),
-                        PSEUDO_CALL => Some(format!("call local {imm:+}")),
-                        CALL_BTF_ID => Some(format!("call runtime {imm}")),
-                        _ => None,
-                    },
-                    EXIT => (class == JMP && !x && dst == 0 && src == 0 && off == 0 && imm == 0)
-                        .then(|| "exit".to_owned()),
-                    _ => {
-                        let name = name_of(&JMP_OPS, op)?;
-                        Some(format!("{name}{bits} r{dst}, {}, {off:+}", source()?))
-                    }
-                }
-            }
-            // The legacy packet loads; `lddw` (mode IMM) is written by `disassemble`.
-            LD => {
-                let size = size_suffix(code);
-                match code & 0xe0 {
-                    ABS if dst == 0 && src == 0 && off == 0 => Some(format!("ldabs{size} {imm}")),
-                    IND if dst == 0 && off == 0 => Some(format!("ldind{size} r{src}, {imm}")),
-                    _ => None,
-                }
-            }
+        }
+    }
+
+    /// [`Insn::text`] of an LDX, ST or STX instruction, atomics included.
+    fn load_store_text(self) -> Option<String> {
+        let Insn {
+            code,
+            dst,
+            src,
+            imm,
+            ..
+        } = self;
+        match self.class() {
             LDX if imm == 0 => match code & 0xe0 {
-                MEM => Some(format!("ldx{} r{dst}, {}", size_suffix(code), mem(src))),
-                MEMSX => Some(format!("ldxs{} r{dst}, {}", size_suffix(code), mem(src))),
+                MEM => Some(format!(
+                    "ldx{} r{dst}, {}",
+                    size_suffix(code),
+                    self.mem(src)
+                )),
+                MEMSX => Some(format!(
+                    "ldxs{} r{dst}, {}",
+                    size_suffix(code),
+                    self.mem(src)
+                )),
                 _ => None,
             },
             ST if code & 0xe0 == MEM && src == 0 => {
-                Some(format!("st{} {}, {imm}", size_suffix(code), mem(dst)))
+                Some(format!("st{} {}, {imm}", size_suffix(code), self.mem(dst)))
             }
-            STX if code & 0xe0 == MEM && imm == 0 => {
-                Some(format!("stx{} {}, r{src}", size_suffix(code), mem(dst)))
-            }
+            STX if code & 0xe0 == MEM && imm == 0 => Some(format!(
+                "stx{} {}, r{src}",
+                size_suffix(code),
+                self.mem(dst)
+            )),
             STX if code & 0xe0 == ATOMIC => {
                 let bits = match code & 0x18 {
                     W => "32",
@@ -333,7 +389,10 @@ impl Insn {
                     ("", imm)
                 };
                 let name = name_of(&ATOMIC_OPS, op)?;
-                Some(format!("lock {fetch}{name}{bits} {}, r{src}", mem(dst)))
+                Some(format!(
+                    "lock {fetch}{name}{bits} {}, r{src}",
+                    self.mem(dst)
+                ))
             }
             _ => None,
         }
