@@ -3,9 +3,11 @@
 //! the reason. A function a reader cannot hold in their head is split, not allowed.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use syn::visit::Visit;
+
+mod sources;
 
 const MAX_LINES: usize = 80;
 
@@ -114,32 +116,10 @@ impl<'ast> Visit<'ast> for Lengths<'_> {
     }
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent directory, the workspace's root")
-        .to_owned()
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries =
-        fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry
-            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-            .path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 fn functions(root: &Path) -> Vec<Function> {
     let mut files = Vec::new();
     for dir in ["xtask/src", "runner/src"] {
-        rust_files(&root.join(dir), &mut files);
+        files.extend(sources::rust_files(&root.join(dir)));
     }
     files.sort();
     let mut found = Vec::new();
@@ -166,7 +146,7 @@ fn functions(root: &Path) -> Vec<Function> {
 
 #[test]
 fn no_function_runs_over_the_limit() {
-    let found = functions(&root());
+    let found = functions(&sources::root());
     assert!(
         found.len() > 500,
         "only {} functions found: is the walk broken?",

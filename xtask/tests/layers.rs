@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod sources;
+
 /// The circles there were when this check came: each a set of modules that import each
 /// other. The list only shrinks: a circle that grew, or is gone, fails the test.
 const KNOWN_CIRCLES: &[&[&str]] = &[
@@ -23,10 +25,7 @@ const MODEL_MAY_IMPORT: &[&str] = &["arch"];
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 fn runner_src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent directory, the workspace's root")
-        .join("runner/src")
+    sources::root().join("runner/src")
 }
 
 /// The module a file belongs to: its top-level name under `runner/src/`.
@@ -56,26 +55,9 @@ fn imports(text: &str) -> BTreeSet<String> {
     found
 }
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries =
-        fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry
-            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-            .path();
-        if path.is_dir() {
-            files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 fn graph(src: &Path) -> Graph {
-    let mut all = Vec::new();
-    files(src, &mut all);
     let mut graph = Graph::new();
-    for file in all {
+    for file in sources::rust_files(src) {
         let module = module_of(src, &file);
         if module == "lib" || module == "main" {
             continue;

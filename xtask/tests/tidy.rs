@@ -8,7 +8,9 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod sources;
 
 /// The most bytes ARCHITECTURE.md and README.md may each hold.
 const MAX_DOC_BYTES: u64 = 12_000;
@@ -17,13 +19,7 @@ const MAX_DOC_BYTES: u64 = 12_000;
 /// `` `CRATE/` ``.
 const CRATES: [&str; 2] = ["xtask", "runner"];
 
-/// The workspace's root: the parent of `xtask/`.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask/ has a parent directory, the workspace's root")
-        .to_owned()
-}
+use sources::root;
 
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
