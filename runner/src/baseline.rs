@@ -13,31 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::model::{Mode, Status, TestResult};
-use crate::report::Report;
+use crate::model::{keys, Status, TestKey, TestResult};
 
 /// Version of the baseline file's layout.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// The mode key under which a suite's divergence findings are kept: a finding is about a case
-/// across modes, so the mode that failed is part of its message, not of its identity.
-pub const DIVERGENCE_KEY: &str = "divergence";
-
-/// What identifies one result across runs: suite, name, and mode (or [`DIVERGENCE_KEY`]).
-/// test_bpf repeats some names; the second test of a name is `NAME (2)`, and so on, counted in
-/// the module's order.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TestKey {
-    pub suite: String,
-    pub name: String,
-    pub mode: String,
-}
-
-impl fmt::Display for TestKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} [{}]", self.suite, self.name, self.mode)
-    }
-}
 
 /// What a baseline records of one result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,57 +155,25 @@ pub fn default_path(reports_dir: &Path, arch: Arch, flavour: &str) -> PathBuf {
         .join(format!("{arch}-{flavour}.yaml"))
 }
 
-/// Every result's key, numbering repeated names in the results' order.
-pub fn keys(results: &[TestResult]) -> Vec<TestKey> {
-    let mut seen: BTreeMap<(&str, &str, Mode, bool), u32> = BTreeMap::new();
-    results
-        .iter()
-        .map(|r| {
-            let finding = r.status == Status::Divergence;
-            let n = seen
-                .entry((r.suite.name(), &r.name, r.mode, finding))
-                .or_insert(0);
-            *n += 1;
-            let name = match *n {
-                1 => r.name.clone(),
-                n => format!("{} ({n})", r.name),
-            };
-            TestKey {
-                suite: r.suite.name().to_owned(),
-                name,
-                mode: if finding {
-                    DIVERGENCE_KEY.to_owned()
-                } else {
-                    r.mode.name().to_owned()
-                },
-            }
-        })
-        .collect()
-}
-
 impl Baseline {
-    /// The baseline of a run.
-    pub fn from_report(report: &Report) -> Baseline {
-        let mut results = Entries::new();
-        for (key, result) in keys(&report.results).into_iter().zip(&report.results) {
-            results
+    /// The baseline of a run's `results` on `arch`, for the kernels of `flavour`, blessed from
+    /// the kernel `blessed_from` (its source and release, for people).
+    pub fn new(arch: Arch, flavour: String, blessed_from: String, results: &[TestResult]) -> Self {
+        let mut entries = Entries::new();
+        for (key, result) in keys(results).into_iter().zip(results) {
+            entries
                 .entry(key.suite)
                 .or_default()
                 .entry(key.mode)
                 .or_default()
                 .insert(key.name, Entry::of(result));
         }
-        let kernel = &report.kernel;
         Baseline {
             schema: SCHEMA_VERSION,
-            arch: kernel.arch,
-            flavour: kernel.flavour(),
-            blessed_from: format!(
-                "{} ({})",
-                kernel.source,
-                kernel.release.as_deref().unwrap_or("release unknown")
-            ),
-            results,
+            arch,
+            flavour,
+            blessed_from,
+            results: entries,
         }
     }
 
@@ -329,8 +276,8 @@ impl Baseline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AgentSuite, Suite, SuiteName};
-    use crate::report::{KernelInfo, Timing};
+    use crate::model::{AgentSuite, Mode, Suite, SuiteName};
+    use crate::report::{KernelInfo, Report, Timing};
 
     fn result(
         suite: impl Into<SuiteName>,
@@ -409,7 +356,7 @@ mod tests {
             ),
             result(Suite::TestSkbSegment, "seg", Mode::Jit, Status::Pass, None),
         ]);
-        let baseline = Baseline::from_report(&run);
+        let baseline = run.baseline();
         assert_eq!(baseline.flavour, "debian-6.1-amd64");
         let text = baseline.to_text().expect("serializes");
         assert!(!text.contains("not kept"), "{text}");
@@ -452,9 +399,7 @@ mod tests {
             .expect_err("missing")
             .to_string();
         assert!(e.contains("cargo xtask report bless"), "{e}");
-        let text = Baseline::from_report(&report(Vec::new()))
-            .to_text()
-            .expect("serializes");
+        let text = report(Vec::new()).baseline().to_text().expect("serializes");
         std::fs::write(&path, text).expect("write");
         let e = Baseline::read(&path, Arch::Mips64el, "debian-6.1-5kc-malta")
             .expect_err("mismatch")

@@ -10,10 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{self, Baseline, Entry, TestKey, DIVERGENCE_KEY};
-use crate::model::{Status, TestResult};
-use crate::plan::Filter;
-use crate::report::Report;
+use crate::baseline::{Baseline, Entry};
+use crate::model::{keys, Filter, Scope, Status, TestKey, TestResult, DIVERGENCE_KEY};
 
 /// The class of one change. The serialized names are part of `report.json`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -157,10 +155,10 @@ pub fn classify(before: Entry, after: Entry) -> Option<Class> {
     })
 }
 
-/// Whether the run selected `key`: its suite and mode, and its name under the run's filter.
-/// `None` when it cannot tell.
-pub fn selected(report: &Report, key: &TestKey) -> Option<bool> {
-    let scope = report.scope.as_ref()?;
+/// Whether a run of `scope` selected `key`: its suite and mode, and its name under the run's
+/// filter. `None` when it cannot tell.
+pub fn selected(scope: Option<&Scope>, key: &TestKey) -> Option<bool> {
+    let scope = scope?;
     if !scope.suites.contains(&key.suite) {
         return Some(false);
     }
@@ -181,7 +179,7 @@ pub fn selected(report: &Report, key: &TestKey) -> Option<bool> {
             if scope.suites.first() != Some(&key.suite) {
                 return Some(true);
             }
-            filter.selects(None, &key.name)
+            filter.selects(None, Some(&key.name))
         }
     }
 }
@@ -205,30 +203,57 @@ fn change(
     }
 }
 
-/// `report` against `baseline` (read from `baseline_path`).
-pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
+/// What of a run a diff reads.
+#[derive(Clone, Copy, Debug)]
+pub struct RunResults<'a> {
+    pub results: &'a [TestResult],
+    /// What the run selected; `None` in a report that does not say.
+    pub scope: Option<&'a Scope>,
+    /// Whether the run is one shard of a selection.
+    pub sharded: bool,
+}
+
+/// `run` against `baseline` (read from `baseline_path`).
+pub fn diff(baseline: &Baseline, baseline_path: &str, run: RunResults<'_>) -> Diff {
     let before: BTreeMap<TestKey, Entry> = baseline.entries().collect();
-    let keys = baseline::keys(&report.results);
     let mut out = Diff {
         baseline: baseline_path.to_owned(),
         counts: Class::ALL.iter().map(|&c| (c, 0)).collect(),
         ..Diff::default()
     };
-    // Where the run could not name its tests (no guest booted, say), the baseline's tests
-    // of that suite and mode were not run: not removed. The entry that stands for them is
-    // counted through them.
-    let placeholders: BTreeMap<(&str, &str), &TestResult> = report
-        .results
+    let seen = judge_results(&before, run.results, &mut out);
+    judge_missing(&before, &seen, run, &mut out);
+    for change in &out.changes {
+        *out.counts.entry(change.class).or_default() += 1;
+    }
+    out
+}
+
+/// Where the run could not name its tests (no guest booted, say), the entries that stand for
+/// them, by suite and mode.
+fn placeholders(results: &[TestResult]) -> BTreeMap<(&str, &str), &TestResult> {
+    results
         .iter()
         .filter(|r| r.is_placeholder())
         .map(|r| ((r.suite.name(), r.mode.name()), r))
-        .collect();
+        .collect()
+}
+
+/// Judges each of the run's results against its baseline entry, into `out`; returns the
+/// keys of the results.
+fn judge_results(
+    before: &BTreeMap<TestKey, Entry>,
+    results: &[TestResult],
+    out: &mut Diff,
+) -> BTreeSet<TestKey> {
+    // A placeholder's tests of that suite and mode were not run, not removed: it is counted
+    // through the baseline's tests it stands for (`judge_missing`).
     let in_baseline: BTreeSet<(&str, &str)> = before
         .keys()
         .map(|k| (k.suite.as_str(), k.mode.as_str()))
         .collect();
     let mut seen = BTreeSet::new();
-    for (key, result) in keys.iter().zip(&report.results) {
+    for (key, result) in keys(results).into_iter().zip(results) {
         seen.insert(key.clone());
         if result.is_placeholder()
             && in_baseline.contains(&(result.suite.name(), result.mode.name()))
@@ -236,7 +261,7 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
             continue;
         }
         let after = Entry::of(result);
-        let class = match before.get(key) {
+        let class = match before.get(&key) {
             Some(&b) => classify(b, after),
             None if result.status.is_test_failure() => Some(Class::Regression),
             None if is_infrastructure(result.status) => Some(Class::NotRun),
@@ -245,48 +270,55 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
         match class {
             Some(class) => out.changes.push(change(
                 class,
-                key,
-                before.get(key).copied(),
+                &key,
+                before.get(&key).copied(),
                 Some(after),
                 result.message.clone(),
             )),
             None => out.unchanged += 1,
         }
     }
-    let cannot_judge = if report.shard.is_some() {
+    seen
+}
+
+/// Judges the baseline's tests the run did not report (`seen` holds those it did): removed,
+/// not run, a divergence gone, or not selected; into `out`.
+fn judge_missing(
+    before: &BTreeMap<TestKey, Entry>,
+    seen: &BTreeSet<TestKey>,
+    run: RunResults<'_>,
+    out: &mut Diff,
+) {
+    let placeholders = placeholders(run.results);
+    let cannot_judge = if run.sharded {
         Some("a shard holds part of the selection: judge removed tests on the merged report")
-    } else if report.scope.is_none() {
+    } else if run.scope.is_none() {
         Some("the report does not say what was selected")
     } else {
         None
     };
     let mut unjudged = false;
-    for (key, b) in &before {
-        if seen.contains(key) {
-            continue;
-        }
+    for (key, &b) in before.iter().filter(|(key, _)| !seen.contains(key)) {
+        let selected = selected(run.scope, key);
         if key.mode == DIVERGENCE_KEY {
             // Gone because the modes agree now, if both modes ran.
-            if selected(report, key) == Some(true) && cannot_judge.is_none() {
+            if selected == Some(true) && cannot_judge.is_none() {
                 out.changes
-                    .push(change(Class::Fix, key, Some(*b), None, None));
+                    .push(change(Class::Fix, key, Some(b), None, None));
             }
             continue;
         }
         if let Some(stand_in) = placeholders.get(&(key.suite.as_str(), key.mode.as_str())) {
-            out.changes.push(change(
-                Class::NotRun,
-                key,
-                Some(*b),
-                Some(Entry::of(stand_in)),
-                stand_in.message.clone(),
-            ));
+            let after = Some(Entry::of(stand_in));
+            let message = stand_in.message.clone();
+            out.changes
+                .push(change(Class::NotRun, key, Some(b), after, message));
             continue;
         }
-        match (cannot_judge, selected(report, key)) {
+        match (cannot_judge, selected) {
             (None, Some(true)) => {
                 out.changes
-                    .push(change(Class::Removed, key, Some(*b), None, None))
+                    .push(change(Class::Removed, key, Some(b), None, None))
             }
             (None, Some(false)) => {}
             _ => unjudged = true,
@@ -297,10 +329,6 @@ pub fn diff(baseline: &Baseline, baseline_path: &str, report: &Report) -> Diff {
         None if unjudged => Some("the run's --filter names tests by number".to_owned()),
         None => None,
     };
-    for change in &out.changes {
-        *out.counts.entry(change.class).or_default() += 1;
-    }
-    out
 }
 
 impl Diff {
@@ -390,13 +418,18 @@ mod tests {
     use super::*;
     use crate::arch::Arch;
     use crate::model::{AgentSuite, Mode, Suite, TestResult};
-    use crate::report::{KernelInfo, Scope, Timing};
+    use crate::report::{KernelInfo, Report, Scope, Timing};
 
     fn result(name: &str, status: Status, jited: Option<bool>) -> TestResult {
         TestResult {
             jited,
             ..TestResult::new(Suite::TestBpf, Some(0), name, Mode::Jit, status)
         }
+    }
+
+    /// `run` against `baseline`, as the gate diffs it.
+    fn diff(baseline: &Baseline, path: &str, run: &Report) -> Diff {
+        run.diff_against(baseline, path)
     }
 
     fn report(results: Vec<TestResult>) -> Report {
@@ -458,7 +491,7 @@ mod tests {
     }
 
     fn baseline_of(results: Vec<TestResult>) -> Baseline {
-        Baseline::from_report(&report(results))
+        report(results).baseline()
     }
 
     #[test]
@@ -587,7 +620,7 @@ mod tests {
         let clean = baseline_of(vec![interp.clone(), jit.clone()]);
         assert_eq!(diff(&clean, "b", &run).headline(), "1 regression");
 
-        let diverged = Baseline::from_report(&run);
+        let diverged = run.baseline();
         run.results.pop();
         assert_eq!(diff(&diverged, "b", &run).headline(), "1 fix");
     }

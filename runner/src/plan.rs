@@ -5,88 +5,8 @@
 
 use std::fmt;
 
-use crate::model::{Mode, Suite};
-
-/// Which tests of a suite to run, by test_bpf's own module parameters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Filter {
-    /// `test_id=N`.
-    Id(u32),
-    /// `test_range=A,B`, both ends included.
-    Range(u32, u32),
-    /// `test_name=NAME`: the test's exact description.
-    Name(String),
-}
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FilterError {
-    #[error("test range `{0}` ends before it starts")]
-    Backwards(String),
-    #[error("test name `{0}` contains a double quote, which module parameters cannot carry")]
-    Quote(String),
-    #[error("empty filter: give a test number (42), a range (10-20) or a name")]
-    Empty,
-}
-
-impl std::str::FromStr for Filter {
-    type Err = FilterError;
-
-    /// `42`, `10-20` (inclusive), `name:EXACT NAME`, or any other text as a name.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() {
-            return Err(FilterError::Empty);
-        }
-        if let Some(name) = s.strip_prefix("name:") {
-            return name_filter(name);
-        }
-        if let Ok(id) = s.parse() {
-            return Ok(Filter::Id(id));
-        }
-        if let Some((a, b)) = s.split_once('-') {
-            if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
-                if b < a {
-                    return Err(FilterError::Backwards(s.to_owned()));
-                }
-                return Ok(Filter::Range(a, b));
-            }
-        }
-        name_filter(s)
-    }
-}
-
-/// The form `--filter` takes, so that a filter read back parses to itself.
-impl std::fmt::Display for Filter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Filter::Id(id) => write!(f, "{id}"),
-            Filter::Range(a, b) => write!(f, "{a}-{b}"),
-            Filter::Name(name) => write!(f, "name:{name}"),
-        }
-    }
-}
-
-impl Filter {
-    /// Whether the test numbered `id` (when known) and named `name` is one this filter
-    /// selects; `None` when it cannot tell (a number filter and no number).
-    pub fn selects(&self, id: Option<u32>, name: &str) -> Option<bool> {
-        match (self, id) {
-            (Filter::Name(n), _) => Some(n == name),
-            (Filter::Id(want), Some(id)) => Some(*want == id),
-            (Filter::Range(a, b), Some(id)) => Some((*a..=*b).contains(&id)),
-            (_, None) => None,
-        }
-    }
-}
-
-fn name_filter(name: &str) -> Result<Filter, FilterError> {
-    if name.is_empty() {
-        Err(FilterError::Empty)
-    } else if name.contains('"') {
-        Err(FilterError::Quote(name.to_owned()))
-    } else {
-        Ok(Filter::Name(name.to_owned()))
-    }
-}
+use crate::model::{Catalog, Mode, Suite};
+pub use crate::model::{Filter, FilterError};
 
 /// One load of `test_bpf.ko`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +46,7 @@ pub struct Plan {
     pub inject_panic_after_s: Option<u32>,
     /// The tests the module holds, when read from it: lets results name tests the kernel
     /// never printed.
-    pub catalog: Option<crate::test_bpf::Catalog>,
+    pub catalog: Option<Catalog>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -193,26 +113,6 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filters_parse() {
-        assert_eq!("42".parse(), Ok(Filter::Id(42)));
-        assert_eq!("10-20".parse(), Ok(Filter::Range(10, 20)));
-        assert_eq!("TAX".parse(), Ok(Filter::Name("TAX".into())));
-        assert_eq!("name:12".parse(), Ok(Filter::Name("12".into())));
-        assert_eq!(
-            "ALU_MOV_X: dst = 2".parse(),
-            Ok(Filter::Name("ALU_MOV_X: dst = 2".into()))
-        );
-        assert_eq!(
-            "20-10".parse::<Filter>(),
-            Err(FilterError::Backwards("20-10".into()))
-        );
-        assert_eq!(
-            "a\"b".parse::<Filter>(),
-            Err(FilterError::Quote("a\"b".into()))
-        );
-    }
 
     #[test]
     fn all_suites_in_one_load_per_mode() {

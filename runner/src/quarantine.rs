@@ -114,7 +114,7 @@ impl Quarantine {
                     "interp",
                     "jit",
                     "jit-hardened",
-                    crate::baseline::DIVERGENCE_KEY,
+                    crate::model::DIVERGENCE_KEY,
                 ];
                 if !known.contains(&mode.as_str()) {
                     return Err(invalid(

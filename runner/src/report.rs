@@ -10,6 +10,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::baseline::Baseline;
+use crate::diff::{self, Diff, RunResults};
+pub use crate::model::Scope;
 pub use crate::model::{Mode, Status, TestResult};
 use crate::model::{Suite, SuiteName};
 
@@ -96,17 +99,6 @@ impl KernelInfo {
     }
 }
 
-/// What a run was asked to run: lets a diff tell a test the kernel dropped from one the run
-/// did not select.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Scope {
-    /// Suite names, in the order given (the defaults filled in).
-    pub suites: Vec<String>,
-    pub modes: Vec<Mode>,
-    /// `--filter` as given (`42`, `10-20`, `name:NAME`).
-    pub filter: Option<String>,
-}
-
 /// Wall-clock figures of a run, in seconds, measured on the host.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
@@ -170,7 +162,7 @@ pub struct Report {
     pub scope: Option<Scope>,
     /// The run against its baseline; `None` when there was none to compare with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diff: Option<crate::diff::Diff>,
+    pub diff: Option<Diff>,
 }
 
 /// Part `index` of `count` (both from 1, as `--shard K/N` says them).
@@ -221,6 +213,32 @@ pub fn canonical_order(results: &mut [TestResult]) {
 }
 
 impl Report {
+    /// What a diff reads of the run.
+    pub fn run_results(&self) -> RunResults<'_> {
+        RunResults {
+            results: &self.results,
+            scope: self.scope.as_ref(),
+            sharded: self.shard.is_some(),
+        }
+    }
+
+    /// The run against `baseline` (read from `baseline_path`).
+    pub fn diff_against(&self, baseline: &Baseline, baseline_path: &str) -> Diff {
+        diff::diff(baseline, baseline_path, self.run_results())
+    }
+
+    /// The run's baseline: its results in canonical form, kept for its kernel's flavour.
+    pub fn baseline(&self) -> Baseline {
+        let kernel = &self.kernel;
+        let release = kernel.release.as_deref().unwrap_or("release unknown");
+        Baseline::new(
+            kernel.arch,
+            kernel.flavour(),
+            format!("{} ({release})", kernel.source),
+            &self.results,
+        )
+    }
+
     pub fn new(
         kernel: KernelInfo,
         results: Vec<TestResult>,

@@ -8,9 +8,9 @@
 
 use crate::agent::{AgentRun, AgentStart};
 use crate::durations::{self, Durations};
+use crate::model::{Catalog, Filter};
 use crate::model::{Mode, Status, Suite, TestResult};
-use crate::plan::{Filter, ModuleLoad, Plan};
-use crate::test_bpf::Catalog;
+use crate::plan::{ModuleLoad, Plan};
 
 /// What one guest runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -147,14 +147,12 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// Whether `load` runs the test numbered `id`. A name filter's test is whichever it is: the
+/// load is about that one test.
 fn selects(load: &ModuleLoad, id: u32) -> bool {
-    match load.filter {
-        None => true,
-        Some(Filter::Range(a, b)) => (a..=b).contains(&id),
-        Some(Filter::Id(n)) => n == id,
-        // The name's test is whichever it is: the load is about that one test.
-        Some(Filter::Name(_)) => true,
-    }
+    load.filter
+        .as_ref()
+        .is_none_or(|filter| filter.selects(Some(id), None) != Some(false))
 }
 
 /// What one more module load costs a guest: `finit_module` of the 5 MB test_bpf.ko until its

@@ -27,9 +27,8 @@
 
 use std::collections::BTreeMap;
 
-pub use crate::model::Suite;
-use crate::model::{Mode, Status, TestResult};
-use crate::plan::Filter;
+pub use crate::model::{Catalog, Suite};
+use crate::model::{Filter, Mode, Status, TestResult};
 
 /// A suite's own count of its results, from its `Summary:` line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,9 +86,6 @@ pub struct LoadParser {
     expected: BTreeMap<Suite, Vec<(u32, String)>>,
 }
 
-/// Each suite's test names, in id order, as `module_tests::test_names` reads them.
-pub type Catalog = BTreeMap<Suite, Vec<String>>;
-
 /// What test_bpf says when its parameters select nothing (`prepare_test_range()`).
 const SELECTION_ERRORS: [&str; 5] = [
     "no test named",
@@ -124,16 +120,13 @@ impl LoadParser {
             let Some(names) = catalog.get(&suite) else {
                 continue;
             };
-            let all = names
-                .iter()
-                .enumerate()
-                .map(|(id, name)| (id as u32, name.clone()));
-            let selected: Vec<(u32, String)> = match filter {
-                None => all.collect(),
-                Some(Filter::Id(n)) => all.filter(|(id, _)| id == n).collect(),
-                Some(Filter::Range(a, b)) => all.filter(|(id, _)| (a..=b).contains(&id)).collect(),
-                // The module runs the first test of that name.
-                Some(Filter::Name(name)) => all.filter(|(_, n)| n == name).take(1).collect(),
+            let selected = match filter {
+                None => (0u32..).zip(names.iter().cloned()).collect(),
+                Some(filter) => filter
+                    .cut(names)
+                    .into_iter()
+                    .map(|(id, name)| (id, name.to_owned()))
+                    .collect(),
             };
             self.expected.insert(suite, selected);
         }

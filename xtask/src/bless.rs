@@ -22,11 +22,11 @@ impl Bless {
         let path = self.baseline.clone().unwrap_or_else(|| {
             baseline::default_path(&project_root().join("reports"), arch, &flavour)
         });
-        let new = Baseline::from_report(&report);
+        let new = report.baseline();
         // Say what this accepts, so that a bless is a decision, not a reflex.
         match Baseline::read(&path, arch, &flavour) {
             Ok(old) => {
-                let diff = runner::diff::diff(&old, &path.display().to_string(), &report);
+                let diff = report.diff_against(&old, &path.display().to_string());
                 print!("{}", diff.render_text(&[]));
             }
             Err(BaselineError::Missing { .. }) => println!("{}: new baseline", path.display()),
@@ -84,8 +84,8 @@ impl Bless {
                 ));
             }
             let seen: std::collections::BTreeSet<_> =
-                baseline::keys(&all.results).into_iter().collect();
-            if let Some(key) = baseline::keys(&report.results)
+                runner::model::keys(&all.results).into_iter().collect();
+            if let Some(key) = runner::model::keys(&report.results)
                 .into_iter()
                 .find(|k| seen.contains(k))
             {

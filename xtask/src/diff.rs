@@ -18,7 +18,9 @@ impl Diff {
         let old = if is_baseline {
             Baseline::read(&self.old, arch, &flavour).map_err(UsageError::wrap)?
         } else {
-            Baseline::from_report(&Report::read_run(&self.old).map_err(UsageError::wrap)?)
+            Report::read_run(&self.old)
+                .map_err(UsageError::wrap)?
+                .baseline()
         };
         // OLD stands in for the baseline; the quarantine and the classes still apply.
         let mut gate = Gate::with_rules(&self.rules)?;

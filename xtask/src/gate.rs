@@ -70,7 +70,7 @@ impl Gate {
             .unwrap_or(path)
             .display()
             .to_string();
-        let mut diff = runner::diff::diff(baseline, &shown, report);
+        let mut diff = report.diff_against(baseline, &shown);
         self.quarantine.apply(report.kernel.arch, &mut diff);
         report.diff = Some(diff);
     }

@@ -18,7 +18,6 @@ const ALLOWED: &[(&str, &str)] = &[
     ("runner/src/cases/matrix/alu.rs::generate", SPLIT_PENDING),
     ("runner/src/cases/yaml.rs::maps_of", SPLIT_PENDING),
     ("runner/src/cases/yaml.rs::xdp_case", SPLIT_PENDING),
-    ("runner/src/diff.rs::diff", SPLIT_PENDING),
     ("runner/src/fuzz/mod.rs::as_conformance", SPLIT_PENDING),
     ("runner/src/merge.rs::merge", SPLIT_PENDING),
     ("runner/src/session.rs::Run::guest_line", SPLIT_PENDING),

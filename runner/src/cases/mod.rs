@@ -386,11 +386,11 @@ pub fn select(loaded: Loaded, filter: &Filter) -> Result<Loaded, CaseError> {
     let selected = Loaded {
         cases: cases
             .into_iter()
-            .filter(|case| filter.selects(Some(case.number), &case.name) == Some(true))
+            .filter(|case| filter.selects(Some(case.number), Some(&case.name)) == Some(true))
             .collect(),
         unreadable: unreadable
             .into_iter()
-            .filter(|bad| filter.selects(Some(bad.number), &bad.name) == Some(true))
+            .filter(|bad| filter.selects(Some(bad.number), Some(&bad.name)) == Some(true))
             .collect(),
     };
     if selected.cases.is_empty() && selected.unreadable.is_empty() {

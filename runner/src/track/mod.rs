@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::baseline::{self, Entry, TestKey};
+use crate::baseline::Entry;
 use crate::diff::{self, Class};
-use crate::model::Status;
+use crate::model::{keys, Status, TestKey};
 use crate::report::Report;
 
 /// Version of `track.json`'s layout.
@@ -124,7 +124,7 @@ impl Series {
         let per_run: Vec<BTreeMap<TestKey, (Entry, bool)>> = runs
             .iter()
             .map(|run| {
-                baseline::keys(&run.report.results)
+                keys(&run.report.results)
                     .into_iter()
                     .zip(&run.report.results)
                     .map(|(key, r)| (key, (Entry::of(r), r.flaky.is_some())))
@@ -141,7 +141,7 @@ impl Series {
                     Some((entry, _)) if diff::is_infrastructure(entry.status) => Seen::Unknown,
                     Some((entry, _)) => Seen::Known(Some(*entry)),
                     // Absent: gone from the kernel only if the run selected it.
-                    None => match diff::selected(&run.report, key) {
+                    None => match diff::selected(run.report.scope.as_ref(), key) {
                         Some(true) => Seen::Known(None),
                         Some(false) | None => Seen::Unknown,
                     },

@@ -1,15 +1,23 @@
 //! The results model: how a test ran ([`Mode`]), how it ended ([`Status`]), which suite it
 //! belongs to ([`SuiteName`]: one of the kernel's [`Suite`]s or one of our [`AgentSuite`]s)
-//! and one test's [`TestResult`].
+//! and one test's [`TestResult`]; what a run selects ([`Filter`], [`Scope`]), what a kernel
+//! holds ([`Catalog`]), and what makes two results the same test ([`TestKey`]).
 //!
 //! Imports point down: every other module may build on these, and this one imports nothing
 //! of the crate but, if ever needed, `arch`. The serialized names are part of `report.json`'s
 //! format: they change only with `report::SCHEMA_VERSION`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+mod filter;
+mod key;
+
+pub use filter::{Filter, FilterError};
+pub use key::{keys, TestKey, DIVERGENCE_KEY};
 
 /// The outcome of one test. A closed set: every result is exactly one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -336,6 +344,20 @@ impl TestResult {
                 .strip_prefix(self.suite.name())
                 .is_some_and(|rest| rest.starts_with(" ("))
     }
+}
+
+/// Each suite's test names, in id order, as the module holds them (`module_tests` reads them).
+pub type Catalog = BTreeMap<Suite, Vec<String>>;
+
+/// What a run was asked to run: lets a diff tell a test the kernel dropped from one the run
+/// did not select.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Suite names, in the order given (the defaults filled in).
+    pub suites: Vec<String>,
+    pub modes: Vec<Mode>,
+    /// `--filter` as given (`42`, `10-20`, `name:NAME`).
+    pub filter: Option<String>,
 }
 
 #[cfg(test)]
