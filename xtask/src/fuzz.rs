@@ -107,6 +107,116 @@ struct Totals {
     refusals: BTreeMap<String, u64>,
 }
 
+/// What the batches gather: the run's counts, the coverage and the findings.
+#[derive(Default)]
+struct Gathered {
+    totals: Totals,
+    coverage: Coverage,
+    findings: Vec<Finding>,
+}
+
+/// The programs of a batch the reference runs, by index, with the value it gave each.
+type Programs = BTreeMap<u64, (fuzz::Generated, u64)>;
+
+impl Gathered {
+    /// Generates programs `indices` and runs the reference on them, on every core: the
+    /// programs it runs, and their cases; the others are counted and told of.
+    fn generate(
+        &mut self,
+        config: &Config,
+        indices: std::ops::Range<u64>,
+        seed: u64,
+        endian: Endian,
+    ) -> (Programs, Vec<Case>) {
+        let mut programs = BTreeMap::new();
+        let mut cases = Vec::new();
+        // Generating and running the reference take as long as the guests do: on every core.
+        let generated: Vec<_> = indices
+            .into_par_iter()
+            .map(|index| {
+                let g = fuzz::generate(config, index);
+                let expected = fuzz::reference(&g.insns, &g.maps, endian);
+                (index, g, expected)
+            })
+            .collect();
+        for (index, g, expected) in generated {
+            self.totals.generated += 1;
+            self.coverage.add(&g.insns);
+            match expected {
+                Ok(expected) => {
+                    cases.push(fuzz::case(
+                        name(seed, index),
+                        g.insns.clone(),
+                        g.maps.clone(),
+                        expected,
+                    ));
+                    programs.insert(index, (g, expected));
+                }
+                Err(e) => {
+                    self.totals.reference_refused += 1;
+                    eprintln!("fuzz: program {index}: {e}");
+                }
+            }
+        }
+        (programs, cases)
+    }
+
+    /// Counts the outcomes of the batch run in `dir`, and keeps its findings.
+    fn tally(&mut self, report: &Report, seed: u64, mut programs: Programs, dir: &Path) {
+        let totals = &mut self.totals;
+        for (index, outcome) in outcomes(report, seed) {
+            // Programs the deadline or a crash left unrun in some mode count apart.
+            totals.ran += u64::from(outcome != Outcome::NotRun);
+            match outcome {
+                Outcome::NotRun => totals.not_run += 1,
+                Outcome::Agrees => totals.agreed += 1,
+                Outcome::Refused(why) => {
+                    totals.refused += 1;
+                    *totals.refusals.entry(why).or_default() += 1;
+                }
+                Outcome::Finding(what) => {
+                    totals.findings += 1;
+                    if let Some((g, expected)) = programs.remove(&index) {
+                        eprintln!("fuzz: finding: program {index}: {}", describe(&what));
+                        self.findings.push(Finding {
+                            index,
+                            insns: g.insns,
+                            form: Form::Generated(g.maps),
+                            expected,
+                            what,
+                            batch: dir.to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Totals {
+    /// Adds the agent's passes of a batch to the time each mode took.
+    fn add_timing(&mut self, report: &Report) {
+        for pass in &report.timing.agent {
+            let entry = self
+                .agent_seconds
+                .entry(pass.mode.name().to_owned())
+                .or_default();
+            entry.0 += pass.cases;
+            entry.1 += pass.seconds;
+        }
+    }
+
+    /// Sets the programs run per second in each mode from the time the modes took.
+    fn set_rates(&mut self) {
+        for (mode, (cases, seconds)) in &self.agent_seconds {
+            if *seconds > 0.0 {
+                self.per_second
+                    .insert(mode.clone(), *cases as f64 / seconds);
+            }
+        }
+    }
+}
+
 impl FuzzCmd {
     pub fn run(self) -> anyhow::Result<u8> {
         let cancel = Arc::new(AtomicBool::new(false));
@@ -118,150 +228,18 @@ impl FuzzCmd {
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create the run directory {}", out.display()))?;
         let endian = self.arch.elf().endian;
-        let mut config = Config {
-            seed: self.seed,
-            len: self.len.clone(),
-            // The probe's stream; the run's instruction set is decided just below.
-            isa_v4: true,
-            loops: true,
-            value_size: 512,
-        };
-        config.isa_v4 = match self.isa {
-            Isa::V3 => false,
-            Isa::V4 => true,
-            Isa::Auto => self.kernel_takes_isa_v4(&config, &out, endian, &cancel)?,
-        };
-        eprintln!(
-            "fuzz: instruction set {}",
-            if config.isa_v4 { "v4" } else { "v3" }
-        );
-        let budget = match (self.count, self.time) {
-            (Some(_), _) => None,
-            (None, Some(time)) => Some(time),
-            (None, None) => Some(Duration::from_secs(600)),
-        };
+        let config = self.config(&out, endian, &cancel)?;
         let started = Instant::now();
-        let mut totals = Totals::default();
-        let mut coverage = Coverage::default();
-        let mut findings: Vec<Finding> = Vec::new();
-        let mut next = self.start;
-        let end = self.count.map(|c| self.start.saturating_add(c));
-        let mut batch = 0usize;
-        while !cancel.load(Ordering::SeqCst) {
-            if budget.is_some_and(|b| started.elapsed() >= b) || end.is_some_and(|end| next >= end)
-            {
-                break;
-            }
-            let size = match end {
-                Some(end) => self.batch.min(end - next),
-                None => self.batch,
-            };
-            let mut programs = BTreeMap::new();
-            let mut cases = Vec::new();
-            // Generating and running the reference take as long as the guests do: on every core.
-            let generated: Vec<_> = (next..next + size)
-                .into_par_iter()
-                .map(|index| {
-                    let g = fuzz::generate(&config, index);
-                    let expected = fuzz::reference(&g.insns, &g.maps, endian);
-                    (index, g, expected)
-                })
-                .collect();
-            for (index, g, expected) in generated {
-                totals.generated += 1;
-                coverage.add(&g.insns);
-                match expected {
-                    Ok(expected) => {
-                        cases.push(fuzz::case(
-                            name(self.seed, index),
-                            g.insns.clone(),
-                            g.maps.clone(),
-                            expected,
-                        ));
-                        programs.insert(index, (g, expected));
-                    }
-                    Err(e) => {
-                        totals.reference_refused += 1;
-                        eprintln!("fuzz: program {index}: {e}");
-                    }
-                }
-            }
-            next += size;
-            let dir = out.join(format!("batch-{batch}"));
-            batch += 1;
-            eprintln!(
-                "fuzz: batch {batch}: programs {}..{} in {}",
-                next - size,
-                next,
-                dir.display()
-            );
-            let report = match budget {
-                Some(budget) => {
-                    let deadline = started + budget;
-                    self.guest_run_until(cases, &dir, deadline, &cancel)?
-                }
-                None => self.guest_run(cases, &self.mode, &dir, &cancel)?,
-            };
-            for pass in &report.timing.agent {
-                let entry = totals
-                    .agent_seconds
-                    .entry(pass.mode.name().to_owned())
-                    .or_default();
-                entry.0 += pass.cases;
-                entry.1 += pass.seconds;
-            }
-            for (index, outcome) in outcomes(&report, self.seed) {
-                // Programs the deadline or a crash left unrun in some mode count apart.
-                totals.ran += u64::from(outcome != Outcome::NotRun);
-                match outcome {
-                    Outcome::NotRun => totals.not_run += 1,
-                    Outcome::Agrees => totals.agreed += 1,
-                    Outcome::Refused(why) => {
-                        totals.refused += 1;
-                        *totals.refusals.entry(why).or_default() += 1;
-                    }
-                    Outcome::Finding(what) => {
-                        totals.findings += 1;
-                        if let Some((g, expected)) = programs.remove(&index) {
-                            eprintln!("fuzz: finding: program {index}: {}", describe(&what));
-                            findings.push(Finding {
-                                index,
-                                insns: g.insns,
-                                form: Form::Generated(g.maps),
-                                expected,
-                                what,
-                                batch: dir.clone(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        for (mode, (cases, seconds)) in &totals.agent_seconds {
-            if *seconds > 0.0 {
-                totals
-                    .per_second
-                    .insert(mode.clone(), *cases as f64 / seconds);
-            }
-        }
+        let Gathered {
+            mut totals,
+            coverage,
+            mut findings,
+        } = self.run_batches(&config, &out, endian, started, &cancel)?;
+        totals.set_rates();
         let findings_dir = out.join("findings");
         std::fs::create_dir_all(&findings_dir)?;
-        for finding in findings.iter_mut().take(self.minimise) {
-            if !cancel.load(Ordering::SeqCst) {
-                self.minimise(finding, &out, endian, &cancel)?;
-            }
-        }
-        // Minimising ran its programs with their JIT images; the others run once more for them.
-        if findings.len() > self.minimise && !cancel.load(Ordering::SeqCst) {
-            self.with_images(&mut findings[self.minimise..], &out, endian, &cancel)?;
-        }
-        for finding in &findings {
-            let path = findings_dir.join(format!("fuzz-{}-{}.data", self.seed, finding.index));
-            let text = self.finding_data(finding, config.isa_v4, endian);
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("fuzz: wrote {}", path.display());
-        }
+        self.settle(&mut findings, &out, endian, &cancel)?;
+        self.write_findings(&findings, &findings_dir, config.isa_v4, endian)?;
         let summary = summary(&self, &totals, &coverage, &findings, started.elapsed());
         std::fs::write(out.join("fuzz.md"), &summary)?;
         std::fs::write(
@@ -275,6 +253,125 @@ impl FuzzCmd {
         } else {
             u8::from(!findings.is_empty())
         })
+    }
+
+    /// The generator's settings, with the instruction set `--isa` names or, for `auto`, the
+    /// one the kernel takes.
+    fn config(&self, out: &Path, endian: Endian, cancel: &AtomicBool) -> anyhow::Result<Config> {
+        let mut config = Config {
+            seed: self.seed,
+            len: self.len.clone(),
+            // The probe's stream; the run's instruction set is decided just below.
+            isa_v4: true,
+            loops: true,
+            value_size: 512,
+        };
+        config.isa_v4 = match self.isa {
+            Isa::V3 => false,
+            Isa::V4 => true,
+            Isa::Auto => self.kernel_takes_isa_v4(&config, out, endian, cancel)?,
+        };
+        eprintln!(
+            "fuzz: instruction set {}",
+            if config.isa_v4 { "v4" } else { "v3" }
+        );
+        Ok(config)
+    }
+
+    /// How long the batches may go on: as long as `--count` takes, else `--time`, else ten
+    /// minutes.
+    fn budget(&self) -> Option<Duration> {
+        match (self.count, self.time) {
+            (Some(_), _) => None,
+            (None, Some(time)) => Some(time),
+            (None, None) => Some(Duration::from_secs(600)),
+        }
+    }
+
+    /// Generates and runs batch after batch, from `--start`, until `--count` programs or the
+    /// time budget (from `started`) are used up, or Ctrl-C.
+    fn run_batches(
+        &self,
+        config: &Config,
+        out: &Path,
+        endian: Endian,
+        started: Instant,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<Gathered> {
+        let budget = self.budget();
+        let mut gathered = Gathered::default();
+        let mut next = self.start;
+        let end = self.count.map(|c| self.start.saturating_add(c));
+        let mut batch = 0usize;
+        while !cancel.load(Ordering::SeqCst) {
+            if budget.is_some_and(|b| started.elapsed() >= b) || end.is_some_and(|end| next >= end)
+            {
+                break;
+            }
+            let size = match end {
+                Some(end) => self.batch.min(end - next),
+                None => self.batch,
+            };
+            let (programs, cases) = gathered.generate(config, next..next + size, self.seed, endian);
+            next += size;
+            let dir = out.join(format!("batch-{batch}"));
+            batch += 1;
+            eprintln!(
+                "fuzz: batch {batch}: programs {}..{} in {}",
+                next - size,
+                next,
+                dir.display()
+            );
+            let report = match budget {
+                Some(budget) => {
+                    let deadline = started + budget;
+                    self.guest_run_until(cases, &dir, deadline, cancel)?
+                }
+                None => self.guest_run(cases, &self.mode, &dir, cancel)?,
+            };
+            gathered.totals.add_timing(&report);
+            gathered.tally(&report, self.seed, programs, &dir);
+        }
+        Ok(gathered)
+    }
+
+    /// Minimises the first `--minimise` findings, and runs the others once more for their JIT
+    /// images, until Ctrl-C.
+    fn settle(
+        &self,
+        findings: &mut [Finding],
+        out: &Path,
+        endian: Endian,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        for finding in findings.iter_mut().take(self.minimise) {
+            if !cancel.load(Ordering::SeqCst) {
+                self.minimise(finding, out, endian, cancel)?;
+            }
+        }
+        // Minimising ran its programs with their JIT images; the others run once more for them.
+        if findings.len() > self.minimise && !cancel.load(Ordering::SeqCst) {
+            self.with_images(&mut findings[self.minimise..], out, endian, cancel)?;
+        }
+        Ok(())
+    }
+
+    /// Writes each finding as a `.data` file into `dir`.
+    fn write_findings(
+        &self,
+        findings: &[Finding],
+        dir: &Path,
+        isa_v4: bool,
+        endian: Endian,
+    ) -> anyhow::Result<()> {
+        for finding in findings {
+            let path = dir.join(format!("fuzz-{}-{}.data", self.seed, finding.index));
+            let text = self.finding_data(finding, isa_v4, endian);
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("fuzz: wrote {}", path.display());
+        }
+        Ok(())
     }
 
     /// Whether the kernel loads an ISA v4 program: the first of the seed's v4 stream that has

@@ -609,35 +609,14 @@ impl Tree {
             .file_name()
             .map_or("tree".into(), |n| n.to_string_lossy().into_owned());
         let path_hash = hex(&Sha256::digest(source.to_string_lossy().as_bytes()))[..8].to_owned();
+        let name = format!("{base}-{path_hash}");
         let is_git = cmd!(sh, "git -C {source} rev-parse --git-dir")
             .quiet()
             .ignore_stderr()
             .read()
             .is_ok();
         if as_it_is {
-            // The tree as it is: its commit and uncommitted changes, when it is git.
-            let identity = match is_git {
-                true => {
-                    let head = cmd!(sh, "git -C {source} rev-parse HEAD").quiet().read()?;
-                    let diff = cmd!(sh, "git -C {source} diff HEAD").quiet().read()?;
-                    let status = cmd!(sh, "git -C {source} status --porcelain")
-                        .quiet()
-                        .read()?;
-                    let state = hex(&Sha256::digest(format!("{diff}\n{status}").as_bytes()));
-                    format!("tree:{}@{head}+{}", source.display(), &state[..12])
-                }
-                // Not git: nothing cheap tells two states apart, so every build runs make,
-                // which rebuilds what changed.
-                false => format!("tree:{}@{}", source.display(), unique_now()),
-            };
-            let revision = identity.rsplit('@').next().unwrap_or("").to_owned();
-            return Ok(Tree {
-                dir: source,
-                name: format!("{base}-{path_hash}"),
-                identity,
-                revision,
-                checkout: None,
-            });
+            return Tree::as_it_is(sh, source, name, is_git);
         }
         if !is_git {
             return Err(UsageError::wrap(anyhow::anyhow!(
@@ -656,9 +635,47 @@ impl Tree {
                     source.display()
                 ))
             })?;
+        Tree::worktree(sh, &source, name, commit, cache)
+    }
+
+    /// The tree `source` built in place, as it is: its identity is its commit and uncommitted
+    /// changes when it is git.
+    fn as_it_is(sh: &Shell, source: PathBuf, name: String, is_git: bool) -> anyhow::Result<Tree> {
+        let identity = match is_git {
+            true => {
+                let head = cmd!(sh, "git -C {source} rev-parse HEAD").quiet().read()?;
+                let diff = cmd!(sh, "git -C {source} diff HEAD").quiet().read()?;
+                let status = cmd!(sh, "git -C {source} status --porcelain")
+                    .quiet()
+                    .read()?;
+                let state = hex(&Sha256::digest(format!("{diff}\n{status}").as_bytes()));
+                format!("tree:{}@{head}+{}", source.display(), &state[..12])
+            }
+            // Not git: nothing cheap tells two states apart, so every build runs make,
+            // which rebuilds what changed.
+            false => format!("tree:{}@{}", source.display(), unique_now()),
+        };
+        let revision = identity.rsplit('@').next().unwrap_or("").to_owned();
+        Ok(Tree {
+            dir: source,
+            name,
+            identity,
+            revision,
+            checkout: None,
+        })
+    }
+
+    /// The harness's own worktree `name` of the git tree `source`, in the cache, added at
+    /// `commit` the first time (`hold` moves it to the commit of each build).
+    fn worktree(
+        sh: &Shell,
+        source: &Path,
+        name: String,
+        commit: String,
+        cache: &Path,
+    ) -> anyhow::Result<Tree> {
         // Never the user's checkout: a worktree of the cache, one per tree, moved from
         // revision to revision so that make sees only the files that changed.
-        let name = format!("{base}-{path_hash}");
         let worktree = cache.join("worktrees").join(&name);
         let _lock = match worktree.join(".git").exists() {
             true => None,

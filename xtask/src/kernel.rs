@@ -181,12 +181,29 @@ fn fetch_debian(sh: &Shell, arch: Arch, name: &str, cache: &Path) -> anyhow::Res
             .map(|part| format!("linux-{part}-{abi}-{flavour}"))
             .collect(),
     };
+    let debs = download_kernel_packages(sh, &apt, arch, line, &packages)?;
+    let kernel = publish_kernel(&debs, &packages, &package, &dir, cache)?;
+    // The unpacked files are all we use; the packages are 50-110 MB each.
+    for deb in &debs {
+        let _ = fs::remove_file(deb);
+    }
+    Ok(kernel)
+}
+
+/// Downloads `packages`; a failure says which ABI of `line` the archive does carry.
+fn download_kernel_packages(
+    sh: &Shell,
+    apt: &Apt,
+    arch: Arch,
+    line: &Line,
+    packages: &[String],
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut debs = Vec::new();
-    for name in &packages {
+    for name in packages {
         match apt.download(sh, name) {
             Ok(deb) => debs.push(deb),
             Err(error) => {
-                let hint = match available_abis(sh, &apt, arch, line)
+                let hint = match available_abis(sh, apt, arch, line)
                     .ok()
                     .and_then(|a| a.last().cloned())
                 {
@@ -203,32 +220,25 @@ fn fetch_debian(sh: &Shell, arch: Arch, name: &str, cache: &Path) -> anyhow::Res
             }
         }
     }
+    Ok(debs)
+}
+
+/// Unpacks the files of `package` a guest needs from `debs` and publishes them, with their
+/// `kernel.json`, as the cache entry `dir`.
+fn publish_kernel(
+    debs: &[PathBuf],
+    packages: &[String],
+    package: &str,
+    dir: &Path,
+    cache: &Path,
+) -> anyhow::Result<Kernel> {
     let version = debs
         .first()
         .and_then(|deb| debian::version_of(deb))
         .unwrap_or_else(|| "unknown".into());
     fs::create_dir_all(cache.join("kernels"))?;
     let staging = cache::staging_dir(&cache.join("kernels"))?;
-    let mut copied = Vec::new();
-    for deb in &debs {
-        copied.extend(debian::extract(deb, |path| {
-            kernel_file(path).map(|name| staging.path().join(name))
-        })?);
-    }
-    for module in ["test_bpf", "veth"] {
-        decompress_module(staging.path(), module)?;
-    }
-    for needed in ["vmlinuz", "config", "test_bpf.ko"] {
-        if !staging.path().join(needed).exists() {
-            bail!(
-                "{} have no {needed} (looked for boot/vmlinuz-*, usr/lib/modules/*/vmlinuz, \
-                 boot/config-*, usr/lib/modules/*/config and */kernel/lib/test_bpf.ko[.xz|.zst|.gz]; \
-                 found: {}); this flavour cannot run the JIT suite",
-                packages.join(", "),
-                copied.join(", ")
-            );
-        }
-    }
+    stage_kernel_files(staging.path(), debs, packages)?;
     let extra_modules = if staging.path().join("veth.ko").exists() {
         vec![dir.join("veth.ko")]
     } else {
@@ -249,15 +259,37 @@ fn fetch_debian(sh: &Shell, arch: Arch, name: &str, cache: &Path) -> anyhow::Res
         serde_json::to_vec_pretty(&kernel)?,
     )?;
     // Publish the directory whole, so a run interrupted mid-unpack leaves nothing half done.
-    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_dir_all(dir);
     let staged = staging.keep();
-    fs::rename(&staged, &dir)
+    fs::rename(&staged, dir)
         .with_context(|| format!("cannot move {} to {}", staged.display(), dir.display()))?;
-    // The unpacked files are all we use; the packages are 50-110 MB each.
-    for deb in &debs {
-        let _ = fs::remove_file(deb);
-    }
     Ok(kernel)
+}
+
+/// Extracts the kernel files of `debs` (the `packages`) into `staging`, its modules
+/// decompressed, and checks the image, config and test_bpf are among them.
+fn stage_kernel_files(staging: &Path, debs: &[PathBuf], packages: &[String]) -> anyhow::Result<()> {
+    let mut copied = Vec::new();
+    for deb in debs {
+        copied.extend(debian::extract(deb, |path| {
+            kernel_file(path).map(|name| staging.join(name))
+        })?);
+    }
+    for module in ["test_bpf", "veth"] {
+        decompress_module(staging, module)?;
+    }
+    for needed in ["vmlinuz", "config", "test_bpf.ko"] {
+        if !staging.join(needed).exists() {
+            bail!(
+                "{} have no {needed} (looked for boot/vmlinuz-*, usr/lib/modules/*/vmlinuz, \
+                 boot/config-*, usr/lib/modules/*/config and */kernel/lib/test_bpf.ko[.xz|.zst|.gz]; \
+                 found: {}); this flavour cannot run the JIT suite",
+                packages.join(", "),
+                copied.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The extensions of the module compressions Debian's kernels use (`CONFIG_MODULE_COMPRESS_*`).

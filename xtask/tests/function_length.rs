@@ -23,10 +23,7 @@ const ALLOWED: &[(&str, &str)] = &[
     ("runner/src/session.rs::Run::guest_line", SPLIT_PENDING),
     ("runner/src/session.rs::supervise", SPLIT_PENDING),
     ("runner/src/track/markdown.rs::render_series", SPLIT_PENDING),
-    ("xtask/src/fuzz.rs::FuzzCmd::run", SPLIT_PENDING),
     ("xtask/src/guests.rs::boot", SPLIT_PENDING),
-    ("xtask/src/kbuild.rs::Tree::prepare", SPLIT_PENDING),
-    ("xtask/src/kernel.rs::fetch_debian", SPLIT_PENDING),
     ("xtask/src/test.rs::Test::run_until", SPLIT_PENDING),
     ("xtask/src/track.rs::TrackCmd::run", SPLIT_PENDING),
 ];

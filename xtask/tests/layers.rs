@@ -1,11 +1,17 @@
 //! Tidy check of `runner`'s imports: they point down. The modules directly under
 //! `runner/src/` form no import circle but the ones [`KNOWN_CIRCLES`] lists (each to be
 //! broken, issue 19), and `model`, the results layer at the bottom, imports nothing of the
-//! crate but `arch`. Unit-test modules (`#[cfg(test)]` to the end of a file) do not count.
+//! crate but `arch`. Each file is read as Rust (syn): an import is a path that starts with
+//! `crate::`, in a `use` (grouped ones too), in code or in a macro's arguments. Items marked
+//! `#[cfg(test)]` (unit-test modules, test-only functions, uses and impls) do not count,
+//! wherever they stand in the file; doc comments and strings never do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use proc_macro2::{TokenStream, TokenTree};
+use syn::visit::Visit;
 
 mod sources;
 
@@ -38,21 +44,133 @@ fn module_of(src: &Path, file: &Path) -> String {
     first.unwrap_or_default().trim_end_matches(".rs").to_owned()
 }
 
-/// The `crate::NAME` paths a text names, outside its unit tests.
-fn imports(text: &str) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or(text);
-    let mut found = BTreeSet::new();
-    for (at, _) in code.match_indices("crate::") {
-        let rest = &code[at + "crate::".len()..];
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !name.is_empty() {
-            found.insert(name);
+/// Whether `attrs` hold `#[cfg(test)]`: the item is compiled for unit tests only.
+fn is_test_only(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
+    })
+}
+
+/// The attributes of an item (none for one syn does not parse).
+fn item_attrs(item: &syn::Item) -> &[syn::Attribute] {
+    match item {
+        syn::Item::Const(i) => &i.attrs,
+        syn::Item::Enum(i) => &i.attrs,
+        syn::Item::ExternCrate(i) => &i.attrs,
+        syn::Item::Fn(i) => &i.attrs,
+        syn::Item::ForeignMod(i) => &i.attrs,
+        syn::Item::Impl(i) => &i.attrs,
+        syn::Item::Macro(i) => &i.attrs,
+        syn::Item::Mod(i) => &i.attrs,
+        syn::Item::Static(i) => &i.attrs,
+        syn::Item::Struct(i) => &i.attrs,
+        syn::Item::Trait(i) => &i.attrs,
+        syn::Item::TraitAlias(i) => &i.attrs,
+        syn::Item::Type(i) => &i.attrs,
+        syn::Item::Union(i) => &i.attrs,
+        syn::Item::Use(i) => &i.attrs,
+        _ => &[],
+    }
+}
+
+/// The attributes of an item in an impl block.
+fn impl_item_attrs(item: &syn::ImplItem) -> &[syn::Attribute] {
+    match item {
+        syn::ImplItem::Const(i) => &i.attrs,
+        syn::ImplItem::Fn(i) => &i.attrs,
+        syn::ImplItem::Type(i) => &i.attrs,
+        syn::ImplItem::Macro(i) => &i.attrs,
+        _ => &[],
+    }
+}
+
+/// The NAMEs of the `crate::NAME` paths met, outside items for tests only.
+#[derive(Default)]
+struct Imports(BTreeSet<String>);
+
+impl Imports {
+    /// The names a `use` tree takes from `crate`: `use crate::a::B`, `use crate::{a, b::C}`,
+    /// also within a group (`use {crate::a, std::fmt}`).
+    fn use_tree(&mut self, tree: &syn::UseTree) {
+        match tree {
+            syn::UseTree::Path(p) if p.ident == "crate" => self.under_crate(&p.tree),
+            syn::UseTree::Group(g) => g.items.iter().for_each(|t| self.use_tree(t)),
+            _ => {}
         }
     }
-    found
+
+    /// The first names of the tree that follows `use crate::`.
+    fn under_crate(&mut self, tree: &syn::UseTree) {
+        let name = match tree {
+            syn::UseTree::Path(p) => &p.ident,
+            syn::UseTree::Name(n) => &n.ident,
+            syn::UseTree::Rename(r) => &r.ident,
+            syn::UseTree::Group(g) => {
+                g.items.iter().for_each(|t| self.under_crate(t));
+                return;
+            }
+            syn::UseTree::Glob(_) => return,
+        };
+        self.0.insert(name.to_string());
+    }
+
+    /// The `crate :: NAME` token runs of a macro's arguments, which syn leaves unparsed.
+    fn tokens(&mut self, tokens: TokenStream) {
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        for (at, token) in tokens.iter().enumerate() {
+            match (token, &tokens[at + 1..]) {
+                (TokenTree::Group(g), _) => self.tokens(g.stream()),
+                (
+                    TokenTree::Ident(krate),
+                    [TokenTree::Punct(a), TokenTree::Punct(b), TokenTree::Ident(name), ..],
+                ) if krate == "crate" && a.as_char() == ':' && b.as_char() == ':' => {
+                    self.0.insert(name.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Imports {
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        if !is_test_only(item_attrs(item)) {
+            syn::visit::visit_item(self, item);
+        }
+    }
+
+    fn visit_impl_item(&mut self, item: &'ast syn::ImplItem) {
+        if !is_test_only(impl_item_attrs(item)) {
+            syn::visit::visit_impl_item(self, item);
+        }
+    }
+
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        self.use_tree(&u.tree);
+    }
+
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        let mut segments = path.segments.iter();
+        if let (Some(first), Some(second)) = (segments.next(), segments.next()) {
+            if first.ident == "crate" {
+                self.0.insert(second.ident.to_string());
+            }
+        }
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.tokens(m.tokens.clone());
+        syn::visit::visit_macro(self, m);
+    }
+}
+
+/// The `crate::NAME` paths a file names, outside its items for tests only.
+fn imports(text: &str) -> syn::Result<BTreeSet<String>> {
+    let file = syn::parse_file(text)?;
+    let mut imports = Imports::default();
+    imports.visit_file(&file);
+    Ok(imports.0)
 }
 
 fn graph(src: &Path) -> Graph {
@@ -65,7 +183,9 @@ fn graph(src: &Path) -> Graph {
         let text = fs::read_to_string(&file)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
         let deps = graph.entry(module.clone()).or_default();
-        deps.extend(imports(&text).into_iter().filter(|d| *d != module));
+        let names = imports(&text)
+            .unwrap_or_else(|e| panic!("cannot parse {} as Rust: {e}", file.display()));
+        deps.extend(names.into_iter().filter(|d| *d != module));
     }
     graph
 }
@@ -165,4 +285,51 @@ fn a_planted_import_up_is_caught() {
         problems.contains("\"qemu\"") && problems.contains("\"session\""),
         "{problems}"
     );
+}
+
+/// A file with a test-only function in its middle and a unit-test module at its end.
+const MIXED: &str = r#"
+use crate::model::Mode;
+
+#[cfg(test)]
+fn fixture() -> crate::report::Report {
+    unimplemented!()
+}
+
+use crate::{plan, qemu::Qemu};
+
+pub fn parse(text: &str) -> crate::test_bpf::Catalog {
+    let filter = crate::plan::Filter::parse(text);
+    println!("{}", crate::arch::Arch::X86_64);
+    unimplemented!()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::session::Run;
+
+    fn case() {
+        crate::diff::diff();
+    }
+}
+"#;
+
+#[test]
+fn an_import_after_a_test_only_fn_is_seen() {
+    let found = imports(MIXED).unwrap_or_else(|e| panic!("cannot parse MIXED: {e}"));
+    for name in ["model", "plan", "qemu", "test_bpf", "arch"] {
+        assert!(found.contains(name), "{name} not in {found:?}");
+    }
+    assert!(
+        !found.contains("report"),
+        "the test-only fn counted: {found:?}"
+    );
+}
+
+#[test]
+fn an_import_in_a_test_module_is_not() {
+    let found = imports(MIXED).unwrap_or_else(|e| panic!("cannot parse MIXED: {e}"));
+    for name in ["session", "diff"] {
+        assert!(!found.contains(name), "{name} in {found:?}");
+    }
 }
