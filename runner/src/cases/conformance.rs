@@ -155,63 +155,14 @@ fn position(path: &Path, line: usize, text: &str) -> String {
 /// Parses one `.data` file into a case named `name`, its memory where `memory` says.
 pub fn parse(path: &Path, text: &str, name: &str, memory: Memory) -> Result<Case, CaseError> {
     let (sections, guards) = sections(path, text)?;
-    let whole_file = || format!("{}:1:1", path.display());
     let find = |n: &str| sections.iter().find(|s| s.name == n);
     let mem = match find("mem") {
         Some(s) => parse_hex(&strip_comments(&s.body))
             .map_err(|e| CaseError::invalid(format!("{}:{}:1", path.display(), s.first_line), e))?,
         None => Vec::new(),
     };
-    let (program, first_line) = match (find("asm"), find("raw")) {
-        (Some(s), _) => {
-            let program = asm::assemble(&s.body).map_err(|e| {
-                CaseError::invalid(
-                    format!(
-                        "{}:{}:{}",
-                        path.display(),
-                        s.first_line + e.line - 1,
-                        e.column
-                    ),
-                    e.message,
-                )
-            })?;
-            (program, s.first_line)
-        }
-        (None, Some(s)) => (raw_program(path, s)?, s.first_line),
-        (None, None) => {
-            return Err(CaseError::invalid(
-                whole_file(),
-                "no `-- asm` or `-- raw` section: nothing to run",
-            ));
-        }
-    };
-    let expect = match (find("result"), find("error")) {
-        (Some(s), _) => {
-            let text = strip_comments(&s.body);
-            // The first line that holds anything, for the position of an error.
-            let (line, first) = text
-                .lines()
-                .enumerate()
-                .find(|(_, l)| !l.trim().is_empty())
-                .map_or((s.first_line, ""), |(n, l)| (s.first_line + n, l));
-            let value = asm::parse_number(text.trim())
-                .filter(|n| (i64::MIN as i128..=u64::MAX as i128).contains(n))
-                .ok_or_else(|| {
-                    CaseError::invalid(
-                        position(path, line, first),
-                        format!("expected a 64-bit number, found `{}`", text.trim()),
-                    )
-                })?;
-            Expectation::R0(value as u64)
-        }
-        (None, Some(s)) => Expectation::LoadError(strip_comments(&s.body).trim().to_owned()),
-        (None, None) => {
-            return Err(CaseError::invalid(
-                whole_file(),
-                "no `-- result` or `-- error` section: nothing to check",
-            ));
-        }
-    };
+    let (program, first_line) = program_of(path, find("asm"), find("raw"))?;
+    let expect = expectation(path, find("result"), find("error"))?;
     let needs_isa_v4 = uses_isa_v4(&program);
     let mut maps = vec![result_map()];
     if let Some(s) = find("map") {
@@ -219,20 +170,7 @@ pub fn parse(path: &Path, text: &str, name: &str, memory: Memory) -> Result<Case
     }
     let memory = if mem.is_empty() { None } else { Some(memory) };
     let wrapped = wrap(program, mem.len(), memory);
-    let mut data = match memory {
-        Some(Memory::MapValue) => {
-            let value_size = u32::try_from(mem.len())
-                .map_err(|_| CaseError::invalid(whole_file(), "`-- mem` holds more than 4 GiB"))?;
-            maps.push(MapSpec {
-                name: INPUT_MAP.to_owned(),
-                value_size,
-                init: vec![(vec![0; 4], mem)],
-                ..result_map()
-            });
-            Vec::new()
-        }
-        Some(Memory::Packet) | None => mem,
-    };
+    let mut data = place_memory(path, mem, memory, &mut maps)?;
     let insns = resolve_maps(path, first_line, &wrapped, &maps)?;
     data.resize(data.len().max(MIN_FRAME), 0);
     Ok(Case {
@@ -259,6 +197,107 @@ pub fn parse(path: &Path, text: &str, name: &str, memory: Memory) -> Result<Case
         little_endian_only: text.lines().any(|l| l.trim() == "# endian: little"),
         lacking: None,
     })
+}
+
+/// Where an error about the file as a whole (a missing section, say) points: its start.
+fn whole_file(path: &Path) -> String {
+    format!("{}:1:1", path.display())
+}
+
+/// The program of the `-- asm` section, or else of the `-- raw` one, and the line its body
+/// starts on; an error when there is neither.
+fn program_of(
+    path: &Path,
+    asm: Option<&Section<'_>>,
+    raw: Option<&Section<'_>>,
+) -> Result<(Program, usize), CaseError> {
+    match (asm, raw) {
+        (Some(s), _) => {
+            let program = asm::assemble(&s.body).map_err(|e| {
+                CaseError::invalid(
+                    format!(
+                        "{}:{}:{}",
+                        path.display(),
+                        s.first_line + e.line - 1,
+                        e.column
+                    ),
+                    e.message,
+                )
+            })?;
+            Ok((program, s.first_line))
+        }
+        (None, Some(s)) => Ok((raw_program(path, s)?, s.first_line)),
+        (None, None) => Err(CaseError::invalid(
+            whole_file(path),
+            "no `-- asm` or `-- raw` section: nothing to run",
+        )),
+    }
+}
+
+/// What the case checks: the `-- result` section's r0, or else the `-- error` section's load
+/// error; an error when there is neither.
+fn expectation(
+    path: &Path,
+    result: Option<&Section<'_>>,
+    error: Option<&Section<'_>>,
+) -> Result<Expectation, CaseError> {
+    match (result, error) {
+        (Some(s), _) => Ok(Expectation::R0(result_value(path, s)?)),
+        (None, Some(s)) => Ok(Expectation::LoadError(
+            strip_comments(&s.body).trim().to_owned(),
+        )),
+        (None, None) => Err(CaseError::invalid(
+            whole_file(path),
+            "no `-- result` or `-- error` section: nothing to check",
+        )),
+    }
+}
+
+/// A `-- result` section's 64-bit number (signed or not); an error points at its first line
+/// that holds anything.
+fn result_value(path: &Path, section: &Section<'_>) -> Result<u64, CaseError> {
+    let text = strip_comments(&section.body);
+    let (line, first) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| !l.trim().is_empty())
+        .map_or((section.first_line, ""), |(n, l)| {
+            (section.first_line + n, l)
+        });
+    let value = asm::parse_number(text.trim())
+        .filter(|n| (i64::MIN as i128..=u64::MAX as i128).contains(n))
+        .ok_or_else(|| {
+            CaseError::invalid(
+                position(path, line, first),
+                format!("expected a 64-bit number, found `{}`", text.trim()),
+            )
+        })?;
+    Ok(value as u64)
+}
+
+/// Puts `mem` where `memory` says: the frame's bytes, returned, or the value of the input
+/// map, added to `maps` (the frame then carries nothing).
+fn place_memory(
+    path: &Path,
+    mem: Vec<u8>,
+    memory: Option<Memory>,
+    maps: &mut Vec<MapSpec>,
+) -> Result<Vec<u8>, CaseError> {
+    match memory {
+        Some(Memory::MapValue) => {
+            let value_size = u32::try_from(mem.len()).map_err(|_| {
+                CaseError::invalid(whole_file(path), "`-- mem` holds more than 4 GiB")
+            })?;
+            maps.push(MapSpec {
+                name: INPUT_MAP.to_owned(),
+                value_size,
+                init: vec![(vec![0; 4], mem)],
+                ..result_map()
+            });
+            Ok(Vec::new())
+        }
+        Some(Memory::Packet) | None => Ok(mem),
+    }
 }
 
 /// The map of one 64-bit value the epilogue stores `r0` in: map slot 0.

@@ -223,94 +223,135 @@ fn lines_of(text: &str, name: &str) -> (usize, usize) {
     (start + 1, asm + 1)
 }
 
+/// The maps of a case, in order; a map may refer only to maps defined before it.
 fn maps_of(
     path: &Path,
     line: usize,
     yaml: Vec<YamlMap>,
     programs: &[&str],
 ) -> Result<Vec<MapSpec>, CaseError> {
-    let at = || format!("{}:{line}", path.display());
+    let at = format!("{}:{line}", path.display());
     let mut maps: Vec<MapSpec> = Vec::new();
     for m in yaml {
-        let map_type = lookup(&MAP_TYPES, &m.map_type).ok_or_else(|| {
-            let known: Vec<&str> = MAP_TYPES.iter().map(|(n, _)| *n).collect();
-            CaseError::invalid(
-                at(),
+        let spec = map_spec(&at, m, &maps, programs)?;
+        maps.push(spec);
+    }
+    Ok(maps)
+}
+
+/// One map of a case, `earlier` being the maps defined before it and `programs` the case's
+/// program names by slot; errors point at `at`, the case.
+fn map_spec(
+    at: &str,
+    m: YamlMap,
+    earlier: &[MapSpec],
+    programs: &[&str],
+) -> Result<MapSpec, CaseError> {
+    let map_type = lookup(&MAP_TYPES, &m.map_type).ok_or_else(|| {
+        let known: Vec<&str> = MAP_TYPES.iter().map(|(n, _)| *n).collect();
+        CaseError::invalid(
+            at,
+            format!(
+                "map `{}`: unknown type `{}` (known: {})",
+                m.name,
+                m.map_type,
+                known.join(", ")
+            ),
+        )
+    })?;
+    let inner =
+        match &m.inner {
+            None => None,
+            Some(inner) => Some(earlier.iter().position(|x| &x.name == inner).ok_or_else(
+                || {
+                    CaseError::invalid(
+                        at,
+                        format!(
+                            "map `{}`: inner map `{inner}` must be defined before it",
+                            m.name
+                        ),
+                    )
+                },
+            )?),
+        };
+    let init = init_entries(at, &m)?;
+    let prog_entries = prog_slots(at, &m, programs)?;
+    let map_entries = map_slots(at, &m, earlier)?;
+    Ok(MapSpec {
+        name: m.name,
+        map_type,
+        key_size: m.key_size,
+        value_size: m.value_size,
+        max_entries: m.max_entries,
+        flags: m.flags,
+        inner,
+        init,
+        prog_entries,
+        map_entries,
+    })
+}
+
+/// A map's `init` entries in bytes: each key and its value.
+type InitEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A map's `init` entries as bytes, each key and value of the map's sizes.
+fn init_entries(at: &str, m: &YamlMap) -> Result<InitEntries, CaseError> {
+    let mut init = Vec::new();
+    for entry in &m.init {
+        let key = parse_hex(&entry.key)
+            .map_err(|e| CaseError::invalid(at, format!("map `{}` key: {e}", m.name)))?;
+        let value = parse_hex(&entry.value)
+            .map_err(|e| CaseError::invalid(at, format!("map `{}` value: {e}", m.name)))?;
+        if key.len() != m.key_size as usize || value.len() != m.value_size as usize {
+            return Err(CaseError::invalid(
+                at,
                 format!(
-                    "map `{}`: unknown type `{}` (known: {})",
+                    "map `{}`: an init entry's key or value does not match key_size/value_size",
+                    m.name
+                ),
+            ));
+        }
+        init.push((key, value));
+    }
+    Ok(init)
+}
+
+/// A map's `prog_entries`: index to the slot of the program named, `programs` being the
+/// case's program names by slot.
+fn prog_slots(at: &str, m: &YamlMap, programs: &[&str]) -> Result<Vec<(u32, usize)>, CaseError> {
+    let mut prog_entries = Vec::new();
+    for (index, prog) in &m.prog_entries {
+        let slot = programs.iter().position(|p| p == prog).ok_or_else(|| {
+            CaseError::invalid(
+                at,
+                format!(
+                    "map `{}`: no program `{prog}` (programs: {})",
                     m.name,
-                    m.map_type,
-                    known.join(", ")
+                    programs.join(", ")
                 ),
             )
         })?;
-        let inner = match &m.inner {
-            None => None,
-            Some(inner) => Some(maps.iter().position(|x| &x.name == inner).ok_or_else(|| {
+        prog_entries.push((*index, slot));
+    }
+    Ok(prog_entries)
+}
+
+/// A map's `map_entries`: index to the slot of the map named, which must be one of `earlier`.
+fn map_slots(at: &str, m: &YamlMap, earlier: &[MapSpec]) -> Result<Vec<(u32, usize)>, CaseError> {
+    let mut map_entries = Vec::new();
+    for (index, inner) in &m.map_entries {
+        let slot = earlier
+            .iter()
+            .position(|x| &x.name == inner)
+            .ok_or_else(|| {
                 CaseError::invalid(
-                    at(),
-                    format!(
-                        "map `{}`: inner map `{inner}` must be defined before it",
-                        m.name
-                    ),
-                )
-            })?),
-        };
-        let mut init = Vec::new();
-        for entry in &m.init {
-            let key = parse_hex(&entry.key)
-                .map_err(|e| CaseError::invalid(at(), format!("map `{}` key: {e}", m.name)))?;
-            let value = parse_hex(&entry.value)
-                .map_err(|e| CaseError::invalid(at(), format!("map `{}` value: {e}", m.name)))?;
-            if key.len() != m.key_size as usize || value.len() != m.value_size as usize {
-                return Err(CaseError::invalid(
-                    at(),
-                    format!(
-                        "map `{}`: an init entry's key or value does not match key_size/value_size",
-                        m.name
-                    ),
-                ));
-            }
-            init.push((key, value));
-        }
-        let mut prog_entries = Vec::new();
-        for (index, prog) in &m.prog_entries {
-            let slot = programs.iter().position(|p| p == prog).ok_or_else(|| {
-                CaseError::invalid(
-                    at(),
-                    format!(
-                        "map `{}`: no program `{prog}` (programs: {})",
-                        m.name,
-                        programs.join(", ")
-                    ),
-                )
-            })?;
-            prog_entries.push((*index, slot));
-        }
-        let mut map_entries = Vec::new();
-        for (index, inner) in &m.map_entries {
-            let slot = maps.iter().position(|x| &x.name == inner).ok_or_else(|| {
-                CaseError::invalid(
-                    at(),
+                    at,
                     format!("map `{}`: map `{inner}` must be defined before it", m.name),
                 )
             })?;
-            map_entries.push((*index, slot));
-        }
-        maps.push(MapSpec {
-            name: m.name,
-            map_type,
-            key_size: m.key_size,
-            value_size: m.value_size,
-            max_entries: m.max_entries,
-            flags: m.flags,
-            inner,
-            init,
-            prog_entries,
-            map_entries,
-        });
+        map_entries.push((*index, slot));
     }
-    Ok(maps)
+    Ok(map_entries)
 }
 
 /// Program names by slot: the main program is slot 0 and has no name of its own.
@@ -487,31 +528,13 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
 
 fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<Case, CaseError> {
     let (line, asm_line) = lines_of(text, &yaml.name);
-    let at = || format!("{}:{line}", path.display());
-    let action = match &yaml.expect.action {
-        None => None,
-        Some(name) => Some(XDP_ACTIONS.iter().position(|a| a == name).ok_or_else(|| {
-            CaseError::invalid(
-                at(),
-                format!(
-                    "unknown action `{name}` (known: {})",
-                    XDP_ACTIONS.join(", ")
-                ),
-            )
-        })? as u32),
-    };
-    let packet =
-        parse_hex(&yaml.packet).map_err(|e| CaseError::invalid(at(), format!("packet: {e}")))?;
-    if packet.len() < 14 {
-        return Err(CaseError::invalid(
-            at(),
-            "packet: an XDP test run needs at least 14 bytes (an Ethernet header)",
-        ));
-    }
+    let at = format!("{}:{line}", path.display());
+    let action = xdp_action(&at, yaml.expect.action.as_deref())?;
+    let packet = test_frame(&at, &yaml.packet)?;
     let expected_packet = match &yaml.expect.packet {
-        Some(p) => Some(
-            parse_hex(p).map_err(|e| CaseError::invalid(at(), format!("expect.packet: {e}")))?,
-        ),
+        Some(p) => {
+            Some(parse_hex(p).map_err(|e| CaseError::invalid(&at, format!("expect.packet: {e}")))?)
+        }
         None => None,
     };
     let place = Place {
@@ -520,86 +543,33 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<
         line,
         asm_line,
     };
-    let main = match (&yaml.asm, &yaml.c) {
-        (Some(asm), None) => Main::Asm(asm),
-        (None, Some(c)) => Main::C {
-            source: path.parent().unwrap_or(Path::new(".")).join(c),
-            section: yaml.section.as_deref(),
-            big_endian,
-        },
-        _ => {
-            return Err(CaseError::invalid(
-                at(),
-                "give the program as `asm` or as `c`, one of them",
-            ))
-        }
-    };
+    let main = main_program(
+        path,
+        &at,
+        yaml.asm.as_deref(),
+        yaml.c.as_deref(),
+        yaml.section.as_deref(),
+        big_endian,
+    )?;
     let (maps, progs) =
         maps_and_programs(&place, yaml.maps, main, &yaml.programs, PROG_TYPE_XDP, 0)?;
-    let mut map_values = Vec::new();
-    for entry in &yaml.expect.maps {
-        let slot = maps
-            .iter()
-            .position(|m| m.name == entry.map)
-            .ok_or_else(|| {
-                CaseError::invalid(at(), format!("expect.maps: no map `{}`", entry.map))
-            })?;
-        let hex = |field: &str, text: &str| {
-            parse_hex(text)
-                .map_err(|e| CaseError::invalid(at(), format!("expect.maps {field}: {e}")))
-        };
-        let value = match &entry.value {
-            MapValue::Hex(text) => hex("value", text)?,
-            MapValue::Number(n) => {
-                let size = maps[slot].value_size as usize;
-                let bytes = match big_endian {
-                    true => n.to_be_bytes()[8usize.saturating_sub(size)..].to_vec(),
-                    false => n.to_le_bytes()[..size.min(8)].to_vec(),
-                };
-                if bytes.len() != size {
-                    return Err(CaseError::invalid(
-                        at(),
-                        format!("expect.maps value {n}: map `{}` values are {size} bytes, more than a number holds", entry.map),
-                    ));
-                }
-                bytes
-            }
-        };
-        map_values.push((slot, hex("key", &entry.key)?, value));
-    }
+    let map_values = expected_map_values(&at, &yaml.expect.maps, &maps, big_endian)?;
     let read_maps = map_values
         .iter()
         .map(|(slot, key, _)| (*slot, key.clone()))
         .collect();
-    let expect = match (&yaml.attach, action) {
-        (Some(attach), None) if expected_packet.is_none() && !map_values.is_empty() => {
-            Expectation::Device {
-                frames: attach.frames,
-                maps: map_values,
-            }
-        }
-        (Some(_), _) => {
-            return Err(CaseError::invalid(
-                at(),
-                "an attached case checks maps only: give expect.maps, and no action or packet",
-            ))
-        }
-        (None, Some(action)) if map_values.is_empty() => Expectation::Xdp {
-            action,
-            packet: expected_packet,
-        },
-        (None, _) => {
-            return Err(CaseError::invalid(
-                at(),
-                "a test-run case needs expect.action (and no expect.maps)",
-            ))
-        }
-    };
+    let expect = xdp_expectation(
+        &at,
+        yaml.attach.as_ref(),
+        action,
+        expected_packet,
+        map_values,
+    )?;
     Ok(Case {
         suite: AgentSuite::Xdp,
         name: yaml.name,
         number: 0, // `load` numbers the cases it read
-        origin: at(),
+        origin: at,
         guards: Some(yaml.guards),
         maps,
         progs,
@@ -614,6 +584,148 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<
         little_endian_only: false,
         lacking: None,
     })
+}
+
+/// A case's main program: its `asm`, or its C file `c` (relative to the YAML file at `path`)
+/// built for the guest, `section` naming the ELF section; one of the two.
+fn main_program<'a>(
+    path: &Path,
+    at: &str,
+    asm: Option<&'a str>,
+    c: Option<&str>,
+    section: Option<&'a str>,
+    big_endian: bool,
+) -> Result<Main<'a>, CaseError> {
+    match (asm, c) {
+        (Some(asm), None) => Ok(Main::Asm(asm)),
+        (None, Some(c)) => Ok(Main::C {
+            source: path.parent().unwrap_or(Path::new(".")).join(c),
+            section,
+            big_endian,
+        }),
+        _ => Err(CaseError::invalid(
+            at,
+            "give the program as `asm` or as `c`, one of them",
+        )),
+    }
+}
+
+/// The XDP action named `expect.action`, as its number, when there is one.
+fn xdp_action(at: &str, name: Option<&str>) -> Result<Option<u32>, CaseError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let action = XDP_ACTIONS.iter().position(|a| *a == name).ok_or_else(|| {
+        CaseError::invalid(
+            at,
+            format!(
+                "unknown action `{name}` (known: {})",
+                XDP_ACTIONS.join(", ")
+            ),
+        )
+    })?;
+    Ok(Some(action as u32))
+}
+
+/// The `packet` a case runs on, long enough for an XDP test run (an Ethernet header).
+fn test_frame(at: &str, hex: &str) -> Result<Vec<u8>, CaseError> {
+    let packet = parse_hex(hex).map_err(|e| CaseError::invalid(at, format!("packet: {e}")))?;
+    if packet.len() < 14 {
+        return Err(CaseError::invalid(
+            at,
+            "packet: an XDP test run needs at least 14 bytes (an Ethernet header)",
+        ));
+    }
+    Ok(packet)
+}
+
+/// An `expect.maps` entry in bytes: the map's slot, the key, the value.
+type MapEntry = (usize, Vec<u8>, Vec<u8>);
+
+/// The `expect.maps` entries as `(slot, key, value)`, each value in the guest's byte order.
+fn expected_map_values(
+    at: &str,
+    entries: &[YamlMapValue],
+    maps: &[MapSpec],
+    big_endian: bool,
+) -> Result<Vec<MapEntry>, CaseError> {
+    let mut map_values = Vec::new();
+    for entry in entries {
+        let slot = maps
+            .iter()
+            .position(|m| m.name == entry.map)
+            .ok_or_else(|| {
+                CaseError::invalid(at, format!("expect.maps: no map `{}`", entry.map))
+            })?;
+        let hex = |field: &str, text: &str| {
+            parse_hex(text).map_err(|e| CaseError::invalid(at, format!("expect.maps {field}: {e}")))
+        };
+        let value = match &entry.value {
+            MapValue::Hex(text) => hex("value", text)?,
+            MapValue::Number(n) => number_bytes(
+                at,
+                *n,
+                &entry.map,
+                maps[slot].value_size as usize,
+                big_endian,
+            )?,
+        };
+        map_values.push((slot, hex("key", &entry.key)?, value));
+    }
+    Ok(map_values)
+}
+
+/// The number `n` as a value of `map`, `size` bytes in the guest's byte order; an error when
+/// a number has fewer bytes than that.
+fn number_bytes(
+    at: &str,
+    n: u64,
+    map: &str,
+    size: usize,
+    big_endian: bool,
+) -> Result<Vec<u8>, CaseError> {
+    let bytes = match big_endian {
+        true => n.to_be_bytes()[8usize.saturating_sub(size)..].to_vec(),
+        false => n.to_le_bytes()[..size.min(8)].to_vec(),
+    };
+    if bytes.len() != size {
+        return Err(CaseError::invalid(
+            at,
+            format!("expect.maps value {n}: map `{map}` values are {size} bytes, more than a number holds"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// What an XDP case checks: the maps after frames through a device when attached, or else the
+/// action (and the packet) of a test run; an error for a mix of the two.
+fn xdp_expectation(
+    at: &str,
+    attach: Option<&Attach>,
+    action: Option<u32>,
+    expected_packet: Option<Vec<u8>>,
+    map_values: Vec<MapEntry>,
+) -> Result<Expectation, CaseError> {
+    match (attach, action) {
+        (Some(attach), None) if expected_packet.is_none() && !map_values.is_empty() => {
+            Ok(Expectation::Device {
+                frames: attach.frames,
+                maps: map_values,
+            })
+        }
+        (Some(_), _) => Err(CaseError::invalid(
+            at,
+            "an attached case checks maps only: give expect.maps, and no action or packet",
+        )),
+        (None, Some(action)) if map_values.is_empty() => Ok(Expectation::Xdp {
+            action,
+            packet: expected_packet,
+        }),
+        (None, _) => Err(CaseError::invalid(
+            at,
+            "a test-run case needs expect.action (and no expect.maps)",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -263,16 +263,45 @@ pub fn case(name: String, insns: Vec<Insn>, maps: Vec<MapSpec>, expected: u64) -
 /// the store of the folded value into `result` becomes the return value. Slots are removed
 /// with their jumps retargeted ([`shrink::without`]).
 pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) {
-    use crate::bpf::insn::{ALU64, DW, JMP, K, MEM, MOV, STX, X};
     let mem = values_memory(maps);
     let mut prog = insns.to_vec();
+    let lookups = map_lookups(&prog);
+    let removals = rewrite_lookups(&mut prog, &lookups);
+    let leftovers = lookup_leftovers(&prog, &lookups);
+    // Each leftover goes only when the reference still gives the same value without it (the
+    // fold may read the stack key, say).
+    let value = |ranges: &[(usize, usize)]| {
+        reference_conformance(&without_ranges(&prog, ranges), &mem, Endian::Little)
+    };
+    let mut kept = removals.clone();
+    let want = value(&kept);
+    for leftover in leftovers {
+        if kept.iter().any(|r| leftover.0 < r.1 && r.0 < leftover.1) {
+            continue;
+        }
+        kept.push(leftover);
+        if want.is_none() || value(&kept) != want {
+            kept.pop();
+        }
+    }
+    (without_ranges(&prog, &kept), mem)
+}
+
+/// A map lookup of a generated program: its `lddw r1, map` and its call, at these slots.
+struct Lookup {
+    lddw: usize,
+    call: usize,
+    /// The map's slot: [`VALUES_MAP`] or [`RESULT_MAP`].
+    map: usize,
+}
+
+/// Each lookup of `values` or `result` in `prog`, in program order.
+fn map_lookups(prog: &[Insn]) -> Vec<Lookup> {
+    use crate::bpf::insn::{DW, IMM, JMP, LD, PSEUDO_MAP_FD};
     let is_map = |i: &Insn, slot: usize| {
-        i.code == crate::bpf::insn::LD | DW | crate::bpf::insn::IMM
-            && i.src == crate::bpf::insn::PSEUDO_MAP_FD
-            && i.imm == slot as i32
+        i.code == LD | DW | IMM && i.src == PSEUDO_MAP_FD && i.imm == slot as i32
     };
     let is_lookup = |i: &Insn| i.code == JMP | 0x80 && i.src == 0 && i.imm == 1;
-    // Each lookup, from the last: its `lddw r1, map` and its call.
     let mut lookups = Vec::new();
     let mut map = None;
     for (at, insn) in prog.iter().enumerate() {
@@ -280,13 +309,24 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
             map = Some((at, insn.imm as usize));
         } else if is_lookup(insn) {
             if let Some((lddw, slot)) = map.take() {
-                lookups.push((lddw, at, slot));
+                lookups.push(Lookup {
+                    lddw,
+                    call: at,
+                    map: slot,
+                });
             }
         }
     }
+    lookups
+}
+
+/// Rewrites each lookup into the convention's (see [`as_conformance`]) and gives the slot
+/// ranges that must go with it.
+fn rewrite_lookups(prog: &mut [Insn], lookups: &[Lookup]) -> Vec<(usize, usize)> {
+    use crate::bpf::insn::{ALU64, DW, MEM, MOV, STX, X};
     let mut removals = Vec::new();
-    for &(lddw, call, slot) in &lookups {
-        if slot == VALUES_MAP {
+    for &Lookup { lddw, call, map } in lookups {
+        if map == VALUES_MAP {
             // r1 still holds the memory where the lookup was: the program starts with it.
             prog[call] = Insn::new(ALU64 | MOV | X, 0, 1, 0, 0);
             removals.push((lddw, lddw + 2));
@@ -294,21 +334,27 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
             // `jeq r0, 0, +1; stxdw [r0+0], rX; mov r0, 2; exit` after the call: return rX.
             let store = (call..prog.len()).find(|&i| prog[i].code == STX | MEM | DW);
             if let Some(store) = store {
-                if return_stored(&mut prog, store) {
+                if return_stored(prog, store) {
                     removals.push((store + 1, store + 2));
                 }
                 removals.push((lddw, call + 2));
             }
         }
     }
-    // What only served the lookups: the key on the stack, its address in r2, the null checks.
+    removals
+}
+
+/// The slot ranges that only served the lookups: the key on the stack, its address in r2,
+/// the null checks. They may go, as long as the program's value stays.
+fn lookup_leftovers(prog: &[Insn], lookups: &[Lookup]) -> Vec<(usize, usize)> {
+    use crate::bpf::insn::{ALU64, JMP, K, MEM, MOV, ST, X};
     let is = |at: usize, code: u8, dst: u8, src: u8, imm: i32| {
         prog.get(at)
             .is_some_and(|i| i.code == code && i.dst == dst && i.src == src && i.imm == imm)
     };
     let mut leftovers = Vec::new();
-    for &(lddw, call, _) in &lookups {
-        if lddw > 0 && is(lddw - 1, crate::bpf::insn::ST | MEM, 10, 0, 0) {
+    for &Lookup { lddw, call, .. } in lookups {
+        if lddw > 0 && is(lddw - 1, ST | MEM, 10, 0, 0) {
             leftovers.push((lddw - 1, lddw));
         }
         if call >= 2 && is(call - 2, ALU64 | MOV | X, 2, 10, 0) && is(call - 1, ALU64 | K, 2, 0, -4)
@@ -326,34 +372,21 @@ pub fn as_conformance(insns: &[Insn], maps: &[MapSpec]) -> (Vec<Insn>, Vec<u8>) 
             }
         }
     }
-    let apply = |prog: &[Insn], ranges: &[(usize, usize)]| {
-        let mut ranges = ranges.to_vec();
-        ranges.sort_unstable();
-        let mut out = prog.to_vec();
-        for &(from, to) in ranges.iter().rev() {
-            if let Some(smaller) = shrink::without(&out, from, to.min(out.len())) {
-                out = smaller;
-            }
-        }
-        out
-    };
-    // Each leftover goes only when the reference still gives the same value without it (the
-    // fold may read the stack key, say).
-    let value = |ranges: &[(usize, usize)]| {
-        reference_conformance(&apply(&prog, ranges), &mem, Endian::Little)
-    };
-    let mut kept = removals.clone();
-    let want = value(&kept);
-    for leftover in leftovers {
-        if kept.iter().any(|r| leftover.0 < r.1 && r.0 < leftover.1) {
-            continue;
-        }
-        kept.push(leftover);
-        if want.is_none() || value(&kept) != want {
-            kept.pop();
+    leftovers
+}
+
+/// `prog` without the slots of `ranges` (`from..to` each), jumps retargeted; a range that
+/// cannot go ([`shrink::without`]) stays.
+fn without_ranges(prog: &[Insn], ranges: &[(usize, usize)]) -> Vec<Insn> {
+    let mut ranges = ranges.to_vec();
+    ranges.sort_unstable();
+    let mut out = prog.to_vec();
+    for &(from, to) in ranges.iter().rev() {
+        if let Some(smaller) = shrink::without(&out, from, to.min(out.len())) {
+            out = smaller;
         }
     }
-    (apply(&prog, &kept), mem)
+    out
 }
 
 /// A program with its map lookups kept, the nearest a `.data` file comes to the program as

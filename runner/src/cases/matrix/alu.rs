@@ -304,27 +304,7 @@ fn generate(
     };
     let r = results(op, width, from, k)?;
     let span = r.hi - r.lo + 1;
-    let head = match operand {
-        Some((o, c)) => format!("alu/{}/{}/{}/{}", op.name(), width.name(), o.name(), c.name),
-        None => format!("alu/{}/{}", op.name(), width.name()),
-    };
-    let what = match operand {
-        Some((o, c)) => format!(
-            "{}{} by {} {}",
-            op.name(),
-            if width == Width::Alu32 { "32" } else { "" },
-            match o {
-                Operand::Imm => "the immediate",
-                Operand::Reg => "a register holding",
-            },
-            c.name
-        ),
-        None => format!(
-            "{}{}",
-            op.name(),
-            if width == Width::Alu32 { "32" } else { "" }
-        ),
-    };
+    let (head, what) = names(op, width, operand);
     let text = |off: i16| program(op, width, operand.map(|(o, _)| o), k, from, r.lo, off);
     let maps = maps(r.at_hi, span);
     // A kernel that does not track a BPF_NEG rejects all three for that.
@@ -340,24 +320,7 @@ fn generate(
     let mut out = Vec::new();
     for (suffix, off) in [("bound", 0i16), ("bound+1", 1), ("bound-1", -1)] {
         let accept = off == 0;
-        let guards = format!(
-            "{what} of r1 in {from}..={} gives {}..={}: a 1-byte load at r1 - {} {} of \
-             a {span}-byte map value is {}",
-            from + WINDOW - 1,
-            r.lo,
-            r.hi,
-            r.lo,
-            match off {
-                0 => "(every byte of it)".to_owned(),
-                1 => "+ 1 (one past its end)".to_owned(),
-                _ => "- 1 (one before its start)".to_owned(),
-            },
-            if accept {
-                "accepted and, run at the greatest result, reads the last byte"
-            } else {
-                "rejected"
-            },
-        );
+        let guards = guards(&what, from, &r, off);
         let verdict = if accept {
             Verdict::Reads(u64::from(pattern(r.hi - r.lo)))
         } else {
@@ -386,6 +349,57 @@ fn generate(
         });
     }
     Some(out)
+}
+
+/// A combination's case name without its suffix (`alu/add/alu32/reg/1`) and the operation
+/// in words for its guards (`add32 by a register holding 1`).
+fn names(op: Op, width: Width, operand: Option<(Operand, &Constant)>) -> (String, String) {
+    let head = match operand {
+        Some((o, c)) => format!("alu/{}/{}/{}/{}", op.name(), width.name(), o.name(), c.name),
+        None => format!("alu/{}/{}", op.name(), width.name()),
+    };
+    let what = match operand {
+        Some((o, c)) => format!(
+            "{}{} by {} {}",
+            op.name(),
+            if width == Width::Alu32 { "32" } else { "" },
+            match o {
+                Operand::Imm => "the immediate",
+                Operand::Reg => "a register holding",
+            },
+            c.name
+        ),
+        None => format!(
+            "{}{}",
+            op.name(),
+            if width == Width::Alu32 { "32" } else { "" }
+        ),
+    };
+    (head, what)
+}
+
+/// What the case whose load is `off` bytes from the value's start guards, `what` being the
+/// operation in words and `r` its results over the window from `from`.
+fn guards(what: &str, from: i128, r: &Results, off: i16) -> String {
+    let span = r.hi - r.lo + 1;
+    format!(
+        "{what} of r1 in {from}..={} gives {}..={}: a 1-byte load at r1 - {} {} of \
+         a {span}-byte map value is {}",
+        from + WINDOW - 1,
+        r.lo,
+        r.hi,
+        r.lo,
+        match off {
+            0 => "(every byte of it)".to_owned(),
+            1 => "+ 1 (one past its end)".to_owned(),
+            _ => "- 1 (one before its start)".to_owned(),
+        },
+        if off == 0 {
+            "accepted and, run at the greatest result, reads the last byte"
+        } else {
+            "rejected"
+        },
+    )
 }
 
 /// r1 = input byte (+ an unknown upper half, for alu32) + `from`; the operation; r1 - `lo`
