@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Status, SuiteName};
+use crate::model::{Status, SuiteName, TestResult};
 use crate::report::{canonical_order, Report, Timing};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +47,35 @@ pub enum MergeError {
 
 /// Merges `reports`, each named by its path, into one.
 pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
+    let first = check_shards(reports)?;
+    let (mut results, errors, mut timing) = join_shards(reports)?;
+    canonical_order(&mut results);
+    let earliest = |f: fn(&Timing) -> Option<f64>| {
+        reports
+            .iter()
+            .filter_map(|(_, r)| f(&r.timing))
+            .min_by(f64::total_cmp)
+    };
+    timing.boot_s = earliest(|t| t.boot_s);
+    timing.to_first_test_s = earliest(|t| t.to_first_test_s);
+    let mut kernel = first.kernel.clone();
+    kernel.release = reports.iter().find_map(|(_, r)| r.kernel.release.clone());
+    let mut merged = Report::new(
+        kernel,
+        results,
+        errors,
+        reports.iter().all(|(_, r)| r.complete),
+        timing,
+    );
+    // RFC 3339 in UTC sorts as text.
+    merged.started = reports.iter().filter_map(|(_, r)| r.started.clone()).min();
+    merged.scope = first.scope.clone();
+    Ok(merged)
+}
+
+/// Checks that `reports` are every shard of one run, each once, on one kernel; returns the
+/// first.
+fn check_shards(reports: &[(String, Report)]) -> Result<&Report, MergeError> {
     let (first_path, first) = reports.first().ok_or(MergeError::Empty)?;
     let first_id = first
         .shard
@@ -92,7 +121,14 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
             count: first_id.count,
         });
     }
+    Ok(first)
+}
 
+/// The shards' results (refusing a test two shards ran), their errors labelled with the
+/// shard, and their timings joined but for the boot and first-test times.
+fn join_shards(
+    reports: &[(String, Report)],
+) -> Result<(Vec<TestResult>, Vec<String>, Timing), MergeError> {
     let mut owner: BTreeMap<(&'static str, &'static str, Option<u32>, String, bool), &str> =
         BTreeMap::new();
     let mut results = Vec::new();
@@ -124,28 +160,7 @@ pub fn merge(reports: &[(String, Report)]) -> Result<Report, MergeError> {
         timing.agent.extend(report.timing.agent.iter().cloned());
         timing.guests.extend(report.timing.guests.iter().cloned());
     }
-    canonical_order(&mut results);
-    let earliest = |f: fn(&Timing) -> Option<f64>| {
-        reports
-            .iter()
-            .filter_map(|(_, r)| f(&r.timing))
-            .min_by(f64::total_cmp)
-    };
-    timing.boot_s = earliest(|t| t.boot_s);
-    timing.to_first_test_s = earliest(|t| t.to_first_test_s);
-    let mut kernel = first.kernel.clone();
-    kernel.release = reports.iter().find_map(|(_, r)| r.kernel.release.clone());
-    let mut merged = Report::new(
-        kernel,
-        results,
-        errors,
-        reports.iter().all(|(_, r)| r.complete),
-        timing,
-    );
-    // RFC 3339 in UTC sorts as text.
-    merged.started = reports.iter().filter_map(|(_, r)| r.started.clone()).min();
-    merged.scope = first.scope.clone();
-    Ok(merged)
+    Ok((results, errors, timing))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -211,101 +212,176 @@ pub fn supervise(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Outcome {
-    let mut run = Run::new(plan);
-    let mut lines = LineSplitter::new();
-    let mut last_output = Instant::now();
-    // Output is not progress: a guest can print the same stall report forever. Progress is a
-    // test's verdict, a protocol line, or the agent's channel growing.
-    let mut last_progress = Instant::now();
-    let mut marks = 0;
-    let mut crashed_at: Option<Instant> = None;
-    let mut log_failed = false;
-    let mut agent_len = 0;
+    let mut watch = Watch::new(plan);
     loop {
-        // The agent reports on its own channel while the console stays quiet.
-        let len = agent_log
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len());
-        if len > agent_len {
-            agent_len = len;
-            last_output = Instant::now();
-            last_progress = last_output;
-        }
-        if run.marks != marks {
-            marks = run.marks;
-            last_progress = Instant::now();
-        }
+        watch.note_progress(agent_log);
         if cancel.load(Ordering::SeqCst) {
-            run.out.interrupted = true;
-            run.stop("interrupted: the run was cancelled (Ctrl-C or SIGTERM)");
+            watch.run.out.interrupted = true;
+            watch
+                .run
+                .stop("interrupted: the run was cancelled (Ctrl-C or SIGTERM)");
             break;
         }
-        let limit = match run.phase {
-            Phase::Booting => timeouts.boot.saturating_sub(run.started.elapsed()),
-            Phase::Done => POWEROFF_GRACE.saturating_sub(last_output.elapsed()),
-            _ => timeouts.silence.saturating_sub(last_progress.elapsed()),
-        };
-        let limit = match crashed_at {
-            Some(at) => limit.min(CRASH_TAIL.saturating_sub(at.elapsed())),
-            None => limit,
-        };
+        let limit = watch.time_left(timeouts);
         match qemu.read(limit.min(Duration::from_millis(250))) {
-            Output::Bytes(bytes) => {
-                last_output = Instant::now();
-                if !log_failed {
-                    if let Err(e) = console_log.write_all(&bytes) {
-                        log_failed = true;
-                        run.out
-                            .errors
-                            .push(format!("cannot write the console log: {e}"));
-                    }
-                }
-                lines.push(&bytes, |line| run.line(line, progress));
-                if run.crash.is_some() && crashed_at.is_none() {
-                    crashed_at = Some(Instant::now());
-                }
-            }
+            Output::Bytes(bytes) => watch.console_bytes(&bytes, console_log, progress),
             Output::Closed => {
-                lines.finish(|line| run.line(line, progress));
+                watch.lines.finish(|line| watch.run.line(line, progress));
                 break;
             }
             // QEMU gone while something it started still holds the console pipe open.
             Output::Quiet if qemu.try_wait().is_some() => break,
             Output::Quiet if !limit.is_zero() => {}
             Output::Quiet => {
-                if crashed_at.is_some() {
-                    // The crash report is in; a kernel that does not reboot by itself is ended.
-                    break;
-                }
-                // A test's line ends only with its verdict: what came of it names the test.
-                lines.finish(|line| run.line(line, progress));
-                match run.phase {
-                    Phase::Booting => run.stop(&format!(
-                        "the guest did not reach init within {} s (boot hang, or a kernel that \
-                         cannot use this console); see console.log",
-                        timeouts.boot.as_secs()
-                    )),
-                    Phase::Done => {}
-                    _ => run.hang(timeouts.silence, last_output.elapsed() < timeouts.silence),
-                }
+                watch.time_out(timeouts, progress);
                 break;
             }
         }
     }
     let _ = console_log.flush();
-    if let Some(path) = agent_log {
+    watch.read_agent_output(agent_log);
+    let status = qemu.terminate(TERM_GRACE);
+    watch.run.out.timing.total_s = watch.run.started.elapsed().as_secs_f64();
+    watch.note_unexpected_end(qemu, status);
+    watch.run.finish()
+}
+
+/// What [`supervise`] keeps track of between two reads of the console: the run, and the
+/// clocks its timeouts run on.
+struct Watch<'p> {
+    run: Run<'p>,
+    lines: LineSplitter,
+    /// The last byte on the console, or growth of the agent's channel.
+    last_output: Instant,
+    /// Output is not progress: a guest can print the same stall report forever. Progress is a
+    /// test's verdict, a protocol line, or the agent's channel growing.
+    last_progress: Instant,
+    /// The run's `marks` when last looked at.
+    marks: u64,
+    /// When the run first saw a crash or stall: the rest of the report gets [`CRASH_TAIL`].
+    crashed_at: Option<Instant>,
+    /// Writing the console log failed once: it is not tried again.
+    log_failed: bool,
+    /// The agent's channel's length when last looked at.
+    agent_len: u64,
+}
+
+impl<'p> Watch<'p> {
+    /// A watch on a guest about to run `plan`, its clocks starting now.
+    fn new(plan: &'p Plan) -> Self {
+        Watch {
+            run: Run::new(plan),
+            lines: LineSplitter::new(),
+            last_output: Instant::now(),
+            last_progress: Instant::now(),
+            marks: 0,
+            crashed_at: None,
+            log_failed: false,
+            agent_len: 0,
+        }
+    }
+
+    /// Restarts the clocks if the agent's channel at `agent_log` grew or the run moved on.
+    fn note_progress(&mut self, agent_log: Option<&Path>) {
+        // The agent reports on its own channel while the console stays quiet.
+        let len = agent_log
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        if len > self.agent_len {
+            self.agent_len = len;
+            self.last_output = Instant::now();
+            self.last_progress = self.last_output;
+        }
+        if self.run.marks != self.marks {
+            self.marks = self.run.marks;
+            self.last_progress = Instant::now();
+        }
+    }
+
+    /// How long the guest has left before the current phase's timeout, or the crash tail's.
+    fn time_left(&self, timeouts: Timeouts) -> Duration {
+        let limit = match self.run.phase {
+            Phase::Booting => timeouts.boot.saturating_sub(self.run.started.elapsed()),
+            Phase::Done => POWEROFF_GRACE.saturating_sub(self.last_output.elapsed()),
+            _ => timeouts
+                .silence
+                .saturating_sub(self.last_progress.elapsed()),
+        };
+        match self.crashed_at {
+            Some(at) => limit.min(CRASH_TAIL.saturating_sub(at.elapsed())),
+            None => limit,
+        }
+    }
+
+    /// Console `bytes` from the guest: logged to `console_log`, then read line by line.
+    fn console_bytes(
+        &mut self,
+        bytes: &[u8],
+        console_log: &mut dyn Write,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) {
+        self.last_output = Instant::now();
+        if !self.log_failed {
+            if let Err(e) = console_log.write_all(bytes) {
+                self.log_failed = true;
+                self.run
+                    .out
+                    .errors
+                    .push(format!("cannot write the console log: {e}"));
+            }
+        }
+        self.lines.push(bytes, |line| self.run.line(line, progress));
+        if self.run.crash.is_some() && self.crashed_at.is_none() {
+            self.crashed_at = Some(Instant::now());
+        }
+    }
+
+    /// The time left ran out on a quiet console: a boot that never came, or a hang, unless it
+    /// was the tail after a crash.
+    fn time_out(&mut self, timeouts: Timeouts, progress: &mut dyn FnMut(Progress<'_>)) {
+        if self.crashed_at.is_some() {
+            // The crash report is in; a kernel that does not reboot by itself is ended.
+            return;
+        }
+        // A test's line ends only with its verdict: what came of it names the test.
+        self.lines.finish(|line| self.run.line(line, progress));
+        match self.run.phase {
+            Phase::Booting => self.run.stop(&format!(
+                "the guest did not reach init within {} s (boot hang, or a kernel that \
+                 cannot use this console); see console.log",
+                timeouts.boot.as_secs()
+            )),
+            Phase::Done => {}
+            _ => self.run.hang(
+                timeouts.silence,
+                self.last_output.elapsed() < timeouts.silence,
+            ),
+        }
+    }
+
+    /// Takes in the agent's channel from `agent_log`; failing to read it is an error only of
+    /// a plan that runs the agent.
+    fn read_agent_output(&mut self, agent_log: Option<&Path>) {
+        let Some(path) = agent_log else {
+            return;
+        };
         match std::fs::read(path) {
-            Ok(bytes) => run.out.agent_output = bytes,
-            Err(e) if plan.agent => run.out.errors.push(format!(
+            Ok(bytes) => self.run.out.agent_output = bytes,
+            Err(e) if self.run.plan.agent => self.run.out.errors.push(format!(
                 "cannot read the agent's output {}: {e}",
                 path.display()
             )),
             Err(_) => {}
         }
     }
-    let status = qemu.terminate(TERM_GRACE);
-    run.out.timing.total_s = run.started.elapsed().as_secs_f64();
-    if !matches!(run.phase, Phase::Done) && !run.stopped && run.crash.is_none() {
+
+    /// Stops the run with why QEMU ended (`status`) if it did before the plan was done, and
+    /// not because the harness ended it or the kernel crashed.
+    fn note_unexpected_end(&mut self, qemu: &Qemu, status: Option<ExitStatus>) {
+        let run = &mut self.run;
+        if matches!(run.phase, Phase::Done) || run.stopped || run.crash.is_some() {
+            return;
+        }
         let phase = match run.phase {
             Phase::Booting => "before the guest booted",
             _ => "before the guest finished its plan",
@@ -319,7 +395,6 @@ pub fn supervise(
             qemu.program()
         ));
     }
-    run.finish()
 }
 
 impl<'p> Run<'p> {
@@ -387,6 +462,8 @@ impl<'p> Run<'p> {
         }
     }
 
+    /// A protocol line from the guest's init: moves the phase machine on, or is an error when
+    /// out of order.
     fn guest_line(&mut self, line: GuestLine, progress: &mut dyn FnMut(Progress<'_>)) {
         self.marks += 1;
         let elapsed = self.started.elapsed().as_secs_f64();
@@ -402,43 +479,12 @@ impl<'p> Run<'p> {
                 self.out.release = Some(release);
             }
             (GuestLine::LoadBegin { index }, Phase::Idle { next }) if index == *next => {
-                let Some(load) = self.plan.loads.get(index) else {
-                    self.out.errors.push(format!(
-                        "the guest began load {index}, which is not in the plan"
-                    ));
-                    return;
-                };
-                if index == 0 {
-                    self.out.timing.to_first_test_s = Some(elapsed);
-                }
-                progress(Progress::LoadStarted {
-                    index,
-                    of: self.plan.loads.len(),
-                });
-                self.test_started = Instant::now();
-                self.first_of_load = true;
-                self.phase = Phase::Loading {
-                    index,
-                    parser: match &self.plan.catalog {
-                        Some(catalog) => LoadParser::new(load.mode, load.suites.clone())
-                            .with_catalog(catalog, load.filter.as_ref()),
-                        None => LoadParser::new(load.mode, load.suites.clone()),
-                    },
-                };
+                self.begin_load(index, elapsed, progress);
             }
             (GuestLine::LoadEnd { index, status }, Phase::Loading { index: running, .. })
                 if index == *running =>
             {
-                if let Phase::Loading { mut parser, .. } =
-                    std::mem::replace(&mut self.phase, Phase::Idle { next: index + 1 })
-                {
-                    let errors = parser.end(status);
-                    self.out.invalid_selection |= parser.invalid_selection();
-                    self.out
-                        .errors
-                        .extend(errors.into_iter().map(|e| format!("load {index}: {e}")));
-                    self.out.results.extend(parser.into_results());
-                }
+                self.end_load(index, status);
             }
             (GuestLine::Error(what), _) => self.out.errors.push(format!("guest init: {what}")),
             (GuestLine::AgentBegin, Phase::Idle { next })
@@ -469,6 +515,49 @@ impl<'p> Run<'p> {
                 "protocol line out of order from the guest: {line:?} ({})",
                 self.phase_name()
             )),
+        }
+    }
+
+    /// The guest began the plan's load `index`, `elapsed` seconds into the run: its tests'
+    /// lines go to a parser of that load from now on.
+    fn begin_load(&mut self, index: usize, elapsed: f64, progress: &mut dyn FnMut(Progress<'_>)) {
+        let Some(load) = self.plan.loads.get(index) else {
+            self.out.errors.push(format!(
+                "the guest began load {index}, which is not in the plan"
+            ));
+            return;
+        };
+        if index == 0 {
+            self.out.timing.to_first_test_s = Some(elapsed);
+        }
+        progress(Progress::LoadStarted {
+            index,
+            of: self.plan.loads.len(),
+        });
+        self.test_started = Instant::now();
+        self.first_of_load = true;
+        self.phase = Phase::Loading {
+            index,
+            parser: match &self.plan.catalog {
+                Some(catalog) => LoadParser::new(load.mode, load.suites.clone())
+                    .with_catalog(catalog, load.filter.as_ref()),
+                None => LoadParser::new(load.mode, load.suites.clone()),
+            },
+        };
+    }
+
+    /// The load `index` in progress ended with the module's exit `status`: its results and
+    /// errors go to the outcome, and the next load is expected.
+    fn end_load(&mut self, index: usize, status: i32) {
+        if let Phase::Loading { mut parser, .. } =
+            std::mem::replace(&mut self.phase, Phase::Idle { next: index + 1 })
+        {
+            let errors = parser.end(status);
+            self.out.invalid_selection |= parser.invalid_selection();
+            self.out
+                .errors
+                .extend(errors.into_iter().map(|e| format!("load {index}: {e}")));
+            self.out.results.extend(parser.into_results());
         }
     }
 

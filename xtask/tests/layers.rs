@@ -1,7 +1,6 @@
 //! Tidy check of `runner`'s imports: they point down. The modules directly under
-//! `runner/src/` form no import circle but the ones [`KNOWN_CIRCLES`] lists (each to be
-//! broken, issue 19), and `model`, the results layer at the bottom, imports nothing of the
-//! crate but `arch`. Each file is read as Rust (syn): an import is a path that starts with
+//! `runner/src/` form no import circle, and `model`, the results layer at the bottom, imports
+//! nothing of the crate but `arch`. Each file is read as Rust (syn): an import is a path that starts with
 //! `crate::`, in a `use` (grouped ones too), in code or in a macro's arguments. Items marked
 //! `#[cfg(test)]` (unit-test modules, test-only functions, uses and impls) do not count,
 //! wherever they stand in the file; doc comments and strings never do.
@@ -14,16 +13,6 @@ use proc_macro2::{TokenStream, TokenTree};
 use syn::visit::Visit;
 
 mod sources;
-
-/// The circles there were when this check came: each a set of modules that import each
-/// other. The list only shrinks: a circle that grew, or is gone, fails the test.
-const KNOWN_CIRCLES: &[&[&str]] = &[
-    // `Report.diff: Option<Diff>`; the diff keys results by the baseline's `TestKey`, which
-    // reads reports.
-    &["baseline", "diff", "report"],
-    // `Plan` holds test_bpf's `Catalog`; the parser takes the plan's `Filter`.
-    &["plan", "test_bpf"],
-];
 
 /// What `model` may import.
 const MODEL_MAY_IMPORT: &[&str] = &["arch"];
@@ -222,28 +211,17 @@ fn circles(graph: &Graph) -> BTreeSet<BTreeSet<String>> {
 }
 
 fn problems(graph: &Graph) -> Vec<String> {
-    let known: BTreeSet<BTreeSet<String>> = KNOWN_CIRCLES
-        .iter()
-        .map(|c| c.iter().map(|m| (*m).to_owned()).collect())
-        .collect();
-    let found = circles(graph);
     let mut problems = Vec::new();
-    for circle in found.difference(&known) {
+    for circle in circles(graph) {
         problems.push(format!(
             "runner's modules {circle:?} import one another: make the lower one not import the \
-             upper (move the shared type down, e.g. into model.rs)"
-        ));
-    }
-    for circle in known.difference(&found) {
-        problems.push(format!(
-            "KNOWN_CIRCLES in xtask/tests/layers.rs lists {circle:?}, which is no longer a \
-             circle: remove it"
+             upper (move the shared type down, e.g. into model/)"
         ));
     }
     for dep in graph.get("model").into_iter().flatten() {
         if !MODEL_MAY_IMPORT.contains(&dep.as_str()) {
             problems.push(format!(
-                "runner/src/model.rs imports crate::{dep}: the results model imports nothing \
+                "runner/src/model/ imports crate::{dep}: the results model imports nothing \
                  of ours but {MODEL_MAY_IMPORT:?}"
             ));
         }
@@ -278,7 +256,7 @@ fn a_planted_import_up_is_caught() {
         .insert("session".to_owned());
     let problems = problems(&graph).join("\n");
     assert!(
-        problems.contains("model.rs imports crate::report"),
+        problems.contains("model/ imports crate::report"),
         "{problems}"
     );
     assert!(

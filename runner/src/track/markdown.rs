@@ -19,6 +19,8 @@ pub fn render(track: &Track) -> String {
     out
 }
 
+/// One series: its heading, then what changed since the previous run, its revisions, every
+/// change and its flaky tests.
 fn render_series(out: &mut String, series: &Series) {
     let new: Vec<&str> = series
         .revisions
@@ -34,6 +36,14 @@ fn render_series(out: &mut String, series: &Series) {
         series.revisions.len(),
         new.len()
     );
+    since_previous_run(out, series, &new);
+    revisions_table(out, series);
+    every_change(out, series);
+    flaky_list(out, series);
+}
+
+/// The changes the `new` revisions brought, or why there are none.
+fn since_previous_run(out: &mut String, series: &Series, new: &[&str]) {
     let _ = writeln!(out, "### Since the previous run\n");
     let news: Vec<(&TestLine, &Change)> = series.new_changes().collect();
     match (new.is_empty(), news.is_empty()) {
@@ -49,6 +59,10 @@ fn render_series(out: &mut String, series: &Series) {
         }
         (false, false) => changes_table(out, &news),
     }
+}
+
+/// Each revision of the series with its release and its count of each status.
+fn revisions_table(out: &mut String, series: &Series) {
     let _ = writeln!(
         out,
         "\n### Revisions\n\n| revision | what | release | results |\n| --- | --- | --- | --- |"
@@ -69,6 +83,10 @@ fn render_series(out: &mut String, series: &Series) {
             counts.join(", ")
         );
     }
+}
+
+/// Every change of the series' tests that are not flaky.
+fn every_change(out: &mut String, series: &Series) {
     let all: Vec<(&TestLine, &Change)> = series
         .tests
         .iter()
@@ -82,30 +100,35 @@ fn render_series(out: &mut String, series: &Series) {
         }
         false => changes_table(out, &all),
     }
+}
+
+/// The flaky tests with their results revision by revision; nothing when there are none.
+fn flaky_list(out: &mut String, series: &Series) {
     let flaky: Vec<&TestLine> = series.tests.iter().filter(|t| t.flaky).collect();
-    if !flaky.is_empty() {
+    if flaky.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Flaky ({})\n\nTheir changes are not counted as regressions.\n",
+        flaky.len()
+    );
+    for t in flaky.iter().take(LIST_AT_MOST) {
+        let results: Vec<&str> = t
+            .results
+            .iter()
+            .map(|r| r.as_deref().unwrap_or("-"))
+            .collect();
         let _ = writeln!(
             out,
-            "\n### Flaky ({})\n\nTheir changes are not counted as regressions.\n",
-            flaky.len()
+            "- {} {} [{}]: {}",
+            t.suite,
+            cell(&t.name),
+            t.mode,
+            results.join(" → ")
         );
-        for t in flaky.iter().take(LIST_AT_MOST) {
-            let results: Vec<&str> = t
-                .results
-                .iter()
-                .map(|r| r.as_deref().unwrap_or("-"))
-                .collect();
-            let _ = writeln!(
-                out,
-                "- {} {} [{}]: {}",
-                t.suite,
-                cell(&t.name),
-                t.mode,
-                results.join(" → ")
-            );
-        }
-        more(out, flaky.len());
     }
+    more(out, flaky.len());
 }
 
 /// Changes, worst class first, then by test.
