@@ -75,6 +75,16 @@ impl Gate {
         report.diff = Some(diff);
     }
 
+    /// The gate's verdict on `report`, as an exit.
+    pub fn verdict(&self, report: &Report) -> runner::engine::ExitKind {
+        use runner::engine::ExitKind;
+        match self.exit_code(report) {
+            0 => ExitKind::Clean,
+            1 => ExitKind::GateFailed,
+            _ => ExitKind::Harness,
+        }
+    }
+
     /// The exit status: with a diff, 1 only for changes the gate fails on; 3 for a run the
     /// harness could not finish or tests it could not run that the baseline had run. Without
     /// one, any failing test gives 1.

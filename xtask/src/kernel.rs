@@ -6,7 +6,6 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use runner::arch::Arch;
-use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use xshell::Shell;
 
@@ -84,27 +83,7 @@ fn debian_flavour(arch: Arch, packaging: Packaging) -> anyhow::Result<&'static s
 /// unpacked again (2 added veth.ko).
 const CACHE_LAYOUT: u32 = 2;
 
-/// A kernel ready to boot.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Kernel {
-    /// [`CACHE_LAYOUT`] when the kernel was unpacked into the cache; 0 elsewhere.
-    #[serde(default)]
-    pub layout: u32,
-    pub image: PathBuf,
-    pub config: Option<PathBuf>,
-    pub test_bpf: PathBuf,
-    /// Modules the agent's cases need, loaded before it runs: veth, for real-device XDP.
-    #[serde(default)]
-    pub extra_modules: Vec<PathBuf>,
-    /// Where it came from, for the report.
-    pub source: String,
-    /// The source revision of a kernel built here: a commit, or the source package's version.
-    #[serde(default)]
-    pub revision: Option<String>,
-    /// A hash of the resolved `.config` of a kernel built here.
-    #[serde(default)]
-    pub config_hash: Option<String>,
-}
+pub use runner::kernel::Kernel;
 
 impl KernelSpec {
     pub fn resolve(

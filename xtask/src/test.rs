@@ -4,30 +4,31 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use runner::arch::Arch;
 use runner::cases;
 use runner::durations::Durations;
+use runner::engine;
+use runner::image;
 use runner::known_differences::KnownDifferences;
-use runner::model::{AgentSuite, TestResult};
+use runner::model::AgentSuite;
 use runner::plan::Plan;
 use runner::qemu::QemuConfig;
-use runner::report::{self, render_summary, KernelInfo, Report, Timing};
+use runner::report::{self, render_summary, KernelInfo};
 use runner::session::Timeouts;
 use runner::shard::{self, Shard};
+use runner::snapshot::Template;
 use xshell::Shell;
 
 use crate::flags::Test;
 use crate::gate::Gate;
 use crate::guest_c::{self, Program};
-use crate::guests::{self, GuestRun};
 use crate::kernel::{Kernel, KernelSpec};
 use crate::progress::Reporter;
-use crate::snapshot::{self, Template};
+use crate::snapshot;
 use crate::tools::{self, Install, Tool};
-use crate::{cache, image, project_root, signals, UsageError};
+use crate::{cache, project_root, signals, UsageError};
 
 /// Everything a guest needs from the host, fetched or built.
 struct Inputs {
@@ -106,72 +107,56 @@ impl Test {
             .max(1);
 
         let scratch = tempfile::TempDir::new().context("cannot create a temporary directory")?;
-        let setup = guests::Setup {
-            arch,
-            kernel: &inputs.kernel,
-            init: &inputs.init,
-            agent: inputs.agent.as_deref(),
-            snapshot: snapshot.as_ref(),
-            cases: &cases,
-            modes: &modes,
-            catalog: plan.catalog.as_ref(),
-            timeouts: Timeouts {
-                boot: Duration::from_secs(arch.qemu().boot_timeout_secs),
-                silence: Duration::from_secs(self.silence_timeout),
+        let spec = engine::RunSpec {
+            guests: engine::Setup {
+                arch,
+                kernel: &inputs.kernel,
+                init: &inputs.init,
+                agent: inputs.agent.as_deref(),
+                snapshot: snapshot.as_ref(),
+                cases: &cases,
+                modes: &modes,
+                catalog: plan.catalog.as_ref(),
+                timeouts: Timeouts {
+                    boot: Duration::from_secs(arch.qemu().boot_timeout_secs),
+                    silence: Duration::from_secs(self.silence_timeout),
+                },
+                inject_panic_after_s: self.inject_panic_after,
+                out: &out,
+                scratch: scratch.path(),
             },
-            inject_panic_after_s: self.inject_panic_after,
-            out: &out,
-            scratch: scratch.path(),
+            shards,
+            jobs,
+            retry_failures: self.retry_failures,
+            unreadable: &unreadable,
+            known: &known,
+            scope: self.scope(&plan),
+            shard: self.shard,
+            started: started_at,
         };
         let what = match jobs {
             1 => format!("{arch} ({})", inputs.kernel.source),
             n => format!("{arch} ({}) in {n} guests", inputs.kernel.source),
         };
         let reporter = Mutex::new(Reporter::new(&what));
-        let started = Instant::now();
-        let one_shard = shards.len() == 1;
-        let guests = guests::run(&setup, shards, jobs, 1, cancel, &reporter);
-        let retried = match self.retry_failures {
-            true => retry(&setup, &guests, cancel, &reporter),
-            false => Vec::new(),
+        let on_event = |event: engine::Event<'_>| {
+            let mut reporter = reporter.lock().unwrap_or_else(|e| e.into_inner());
+            match event {
+                engine::Event::GuestRuns { guest, shard } => {
+                    reporter.note(&format!("guest {guest} runs {shard}"))
+                }
+                engine::Event::Progress(progress) => reporter.update(progress),
+            }
         };
-        let wall_s = started.elapsed().as_secs_f64();
+        let mut run = engine::run(spec, cancel, &on_event);
         reporter
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .finish();
-
-        let unreadable_results: Vec<TestResult> = unreadable
-            .iter()
-            .flat_map(|bad| modes.iter().map(|&mode| bad.result(mode)))
-            .collect();
-        let (mut report, applied) = assemble(
-            &guests,
-            &retried,
-            unreadable_results,
-            &known,
-            arch,
-            &inputs.kernel,
-            wall_s,
-        );
-        report.shard = self.shard;
-        report.started = Some(started_at);
-        report.scope = Some(self.scope(&plan));
-        gate.judge(&mut report);
-        runner::outputs::write_all(&out, &report, &gate.fail_on)?;
-        // Durations only matter to a cut into shards, where each shard runs in a freshly
-        // started guest, and there some tests run slower than late in a long one (test_bpf's
-        // "Staggered jumps" by a fifth on mips64el). So a run of one shard only adds tests
-        // never timed; a run of several updates them all. A run that timed nothing (no guest
-        // booted) leaves the file as it was.
-        if guests.iter().any(|g| !g.durations.is_empty()) {
-            let mut recorded = history.unwrap_or_default();
-            for guest in &guests {
-                match one_shard {
-                    true => recorded.fill(&guest.durations),
-                    false => recorded.update(&guest.durations),
-                }
-            }
+        gate.judge(&mut run.report);
+        let report = &run.report;
+        runner::outputs::write_all(&out, report, &gate.fail_on)?;
+        if let Some(recorded) = run.durations(history) {
             if let Err(e) = std::fs::create_dir_all(cache.join("durations"))
                 .and_then(|()| recorded.write(&history_path))
             {
@@ -181,11 +166,11 @@ impl Test {
                 );
             }
         }
-        print!("{}", render_summary(&report));
+        print!("{}", render_summary(report));
         if let Some(diff) = &report.diff {
             print!("{}", diff.render_text(&gate.fail_on));
         }
-        for note in &applied.passed {
+        for note in &run.applied.passed {
             eprintln!("note: {note}");
         }
         println!("report: {}", out.join("report.json").display());
@@ -199,11 +184,7 @@ impl Test {
                 eprintln!("  {}", bad.error);
             }
         }
-        Ok(exit_status(
-            guests.iter().chain(&retried).any(|g| g.interrupted),
-            guests.iter().any(|g| g.invalid_selection) || !unreadable.is_empty(),
-            || gate.exit_code(&report),
-        ))
+        Ok(run.exit(gate.verdict(report)).code())
     }
 
     /// The shards this run's guests take: the whole plan cut into `--jobs` parts, or this
@@ -458,19 +439,6 @@ impl Test {
     }
 }
 
-/// A finished run's exit status: 130 when interrupted; 2 when its input was at fault (a
-/// selection the guest refused, corpus files that could not be read), once the rest ran and
-/// the report was written; else the gate's.
-fn exit_status(interrupted: bool, bad_input: bool, gate: impl FnOnce() -> u8) -> u8 {
-    if interrupted {
-        130
-    } else if bad_input {
-        crate::EXIT_USAGE
-    } else {
-        gate()
-    }
-}
-
 /// `reports/runs/ARCH-YYYYMMDDTHHMMSSZ`: a new directory per run, so no run overwrites another.
 fn default_out_dir(arch: runner::arch::Arch) -> PathBuf {
     run_dir(&arch.to_string())
@@ -490,87 +458,6 @@ pub fn run_dir(name: &str) -> PathBuf {
 /// One guest per core: each QEMU under TCG keeps one busy.
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Runs the failures of `guests` once more (`--retry-failures`), in one fresh guest.
-fn retry(
-    setup: &guests::Setup<'_>,
-    guests: &[GuestRun],
-    cancel: &AtomicBool,
-    reporter: &Mutex<Reporter>,
-) -> Vec<GuestRun> {
-    let results: Vec<TestResult> = guests.iter().flat_map(|g| g.results.clone()).collect();
-    let Some(retry) = runner::retry::plan(&results) else {
-        return Vec::new();
-    };
-    if guests.iter().any(|g| g.interrupted) {
-        return Vec::new();
-    }
-    let cases: Vec<cases::Case> = setup
-        .cases
-        .iter()
-        .filter(|c| {
-            let key = (c.suite, c.name.clone());
-            retry.cases.contains(&key)
-        })
-        .cloned()
-        .collect();
-    let setup = guests::Setup {
-        cases: &cases,
-        inject_panic_after_s: None,
-        ..*setup
-    };
-    guests::run(
-        &setup,
-        vec![retry.shard],
-        1,
-        guests.len() + 1,
-        cancel,
-        reporter,
-    )
-}
-
-/// The run's report from its guests' results, with the failures that passed when `retried`
-/// marked flaky, the `error` results of what could not run at all (`unreadable`), and the
-/// known differences applied.
-fn assemble(
-    guests: &[GuestRun],
-    retried: &[GuestRun],
-    unreadable: Vec<TestResult>,
-    known: &KnownDifferences,
-    arch: Arch,
-    kernel: &Kernel,
-    wall_s: f64,
-) -> (Report, runner::known_differences::Applied) {
-    let mut results: Vec<TestResult> = guests.iter().flat_map(|g| g.results.clone()).collect();
-    let again: Vec<TestResult> = retried.iter().flat_map(|g| g.results.clone()).collect();
-    runner::retry::apply(&mut results, &again);
-    results.extend(unreadable);
-    report::canonical_order(&mut results);
-    let kernel_info = KernelInfo {
-        arch,
-        release: guests.iter().find_map(|g| g.release.clone()),
-        source: kernel.source.clone(),
-        revision: kernel.revision.clone(),
-        config_hash: kernel.config_hash.clone(),
-    };
-    let applied = known.apply(&kernel_info, &mut results);
-    let errors = guests::errors_said_once(guests);
-    let first = guests.first();
-    let timing = Timing {
-        boot_s: first.and_then(|g| g.timing.boot_s),
-        to_first_test_s: first.and_then(|g| g.timing.to_first_test_s),
-        total_s: wall_s,
-        agent: guests.iter().flat_map(|g| g.agent_passes.clone()).collect(),
-        guests: guests
-            .iter()
-            .chain(retried)
-            .map(|g| g.timing.clone())
-            .collect(),
-    };
-    let complete = !guests.is_empty() && guests.iter().all(|g| g.complete);
-    let report = Report::new(kernel_info, results, errors, complete, timing);
-    (report, applied)
 }
 
 #[cfg(test)]
@@ -608,7 +495,7 @@ mod tests {
         assert!(plan.agent && plan.loads.is_empty());
         let names: Vec<&str> = loaded.cases.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["add32-wraps", "lddw-upper-half"]);
-        let results: Vec<TestResult> = loaded
+        let results: Vec<runner::model::TestResult> = loaded
             .unreadable
             .iter()
             .flat_map(|bad| [Mode::Interp, Mode::Jit].map(|mode| bad.result(mode)))
@@ -630,10 +517,7 @@ mod tests {
             .is_some_and(|m| m.contains("bad-operand.data:4:10: expected a register")));
         // The same file among our own suites is refused: there is no `--suites-dir` to point
         // elsewhere, so this is runner's test (cases::tests::a_malformed_case_of_ours_...).
-        assert_eq!(exit_status(false, true, || 0), 2);
-        assert_eq!(exit_status(false, true, || 1), 2);
-        assert_eq!(exit_status(true, true, || 1), 130);
-        assert_eq!(exit_status(false, false, || 1), 1);
+        // What that does to the exit: engine::tests::bad_input_exits_2_once_the_rest_ran.
     }
 
     /// The committed list of known differences reads, and a named one that is missing is

@@ -1,28 +1,17 @@
-//! Running shards in parallel guests: a fixed number of workers take shards from a queue, boot
-//! one guest per shard, and put back the rest of a shard whose guest crashed or hung.
+//! The worker pool: a run's shards on `jobs` guests at once, each guest that crashed or hung
+//! followed by one that carries on after the test it stopped on, until the work is done or
+//! given up.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Context;
-use runner::agent::{AgentOutput, AgentRun, AgentStart};
-use runner::arch::Arch;
-use runner::cases::Case;
-use runner::durations::Durations;
-use runner::model::{AgentSuite, Mode, Status, TestResult};
-use runner::qemu::QemuConfig;
-use runner::report::{AgentPass, GuestTiming};
-use runner::session::{self, Progress, Timeouts};
-use runner::shard::Shard;
-use runner::test_bpf::Catalog;
-
-use crate::image;
-use crate::kernel::Kernel;
-use crate::progress::Reporter;
-use crate::snapshot::Template;
+use super::guest::{self, GuestRun, Setup};
+use super::OnEvent;
+use crate::agent::{AgentRun, AgentStart};
+use crate::model::{AgentSuite, Status};
+use crate::shard::Shard;
 
 /// How many guests in a row may crash or hang before finishing a single test, before what
 /// they were running is given up (`give_up`): a kernel that crashes on every test would
@@ -30,47 +19,6 @@ use crate::snapshot::Template;
 /// tests before it stopped is progress, however many stops came before (a JIT that hangs now
 /// and then, as the 32-bit MIPS one does under jit-hardened, still gets every test run).
 const MAX_FRUITLESS_RESUMES: usize = 3;
-
-/// What every guest of a run shares.
-pub struct Setup<'a> {
-    pub arch: Arch,
-    pub kernel: &'a Kernel,
-    /// The guest's PID 1, built from `images/init.c`.
-    pub init: &'a Path,
-    pub agent: Option<&'a Path>,
-    pub cases: &'a [Case],
-    pub modes: &'a [Mode],
-    pub catalog: Option<&'a Catalog>,
-    pub timeouts: Timeouts,
-    /// Crash the first guest this many seconds after its init starts.
-    pub inject_panic_after_s: Option<u32>,
-    /// A booted guest to start module-load guests from, instead of booting each.
-    pub snapshot: Option<&'a Template>,
-    /// Where the console logs go.
-    pub out: &'a Path,
-    /// Where images and half-written logs go; nothing of it is kept.
-    pub scratch: &'a Path,
-}
-
-/// What one guest produced, turned into results.
-#[derive(Debug, Default)]
-pub struct GuestRun {
-    /// 1 for the first guest started, and so on.
-    pub number: usize,
-    pub results: Vec<TestResult>,
-    pub errors: Vec<String>,
-    pub release: Option<String>,
-    /// The guest ran its shard to the end, or another guest took over the rest.
-    pub complete: bool,
-    pub interrupted: bool,
-    pub invalid_selection: bool,
-    pub timing: GuestTiming,
-    /// What its agent did, judged with the other guests' once all have run: a resumed
-    /// guest's cases and the first guest's are one pass over the bundle.
-    pub agent: Option<AgentRun>,
-    pub agent_passes: Vec<AgentPass>,
-    pub durations: Durations,
-}
 
 struct Job {
     shard: Shard,
@@ -90,7 +38,7 @@ struct Pool {
 
 impl Pool {
     /// One worker: boots guests for the queue's shards until none is left or running.
-    fn work(&self, setup: &Setup<'_>, cancel: &AtomicBool, reporter: &Mutex<Reporter>) {
+    fn work(&self, setup: &Setup<'_>, cancel: &AtomicBool, on_event: OnEvent<'_>) {
         loop {
             // Numbered as taken from the queue: guest 1 runs the first shard.
             let taken = {
@@ -107,7 +55,7 @@ impl Pool {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
-            let (guest, next) = run_one(setup, &job, number, cancel, reporter);
+            let (guest, next) = run_one(setup, &job, number, cancel, on_event);
             if let Some(next) = next {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 queue.push_front(next);
@@ -123,13 +71,13 @@ impl Pool {
 
 /// Runs `shards` on `jobs` guests at once, numbering them from `first_number`. Returns one
 /// entry per guest booted, in the order they were started.
-pub fn run(
+pub fn run_shards(
     setup: &Setup<'_>,
     shards: Vec<Shard>,
     jobs: usize,
     first_number: usize,
     cancel: &AtomicBool,
-    reporter: &Mutex<Reporter>,
+    on_event: OnEvent<'_>,
 ) -> Vec<GuestRun> {
     let pool = Pool {
         queue: Mutex::new(
@@ -157,7 +105,7 @@ pub fn run(
                 if let Some(core) = core {
                     pin_to(core);
                 }
-                pool.work(setup, cancel, reporter);
+                pool.work(setup, cancel, on_event);
             });
         }
     });
@@ -175,7 +123,7 @@ fn judge_agent(setup: &Setup<'_>, guests: &mut [GuestRun]) {
     let Some(first) = guests.iter_mut().find(|g| g.agent.is_some()) else {
         return;
     };
-    first.results.extend(runner::agent::results(
+    first.results.extend(crate::agent::results(
         setup.cases,
         setup.modes,
         &runs,
@@ -247,7 +195,7 @@ fn run_one(
     job: &Job,
     number: usize,
     cancel: &AtomicBool,
-    reporter: &Mutex<Reporter>,
+    on_event: OnEvent<'_>,
 ) -> (GuestRun, Option<Job>) {
     let mut guest = GuestRun {
         number,
@@ -255,7 +203,7 @@ fn run_one(
     };
     guest.timing.console = log_name("console", number);
     guest.timing.shard = job.shard.to_string();
-    if let Err(e) = boot(setup, job, &mut guest, cancel, reporter) {
+    if let Err(e) = guest::boot(setup, &job.shard, &mut guest, cancel, on_event) {
         guest.errors.push(format!("guest {number}: {e:#}"));
         return (guest, None);
     }
@@ -352,200 +300,11 @@ fn finished_a_test(guest: &GuestRun) -> bool {
     judged || agent_done
 }
 
-fn boot(
-    setup: &Setup<'_>,
-    job: &Job,
-    guest: &mut GuestRun,
-    cancel: &AtomicBool,
-    reporter: &Mutex<Reporter>,
-) -> anyhow::Result<()> {
-    let number = guest.number;
-    let dir = setup.scratch.join(format!("guest-{number}"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut plan = job.shard.plan(setup.catalog);
-    if number == 1 {
-        plan.inject_panic_after_s = setup.inject_panic_after_s;
-    }
-    if cancel.load(Ordering::SeqCst) {
-        // No guest boots once the run is interrupted; its tests are reported as not run.
-        let outcome = session::cancelled(&plan);
-        guest.interrupted = true;
-        guest.results = outcome.results;
-        guest.timing.console.clear();
-        return Ok(());
-    }
-    let initrd = dir.join("initramfs.cpio");
-    let config = QemuConfig {
-        agent_output: plan.agent.then(|| dir.join("agent.out")),
-        ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd)
-    };
-    // Module loads alone start from the booted template; the agent's bundle and fault
-    // injection go in an image of the guest's own.
-    let config = match setup.snapshot {
-        Some(template) if !plan.agent && plan.inject_panic_after_s.is_none() => {
-            template.guest(&config, &plan)
-        }
-        _ => {
-            let agent_files = setup
-                .agent
-                .filter(|_| plan.agent)
-                .map(|binary| image::AgentFiles {
-                    binary,
-                    bundle: runner::agent::bundle(setup.cases, setup.modes, job.shard.agent_from),
-                });
-            image::build(
-                setup.arch,
-                setup.init,
-                setup.kernel,
-                &plan,
-                agent_files,
-                &config.initrd,
-            )?;
-            config
-        }
-    };
-    let shard = job.shard.to_string();
-    let console_tmp = dir.join("console.log");
-    let mut console = std::fs::File::create(&console_tmp)
-        .with_context(|| format!("cannot create {}", console_tmp.display()))?;
-    let outcome = session::run(
-        &config,
-        &plan,
-        setup.timeouts,
-        &mut console,
-        cancel,
-        &mut |event| {
-            let mut reporter = reporter.lock().unwrap_or_else(|e| e.into_inner());
-            if let Progress::Booted { .. } = event {
-                reporter.note(&format!("guest {number} runs {shard}"));
-            }
-            reporter.update(event);
-        },
-    )
-    .with_context(|| format!("cannot boot guest {number}"))?;
-    drop(console);
-    publish(&console_tmp, &setup.out.join(&guest.timing.console))?;
-
-    guest.timing.boot_s = outcome.timing.boot_s;
-    guest.timing.to_first_test_s = outcome.timing.to_first_test_s;
-    guest.timing.total_s = outcome.timing.total_s;
-    guest.release = outcome.release;
-    guest.complete = outcome.complete;
-    guest.interrupted = outcome.interrupted;
-    guest.invalid_selection = outcome.invalid_selection;
-    guest.durations = outcome.durations;
-    guest.results = outcome.results;
-    guest.errors = outcome
-        .errors
-        .into_iter()
-        .map(|e| format!("guest {number}: {e}"))
-        .collect();
-    if plan.agent {
-        let agent_log = setup.out.join(log_name("agent", number));
-        runner::report::write_atomically(&agent_log, &outcome.agent_output)
-            .with_context(|| format!("cannot write {}", agent_log.display()))?;
-        let output = runner::agent::parse_output(&outcome.agent_output);
-        let from = job.shard.agent_from;
-        guest.agent_passes = agent_passes(&output, setup.modes, setup.cases.len())
-            .into_iter()
-            // A mode a resumed guest ran only part of is no pass's time.
-            .filter(|pass| from.skip == 0 || Some(&pass.mode) != setup.modes.get(from.mode))
-            .collect();
-        for pass in &guest.agent_passes {
-            guest
-                .durations
-                .record_agent(pass.mode, pass.cases, pass.seconds);
-        }
-        let problems = agent_problems(&output, outcome.agent_status, setup.modes, outcome.complete);
-        // A console warning the agent pinned on a case fails that case; any other is the run's.
-        let unpinned = session::warnings_on_no_case(&outcome.agent_warnings, &pinned(&output));
-        guest.errors.extend(
-            problems
-                .into_iter()
-                .chain(unpinned)
-                .map(|e| format!("guest {number}: {e}")),
-        );
-        guest.agent = Some(AgentRun {
-            start: from,
-            output,
-            stop: outcome.agent_stop,
-        });
-    }
-    Ok(())
-}
-
-/// Moves a finished log from the scratch directory into the output directory, whole.
-fn publish(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let data = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
-    runner::report::write_atomically(to, &data)
-        .with_context(|| format!("cannot write {}", to.display()))
-}
-
-/// The agent's passes, timed in the guest.
-fn agent_passes(output: &AgentOutput, modes: &[Mode], cases: usize) -> Vec<AgentPass> {
-    output
-        .mode_ns
-        .iter()
-        .filter_map(|(&index, &ns)| {
-            Some(AgentPass {
-                mode: *modes.get(index)?,
-                cases,
-                seconds: ns as f64 / 1e9,
-            })
-        })
-        .collect()
-}
-
-/// The titles of the splats the agent's `kmsg` lines pinned on its cases.
-fn pinned(output: &AgentOutput) -> Vec<String> {
-    output
-        .observations
-        .values()
-        .flat_map(|o| o.splats())
-        .map(|s| s.title)
-        .collect()
-}
-
-/// What went wrong with the agent as a whole, as opposed to any one case.
-fn agent_problems(
-    output: &AgentOutput,
-    status: Option<i32>,
-    modes: &[Mode],
-    guest_complete: bool,
-) -> Vec<String> {
-    let mut problems = output.errors.clone();
-    if guest_complete {
-        if status != Some(0) {
-            problems.push(format!(
-                "the agent exited with status {}",
-                status.map_or("?".into(), |s| s.to_string())
-            ));
-        }
-        if !output.finished {
-            problems.push("the agent's output ends without `agent bye`".into());
-        }
-    }
-    for (index, mode) in modes.iter().enumerate() {
-        let (enable, harden) = mode.sysctls();
-        match output.modes.get(&index) {
-            Some(&got) if got != (enable, harden) => problems.push(format!(
-                "mode {}: the guest kept bpf_jit_enable={} bpf_jit_harden={}, not {enable} {harden} \
-                 (a kernel with CONFIG_BPF_JIT_ALWAYS_ON cannot run the interpreter)",
-                mode.name(),
-                got.0,
-                got.1
-            )),
-            _ => {}
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runner::agent::parse_output;
-    use runner::model::Suite;
+    use crate::agent::parse_output;
+    use crate::model::{Mode, Suite, TestResult};
 
     fn guest_with(statuses: &[Status]) -> GuestRun {
         let results = statuses

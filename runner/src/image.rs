@@ -4,11 +4,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
+use crate::elf;
+use crate::initramfs::Initramfs;
+use crate::plan::Plan;
 use anyhow::Context;
-use runner::arch::Arch;
-use runner::elf;
-use runner::initramfs::Initramfs;
-use runner::plan::Plan;
 
 use crate::kernel::Kernel;
 

@@ -1,0 +1,278 @@
+//! One guest: its image or snapshot, its QEMU supervised to the end, and what it produced
+//! turned into results, timings and the agent's run.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+
+use super::{Event, OnEvent};
+use crate::agent::{AgentOutput, AgentRun};
+use crate::arch::Arch;
+use crate::cases::Case;
+use crate::durations::Durations;
+use crate::image;
+use crate::kernel::Kernel;
+use crate::model::{Catalog, Mode, TestResult};
+use crate::plan::Plan;
+use crate::qemu::QemuConfig;
+use crate::report::{AgentPass, GuestTiming};
+use crate::session::{self, Outcome, Progress, Timeouts};
+use crate::shard::Shard;
+use crate::snapshot::Template;
+
+/// What every guest of a run shares.
+pub struct Setup<'a> {
+    pub arch: Arch,
+    pub kernel: &'a Kernel,
+    /// The guest's PID 1, built from `images/init.c`.
+    pub init: &'a Path,
+    pub agent: Option<&'a Path>,
+    pub cases: &'a [Case],
+    pub modes: &'a [Mode],
+    pub catalog: Option<&'a Catalog>,
+    pub timeouts: Timeouts,
+    /// Crash the first guest this many seconds after its init starts.
+    pub inject_panic_after_s: Option<u32>,
+    /// A booted guest to start module-load guests from, instead of booting each.
+    pub snapshot: Option<&'a Template>,
+    /// Where the console logs go.
+    pub out: &'a Path,
+    /// Where images and half-written logs go; nothing of it is kept.
+    pub scratch: &'a Path,
+}
+
+/// What one guest produced, turned into results.
+#[derive(Debug, Default)]
+pub struct GuestRun {
+    /// 1 for the first guest started, and so on.
+    pub number: usize,
+    pub results: Vec<TestResult>,
+    pub errors: Vec<String>,
+    pub release: Option<String>,
+    /// The guest ran its shard to the end, or another guest took over the rest.
+    pub complete: bool,
+    pub interrupted: bool,
+    pub invalid_selection: bool,
+    pub timing: GuestTiming,
+    /// What its agent did, judged with the other guests' once all have run: a resumed
+    /// guest's cases and the first guest's are one pass over the bundle.
+    pub agent: Option<AgentRun>,
+    pub agent_passes: Vec<AgentPass>,
+    pub durations: Durations,
+}
+
+/// Boots one guest for `shard`, into `guest`: its results, errors, timing and agent run.
+pub fn boot(
+    setup: &Setup<'_>,
+    shard: &Shard,
+    guest: &mut GuestRun,
+    cancel: &AtomicBool,
+    on_event: OnEvent<'_>,
+) -> anyhow::Result<()> {
+    let number = guest.number;
+    let dir = setup.scratch.join(format!("guest-{number}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut plan = shard.plan(setup.catalog);
+    if number == 1 {
+        plan.inject_panic_after_s = setup.inject_panic_after_s;
+    }
+    if cancel.load(Ordering::SeqCst) {
+        // No guest boots once the run is interrupted; its tests are reported as not run.
+        let outcome = session::cancelled(&plan);
+        guest.interrupted = true;
+        guest.results = outcome.results;
+        guest.timing.console.clear();
+        return Ok(());
+    }
+    let config = config(setup, shard, &plan, &dir)?;
+    let shown = shard.to_string();
+    let console_tmp = dir.join("console.log");
+    let mut console = std::fs::File::create(&console_tmp)
+        .with_context(|| format!("cannot create {}", console_tmp.display()))?;
+    let mut outcome = session::run(
+        &config,
+        &plan,
+        setup.timeouts,
+        &mut console,
+        cancel,
+        &mut |event| {
+            if let Progress::Booted { .. } = event {
+                on_event(Event::GuestRuns {
+                    guest: number,
+                    shard: &shown,
+                });
+            }
+            on_event(Event::Progress(event));
+        },
+    )
+    .with_context(|| format!("cannot boot guest {number}"))?;
+    drop(console);
+    publish(&console_tmp, &setup.out.join(&guest.timing.console))?;
+    guest.take(&mut outcome);
+    if plan.agent {
+        agent_run(setup, shard, guest, &outcome)?;
+    }
+    Ok(())
+}
+
+/// The guest's command line: module loads alone start from the booted template; the agent's
+/// bundle and fault injection go in an image of the guest's own.
+fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::Result<QemuConfig> {
+    let initrd = dir.join("initramfs.cpio");
+    let config = QemuConfig {
+        agent_output: plan.agent.then(|| dir.join("agent.out")),
+        ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd)
+    };
+    if let Some(template) = setup.snapshot {
+        if !plan.agent && plan.inject_panic_after_s.is_none() {
+            return Ok(template.guest(&config, plan));
+        }
+    }
+    let agent_files = setup
+        .agent
+        .filter(|_| plan.agent)
+        .map(|binary| image::AgentFiles {
+            binary,
+            bundle: crate::agent::bundle(setup.cases, setup.modes, shard.agent_from),
+        });
+    image::build(
+        setup.arch,
+        setup.init,
+        setup.kernel,
+        plan,
+        agent_files,
+        &config.initrd,
+    )?;
+    Ok(config)
+}
+
+impl GuestRun {
+    /// Takes the session's results, errors and timing out of `outcome`; its agent's output
+    /// stays for [`agent_run`].
+    fn take(&mut self, outcome: &mut Outcome) {
+        let number = self.number;
+        self.timing.boot_s = outcome.timing.boot_s;
+        self.timing.to_first_test_s = outcome.timing.to_first_test_s;
+        self.timing.total_s = outcome.timing.total_s;
+        self.release = outcome.release.take();
+        self.complete = outcome.complete;
+        self.interrupted = outcome.interrupted;
+        self.invalid_selection = outcome.invalid_selection;
+        self.durations = std::mem::take(&mut outcome.durations);
+        self.results = std::mem::take(&mut outcome.results);
+        self.errors = outcome
+            .errors
+            .drain(..)
+            .map(|e| format!("guest {number}: {e}"))
+            .collect();
+    }
+}
+
+/// The agent's part of a guest: its log kept, its passes timed, its problems and unpinned
+/// warnings made the run's errors, its run kept for judging with the other guests'.
+fn agent_run(
+    setup: &Setup<'_>,
+    shard: &Shard,
+    guest: &mut GuestRun,
+    outcome: &Outcome,
+) -> anyhow::Result<()> {
+    let number = guest.number;
+    let agent_log = setup.out.join(super::pool::log_name("agent", number));
+    crate::report::write_atomically(&agent_log, &outcome.agent_output)
+        .with_context(|| format!("cannot write {}", agent_log.display()))?;
+    let output = crate::agent::parse_output(&outcome.agent_output);
+    let from = shard.agent_from;
+    guest.agent_passes = agent_passes(&output, setup.modes, setup.cases.len())
+        .into_iter()
+        // A mode a resumed guest ran only part of is no pass's time.
+        .filter(|pass| from.skip == 0 || Some(&pass.mode) != setup.modes.get(from.mode))
+        .collect();
+    for pass in &guest.agent_passes {
+        guest
+            .durations
+            .record_agent(pass.mode, pass.cases, pass.seconds);
+    }
+    let problems = agent_problems(&output, outcome.agent_status, setup.modes, outcome.complete);
+    // A console warning the agent pinned on a case fails that case; any other is the run's.
+    let unpinned = session::warnings_on_no_case(&outcome.agent_warnings, &pinned(&output));
+    guest.errors.extend(
+        problems
+            .into_iter()
+            .chain(unpinned)
+            .map(|e| format!("guest {number}: {e}")),
+    );
+    guest.agent = Some(AgentRun {
+        start: from,
+        output,
+        stop: outcome.agent_stop.clone(),
+    });
+    Ok(())
+}
+
+/// Moves a finished log from the scratch directory into the output directory, whole.
+fn publish(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let data = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    crate::report::write_atomically(to, &data)
+        .with_context(|| format!("cannot write {}", to.display()))
+}
+
+/// The agent's passes, timed in the guest.
+fn agent_passes(output: &AgentOutput, modes: &[Mode], cases: usize) -> Vec<AgentPass> {
+    output
+        .mode_ns
+        .iter()
+        .filter_map(|(&index, &ns)| {
+            Some(AgentPass {
+                mode: *modes.get(index)?,
+                cases,
+                seconds: ns as f64 / 1e9,
+            })
+        })
+        .collect()
+}
+
+/// The titles of the splats the agent's `kmsg` lines pinned on its cases.
+fn pinned(output: &AgentOutput) -> Vec<String> {
+    output
+        .observations
+        .values()
+        .flat_map(|o| o.splats())
+        .map(|s| s.title)
+        .collect()
+}
+
+/// What went wrong with the agent as a whole, as opposed to any one case.
+fn agent_problems(
+    output: &AgentOutput,
+    status: Option<i32>,
+    modes: &[Mode],
+    guest_complete: bool,
+) -> Vec<String> {
+    let mut problems = output.errors.clone();
+    if guest_complete {
+        if status != Some(0) {
+            problems.push(format!(
+                "the agent exited with status {}",
+                status.map_or("?".into(), |s| s.to_string())
+            ));
+        }
+        if !output.finished {
+            problems.push("the agent's output ends without `agent bye`".into());
+        }
+    }
+    for (index, mode) in modes.iter().enumerate() {
+        let (enable, harden) = mode.sysctls();
+        match output.modes.get(&index) {
+            Some(&got) if got != (enable, harden) => problems.push(format!(
+                "mode {}: the guest kept bpf_jit_enable={} bpf_jit_harden={}, not {enable} {harden} \
+                 (a kernel with CONFIG_BPF_JIT_ALWAYS_ON cannot run the interpreter)",
+                mode.name(),
+                got.0,
+                got.1
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
