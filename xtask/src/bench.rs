@@ -9,14 +9,41 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 use runner::arch::Arch;
-use runner::model::{Mode, Status, Suite, SuiteName};
+use runner::engine::ExitKind;
+use runner::model::{Filter, Mode, Status, Suite, SuiteName};
 use runner::plan::Plan;
 use runner::report::Report;
 
-use crate::flags::{Bench, BenchPart, Command as Verb, Xtask};
+use crate::flags::{Bench, BenchPart, FuzzCmd, Isa, Test};
 use crate::project_root;
+
+/// `test --arch ARCH [--kernel KERNEL]`.
+fn test_of(arch: Arch, kernel: Option<&str>) -> anyhow::Result<Test> {
+    let mut test = Test::new(arch);
+    if let Some(kernel) = kernel {
+        test.kernel = Some(kernel.parse().map_err(anyhow::Error::msg)?);
+    }
+    Ok(test)
+}
+
+/// The flags of a bench's `test` run of `kernel`, as a person would give them.
+fn test_text(test: &Test, kernel: Option<&str>) -> String {
+    let mut text = format!("test --arch {}", test.arch);
+    if let Some(filter) = &test.selection.filter {
+        text += &format!(" --filter {filter}");
+    }
+    if let Some(jobs) = test.jobs {
+        text += &format!(" --jobs {jobs}");
+    }
+    if let Some(kernel) = kernel {
+        text += &format!(" --kernel {kernel}");
+    }
+    if let Some(out) = &test.out {
+        text += &format!(" --out {}", out.display());
+    }
+    text
+}
 
 /// One row of the table.
 struct Row {
@@ -62,28 +89,25 @@ impl Bench {
     /// from linux-source-6.1 (built first if the cache has none yet).
     fn first_test(&self) -> anyhow::Result<Vec<Row>> {
         let mut rows = Vec::new();
-        let debian: &[&str] = &[];
-        let debian_6_12: &[&str] = &["--kernel", "debian:6.12"];
-        let debian_7: &[&str] = &["--kernel", "debian:sid"];
-        let built: &[&str] = &["--kernel", "linux-source"];
         let kernels = [
-            (Arch::X86_64, debian),
-            (Arch::Mips64el, debian),
-            (Arch::X86_64, debian_6_12),
-            (Arch::Mips64el, debian_6_12),
-            (Arch::X86_64, debian_7),
-            (Arch::X86_64, built),
-            (Arch::Mips64el, built),
-            (Arch::Mipsel, built),
-            (Arch::Mips, built),
+            (Arch::X86_64, None),
+            (Arch::Mips64el, None),
+            (Arch::X86_64, Some("debian:6.12")),
+            (Arch::Mips64el, Some("debian:6.12")),
+            (Arch::X86_64, Some("debian:sid")),
+            (Arch::X86_64, Some("linux-source")),
+            (Arch::Mips64el, Some("linux-source")),
+            (Arch::Mipsel, Some("linux-source")),
+            (Arch::Mips, Some("linux-source")),
         ];
         for (arch, kernel) in kernels {
             let mut best = f64::INFINITY;
             let mut source = String::new();
             for _ in 0..3 {
-                let mut args = vec!["--filter", "0", "--jobs", "1"];
-                args.extend_from_slice(kernel);
-                let report = self.test(arch, &args, "first")?;
+                let mut test = test_of(arch, kernel)?;
+                test.selection.filter = Some(Filter::Id(0));
+                test.jobs = Some(1);
+                let report = self.test(test, kernel, "first")?;
                 best = best.min(report.timing.to_first_test_s.unwrap_or(f64::INFINITY));
                 source = report.kernel.source;
             }
@@ -107,20 +131,12 @@ impl Bench {
         for round in 1..=self.rounds {
             eprintln!("bench: round {round} of {}", self.rounds);
             let cpu_before = cpu_seconds()?;
-            let jobs1 = self.test(
-                arch,
-                &[&["--jobs", "1"], &self.kernel_args()[..]].concat(),
-                "jobs1",
-            )?;
+            let jobs1 = self.test_jobs(1)?;
             source.clone_from(&jobs1.kernel.source);
             cpu = cpu.min((cpu_seconds()? - cpu_before) / jobs1.timing.total_s);
             let qemu_s: f64 = jobs1.timing.guests.iter().map(|g| g.total_s).sum();
             outside = outside.min(jobs1.timing.total_s / qemu_s - 1.0);
-            let jobs2 = self.test(
-                arch,
-                &[&["--jobs", "2"], &self.kernel_args()[..]].concat(),
-                "jobs2",
-            )?;
+            let jobs2 = self.test_jobs(2)?;
             same &= statuses(&jobs1) == statuses(&jobs2);
             one = one.min(jobs1.timing.total_s);
             two = two.min(jobs2.timing.total_s);
@@ -185,39 +201,25 @@ impl Bench {
         for (arch, kernel) in kernels {
             let out = tempfile::TempDir::new().context("cannot create a temporary directory")?;
             let dir = out.path().join("fuzz");
-            let (arch_name, dir_name) = (arch.to_string(), dir.display().to_string());
-            let argv = [
-                "cargo xtask",
-                "fuzz",
-                "--arch",
-                &arch_name,
-                "--kernel",
-                kernel,
-                "--count",
-                "1000",
-                "--len",
-                "30..50",
-                "--isa",
-                "v3",
-                "--jobs",
-                "1",
-                "--minimise",
-                "0",
-                "--out",
-                &dir_name,
-            ];
-            eprintln!("bench: {}", argv[1..].join(" "));
-            let Verb::Fuzz(fuzz) = Xtask::try_parse_from(argv)?.command else {
-                anyhow::bail!("`{}` is not a fuzz command", argv.join(" "));
-            };
+            let mut fuzz = FuzzCmd::new(arch);
+            fuzz.kernel = Some(kernel.to_owned());
+            fuzz.count = Some(1000);
+            fuzz.len = 30..=50;
+            fuzz.isa = Isa::V3;
+            fuzz.jobs = Some(1);
+            fuzz.minimise = 0;
+            fuzz.out = Some(dir.clone());
+            let what = format!(
+                "fuzz --arch {arch} --kernel {kernel} --count 1000 --len 30..50 --isa v3 --jobs 1 \
+                 --minimise 0 --out {}",
+                dir.display()
+            );
+            eprintln!("bench: {what}");
             let code = fuzz.run()?;
             let totals: FuzzTotals = serde_json::from_slice(&read(&dir.join("fuzz.json"))?)
                 .with_context(|| format!("cannot read {}", dir.join("fuzz.json").display()))?;
             if code != 0 || totals.findings > 0 {
-                anyhow::bail!(
-                    "`{}` exited with {code}; bench needs a clean run",
-                    argv.join(" ")
-                );
+                anyhow::bail!("`cargo xtask {what}` exited with {code}; bench needs a clean run");
             }
             let accepted = 100.0 * (totals.ran - totals.refused) as f64 / totals.ran.max(1) as f64;
             let per_second: Vec<String> = totals
@@ -239,53 +241,35 @@ impl Bench {
         Ok(rows)
     }
 
-    /// Runs `cargo xtask test` for `arch` with `args` (the kernel's suites) into a scratch
-    /// directory and returns its report.
-    fn test(&self, arch: Arch, args: &[&str], label: &str) -> anyhow::Result<Report> {
-        let out = tempfile::TempDir::new().context("cannot create a temporary directory")?;
-        let arch_name = arch.to_string();
-        let out_arg = out.path().join(label);
-        let mut argv = vec!["cargo xtask", "test", "--arch", &arch_name];
-        argv.extend_from_slice(args);
-        let out_str = out_arg.display().to_string();
-        argv.extend(["--out", &out_str]);
-        eprintln!("bench: {}", argv[1..].join(" "));
-        let Verb::Test(test) = Xtask::try_parse_from(&argv)?.command else {
-            anyhow::bail!("`{}` is not a test command", argv.join(" "));
-        };
-        let code = test.run()?;
-        let report = Report::read(&out_arg.join("report.json"))?;
-        if code != 0 {
-            anyhow::bail!(
-                "`{}` exited with {code}; bench needs a passing run",
-                argv.join(" ")
-            );
-        }
-        Ok(report)
+    /// `test --jobs JOBS` of the bench's arch and kernel: the kernel's whole suites.
+    fn test_jobs(&self, jobs: u16) -> anyhow::Result<Report> {
+        let mut test = test_of(self.arch, self.kernel.as_deref())?;
+        test.jobs = Some(jobs);
+        self.test(test, self.kernel.as_deref(), &format!("jobs{jobs}"))
     }
 
-    /// `--kernel K` of `test` when one is given.
-    fn kernel_args(&self) -> Vec<&str> {
-        match &self.kernel {
-            Some(kernel) => vec!["--kernel", kernel],
-            None => Vec::new(),
+    /// Runs `test` into a scratch directory and returns its report.
+    fn test(&self, mut test: Test, kernel: Option<&str>, label: &str) -> anyhow::Result<Report> {
+        let out = tempfile::TempDir::new().context("cannot create a temporary directory")?;
+        let out_arg = out.path().join(label);
+        test.out = Some(out_arg.clone());
+        let what = test_text(&test, kernel);
+        eprintln!("bench: {what}");
+        let run = test.run_to_end()?;
+        if run.exit != ExitKind::Clean {
+            anyhow::bail!(
+                "`cargo xtask {what}` exited with {}; bench needs a passing run",
+                run.exit.code()
+            );
         }
+        Ok(run.report)
     }
 
     /// Seconds from QEMU's start to its exit, running the image of a whole `--jobs 1` run
     /// without the harness: its console goes to a file, nobody reads it.
     fn bare_qemu(&self, arch: Arch) -> anyhow::Result<f64> {
         let dir = tempfile::TempDir::new().context("cannot create a temporary directory")?;
-        let arch_name = arch.to_string();
-        let argv = [
-            &["cargo xtask", "test", "--arch", &arch_name],
-            &self.kernel_args()[..],
-        ]
-        .concat();
-        let Verb::Test(test) = Xtask::try_parse_from(argv)?.command else {
-            anyhow::bail!("cannot build the bare guest's flags");
-        };
-        let config = test.bare_guest(dir.path())?;
+        let config = test_of(arch, self.kernel.as_deref())?.bare_guest(dir.path())?;
         let (program, args) = config.command_line();
         let console = std::fs::File::create(dir.path().join("console.log"))?;
         eprintln!("bench: bare {program}");

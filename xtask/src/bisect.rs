@@ -7,6 +7,7 @@
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context};
+use runner::engine::ExitKind;
 use runner::model::{Mode, Status, SuiteName};
 use runner::plan::Filter;
 use runner::report::Report;
@@ -94,13 +95,13 @@ pub fn run(cmd: &TrackCmd, cancel: &AtomicBool) -> anyhow::Result<u8> {
         let hash = &commits[mid as usize];
         let commit = git::commit(&sh, tree, hash)?;
         let out = tempfile::TempDir::new().context("cannot create a temporary directory")?;
-        let run = probe.test(arch, &KernelChoice::Commit(hash.clone()), out.path())?;
+        let test_of_commit = probe.test(arch, &KernelChoice::Commit(hash.clone()), out.path())?;
         builds += 1;
-        if run.run_until(cancel)? == 130 {
+        let run = test_of_commit.run_until(cancel)?;
+        if run.exit == ExitKind::Interrupted {
             return Ok(130);
         }
-        let report = Report::read(&out.path().join("report.json"))?;
-        let status = status_of(&report, &target).with_context(|| {
+        let status = status_of(&run.report, &target).with_context(|| {
             format!(
                 "cannot judge {}: its run has no result for `{test}`",
                 commit.info.id

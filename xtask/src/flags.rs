@@ -279,7 +279,7 @@ pub struct Html {
 }
 
 /// How a run is judged against its baseline.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct GateArgs {
     /// The baseline to compare with. Default: reports/baselines/ARCH-FLAVOUR.yaml, where
     /// FLAVOUR names the line of kernels (e.g. debian-6.1-amd64); a run without one says so.
@@ -295,7 +295,7 @@ pub struct GateArgs {
 }
 
 /// What fails the gate.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct GateRules {
     /// Change classes that fail the gate, comma-separated.
     /// Default: regression,coverage-lost.

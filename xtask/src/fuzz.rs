@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 use rayon::prelude::*;
 use runner::arch::Endian;
 use runner::bpf::insn::{to_asm, Insn};
@@ -24,7 +23,7 @@ use runner::fuzz::{self, shrink, Config, Coverage};
 use runner::model::{Mode, Status};
 use runner::report::Report;
 
-use crate::flags::{Command as Verb, FuzzCmd, Isa, Xtask};
+use crate::flags::{FuzzCmd, Isa, Test};
 use crate::signals;
 
 /// Rounds of minimising one finding, at most: each is one guest run of all candidates.
@@ -213,6 +212,31 @@ impl Totals {
                 self.per_second
                     .insert(mode.clone(), *cases as f64 / seconds);
             }
+        }
+    }
+}
+
+impl FuzzCmd {
+    /// `cargo xtask fuzz --arch ARCH` with every other flag at its default (`bench` starts
+    /// its runs from it).
+    pub fn new(arch: runner::arch::Arch) -> FuzzCmd {
+        FuzzCmd {
+            arch,
+            kernel: None,
+            patch: Vec::new(),
+            seed: 1,
+            start: 0,
+            count: None,
+            time: None,
+            batch: 1000,
+            len: 4..=400,
+            isa: Isa::Auto,
+            mode: vec![Mode::Interp, Mode::Jit, Mode::JitHardened],
+            silence_timeout: 20,
+            minimise: 3,
+            jobs: None,
+            out: None,
+            cache_dir: None,
         }
     }
 }
@@ -463,34 +487,20 @@ impl FuzzCmd {
         dir: &Path,
         cancel: &AtomicBool,
     ) -> anyhow::Result<Report> {
-        let modes: Vec<&str> = modes.iter().map(|m| m.name()).collect();
-        let mut argv: Vec<String> = ["xtask", "test", "--arch"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        argv.push(self.arch.to_string());
-        argv.extend(["--mode".into(), modes.join(",")]);
-        argv.extend(["--no-baseline".into(), "--out".into()]);
-        argv.push(dir.display().to_string());
-        argv.extend(["--silence-timeout".into(), self.silence_timeout.to_string()]);
-        if let Some(kernel) = &self.kernel {
-            argv.extend(["--kernel".into(), kernel.clone()]);
-        }
-        for patch in &self.patch {
-            argv.extend(["--patch".into(), patch.display().to_string()]);
-        }
-        if let Some(jobs) = self.jobs {
-            argv.extend(["--jobs".into(), jobs.to_string()]);
-        }
-        if let Some(cache) = &self.cache_dir {
-            argv.extend(["--cache-dir".into(), cache.display().to_string()]);
-        }
-        let Verb::Test(mut test) = Xtask::try_parse_from(&argv)?.command else {
-            anyhow::bail!("`{}` is not a test run", argv.join(" "));
+        let mut test = Test::new(self.arch);
+        test.selection.mode = modes.to_vec();
+        test.gate.no_baseline = true;
+        test.out = Some(dir.to_owned());
+        test.silence_timeout = self.silence_timeout;
+        test.kernel = match &self.kernel {
+            Some(kernel) => Some(kernel.parse().map_err(anyhow::Error::msg)?),
+            None => None,
         };
+        test.build.patch.clone_from(&self.patch);
+        test.jobs = self.jobs;
+        test.cache_dir.clone_from(&self.cache_dir);
         test.generated = Some(cases);
-        test.run_until(cancel)?;
-        Report::read_run(dir)
+        Ok(test.run_until(cancel)?.report)
     }
 
     /// Shrinks `finding` as generated, then turns it into the form of its `.data` file: the
@@ -990,6 +1000,20 @@ fn summary(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `FuzzCmd::new` is `fuzz --arch A` as clap reads it.
+    #[test]
+    fn new_has_the_command_line_defaults() {
+        use clap::Parser as _;
+        for arch in runner::arch::Arch::ALL {
+            let argv = ["cargo xtask", "fuzz", "--arch", arch.name()];
+            let flags = crate::flags::Xtask::try_parse_from(argv).expect("valid");
+            let crate::flags::Command::Fuzz(parsed) = flags.command else {
+                unreachable!("a fuzz command")
+            };
+            assert_eq!(format!("{:?}", FuzzCmd::new(arch)), format!("{parsed:?}"));
+        }
+    }
 
     fn said(mode: Mode, status: Status, message: &str) -> (Mode, Status, String) {
         (mode, status, message.to_owned())

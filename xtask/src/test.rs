@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use runner::arch::Arch;
 use runner::cases;
 use runner::durations::Durations;
-use runner::engine;
+use runner::engine::{self, ExitKind};
 use runner::image;
 use runner::known_differences::KnownDifferences;
-use runner::model::AgentSuite;
+use runner::model::{AgentSuite, Mode};
 use runner::plan::Plan;
 use runner::qemu::QemuConfig;
 use runner::report::{self, render_summary, KernelInfo};
@@ -21,7 +22,7 @@ use runner::shard::{self, Shard};
 use runner::snapshot::Template;
 use xshell::Shell;
 
-use crate::flags::Test;
+use crate::flags::{BuildArgs, GateArgs, Test};
 use crate::gate::Gate;
 use crate::guest_c::{self, Program};
 use crate::kernel::{Kernel, KernelSpec};
@@ -29,6 +30,13 @@ use crate::progress::Reporter;
 use crate::snapshot;
 use crate::tools::{self, Install, Tool};
 use crate::{cache, project_root, signals, UsageError};
+use runner::cli::Selection;
+
+/// A `test` run done: its report, judged and written, and how it exits.
+pub struct Finished {
+    pub report: runner::report::Report,
+    pub exit: ExitKind,
+}
 
 /// Everything a guest needs from the host, fetched or built.
 struct Inputs {
@@ -47,16 +55,49 @@ impl Test {
         }
     }
 
+    /// `cargo xtask test --arch ARCH` with every other flag at its default: where the verbs
+    /// that run tests (`track`, `bench`, `fuzz`) start theirs.
+    pub fn new(arch: Arch) -> Test {
+        Test {
+            arch,
+            kernel: None,
+            selection: Selection {
+                suite: Vec::new(),
+                mode: vec![Mode::Jit],
+                filter: None,
+            },
+            conformance_dir: None,
+            known_differences: None,
+            out: None,
+            cache_dir: None,
+            no_install: false,
+            build: BuildArgs::default(),
+            inject_panic_after: None,
+            jobs: None,
+            shard: None,
+            silence_timeout: 120,
+            retry_failures: false,
+            cold_boot: false,
+            gate: GateArgs::default(),
+            generated: None,
+        }
+    }
+
     pub fn run(self) -> anyhow::Result<u8> {
+        Ok(self.run_to_end()?.exit.code())
+    }
+
+    /// The run, with Ctrl-C handled: a first one ends it in order.
+    pub fn run_to_end(self) -> anyhow::Result<Finished> {
         // First of all: a Ctrl-C while kernels download still ends the run in order.
         let cancel = Arc::new(AtomicBool::new(false));
         signals::install(Arc::clone(&cancel))?;
         self.run_until(&cancel)
     }
 
-    /// The run, ended in order (partial report, status 130) once `cancel` is set: for callers
+    /// The run, ended in order (partial report, interrupted) once `cancel` is set: for callers
     /// that run many and own the signal handling (`track`).
-    pub fn run_until(self, cancel: &AtomicBool) -> anyhow::Result<u8> {
+    pub fn run_until(self, cancel: &AtomicBool) -> anyhow::Result<Finished> {
         let arch = self.arch;
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let (mut plan, loaded) = self.plan_and_cases()?;
@@ -184,7 +225,11 @@ impl Test {
                 eprintln!("  {}", bad.error);
             }
         }
-        Ok(run.exit(gate.verdict(report)).code())
+        let exit = run.exit(gate.verdict(report));
+        Ok(Finished {
+            report: run.report,
+            exit,
+        })
     }
 
     /// The shards this run's guests take: the whole plan cut into `--jobs` parts, or this
@@ -518,6 +563,19 @@ mod tests {
         // The same file among our own suites is refused: there is no `--suites-dir` to point
         // elsewhere, so this is runner's test (cases::tests::a_malformed_case_of_ours_...).
         // What that does to the exit: engine::tests::bad_input_exits_2_once_the_rest_ran.
+    }
+
+    /// `Test::new` is `test --arch A` as clap reads it: the defaults are written twice, and
+    /// this keeps them one.
+    #[test]
+    fn new_has_the_command_line_defaults() {
+        for arch in runner::arch::Arch::ALL {
+            let argv = ["cargo xtask", "test", "--arch", arch.name()];
+            let Command::Test(parsed) = Xtask::try_parse_from(argv).expect("valid").command else {
+                unreachable!("a test command")
+            };
+            assert_eq!(format!("{:?}", Test::new(arch)), format!("{parsed:?}"));
+        }
     }
 
     /// The committed list of known differences reads, and a named one that is missing is

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser as _;
 use runner::arch::Arch;
 use runner::diff::Class;
+use runner::engine::ExitKind;
 use runner::report::Report;
 use runner::track::{self, RevisionInfo, Series, Track};
 use xshell::Shell;
 
-use crate::flags::{BuildArgs, Command as Verb, Test, TrackCmd, Xtask};
+use crate::flags::{BuildArgs, Test, TrackCmd};
 use crate::git;
 use crate::history::History;
 use crate::kernel::{self, KernelSpec};
@@ -73,7 +73,7 @@ impl TrackCmd {
                 let staged = history.staging()?;
                 let test = self.test(arch, &revision.kernel, staged.path())?;
                 match test.run_until(&cancel) {
-                    Ok(130) => return Ok(130),
+                    Ok(run) if run.exit == ExitKind::Interrupted => return Ok(130),
                     Ok(_) => {}
                     Err(e) if e.chain().any(|c| c.is::<UsageError>()) => return Err(e),
                     Err(e) => {
@@ -204,16 +204,8 @@ impl TrackCmd {
 
     /// The `test` run of `kernel` on `arch` with this command's selection, into `out`.
     pub fn test(&self, arch: Arch, kernel: &KernelChoice, out: &Path) -> anyhow::Result<Test> {
-        let argv = [
-            "cargo xtask",
-            "test",
-            "--arch",
-            arch.name(),
-            "--no-baseline",
-        ];
-        let Verb::Test(mut test) = Xtask::try_parse_from(argv)?.command else {
-            anyhow::bail!("`{}` is not a test command", argv.join(" "));
-        };
+        let mut test = Test::new(arch);
+        test.gate.no_baseline = true;
         test.selection = self.selection.clone();
         test.out = Some(out.to_owned());
         test.cache_dir = self.cache_dir.clone();
@@ -232,7 +224,7 @@ impl TrackCmd {
                 };
             }
         }
-        Ok(*test)
+        Ok(test)
     }
 }
 
