@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use runner::arch::Arch;
 use runner::cases;
+use runner::cases::Unreadable;
 use runner::durations::Durations;
 use runner::engine::{self, ExitKind};
 use runner::image;
 use runner::known_differences::KnownDifferences;
-use runner::model::{AgentSuite, Mode};
+use runner::model::{AgentSuite, Catalog, Mode};
 use runner::plan::Plan;
 use runner::qemu::QemuConfig;
 use runner::report::{self, render_summary, KernelInfo};
@@ -116,24 +117,10 @@ impl Test {
         let gate = Gate::load(&self.gate, arch, &kernel_info.flavour())?;
         // After the gate: a bad baseline stops the run before any guest boots.
         let snapshot = self.snapshot(&plan, &inputs, &cache)?;
-        let out = match &self.out {
-            Some(out) => out.clone(),
-            None => default_out_dir(arch),
-        };
-        std::fs::create_dir_all(&out)
-            .with_context(|| format!("cannot create the output directory {}", out.display()))?;
+        let out = self.out_dir()?;
         let _out_lock = cache::Lock::acquire_for_run(&out)?;
 
-        // The module's own list of tests names those a crash or hang kept from printing.
-        let module = std::fs::read(&inputs.kernel.test_bpf)
-            .with_context(|| format!("cannot read {}", inputs.kernel.test_bpf.display()))?;
-        match runner::module_tests::test_names(&module) {
-            Ok(catalog) => plan.catalog = Some(catalog),
-            Err(e) => eprintln!(
-                "warning: cannot list the tests of {} ({e}); tests never reached are reported per suite",
-                inputs.kernel.test_bpf.display()
-            ),
-        }
+        plan.catalog = catalog(&inputs.kernel)?;
         // Per line of kernels: a 7.2 run is cut by 7.2's times.
         let flavour = kernel_info.flavour();
         let history_path = cache
@@ -141,11 +128,9 @@ impl Test {
             .join(format!("{arch}-{flavour}.json"));
         let history = Durations::read(&history_path).map_err(UsageError::wrap)?;
         let shards = self.shards(&plan, cases.len(), &flavour, history.as_ref())?;
-        let jobs = self
-            .jobs
-            .map_or_else(default_jobs, usize::from)
-            .min(shards.len())
-            .max(1);
+        // No more guests than shards.
+        let jobs = self.jobs.map_or_else(default_jobs, usize::from);
+        let jobs = jobs.min(shards.len()).max(1);
 
         let scratch = tempfile::TempDir::new().context("cannot create a temporary directory")?;
         let spec = engine::RunSpec {
@@ -180,56 +165,24 @@ impl Test {
             n => format!("{arch} ({}) in {n} guests", inputs.kernel.source),
         };
         let reporter = Mutex::new(Reporter::new(&what));
-        let on_event = |event: engine::Event<'_>| {
-            let mut reporter = reporter.lock().unwrap_or_else(|e| e.into_inner());
-            match event {
-                engine::Event::GuestRuns { guest, shard } => {
-                    reporter.note(&format!("guest {guest} runs {shard}"))
-                }
-                engine::Event::Progress(progress) => reporter.update(progress),
-            }
-        };
-        let mut run = engine::run(spec, cancel, &on_event);
+        let run = engine::run(spec, cancel, &|event| progress(&reporter, event));
         reporter
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .finish();
-        gate.judge(&mut run.report);
-        let report = &run.report;
-        runner::outputs::write_all(&out, report, &gate.fail_on)?;
-        if let Some(recorded) = run.durations(history) {
-            if let Err(e) = std::fs::create_dir_all(cache.join("durations"))
-                .and_then(|()| recorded.write(&history_path))
-            {
-                eprintln!(
-                    "warning: cannot record test durations in {}: {e}",
-                    history_path.display()
-                );
-            }
-        }
-        print!("{}", render_summary(report));
-        if let Some(diff) = &report.diff {
-            print!("{}", diff.render_text(&gate.fail_on));
-        }
-        for note in &run.applied.passed {
-            eprintln!("note: {note}");
-        }
-        println!("report: {}", out.join("report.json").display());
-        if !unreadable.is_empty() {
-            eprintln!(
-                "error: {} of the corpus's files cannot be read as cases; each is an `error` \
-                 result, the rest ran:",
-                unreadable.len()
-            );
-            for bad in &unreadable {
-                eprintln!("  {}", bad.error);
-            }
-        }
-        let exit = run.exit(gate.verdict(report));
-        Ok(Finished {
-            report: run.report,
-            exit,
-        })
+        let durations = (history, history_path.as_path());
+        finish(run, &gate, &out, durations, &unreadable)
+    }
+
+    /// `--out`, or a new directory under reports/runs/, created.
+    fn out_dir(&self) -> anyhow::Result<PathBuf> {
+        let out = match &self.out {
+            Some(out) => out.clone(),
+            None => default_out_dir(self.arch),
+        };
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create the output directory {}", out.display()))?;
+        Ok(out)
     }
 
     /// The shards this run's guests take: the whole plan cut into `--jobs` parts, or this
@@ -482,6 +435,83 @@ impl Test {
             }
         }
     }
+}
+
+/// The module's own list of tests, which names those a crash or hang kept from printing.
+fn catalog(kernel: &Kernel) -> anyhow::Result<Option<Catalog>> {
+    let module = std::fs::read(&kernel.test_bpf)
+        .with_context(|| format!("cannot read {}", kernel.test_bpf.display()))?;
+    match runner::module_tests::test_names(&module) {
+        Ok(catalog) => Ok(Some(catalog)),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot list the tests of {} ({e}); tests never reached are reported per suite",
+                kernel.test_bpf.display()
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// An engine event shown by the progress `reporter`.
+fn progress(reporter: &Mutex<Reporter>, event: engine::Event<'_>) {
+    let mut reporter = reporter.lock().unwrap_or_else(|e| e.into_inner());
+    match event {
+        engine::Event::GuestRuns { guest, shard } => {
+            reporter.note(&format!("guest {guest} runs {shard}"))
+        }
+        engine::Event::Progress(progress) => reporter.update(progress),
+    }
+}
+
+/// A run's end: judged by `gate`, its outputs written into `out`, the durations recorded
+/// (`history`, read from and written to its path), its summary and diff printed, and what
+/// could not be read said.
+fn finish(
+    mut run: engine::RunResult,
+    gate: &Gate,
+    out: &Path,
+    (history, history_path): (Option<Durations>, &Path),
+    unreadable: &[Unreadable],
+) -> anyhow::Result<Finished> {
+    gate.judge(&mut run.report);
+    let report = &run.report;
+    runner::outputs::write_all(out, report, &gate.fail_on)?;
+    if let Some(recorded) = run.durations(history) {
+        let written = history_path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| recorded.write(history_path));
+        if let Err(e) = written {
+            eprintln!(
+                "warning: cannot record test durations in {}: {e}",
+                history_path.display()
+            );
+        }
+    }
+    print!("{}", render_summary(report));
+    if let Some(diff) = &report.diff {
+        print!("{}", diff.render_text(&gate.fail_on));
+    }
+    for note in &run.applied.passed {
+        eprintln!("note: {note}");
+    }
+    println!("report: {}", out.join("report.json").display());
+    if !unreadable.is_empty() {
+        eprintln!(
+            "error: {} of the corpus's files cannot be read as cases; each is an `error` \
+             result, the rest ran:",
+            unreadable.len()
+        );
+        for bad in unreadable {
+            eprintln!("  {}", bad.error);
+        }
+    }
+    let exit = run.exit(gate.verdict(report));
+    Ok(Finished {
+        report: run.report,
+        exit,
+    })
 }
 
 /// `reports/runs/ARCH-YYYYMMDDTHHMMSSZ`: a new directory per run, so no run overwrites another.
