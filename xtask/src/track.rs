@@ -58,50 +58,15 @@ impl TrackCmd {
         for &arch in &self.arch {
             for revision in self.revisions(&sh, arch)? {
                 let id = &revision.info.id;
-                if let Some(entry) = history.find(arch, id).filter(|_| !self.rerun) {
-                    eprintln!(
-                        "track: {arch} {id} is in the history already ({})",
-                        entry.display()
-                    );
-                    if let Some(flavour) = entry.parent().and_then(Path::file_name) {
-                        series.insert((arch, flavour.to_string_lossy().into_owned()));
-                    }
-                    continue;
-                }
-                eprintln!("track: {arch} {id}: {}", revision.info.subject);
-                let started = Instant::now();
-                let staged = history.staging()?;
-                let test = self.test(arch, &revision.kernel, staged.path())?;
-                match test.run_until(&cancel) {
-                    Ok(run) if run.exit == ExitKind::Interrupted => return Ok(130),
-                    Ok(_) => {}
-                    Err(e) if e.chain().any(|c| c.is::<UsageError>()) => return Err(e),
-                    Err(e) => {
-                        eprintln!("error: {arch} {id}: {e:#}");
-                        failed.push(format!("{arch} {id}"));
-                        continue;
+                match self.track_one(&history, arch, &revision, &cancel)? {
+                    Tracked::Interrupted => return Ok(130),
+                    Tracked::Failed => failed.push(format!("{arch} {id}")),
+                    Tracked::Known(flavour) => series.extend(flavour.map(|f| (arch, f))),
+                    Tracked::Kept(arch, flavour) => {
+                        new.insert((arch, id.clone()));
+                        series.insert((arch, flavour));
                     }
                 }
-                let report_path = staged.path().join("report.json");
-                let complete = Report::read(&report_path).map(|r| r.complete);
-                if !matches!(complete, Ok(true)) {
-                    eprintln!(
-                        "error: {arch} {id}: the run did not finish; not kept in the history"
-                    );
-                    failed.push(format!("{arch} {id}"));
-                    continue;
-                }
-                let mut info = revision.info.clone();
-                if let KernelChoice::Debian(_) = revision.kernel {
-                    info.subject = debian_version(&report_path).unwrap_or(info.subject);
-                }
-                let (arch, flavour) = history.store(staged, &info, self.rerun)?;
-                eprintln!(
-                    "track: {arch} {id} ({flavour}) kernel ready and run in {:.0} s",
-                    started.elapsed().as_secs_f64()
-                );
-                new.insert((arch, id.clone()));
-                series.insert((arch, flavour));
             }
         }
         let mut views = Vec::new();
@@ -202,6 +167,56 @@ impl TrackCmd {
         }
     }
 
+    /// One revision on `arch`: found in the history, or run and kept there.
+    fn track_one(
+        &self,
+        history: &History,
+        arch: Arch,
+        revision: &Revision,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<Tracked> {
+        let id = &revision.info.id;
+        if let Some(entry) = history.find(arch, id).filter(|_| !self.rerun) {
+            eprintln!(
+                "track: {arch} {id} is in the history already ({})",
+                entry.display()
+            );
+            let flavour = entry.parent().and_then(Path::file_name);
+            return Ok(Tracked::Known(
+                flavour.map(|f| f.to_string_lossy().into_owned()),
+            ));
+        }
+        eprintln!("track: {arch} {id}: {}", revision.info.subject);
+        let started = Instant::now();
+        let staged = history.staging()?;
+        let test = self.test(arch, &revision.kernel, staged.path())?;
+        match test.run_until(cancel) {
+            Ok(run) if run.exit == ExitKind::Interrupted => return Ok(Tracked::Interrupted),
+            Ok(_) => {}
+            Err(e) if e.chain().any(|c| c.is::<UsageError>()) => return Err(e),
+            Err(e) => {
+                eprintln!("error: {arch} {id}: {e:#}");
+                return Ok(Tracked::Failed);
+            }
+        }
+        let report_path = staged.path().join("report.json");
+        let complete = Report::read(&report_path).map(|r| r.complete);
+        if !matches!(complete, Ok(true)) {
+            eprintln!("error: {arch} {id}: the run did not finish; not kept in the history");
+            return Ok(Tracked::Failed);
+        }
+        let mut info = revision.info.clone();
+        if let KernelChoice::Debian(_) = revision.kernel {
+            info.subject = debian_version(&report_path).unwrap_or(info.subject);
+        }
+        let (arch, flavour) = history.store(staged, &info, self.rerun)?;
+        eprintln!(
+            "track: {arch} {id} ({flavour}) kernel ready and run in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Tracked::Kept(arch, flavour))
+    }
+
     /// The `test` run of `kernel` on `arch` with this command's selection, into `out`.
     pub fn test(&self, arch: Arch, kernel: &KernelChoice, out: &Path) -> anyhow::Result<Test> {
         let mut test = Test::new(arch);
@@ -226,6 +241,18 @@ impl TrackCmd {
         }
         Ok(test)
     }
+}
+
+/// What became of one revision.
+enum Tracked {
+    /// In the history already, under its flavour (when the entry's path names one).
+    Known(Option<String>),
+    /// Run and kept, under its arch and flavour.
+    Kept(Arch, String),
+    /// Not kept: the run failed or did not finish.
+    Failed,
+    /// Ctrl-C.
+    Interrupted,
 }
 
 /// `6.1.0-50` as one number that orders ABIs: each part below 1000.
