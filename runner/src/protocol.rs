@@ -12,6 +12,9 @@ pub const PREFIX: &[u8] = b"harness: ";
 pub enum GuestLine {
     /// Init is running: the kernel booted.
     Start,
+    /// A template guest (`snapshot`) booted and waits for its plan on the console: the host
+    /// saves it now.
+    Ready,
     /// `uname -r`.
     Uname(String),
     /// Init is about to load the test module for plan entry `index`.
@@ -59,6 +62,7 @@ pub fn parse(text: &[u8]) -> Option<Result<GuestLine, ProtocolError>> {
     let parsed = match verb {
         "start" if args.is_empty() => Ok(GuestLine::Start),
         "done" if args.is_empty() => Ok(GuestLine::Done),
+        "ready" if args.is_empty() => Ok(GuestLine::Ready),
         "agent-begin" if args.is_empty() => Ok(GuestLine::AgentBegin),
         "agent-end" => args
             .parse()
@@ -83,7 +87,9 @@ pub fn parse(text: &[u8]) -> Option<Result<GuestLine, ProtocolError>> {
                 _ => Err(err("load-end needs a plan index and an exit status")),
             }
         }
-        "start" | "done" | "uname" | "error" | "agent-begin" => Err(err("wrong arguments")),
+        "start" | "done" | "ready" | "uname" | "error" | "agent-begin" => {
+            Err(err("wrong arguments"))
+        }
         _ => Err(err("unknown verb")),
     };
     Some(parsed)
@@ -95,8 +101,9 @@ mod tests {
 
     #[test]
     fn parses_every_verb() {
-        let cases: [(&[u8], GuestLine); 8] = [
+        let cases: [(&[u8], GuestLine); 9] = [
             (b"harness: agent-begin", GuestLine::AgentBegin),
+            (b"harness: ready", GuestLine::Ready),
             (b"harness: agent-end 0", GuestLine::AgentEnd { status: 0 }),
             (b"harness: start", GuestLine::Start),
             (

@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::console::{self, LineSplitter};
 use crate::plan::Plan;
+use crate::protocol::{self, GuestLine};
 use crate::qemu::{Output, Qemu, QemuConfig};
 use crate::qmp::Qmp;
 use anyhow::{bail, Context};
@@ -61,17 +63,17 @@ pub fn boot_and_save(config: &QemuConfig, dest: &Path, timeout: Duration) -> any
 
 fn wait_ready(qemu: &Qemu, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut console = Vec::new();
+    let mut lines = LineSplitter::new();
+    let mut ready = false;
     while Instant::now() < deadline {
         match qemu.read(Duration::from_millis(200)) {
-            Output::Bytes(bytes) => console.extend_from_slice(&bytes),
+            Output::Bytes(bytes) => lines.push(&bytes, |line| {
+                ready |= protocol::parse(console::text(line)) == Some(Ok(GuestLine::Ready));
+            }),
             Output::Quiet => {}
             Output::Closed => bail!("QEMU exited before the guest was ready"),
         }
-        if console
-            .windows(15)
-            .any(|w| w == b"harness: ready\r" || w == b"harness: ready\n")
-        {
+        if ready {
             return Ok(());
         }
     }
