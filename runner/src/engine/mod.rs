@@ -135,7 +135,15 @@ pub fn run(spec: RunSpec<'_>, cancel: &AtomicBool, on_event: OnEvent<'_>) -> Run
     let started = Instant::now();
     let one_shard = spec.shards.len() == 1;
     let setup = &spec.guests;
-    let guests = pool::run_shards(setup, spec.shards, spec.jobs, 1, cancel, on_event);
+    let guests = pool::run_shards(
+        setup,
+        spec.shards,
+        spec.jobs,
+        1,
+        cancel,
+        on_event,
+        &guest::boot,
+    );
     let retried = match spec.retry_failures {
         true => retry(setup, &guests, cancel, on_event),
         false => Vec::new(),
@@ -186,7 +194,15 @@ fn retry(
         ..*setup
     };
     let first_number = guests.len() + 1;
-    pool::run_shards(&setup, vec![retry.shard], 1, first_number, cancel, on_event)
+    pool::run_shards(
+        &setup,
+        vec![retry.shard],
+        1,
+        first_number,
+        cancel,
+        on_event,
+        &guest::boot,
+    )
 }
 
 /// The run's report from its guests' results, with the failures that passed when `retried`

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::guest::{self, GuestRun, Setup};
+use super::guest::{GuestRun, Setup};
 use super::OnEvent;
 use crate::agent::{AgentRun, AgentStart};
 use crate::model::{AgentSuite, Status};
@@ -19,6 +19,11 @@ use crate::shard::Shard;
 /// tests before it stopped is progress, however many stops came before (a JIT that hangs now
 /// and then, as the 32-bit MIPS one does under jit-hardened, still gets every test run).
 const MAX_FRUITLESS_RESUMES: usize = 3;
+
+/// Boots one guest for a shard, into its `GuestRun`: [`super::guest::boot`], or a fake in
+/// the pool's tests.
+pub type Boot<'a> = &'a (dyn Fn(&Setup<'_>, &Shard, &mut GuestRun, &AtomicBool, OnEvent<'_>) -> anyhow::Result<()>
+         + Sync);
 
 struct Job {
     shard: Shard,
@@ -38,7 +43,7 @@ struct Pool {
 
 impl Pool {
     /// One worker: boots guests for the queue's shards until none is left or running.
-    fn work(&self, setup: &Setup<'_>, cancel: &AtomicBool, on_event: OnEvent<'_>) {
+    fn work(&self, setup: &Setup<'_>, cancel: &AtomicBool, on_event: OnEvent<'_>, boot: Boot<'_>) {
         loop {
             // Numbered as taken from the queue: guest 1 runs the first shard.
             let taken = {
@@ -55,7 +60,7 @@ impl Pool {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
-            let (guest, next) = run_one(setup, &job, number, cancel, on_event);
+            let (guest, next) = run_one(setup, &job, number, cancel, on_event, boot);
             if let Some(next) = next {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 queue.push_front(next);
@@ -78,6 +83,7 @@ pub fn run_shards(
     first_number: usize,
     cancel: &AtomicBool,
     on_event: OnEvent<'_>,
+    boot: Boot<'_>,
 ) -> Vec<GuestRun> {
     let pool = Pool {
         queue: Mutex::new(
@@ -105,7 +111,7 @@ pub fn run_shards(
                 if let Some(core) = core {
                     pin_to(core);
                 }
-                pool.work(setup, cancel, on_event);
+                pool.work(setup, cancel, on_event, boot);
             });
         }
     });
@@ -196,6 +202,7 @@ fn run_one(
     number: usize,
     cancel: &AtomicBool,
     on_event: OnEvent<'_>,
+    boot: Boot<'_>,
 ) -> (GuestRun, Option<Job>) {
     let mut guest = GuestRun {
         number,
@@ -203,7 +210,7 @@ fn run_one(
     };
     guest.timing.console = log_name("console", number);
     guest.timing.shard = job.shard.to_string();
-    if let Err(e) = guest::boot(setup, &job.shard, &mut guest, cancel, on_event) {
+    if let Err(e) = boot(setup, &job.shard, &mut guest, cancel, on_event) {
         guest.errors.push(format!("guest {number}: {e:#}"));
         return (guest, None);
     }
@@ -303,8 +310,159 @@ fn finished_a_test(guest: &GuestRun) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
     use crate::agent::parse_output;
-    use crate::model::{Mode, Suite, TestResult};
+    use crate::arch::Arch;
+    use crate::kernel::Kernel;
+    use crate::model::{Catalog, Mode, Suite, TestResult};
+    use crate::plan::Plan;
+    use crate::session::Timeouts;
+
+    /// A guest played by the host: every test of its shard passes, but those `crashes` picks
+    /// (by test id, guest number, and whether it is the guest's first test) crash the guest,
+    /// and the tests after are not run, as a session reports them.
+    fn fake(
+        setup: &Setup<'_>,
+        shard: &Shard,
+        guest: &mut GuestRun,
+        crashes: fn(u32, usize, bool) -> bool,
+    ) -> anyhow::Result<()> {
+        let catalog = setup.catalog.expect("the tests give a catalog");
+        let mut crashed = false;
+        for load in shard.plan(setup.catalog).loads {
+            for suite in load.suites {
+                let names = &catalog[&suite];
+                let tests = match &load.filter {
+                    None => (0u32..).zip(names.iter().map(String::as_str)).collect(),
+                    Some(filter) => filter.cut(names),
+                };
+                for (id, name) in tests {
+                    let first = guest.results.is_empty();
+                    let status = if crashed {
+                        Status::NotRun
+                    } else if crashes(id, guest.number, first) {
+                        crashed = true;
+                        Status::Crash
+                    } else {
+                        Status::Pass
+                    };
+                    let result = TestResult::new(suite, Some(id), name, load.mode, status);
+                    guest.results.push(result);
+                }
+            }
+        }
+        guest.complete = !crashed;
+        Ok(())
+    }
+
+    /// Runs ten tests of test_bpf on `jobs` guests played by `boot`.
+    fn run_ten(jobs: usize, boot: Boot<'_>) -> Vec<GuestRun> {
+        let catalog: Catalog = [(Suite::TestBpf, (0..10).map(|i| format!("T{i}")).collect())]
+            .into_iter()
+            .collect();
+        let plan = Plan::new(&[Suite::TestBpf], &[Mode::Jit], None).expect("a plan");
+        let kernel = Kernel {
+            layout: 0,
+            image: "bzImage".into(),
+            config: None,
+            test_bpf: "test_bpf.ko".into(),
+            extra_modules: Vec::new(),
+            source: "fake".into(),
+            revision: None,
+            config_hash: None,
+        };
+        let setup = Setup {
+            arch: Arch::X86_64,
+            kernel: &kernel,
+            init: Path::new("init"),
+            agent: None,
+            cases: &[],
+            modes: &[Mode::Jit],
+            catalog: Some(&catalog),
+            timeouts: Timeouts {
+                boot: Duration::from_secs(1),
+                silence: Duration::from_secs(1),
+            },
+            inject_panic_after_s: None,
+            snapshot: None,
+            out: Path::new("out"),
+            scratch: Path::new("scratch"),
+        };
+        let cancel = AtomicBool::new(false);
+        run_shards(
+            &setup,
+            vec![Shard::whole(&plan)],
+            jobs,
+            1,
+            &cancel,
+            &|_| {},
+            boot,
+        )
+    }
+
+    fn statuses(guests: &[GuestRun]) -> Vec<(Option<u32>, Status)> {
+        let mut all: Vec<_> = guests
+            .iter()
+            .flat_map(|g| g.results.iter().map(|r| (r.id, r.status)))
+            .collect();
+        all.sort_by_key(|&(id, _)| id);
+        all
+    }
+
+    #[test]
+    fn a_crash_is_pinned_on_its_test_and_the_next_guest_runs_the_rest() {
+        fn crash_once_on_3(
+            setup: &Setup<'_>,
+            shard: &Shard,
+            guest: &mut GuestRun,
+            _: &AtomicBool,
+            _: OnEvent<'_>,
+        ) -> anyhow::Result<()> {
+            fake(setup, shard, guest, |id, number, _| id == 3 && number == 1)
+        }
+        for jobs in [1, 2] {
+            let guests = run_ten(jobs, &crash_once_on_3);
+            assert_eq!(guests.len(), 2, "jobs {jobs}");
+            assert_eq!(
+                guests[1].timing.shard,
+                "jit test_suite=test_bpf test_range=4,9"
+            );
+            let expected: Vec<_> = (0..10)
+                .map(|id| (Some(id), if id == 3 { Status::Crash } else { Status::Pass }))
+                .collect();
+            assert_eq!(statuses(&guests), expected);
+            assert!(guests.iter().all(|g| g.complete && g.errors.is_empty()));
+        }
+    }
+
+    #[test]
+    fn a_kernel_that_crashes_on_every_first_test_is_given_up() {
+        fn crash_first(
+            setup: &Setup<'_>,
+            shard: &Shard,
+            guest: &mut GuestRun,
+            _: &AtomicBool,
+            _: OnEvent<'_>,
+        ) -> anyhow::Result<()> {
+            fake(setup, shard, guest, |_, _, first| first)
+        }
+        let guests = run_ten(1, &crash_first);
+        assert_eq!(guests.len(), MAX_FRUITLESS_RESUMES);
+        let crashed: Vec<_> = statuses(&guests)
+            .into_iter()
+            .filter(|&(_, s)| s == Status::Crash)
+            .collect();
+        assert_eq!(crashed.len(), MAX_FRUITLESS_RESUMES);
+        let last = &guests[MAX_FRUITLESS_RESUMES - 1];
+        assert!(
+            last.errors.iter().any(|e| e.contains("not resumed again")),
+            "{:?}",
+            last.errors
+        );
+        // The tests left are reported, as not run.
+        assert_eq!(statuses(&guests).len(), 10);
+    }
 
     fn guest_with(statuses: &[Status]) -> GuestRun {
         let results = statuses
