@@ -85,10 +85,11 @@ mod tests {
         status: Status,
         message: Option<&str>,
     ) -> TestResult {
-        TestResult {
-            jited: Some(true),
-            message: message.map(Into::into),
-            ..TestResult::new(suite, Some(id), &format!("t{id}"), Mode::Jit, status)
+        let r = TestResult::new(suite, Some(id), &format!("t{id}"), Mode::Jit, status)
+            .with_jited(Some(true));
+        match message {
+            Some(m) => r.with_message(m),
+            None => r,
         }
     }
 
