@@ -286,11 +286,9 @@ mod tests {
         status: Status,
         jited: Option<bool>,
     ) -> TestResult {
-        TestResult {
-            jited,
-            message: Some("not kept".into()),
-            ..TestResult::new(suite, Some(0), name, mode, status)
-        }
+        TestResult::new(suite, Some(0), name, mode, status)
+            .with_jited(jited)
+            .with_message("not kept")
     }
 
     fn report(results: Vec<TestResult>) -> Report {

@@ -1,8 +1,9 @@
 //! How long each test took in earlier runs: what shards are balanced by.
 //!
 //! Kept per architecture in the cache (`durations/ARCH.json`), updated after every run. A test
-//! is known by mode, suite and name, not by number, so that the figures survive kernels that
-//! add tests; a test never timed in its mode borrows its time from another mode.
+//! is known by its [`TestKey`] (mode, suite and name as the kernel gives it), not by number,
+//! so that the figures survive kernels that add tests; a test never timed in its mode borrows
+//! its time from another mode. In the file a key is one string, `MODE SUITE NAME`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Mode;
+use crate::model::{Mode, TestKey};
 
 /// Version of the file's layout.
 const VERSION: u32 = 1;
@@ -25,8 +26,9 @@ pub const UNKNOWN_AGENT_CASE_S: f64 = 0.015;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Durations {
     version: u32,
-    /// `MODE SUITE NAME` to seconds.
-    tests: BTreeMap<String, f64>,
+    /// Each test's seconds; written as `MODE SUITE NAME` to seconds, in that string's order.
+    #[serde(with = "by_line")]
+    tests: BTreeMap<TestKey, f64>,
     /// Mode to seconds per agent case.
     agent_case_s: BTreeMap<Mode, f64>,
 }
@@ -45,8 +47,52 @@ pub enum DurationsError {
     Version { path: String, found: u32 },
 }
 
-fn key(mode: Mode, suite: &str, name: &str) -> String {
-    format!("{} {suite} {name}", mode.name())
+fn key(mode: Mode, suite: &str, name: &str) -> TestKey {
+    TestKey::new(suite, name, mode.name())
+}
+
+/// The file's form of the tests' map: each key as the string `MODE SUITE NAME` (neither mode
+/// nor suite holds a space; a name may), the entries in that string's order, as the layout
+/// has always been written.
+mod by_line {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::model::TestKey;
+
+    pub fn line(key: &TestKey) -> String {
+        format!("{} {} {}", key.mode, key.suite, key.name)
+    }
+
+    pub fn parse(line: &str) -> Option<TestKey> {
+        let (mode, rest) = line.split_once(' ')?;
+        let (suite, name) = rest.split_once(' ')?;
+        Some(TestKey::new(suite, name, mode))
+    }
+
+    pub fn serialize<S: Serializer>(
+        tests: &BTreeMap<TestKey, f64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let lines: BTreeMap<String, f64> = tests.iter().map(|(k, &s)| (line(k), s)).collect();
+        lines.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<TestKey, f64>, D::Error> {
+        BTreeMap::<String, f64>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(l, s)| match parse(&l) {
+                Some(key) => Ok((key, s)),
+                None => Err(D::Error::custom(format!(
+                    "`{l}` is not a test's key: expected `MODE SUITE NAME`"
+                ))),
+            })
+            .collect()
+    }
 }
 
 impl Default for Durations {
@@ -231,5 +277,55 @@ mod tests {
         std::fs::write(&path, "{").unwrap();
         let e = Durations::read(&path).unwrap_err().to_string();
         assert!(e.contains("not a durations file"), "{e}");
+        std::fs::write(
+            &path,
+            r#"{"version": 1, "tests": {"jit": 1.0}, "agent_case_s": {}}"#,
+        )
+        .unwrap();
+        let e = Durations::read(&path).unwrap_err().to_string();
+        assert!(e.contains("`jit` is not a test's key"), "{e}");
+    }
+
+    #[test]
+    fn a_key_is_written_as_mode_suite_name_and_read_back() {
+        let key = key(Mode::JitHardened, "test_bpf", "LD_ABS with spaces (2)");
+        assert_eq!(
+            by_line::line(&key),
+            "jit-hardened test_bpf LD_ABS with spaces (2)"
+        );
+        assert_eq!(by_line::parse(&by_line::line(&key)), Some(key));
+    }
+
+    /// Committed files another tool wrote: Python's floats (`5.4322e-05`), which serde_json
+    /// writes as `0.000054322`. They read back to the same figures, not the same bytes.
+    const NOT_WRITTEN_BY_THE_HARNESS: [&str; 1] = ["mips64el.json"];
+
+    #[test]
+    fn every_committed_file_reads_and_writes_back_byte_for_byte() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/durations");
+        let tmp = tempfile::tempdir().unwrap();
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let committed = std::fs::read(&path).unwrap();
+            let durations = Durations::read(&path).unwrap().unwrap();
+            assert!(!durations.tests.is_empty(), "{}", path.display());
+            let again = tmp.path().join("again.json");
+            durations.write(&again).unwrap();
+            assert_eq!(Durations::read(&again).unwrap().as_ref(), Some(&durations));
+            let name = path.file_name().unwrap().to_string_lossy();
+            if !NOT_WRITTEN_BY_THE_HARNESS.contains(&name.as_ref()) {
+                assert!(
+                    std::fs::read(&again).unwrap() == committed,
+                    "{} is written back otherwise than it reads",
+                    path.display()
+                );
+                files += 1;
+            }
+        }
+        assert!(files > 0, "no durations file under {}", dir.display());
     }
 }

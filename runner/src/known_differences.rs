@@ -276,10 +276,8 @@ mod tests {
     }
 
     fn result(name: &str, status: Status, message: &str) -> TestResult {
-        TestResult {
-            message: Some(message.to_owned()),
-            ..TestResult::new(AgentSuite::Conformance, Some(3), name, Mode::Jit, status)
-        }
+        TestResult::new(AgentSuite::Conformance, Some(3), name, Mode::Jit, status)
+            .with_message(message)
     }
 
     #[test]

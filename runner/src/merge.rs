@@ -171,16 +171,14 @@ mod tests {
     use crate::report::{KernelInfo, ShardId};
 
     fn result(id: u32, mode: Mode) -> TestResult {
-        TestResult {
-            jited: Some(true),
-            ..TestResult::new(
-                Suite::TestBpf,
-                Some(id),
-                &format!("T{id}"),
-                mode,
-                Status::Pass,
-            )
-        }
+        TestResult::new(
+            Suite::TestBpf,
+            Some(id),
+            &format!("T{id}"),
+            mode,
+            Status::Pass,
+        )
+        .with_jited(Some(true))
     }
 
     fn shard(index: u32, count: u32, ids: &[u32]) -> (String, Report) {

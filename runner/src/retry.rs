@@ -43,14 +43,6 @@ pub fn plan(results: &[TestResult]) -> Option<Retry> {
 
 /// Marks the failures of `results` that passed in `again` (the retry's results) as flaky.
 pub fn apply(results: &mut [TestResult], again: &[TestResult]) {
-    let same = |a: &TestResult, b: &TestResult| {
-        a.suite == b.suite
-            && a.mode == b.mode
-            && match a.suite {
-                SuiteName::Kernel(_) => a.id == b.id,
-                SuiteName::Agent(_) => a.name == b.name,
-            }
-    };
     for r in results.iter_mut().filter(|r| retried(r)) {
         let passed = match r.status {
             // The finding did not come back: every mode of the case ran and none diverged.
@@ -65,7 +57,7 @@ pub fn apply(results: &mut [TestResult], again: &[TestResult]) {
             }
             _ => again
                 .iter()
-                .find(|a| same(r, a) && a.status != Status::Divergence)
+                .find(|a| r.same_test_in_one_kernel(a) && a.status != Status::Divergence)
                 .is_some_and(|a| a.status == Status::Pass),
         };
         if passed {
@@ -75,7 +67,7 @@ pub fn apply(results: &mut [TestResult], again: &[TestResult]) {
                     .unwrap_or_else(|| r.status.name().to_owned()),
             );
             r.status = Status::Pass;
-            if let Some(a) = again.iter().find(|a| same(r, a)) {
+            if let Some(a) = again.iter().find(|a| r.same_test_in_one_kernel(a)) {
                 r.jited = a.jited;
             }
         }
@@ -93,10 +85,11 @@ mod tests {
         status: Status,
         message: Option<&str>,
     ) -> TestResult {
-        TestResult {
-            jited: Some(true),
-            message: message.map(Into::into),
-            ..TestResult::new(suite, Some(id), &format!("t{id}"), Mode::Jit, status)
+        let r = TestResult::new(suite, Some(id), &format!("t{id}"), Mode::Jit, status)
+            .with_jited(Some(true));
+        match message {
+            Some(m) => r.with_message(m),
+            None => r,
         }
     }
 

@@ -30,10 +30,7 @@ fn result(
     mode: Mode,
     status: Status,
 ) -> TestResult {
-    TestResult {
-        jited: Some(mode != Mode::Interp),
-        ..TestResult::new(suite, Some(id), name, mode, status)
-    }
+    TestResult::new(suite, Some(id), name, mode, status).with_jited(Some(mode != Mode::Interp))
 }
 
 /// Every status, awkward names, two modes, a repeated name, a divergence, a message of
@@ -45,11 +42,12 @@ fn synthetic() -> Report {
     let mut add = |suite: SuiteName, name: &str, interp: Status, jit: Status, message: &str| {
         let id = results.len() as u32 / 2;
         for (mode, status) in [(Interp, interp), (Jit, jit)] {
-            let mut r = result(suite, id, name, mode, status);
-            if status != Pass {
-                r.message = Some(message.to_owned());
-            }
-            results.push(r);
+            let r = result(suite, id, name, mode, status);
+            results.push(if status == Pass {
+                r
+            } else {
+                r.with_message(message)
+            });
         }
     };
     add(Suite::TestBpf.into(), "plain", Pass, Pass, "");
@@ -107,10 +105,11 @@ fn synthetic() -> Report {
         Fail,
         "r0 = 0x8, expected 0x7",
     );
-    let mut divergence = result(AgentSuite::Conformance, 48, "alu64 mul", Jit, Divergence);
-    divergence.jited = None;
-    divergence.message = Some("modes disagree.\n0:\tc3\tret".to_owned());
-    results.push(divergence);
+    results.push(
+        result(AgentSuite::Conformance, 48, "alu64 mul", Jit, Divergence)
+            .with_jited(None)
+            .with_message("modes disagree.\n0:\tc3\tret"),
+    );
     let kernel = KernelInfo {
         arch: Arch::Mips64el,
         release: Some("6.12.0-synthetic <i>".to_owned()),
@@ -232,13 +231,13 @@ fn legend_fail_pixels(fail: [u8; 3]) -> usize {
 
 #[test]
 fn a_small_page_is_stable() {
-    let mut results = vec![
+    let results = vec![
         result(Suite::TestBpf, 0, "LD_IMM64", Mode::Interp, Status::Pass),
         result(Suite::TestBpf, 1, "JMP32_JLT_K", Mode::Interp, Status::Pass),
         result(Suite::TestBpf, 0, "LD_IMM64", Mode::Jit, Status::Pass),
-        result(Suite::TestBpf, 1, "JMP32_JLT_K", Mode::Jit, Status::Fail),
+        result(Suite::TestBpf, 1, "JMP32_JLT_K", Mode::Jit, Status::Fail)
+            .with_message("ret 0 != 123\nFAIL (1 times)"),
     ];
-    results[3].message = Some("ret 0 != 123\nFAIL (1 times)".to_owned());
     let kernel = KernelInfo {
         arch: Arch::X86_64,
         release: Some("6.1.0-56-amd64".to_owned()),

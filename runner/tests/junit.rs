@@ -189,15 +189,8 @@ fn result(
     mode: Mode,
     status: Status,
 ) -> TestResult {
-    TestResult {
-        jited: (status == Status::Pass).then_some(mode != Mode::Interp),
-        ..TestResult::new(suite, id, name, mode, status)
-    }
-}
-
-fn with_message(mut result: TestResult, message: &str) -> TestResult {
-    result.message = Some(message.to_owned());
-    result
+    TestResult::new(suite, id, name, mode, status)
+        .with_jited((status == Status::Pass).then_some(mode != Mode::Interp))
 }
 
 /// A name as the guest could send it: control characters, an ANSI colour, a CDATA end, both
@@ -213,42 +206,26 @@ fn realistic_report() -> Report {
     let results = vec![
         // The kernel's suites, in both modes; test_bpf repeats names, the numbers tell them apart.
         result(Suite::TestBpf, Some(0), "TAX", Interp, Pass),
-        with_message(
-            result(Suite::TestBpf, Some(1), "JMP_JSET_K", Interp, Fail),
-            "ret 0 != 1\nFAIL (1 times)",
-        ),
+        result(Suite::TestBpf, Some(1), "JMP_JSET_K", Interp, Fail)
+            .with_message("ret 0 != 1\nFAIL (1 times)"),
         result(Suite::TestBpf, Some(2), "JMP_JSET_K", Interp, Pass),
-        with_message(
-            result(Suite::TestBpf, Some(3), HOSTILE, Interp, Crash),
-            "BUG: kernel NULL pointer dereference\nRIP: bpf_int_jit_compile",
-        ),
-        with_message(
-            result(Suite::TestBpf, Some(4), "ALU64_MOV_X", Interp, NotRun),
-            "the guest crashed on #3",
-        ),
+        result(Suite::TestBpf, Some(3), HOSTILE, Interp, Crash)
+            .with_message("BUG: kernel NULL pointer dereference\nRIP: bpf_int_jit_compile"),
+        result(Suite::TestBpf, Some(4), "ALU64_MOV_X", Interp, NotRun)
+            .with_message("the guest crashed on #3"),
         result(Suite::TestBpf, Some(0), "TAX", Jit, Pass),
-        with_message(
-            result(Suite::TestBpf, Some(1), "JMP_JSET_K", Jit, Hang),
-            "no verdict for 60 s",
-        ),
-        with_message(
-            result(Suite::TestBpf, Some(2), "JMP_JSET_K", Jit, Error),
-            "verdict line cut: \u{1}\u{ffff}",
-        ),
+        result(Suite::TestBpf, Some(1), "JMP_JSET_K", Jit, Hang)
+            .with_message("no verdict for 60 s"),
+        result(Suite::TestBpf, Some(2), "JMP_JSET_K", Jit, Error)
+            .with_message("verdict line cut: \u{1}\u{ffff}"),
         result(Suite::TestBpf, Some(3), HOSTILE, Jit, Pass),
-        with_message(
-            result(Suite::TestTailCalls, None, "test_tail_calls", Jit, NotRun),
-            "the module stopped after a failing suite",
-        ),
+        result(Suite::TestTailCalls, None, "test_tail_calls", Jit, NotRun)
+            .with_message("the module stopped after a failing suite"),
         // The harness's own suite: each case in both modes, then its divergence.
-        with_message(
-            result(AgentSuite::Conformance, Some(0), "sdiv32", Interp, Skip),
-            "ISA v4: needs Linux 6.6",
-        ),
-        with_message(
-            result(AgentSuite::Conformance, Some(0), "sdiv32", Jit, Skip),
-            "ISA v4: needs Linux 6.6",
-        ),
+        result(AgentSuite::Conformance, Some(0), "sdiv32", Interp, Skip)
+            .with_message("ISA v4: needs Linux 6.6"),
+        result(AgentSuite::Conformance, Some(0), "sdiv32", Jit, Skip)
+            .with_message("ISA v4: needs Linux 6.6"),
         result(
             AgentSuite::Conformance,
             Some(1),
@@ -256,26 +233,22 @@ fn realistic_report() -> Report {
             Interp,
             Pass,
         ),
-        with_message(
-            result(
-                AgentSuite::Conformance,
-                Some(1),
-                "mov64 ]]> \"q\"",
-                Jit,
-                Fail,
-            ),
-            "r0 = 0x1 != 0x100000001",
-        ),
-        with_message(
-            result(
-                AgentSuite::Conformance,
-                Some(1),
-                "mov64 ]]> \"q\"",
-                Jit,
-                Divergence,
-            ),
-            "interp: 0x100000001\njit: 0x1",
-        ),
+        result(
+            AgentSuite::Conformance,
+            Some(1),
+            "mov64 ]]> \"q\"",
+            Jit,
+            Fail,
+        )
+        .with_message("r0 = 0x1 != 0x100000001"),
+        result(
+            AgentSuite::Conformance,
+            Some(1),
+            "mov64 ]]> \"q\"",
+            Jit,
+            Divergence,
+        )
+        .with_message("interp: 0x100000001\njit: 0x1"),
     ];
     let kernel = KernelInfo {
         arch: Arch::X86_64,

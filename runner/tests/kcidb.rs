@@ -103,13 +103,8 @@ fn result(
     name: &str,
     mode: Mode,
     status: Status,
-    message: Option<&str>,
 ) -> TestResult {
-    TestResult {
-        jited: id.map(|_| mode != Mode::Interp),
-        message: message.map(str::to_owned),
-        ..TestResult::new(suite, id, name, mode, status)
-    }
+    TestResult::new(suite, id, name, mode, status).with_jited(id.map(|_| mode != Mode::Interp))
 }
 
 /// A run of a MIPS kernel in two modes with every status, names no path can hold as they
@@ -122,14 +117,13 @@ fn realistic_report() -> Report {
     let mut results = Vec::new();
     for mode in [Mode::Interp, Mode::Jit] {
         results.extend([
-            result(Suite::TestBpf, Some(0), "TAX", mode, Status::Pass, None),
+            result(Suite::TestBpf, Some(0), "TAX", mode, Status::Pass),
             result(
                 Suite::TestBpf,
                 Some(29),
                 "JGE (jt 0), test 1",
                 mode,
                 Status::Pass,
-                None,
             ),
             result(
                 Suite::TestBpf,
@@ -137,15 +131,14 @@ fn realistic_report() -> Report {
                 "ALU64_LSH_X: Shift < 32, low word",
                 mode,
                 Status::Fail,
-                Some("ret 0 != 1; FAIL (1 times)"),
-            ),
+            )
+            .with_message("ret 0 != 1; FAIL (1 times)"),
             result(
                 Suite::TestBpf,
                 Some(65),
                 "ALU64_LSH_X: Shift > 32, low word",
                 mode,
                 Status::Pass,
-                None,
             ),
             result(
                 Suite::TestBpf,
@@ -153,7 +146,6 @@ fn realistic_report() -> Report {
                 "JMP32_JSGT_K: operand preserved in zext",
                 mode,
                 Status::Pass,
-                None,
             ),
             result(
                 Suite::TestBpf,
@@ -161,7 +153,6 @@ fn realistic_report() -> Report {
                 "JMP32_JSGT_K: operand preserved in zext",
                 mode,
                 Status::Pass,
-                None,
             ),
             result(
                 Suite::TestBpf,
@@ -169,16 +160,16 @@ fn realistic_report() -> Report {
                 "\"quoted\" 'names' with.dots/and/slashes: ünïcödé ✓",
                 mode,
                 Status::Crash,
-                Some("Oops: general protection fault in do_jit\0"),
-            ),
+            )
+            .with_message("Oops: general protection fault in do_jit\0"),
             result(
                 Suite::TestTailCalls,
                 Some(3),
                 "Tail call error path, max count reached",
                 mode,
                 Status::Hang,
-                Some("no console output for 120 s"),
-            ),
+            )
+            .with_message("no console output for 120 s"),
             TestResult::not_run(
                 Suite::TestSkbSegment,
                 mode,
@@ -191,27 +182,29 @@ fn realistic_report() -> Report {
                 "lock_xchg_dw.data",
                 mode,
                 Status::Skip,
-                Some("ISA v4 instruction, refused by this kernel"),
-            ),
+            )
+            .with_message("ISA v4 instruction, refused by this kernel"),
             result(
                 AgentSuite::Verifier,
                 Some(4),
                 "ld_imm64: r1 = map[0] (unprivileged)",
                 mode,
                 Status::Error,
-                Some("the agent's output ended mid-case"),
-            ),
-            result(AgentSuite::Xdp, Some(2), "…", mode, Status::Pass, Some("")),
+            )
+            .with_message("the agent's output ended mid-case"),
+            result(AgentSuite::Xdp, Some(2), "…", mode, Status::Pass).with_message(""),
         ]);
     }
-    results.push(result(
-        AgentSuite::Conformance,
-        Some(7),
-        "jit_divergence.data",
-        Mode::Jit,
-        Status::Divergence,
-        Some(&jit_image),
-    ));
+    results.push(
+        result(
+            AgentSuite::Conformance,
+            Some(7),
+            "jit_divergence.data",
+            Mode::Jit,
+            Status::Divergence,
+        )
+        .with_message(&jit_image),
+    );
     let kernel = KernelInfo {
         arch: Arch::Mips64el,
         release: Some("6.1.0-50-5kc-malta".to_owned()),

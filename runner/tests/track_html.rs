@@ -31,9 +31,9 @@ fn report(release: &str, results: &[(&str, Option<Status>)], complete: bool) -> 
         .iter()
         .filter_map(|&(name, status)| Some((name, status?)))
         .enumerate()
-        .map(|(i, (name, status))| TestResult {
-            jited: (status != Status::NotRun).then_some(true),
-            ..TestResult::new(Suite::TestBpf, Some(i as u32), name, Mode::Jit, status)
+        .map(|(i, (name, status))| {
+            TestResult::new(Suite::TestBpf, Some(i as u32), name, Mode::Jit, status)
+                .with_jited((status != Status::NotRun).then_some(true))
         })
         .collect::<Vec<_>>();
     let kernel = KernelInfo {

@@ -2,24 +2,21 @@
 
 use std::collections::BTreeMap;
 
-use runner::model::{Status, SuiteName};
+use runner::model::{keys, Status, TestKey};
 use runner::report::Report;
 
 use crate::flags::Compare;
 use crate::UsageError;
 
-/// What identifies one result across runs: the kernel's suites number their tests (names
-/// repeat there), the harness's suites name theirs.
-type Key = (&'static str, String, &'static str);
-
-fn key(r: &runner::model::TestResult) -> Key {
-    let id = match (r.suite, r.id) {
-        (SuiteName::Kernel(_), Some(id)) => {
-            format!("#{id} {}", r.name)
-        }
-        _ => r.name.clone(),
-    };
-    (r.suite.name(), id, r.mode.name())
+/// Each result's status by [`TestKey`], divergence findings left out: tests are matched by
+/// name, as baselines match them, since two kernels may number the same test differently.
+fn index(report: &Report) -> BTreeMap<TestKey, Status> {
+    keys(&report.results)
+        .into_iter()
+        .zip(&report.results)
+        .filter(|(_, r)| r.status != Status::Divergence)
+        .map(|(k, r)| (k, r.status))
+        .collect()
 }
 
 impl Compare {
@@ -34,13 +31,6 @@ impl Compare {
             )
         };
         let (la, lb) = (label(&a), label(&b));
-        let index = |r: &Report| -> BTreeMap<Key, Status> {
-            r.results
-                .iter()
-                .filter(|r| r.status != Status::Divergence)
-                .map(|r| (key(r), r.status))
-                .collect()
-        };
         let (ia, ib) = (index(&a), index(&b));
         let mut differ = 0;
         let mut only = 0;
@@ -48,14 +38,7 @@ impl Compare {
             match ib.get(k) {
                 Some(sb) if sa != sb => {
                     differ += 1;
-                    println!(
-                        "{} {} [{}]: {la}: {}, {lb}: {}",
-                        k.0,
-                        k.1,
-                        k.2,
-                        sa.name(),
-                        sb.name()
-                    );
+                    println!("{k}: {la}: {}, {lb}: {}", sa.name(), sb.name());
                 }
                 Some(_) => {}
                 None => only += 1,

@@ -5,6 +5,8 @@
 //!   `.rs` file as `` `name.rs` ``, each directory as `` `name/` ``, under its crate's heading),
 //!   so that a new module cannot land without its line; and it names no file or directory that
 //!   does not exist, so that a stale line fails.
+//! - Every test target under `runner/tests/` and `xtask/tests/` is in one tier: named by the
+//!   `test-fast` alias of `.cargo/config.toml`, or in [`FULL_TIER`] with the reason.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -20,6 +22,29 @@ const MAX_DOC_BYTES: u64 = 12_000;
 const CRATES: [&str; 2] = ["xtask", "runner"];
 
 use sources::root;
+
+/// The test targets the fast tier (`cargo test-fast`) leaves out, each with what makes it
+/// slow or needs what a developer's machine may not have.
+const FULL_TIER: [(&str, &str); 9] = [
+    ("e2e", "boots Debian's kernels under QEMU; downloads them"),
+    ("kbuild", "builds linux-source and boots it"),
+    (
+        "track",
+        "real kernels over revisions; a bisect builds kernels",
+    ),
+    ("fuzz", "builds a kernel with a planted bug and boots it"),
+    (
+        "firmware",
+        "boots each arch under real QEMU; installs packages",
+    ),
+    ("junit", "junitparser in a venv, from PyPI"),
+    ("kcidb", "kcidb-io's validator in a venv, from PyPI"),
+    ("html", "headless Chromium"),
+    ("track_html", "headless Chromium"),
+];
+
+/// The crates whose `tests/` directories hold test targets.
+const TEST_DIRS: [&str; 2] = ["runner/tests", "xtask/tests"];
 
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
@@ -209,4 +234,64 @@ fn module_paths_are_rs_files_and_directories() {
     ] {
         assert!(!is_module_path(no), "{no}");
     }
+}
+
+/// The `--test` targets of `.cargo/config.toml`'s `test-fast` alias.
+fn fast_tier(config: &str) -> Vec<&str> {
+    let alias = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("test-fast"))
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+        .expect(".cargo/config.toml has no `test-fast = \"test ...\"` alias");
+    let words: Vec<&str> = alias.trim().trim_matches('"').split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "--test")
+        .map(|w| w[1])
+        .collect()
+}
+
+#[test]
+fn every_test_target_is_in_the_fast_tier_or_the_full_tier() {
+    let root = root();
+    let config = read(&root.join(".cargo/config.toml"));
+    let fast = fast_tier(&config);
+    let full: BTreeSet<&str> = FULL_TIER.iter().map(|(name, _)| *name).collect();
+    let mut targets = BTreeSet::new();
+    for dir in TEST_DIRS {
+        let (files, _) = modules(&root.join(dir));
+        targets.extend(files.iter().map(|f| f.trim_end_matches(".rs").to_owned()));
+    }
+    let mut problems = Vec::new();
+    for target in &targets {
+        match (
+            fast.contains(&target.as_str()),
+            full.contains(target.as_str()),
+        ) {
+            (false, false) => problems.push(format!(
+                "the test target `{target}` is in no tier: add `--test {target}` to the \
+                 `test-fast` alias in .cargo/config.toml if it needs no guest, kernel build, \
+                 network or browser, else add it to FULL_TIER in xtask/tests/tidy.rs with why"
+            )),
+            (true, true) => problems.push(format!(
+                "the test target `{target}` is in both tiers: the test-fast alias and FULL_TIER"
+            )),
+            _ => {}
+        }
+    }
+    for name in fast.iter().copied().chain(full.iter().copied()) {
+        if !targets.contains(name) {
+            problems.push(format!(
+                "`{name}` is named as a test target, but no {}/{name}.rs exists: remove it",
+                TEST_DIRS.join(" or ")
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_fast_tier_is_read_from_the_alias() {
+    let config = "[alias]\nxtask = \"run\"\ntest-fast = \"test --lib --test a --test b_c\"\n";
+    assert_eq!(fast_tier(config), ["a", "b_c"]);
 }

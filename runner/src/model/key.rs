@@ -1,10 +1,11 @@
 //! "The same test" across runs, kernels and machines: [`TestKey`]. Baselines, diffs, tracking,
-//! `compare` and the recorded durations all know a test by it.
+//! `compare` and the recorded durations all know a test by it. Inside one kernel's run, a
+//! retry knows a test by [`TestResult::same_test_in_one_kernel`] instead.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::{Mode, Status, TestResult};
+use super::{Mode, Status, SuiteName, TestResult};
 
 /// The mode key under which a suite's divergence findings are kept: a finding is about a case
 /// across modes, so the mode that failed is part of its message, not of its identity.
@@ -25,6 +26,34 @@ pub struct TestKey {
 impl fmt::Display for TestKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} [{}]", self.suite, self.name, self.mode)
+    }
+}
+
+impl TestKey {
+    /// The key of one test named `name` (as given: no numbering), in `mode`.
+    pub fn new(suite: &str, name: &str, mode: &str) -> TestKey {
+        TestKey {
+            suite: suite.to_owned(),
+            name: name.to_owned(),
+            mode: mode.to_owned(),
+        }
+    }
+}
+
+impl TestResult {
+    /// Whether `self` and `other` are the same test in the same mode, both from runs of one
+    /// kernel (a run and its `--retry-failures`): kernel tests by id, agent cases by name.
+    ///
+    /// Not [`TestKey`], which numbers repeated names over a whole run's results: a retry
+    /// runs only the failing kernel tests, by number, in the same kernel, so the numbering
+    /// over its few results would differ from the run's, while the ids are the same.
+    pub fn same_test_in_one_kernel(&self, other: &TestResult) -> bool {
+        self.suite == other.suite
+            && self.mode == other.mode
+            && match self.suite {
+                SuiteName::Kernel(_) => self.id == other.id,
+                SuiteName::Agent(_) => self.name == other.name,
+            }
     }
 }
 
@@ -54,4 +83,28 @@ pub fn keys(results: &[TestResult]) -> Vec<TestKey> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AgentSuite, Suite};
+
+    #[test]
+    fn in_one_kernel_kernel_tests_are_known_by_id_and_cases_by_name() {
+        let t = |id, name: &str| {
+            TestResult::new(Suite::TestBpf, Some(id), name, Mode::Jit, Status::Pass)
+        };
+        // A repeated name: the retry's only result named so is the run's second.
+        assert!(t(7, "LD_ABS").same_test_in_one_kernel(&t(7, "LD_ABS")));
+        assert!(!t(3, "LD_ABS").same_test_in_one_kernel(&t(7, "LD_ABS")));
+        let mut interp = t(7, "LD_ABS");
+        interp.mode = Mode::Interp;
+        assert!(!t(7, "LD_ABS").same_test_in_one_kernel(&interp));
+        let c = |id, name: &str| {
+            TestResult::new(AgentSuite::Xdp, Some(id), name, Mode::Jit, Status::Fail)
+        };
+        assert!(c(0, "drop").same_test_in_one_kernel(&c(4, "drop")));
+        assert!(!c(0, "drop").same_test_in_one_kernel(&c(0, "pass")));
+    }
 }

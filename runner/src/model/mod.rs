@@ -306,7 +306,8 @@ pub struct TestResult {
 }
 
 impl TestResult {
-    /// A result with no JIT information, message or retry: set those fields after, as needed.
+    /// A result with no JIT information, message or retry: add those with [`Self::with_jited`]
+    /// and [`Self::with_message`], or set the fields.
     pub fn new(
         suite: impl Into<SuiteName>,
         id: Option<u32>,
@@ -326,12 +327,22 @@ impl TestResult {
         }
     }
 
+    /// This result with `jited` set.
+    pub fn with_jited(self, jited: Option<bool>) -> TestResult {
+        TestResult { jited, ..self }
+    }
+
+    /// This result with `message` as its message.
+    pub fn with_message(self, message: impl Into<String>) -> TestResult {
+        TestResult {
+            message: Some(message.into()),
+            ..self
+        }
+    }
+
     /// An entry for tests that never ran: a whole suite, or the rest of one after a crash.
     pub fn not_run(suite: impl Into<SuiteName>, mode: Mode, name: String, why: &str) -> TestResult {
-        TestResult {
-            message: Some(why.to_owned()),
-            ..TestResult::new(suite, None, &name, mode, Status::NotRun)
-        }
+        TestResult::new(suite, None, &name, mode, Status::NotRun).with_message(why)
     }
 
     /// Whether this entry stands for tests the run could not name one by one, because the

@@ -556,10 +556,11 @@ mod tests {
         mode: Mode,
         status: Status,
     ) -> TestResult {
-        TestResult {
-            jited: Some(mode != Mode::Interp),
-            message: (status != Status::Pass).then(|| format!("{name} did not pass")),
-            ..TestResult::new(suite, Some(id), name, mode, status)
+        let r = TestResult::new(suite, Some(id), name, mode, status)
+            .with_jited(Some(mode != Mode::Interp));
+        match status {
+            Status::Pass => r,
+            _ => r.with_message(format!("{name} did not pass")),
         }
     }
 

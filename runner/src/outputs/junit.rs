@@ -192,10 +192,10 @@ mod tests {
         status: Status,
         message: &str,
     ) -> TestResult {
-        TestResult {
-            jited: Some(true),
-            message: (!message.is_empty()).then(|| message.to_owned()),
-            ..TestResult::new(suite, Some(id), name, Mode::Jit, status)
+        let r = TestResult::new(suite, Some(id), name, Mode::Jit, status).with_jited(Some(true));
+        match message {
+            "" => r,
+            m => r.with_message(m),
         }
     }
 

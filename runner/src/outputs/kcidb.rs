@@ -395,10 +395,7 @@ mod tests {
         mode: Mode,
         status: Status,
     ) -> TestResult {
-        TestResult {
-            jited: Some(true),
-            ..TestResult::new(suite, id, name, mode, status)
-        }
+        TestResult::new(suite, id, name, mode, status).with_jited(Some(true))
     }
 
     fn report(results: Vec<TestResult>) -> Report {
