@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{path_str, show};
+use common::{cache_dir, path_str, show};
 
 use runner::model::{AgentSuite, Mode, Status, Suite, SuiteName};
 use runner::report::Report;
@@ -1084,4 +1084,55 @@ fn a_real_panic_in_the_agent_is_pinned_on_its_case_and_a_fresh_guest_runs_the_re
         "{:?}",
         report.errors
     );
+}
+
+/// A bad baseline stops a run before any guest boots (full tier: it needs Debian's kernel
+/// in the cache, and fetches it into an empty one).
+#[test]
+fn a_run_with_a_broken_or_missing_baseline_stops_before_booting() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "schema: 1\narch: x86_64\nresults: [\n").expect("write");
+    let missing = dir.path().join("missing.yaml");
+    // A cache with the real one's kernels but no snapshot, so that the run would boot a
+    // template guest if it did not read the baseline first.
+    let real = cache_dir();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).expect("a cache");
+    for part in ["kernels", "apt"] {
+        std::fs::create_dir_all(real.join(part)).expect("the cache's directories");
+        std::os::unix::fs::symlink(real.join(part), cache.join(part)).expect("symlink");
+    }
+    for (baseline, says) in [
+        (&broken, format!("{}:", broken.display())),
+        (&missing, format!("no baseline at {}", missing.display())),
+    ] {
+        let out = dir.path().join("run");
+        let output = run_xtask(&[
+            "test",
+            "--arch",
+            "x86_64",
+            "--baseline",
+            path_str(baseline),
+            "--cache-dir",
+            path_str(&cache),
+            "--out",
+            path_str(&out),
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&says), "wanted {says}\n{}", show(&output));
+        assert!(!stderr.contains("booting"), "{}", show(&output));
+        assert!(!out.join("report.json").exists());
+    }
+}
+
+/// `cargo xtask ARGS` as a user runs it, its output whatever it is.
+fn run_xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(common::root())
+        .env_remove("CI")
+        .output()
+        .unwrap()
 }

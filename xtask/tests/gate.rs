@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{cache_dir, path_str, recorded_run, root, show};
+use common::{path_str, recorded_run, root, show};
 
 use runner::model::Status;
 use runner::report::Report;
@@ -220,43 +220,4 @@ fn bless_accepts_a_reviewed_run_and_refuses_under_ci() {
         "{}",
         show(&output)
     );
-}
-
-#[test]
-fn a_run_with_a_broken_or_missing_baseline_stops_before_booting() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let broken = dir.path().join("broken.yaml");
-    std::fs::write(&broken, "schema: 1\narch: x86_64\nresults: [\n").expect("write");
-    let missing = dir.path().join("missing.yaml");
-    // A cache with the real one's kernels but no snapshot, so that the run would boot a
-    // template guest if it did not read the baseline first.
-    let real = cache_dir();
-    let cache = dir.path().join("cache");
-    std::fs::create_dir_all(&cache).expect("a cache");
-    for part in ["kernels", "apt"] {
-        std::fs::create_dir_all(real.join(part)).expect("the cache's directories");
-        std::os::unix::fs::symlink(real.join(part), cache.join(part)).expect("symlink");
-    }
-    for (baseline, says) in [
-        (&broken, format!("{}:", broken.display())),
-        (&missing, format!("no baseline at {}", missing.display())),
-    ] {
-        let out = dir.path().join("run");
-        let output = xtask(&[
-            "test",
-            "--arch",
-            "x86_64",
-            "--baseline",
-            path_str(baseline),
-            "--cache-dir",
-            path_str(&cache),
-            "--out",
-            path_str(&out),
-        ]);
-        assert_eq!(output.status.code(), Some(2), "{}", show(&output));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(&says), "wanted {says}\n{}", show(&output));
-        assert!(!stderr.contains("booting"), "{}", show(&output));
-        assert!(!out.join("report.json").exists());
-    }
 }
