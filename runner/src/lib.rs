@@ -4,7 +4,8 @@
 //! [`initramfs::Initramfs`] carries it into the guest; [`session::run`] boots the guest through
 //! [`qemu::Qemu`], splits its console into lines ([`console`]), follows the guest's protocol
 //! ([`protocol`]) and the kernel's test output ([`test_bpf`]), and returns the results that
-//! [`report::Report`] writes to disk.
+//! [`report::Report`] writes to disk. A whole campaign (many guests, resumed past crashes,
+//! failures retried) is one call: [`engine::run`].
 
 pub mod agent;
 pub mod arch;
