@@ -403,6 +403,7 @@ impl Test {
                 &agent_suites,
                 self.conformance_dir.as_deref(),
                 self.arch.elf().endian == runner::arch::Endian::Big,
+                &guest_c::Clang,
             )
             .map_err(UsageError::wrap)?
         } else {
