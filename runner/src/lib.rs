@@ -12,7 +12,6 @@ pub mod arch;
 pub mod baseline;
 pub mod bpf;
 pub mod cases;
-pub mod cli;
 pub mod console;
 pub mod diff;
 pub mod disasm;

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::model::{Catalog, Mode, Suite};
+use crate::model::{AgentSuite, Catalog, Mode, Suite, SuiteName};
 pub use crate::model::{Filter, FilterError};
 
 /// One load of `test_bpf.ko`.
@@ -107,6 +107,76 @@ impl fmt::Display for Plan {
             writeln!(f, "{enable} {harden} {}", load.params())?;
         }
         Ok(())
+    }
+}
+
+/// Which tests to run, and how: the `--suite`, `--mode` and `--filter` of `cargo xtask test`
+/// and `cargo xtask replay`, turned into a [`Plan`].
+#[derive(Clone, Debug)]
+pub struct Selection {
+    /// The suites; empty for the kernel's three.
+    pub suite: Vec<SuiteName>,
+    /// The execution modes.
+    pub mode: Vec<Mode>,
+    /// One suite cut down to some tests.
+    pub filter: Option<Filter>,
+}
+
+impl Selection {
+    /// The harness's own suites selected.
+    pub fn agent_suites(&self) -> Vec<AgentSuite> {
+        let mut suites: Vec<AgentSuite> = self
+            .suite
+            .iter()
+            .filter_map(|s| match s {
+                SuiteName::Agent(a) => Some(*a),
+                SuiteName::Kernel(_) => None,
+            })
+            .collect();
+        suites.sort();
+        suites.dedup();
+        suites
+    }
+
+    /// The filter, when it cuts one of the harness's suites (the only suite selected): the
+    /// cases it names go into the bundle (`cases::select`), no module load is filtered.
+    pub fn agent_filter(&self) -> Option<&Filter> {
+        match self.suite.as_slice() {
+            [SuiteName::Agent(_)] => self.filter.as_ref(),
+            _ => None,
+        }
+    }
+
+    pub fn plan(&self) -> Result<Plan, PlanError> {
+        let kernel: Vec<Suite> = self
+            .suite
+            .iter()
+            .filter_map(|s| match s {
+                SuiteName::Kernel(k) => Some(*k),
+                SuiteName::Agent(_) => None,
+            })
+            .collect();
+        let agent = !self.agent_suites().is_empty();
+        let kernel = match (&self.filter, self.suite.is_empty()) {
+            // The module's own default when a test is named without a suite.
+            (Some(_), true) => vec![Suite::TestBpf],
+            (None, true) => Suite::ALL.to_vec(),
+            _ => kernel,
+        };
+        if kernel.is_empty() {
+            if self.filter.is_some() && self.agent_filter().is_none() {
+                return Err(PlanError::FilterNeedsOneSuite);
+            }
+            return Ok(Plan {
+                loads: Vec::new(),
+                agent,
+                inject_panic_after_s: None,
+                catalog: None,
+            });
+        }
+        let mut plan = Plan::new(&kernel, &self.mode, self.filter.clone())?;
+        plan.agent = agent;
+        Ok(plan)
     }
 }
 

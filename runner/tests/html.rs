@@ -18,7 +18,7 @@ use runner::report::{KernelInfo, Report, Scope};
 
 const EVIL: &str = "</script><img src=x onerror=alert(1)>";
 
-/// The report `runner replay` would write for a recorded full run in JIT mode.
+/// The report `cargo xtask replay` would write for a recorded full run in JIT mode.
 fn replayed(log: &str, arch: Arch) -> Report {
     common::replayed(log, arch, "fixture")
 }

@@ -223,7 +223,7 @@ fn realistic_report() -> Report {
     report
 }
 
-/// The report `runner replay` makes of a recorded full run on x86_64, with its defaults.
+/// The report `cargo xtask replay` makes of a recorded full run on x86_64, with its defaults.
 fn replayed_report() -> Report {
     common::replayed(
         "x86_64-full.log",

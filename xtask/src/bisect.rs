@@ -71,7 +71,7 @@ pub fn run(cmd: &TrackCmd, cancel: &AtomicBool) -> anyhow::Result<u8> {
     let commits = git::between(&sh, tree, &good, &bad, false)?;
     // A probe runs the one test: its suite, in its mode, by name, in one guest.
     let probe = TrackCmd {
-        selection: runner::cli::Selection {
+        selection: crate::flags::SelectionArgs {
             suite: vec![target.suite],
             mode: vec![target.mode],
             filter: Some(Filter::Name(target.name.clone())),

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use runner::arch::Arch;
-use runner::cli::Selection;
 use runner::diff::Class;
+use runner::model::{Mode, SuiteName};
+use runner::plan::{Filter, Selection};
 use runner::report::ShardId;
 
 use crate::kernel::KernelSpec;
@@ -47,6 +48,8 @@ pub enum Command {
     /// the first revision that shows it (track.md, track.json, track.html). With --bisect,
     /// find the commit that changed one test.
     Track(Box<TrackCmd>),
+    /// Parse a recorded console log (console.log of an earlier run) into a report.
+    Replay(Replay),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -100,7 +103,7 @@ pub struct TrackCmd {
     pub rerun: bool,
 
     #[command(flatten)]
-    pub selection: Selection,
+    pub selection: SelectionArgs,
 
     /// Guests to run at once for each revision. Default: the host's cores.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -453,7 +456,7 @@ pub struct Test {
     pub kernel: Option<KernelSpec>,
 
     #[command(flatten)]
-    pub selection: Selection,
+    pub selection: SelectionArgs,
 
     /// Run every bpf_conformance `.data` file of this directory, unchanged, each under its
     /// own name (with no --suite, only these). A file that cannot be read is an `error`
@@ -519,6 +522,76 @@ pub struct Test {
     /// only these.
     #[arg(skip)]
     pub generated: Option<Vec<runner::cases::Case>>,
+}
+
+/// Which tests to run, and how: `--suite`, `--mode`, `--filter`, a [`Selection`].
+#[derive(Args, Clone, Debug)]
+pub struct SelectionArgs {
+    /// Suites to run, comma-separated: the kernel's JIT suite (test_bpf, test_tail_calls,
+    /// test_skb_segment) and the harness's own (conformance, verifier, xdp).
+    /// Default: the kernel's three.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "SUITE",
+        value_parser = SuiteName::selectable
+    )]
+    pub suite: Vec<SuiteName>,
+
+    /// Execution modes: interp (bpf_jit_enable=0), jit, jit-hardened (bpf_jit_harden=2).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "MODE",
+        default_value = "jit"
+    )]
+    pub mode: Vec<Mode>,
+
+    /// Cut one suite down: a test number (42), an inclusive range (10-20) or an exact test
+    /// name (`name:` forces a name that looks like a number). With no --suite, test_bpf.
+    /// In the harness's own suites a number is a case's position (from 0) in the suite.
+    #[arg(long, value_name = "TESTS")]
+    pub filter: Option<Filter>,
+}
+
+impl SelectionArgs {
+    /// The selection these flags make.
+    pub fn selection(&self) -> Selection {
+        Selection::from(self.clone())
+    }
+}
+
+impl From<SelectionArgs> for Selection {
+    fn from(args: SelectionArgs) -> Selection {
+        let SelectionArgs {
+            suite,
+            mode,
+            filter,
+        } = args;
+        Selection {
+            suite,
+            mode,
+            filter,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct Replay {
+    /// The console log, raw bytes as QEMU wrote them.
+    pub console: PathBuf,
+    /// The guest architecture the log came from.
+    #[arg(long)]
+    pub arch: Arch,
+    /// The plan the guest ran: must match the run that recorded the log.
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Where the kernel came from, for the report.
+    #[arg(long, default_value = "recorded")]
+    pub source: String,
+    /// Write report.json into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// A `--kernel` as written, once `test` would take it.

@@ -1,8 +1,10 @@
 //! Builds the guest's C programs (`images/init.c`, `images/agent/agent.c`) for a guest
-//! architecture, once per source and compiler.
+//! architecture, once per source and compiler; and, with [`Clang`], the C programs of the
+//! harness's own cases (suites/xdp), as BPF objects.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{bail, Context};
 use runner::arch::Arch;
@@ -112,4 +114,29 @@ pub fn build(
         .with_context(|| format!("cannot write {}", binary.display()))?;
     fs::write(&key_path, key).with_context(|| format!("cannot write {}", key_path.display()))?;
     Ok(binary)
+}
+
+/// clang, the C compiler of the cases' BPF programs (`runner::cases::load` reads the objects).
+pub struct Clang;
+
+impl runner::cases::CCompiler for Clang {
+    fn compile(&self, source: &Path, big_endian: bool, object: &Path) -> Result<(), String> {
+        let target = if big_endian { "bpfeb" } else { "bpfel" };
+        let output = Command::new("clang")
+            .args(["-O2", "-g0", "-Wall", "-Werror", "-target", target, "-c"])
+            .arg(source)
+            .arg("-o")
+            .arg(object)
+            .output()
+            .map_err(|e| {
+                format!("cannot run clang ({e}): install it, e.g. `apt-get install clang`")
+            })?;
+        if !output.status.success() {
+            return Err(format!(
+                "clang failed:\n{}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
 }

@@ -22,6 +22,7 @@ mod lines;
 mod merge;
 mod orphans;
 mod progress;
+mod replay;
 mod signals;
 mod snapshot;
 mod test;
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
         flags::Command::Report(flags::ReportCommand::Bless(cmd)) => cmd.run(),
         flags::Command::Report(flags::ReportCommand::Html(cmd)) => cmd.run(),
         flags::Command::Track(cmd) => cmd.run(),
+        flags::Command::Replay(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

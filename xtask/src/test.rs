@@ -263,6 +263,7 @@ impl Test {
         if plan.agent {
             suites.extend(
                 self.selection
+                    .selection()
                     .agent_suites()
                     .iter()
                     .map(|s| s.name().to_owned()),
@@ -337,7 +338,8 @@ impl Test {
     /// What the guest runs: module loads from the selection, and the agent's cases; with
     /// them, the corpus files that cannot be read, which run nowhere.
     fn plan_and_cases(&self) -> anyhow::Result<(Plan, cases::Loaded)> {
-        let mut plan = self.selection.plan().map_err(UsageError::wrap)?;
+        let selection = self.selection.selection();
+        let mut plan = selection.plan().map_err(UsageError::wrap)?;
         plan.inject_panic_after_s = self.inject_panic_after;
         if let Some(generated) = &self.generated {
             plan.agent = true;
@@ -365,7 +367,7 @@ impl Test {
                 plan.loads.clear();
             }
         }
-        let agent_suites = self.selection.agent_suites();
+        let agent_suites = selection.agent_suites();
         if agent_suites.contains(&AgentSuite::Xdp) {
             // suites/xdp holds programs written in C.
             let clang = Tool {
@@ -380,12 +382,13 @@ impl Test {
                 &agent_suites,
                 self.conformance_dir.as_deref(),
                 self.arch.elf().endian == runner::arch::Endian::Big,
+                &guest_c::Clang,
             )
             .map_err(UsageError::wrap)?
         } else {
             cases::Loaded::default()
         };
-        if let Some(filter) = self.selection.agent_filter() {
+        if let Some(filter) = selection.agent_filter() {
             cases = cases::select(cases, filter).map_err(UsageError::wrap)?;
         }
         Ok((plan, cases))

@@ -1,5 +1,6 @@
-//! Programs written in C: compiled with clang for the BPF target of the guest's byte order,
-//! then read out of the ELF object with `object`.
+//! Programs written in C: compiled for the BPF target of the guest's byte order by a
+//! [`CCompiler`] the caller gives (`cargo xtask` runs clang), then read out of the ELF object
+//! with `object`.
 //!
 //! A C program refers to the case's maps by name, as undefined symbols (`extern char counts[];`
 //! and `&counts`): each relocation against such a symbol becomes a map reference. Helpers are
@@ -7,16 +8,25 @@
 //! harness loads one section as one program.
 
 use std::path::Path;
-use std::process::Command;
 
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionKind};
 
 use super::{CaseError, MapSpec};
 use crate::bpf::insn::{Insn, PSEUDO_MAP_FD};
 
-/// Compiles `source` to a BPF ELF object for a guest of the given byte order.
-pub fn compile(source: &Path, big_endian: bool) -> Result<Vec<u8>, CaseError> {
-    let target = if big_endian { "bpfeb" } else { "bpfel" };
+/// The host's C compiler for BPF. The library runs no compiler itself: its caller gives one.
+pub trait CCompiler {
+    /// Compiles `source` into the BPF ELF object file `object`, for a guest of the given byte
+    /// order (clang's `bpfeb` or `bpfel`). The error is the case's message: why it failed.
+    fn compile(&self, source: &Path, big_endian: bool, object: &Path) -> Result<(), String>;
+}
+
+/// Compiles `source` with `compiler` to a BPF ELF object for a guest of the given byte order.
+pub fn compile(
+    compiler: &dyn CCompiler,
+    source: &Path,
+    big_endian: bool,
+) -> Result<Vec<u8>, CaseError> {
     let object = tempfile::Builder::new()
         .suffix(".o")
         .tempfile()
@@ -26,27 +36,9 @@ pub fn compile(source: &Path, big_endian: bool) -> Result<Vec<u8>, CaseError> {
                 format!("cannot create a temporary file: {e}"),
             )
         })?;
-    let output = Command::new("clang")
-        .args(["-O2", "-g0", "-Wall", "-Werror", "-target", target, "-c"])
-        .arg(source)
-        .arg("-o")
-        .arg(object.path())
-        .output()
-        .map_err(|e| {
-            CaseError::invalid(
-                source.display().to_string(),
-                format!("cannot run clang ({e}): install it, e.g. `apt-get install clang`"),
-            )
-        })?;
-    if !output.status.success() {
-        return Err(CaseError::invalid(
-            source.display().to_string(),
-            format!(
-                "clang failed:\n{}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        ));
-    }
+    compiler
+        .compile(source, big_endian, object.path())
+        .map_err(|message| CaseError::invalid(source.display().to_string(), message))?;
     std::fs::read(object.path()).map_err(|source_error| CaseError::Read {
         path: object.path().to_owned(),
         source: source_error,
@@ -128,6 +120,28 @@ fn decode(b: &[u8], little: bool) -> Insn {
         src,
         off,
         imm,
+    }
+}
+
+/// clang, for the unit tests (`cargo xtask` has its own, `guest_c::Clang`).
+#[cfg(test)]
+pub(crate) struct TestClang;
+
+#[cfg(test)]
+impl CCompiler for TestClang {
+    fn compile(&self, source: &Path, big_endian: bool, object: &Path) -> Result<(), String> {
+        let target = if big_endian { "bpfeb" } else { "bpfel" };
+        let output = std::process::Command::new("clang")
+            .args(["-O2", "-g0", "-Wall", "-Werror", "-target", target, "-c"])
+            .arg(source)
+            .arg("-o")
+            .arg(object)
+            .output()
+            .map_err(|e| format!("cannot run clang ({e})"))?;
+        match output.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    assemble_in, files_in, parse_hex, read_file, AgentSuite, Case, CaseError, Expectation, MapSpec,
-    ProgSpec, F_STRICT_ALIGNMENT, MAP_TYPES, PROG_TYPES, PROG_TYPE_XDP,
+    assemble_in, files_in, parse_hex, read_file, AgentSuite, CCompiler, Case, CaseError,
+    Expectation, MapSpec, ProgSpec, F_STRICT_ALIGNMENT, MAP_TYPES, PROG_TYPES, PROG_TYPE_XDP,
 };
 
 #[derive(Deserialize)]
@@ -147,7 +147,8 @@ struct XdpCase {
     #[serde(default)]
     maps: Vec<YamlMap>,
     asm: Option<String>,
-    /// A C file (relative to the YAML file) instead of `asm`, built with clang.
+    /// A C file (relative to the YAML file) instead of `asm`, built by the caller's
+    /// `CCompiler` (clang, in `cargo xtask`).
     c: Option<String>,
     /// The ELF section holding the program; default: the first section of code.
     section: Option<String>,
@@ -161,23 +162,29 @@ struct XdpCase {
 /// XDP actions by name, in `enum xdp_action` order.
 const XDP_ACTIONS: [&str; 5] = ["aborted", "drop", "pass", "tx", "redirect"];
 
-/// Loads a directory of `suite`'s YAML files; C programs are built for a guest of the given
-/// byte order.
-pub fn load_dir(dir: &Path, suite: AgentSuite, big_endian: bool) -> Result<Vec<Case>, CaseError> {
+/// Loads a directory of `suite`'s YAML files; C programs are built by `compiler` for a guest
+/// of the given byte order.
+pub fn load_dir(
+    dir: &Path,
+    suite: AgentSuite,
+    big_endian: bool,
+    compiler: &dyn CCompiler,
+) -> Result<Vec<Case>, CaseError> {
     let mut cases = Vec::new();
     for path in files_in(dir, "yaml")? {
         let text = read_file(&path)?;
-        cases.extend(parse(&path, &text, suite, big_endian)?);
+        cases.extend(parse(&path, &text, suite, big_endian, compiler)?);
     }
     Ok(cases)
 }
 
-/// Parses one YAML file of `suite`'s cases.
+/// Parses one YAML file of `suite`'s cases; C programs are built by `compiler`.
 pub fn parse(
     path: &Path,
     text: &str,
     suite: AgentSuite,
     big_endian: bool,
+    compiler: &dyn CCompiler,
 ) -> Result<Vec<Case>, CaseError> {
     match suite {
         AgentSuite::Verifier => {
@@ -191,7 +198,7 @@ pub fn parse(
         AgentSuite::Xdp => {
             let list: Vec<XdpCase> = super::from_yaml(path, text)?;
             list.into_iter()
-                .map(|case| xdp_case(path, text, case, big_endian))
+                .map(|case| xdp_case(path, text, case, big_endian, compiler))
                 .collect()
         }
         AgentSuite::Conformance => Err(CaseError::invalid(
@@ -377,6 +384,7 @@ enum Main<'a> {
         source: std::path::PathBuf,
         section: Option<&'a str>,
         big_endian: bool,
+        compiler: &'a dyn CCompiler,
     },
 }
 
@@ -404,8 +412,9 @@ fn maps_and_programs(
             source,
             section,
             big_endian,
+            compiler,
         } => {
-            let elf = super::c::compile(&source, big_endian)?;
+            let elf = super::c::compile(compiler, &source, big_endian)?;
             super::c::program(&source, &elf, section, &maps)?
         }
     };
@@ -526,7 +535,13 @@ fn verifier_case(path: &Path, text: &str, yaml: VerifierCase) -> Result<Vec<Case
     Ok(cases)
 }
 
-fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<Case, CaseError> {
+fn xdp_case(
+    path: &Path,
+    text: &str,
+    yaml: XdpCase,
+    big_endian: bool,
+    compiler: &dyn CCompiler,
+) -> Result<Case, CaseError> {
     let (line, asm_line) = lines_of(text, &yaml.name);
     let at = format!("{}:{line}", path.display());
     let action = xdp_action(&at, yaml.expect.action.as_deref())?;
@@ -550,6 +565,7 @@ fn xdp_case(path: &Path, text: &str, yaml: XdpCase, big_endian: bool) -> Result<
         yaml.c.as_deref(),
         yaml.section.as_deref(),
         big_endian,
+        compiler,
     )?;
     let (maps, progs) =
         maps_and_programs(&place, yaml.maps, main, &yaml.programs, PROG_TYPE_XDP, 0)?;
@@ -595,6 +611,7 @@ fn main_program<'a>(
     c: Option<&str>,
     section: Option<&'a str>,
     big_endian: bool,
+    compiler: &'a dyn CCompiler,
 ) -> Result<Main<'a>, CaseError> {
     match (asm, c) {
         (Some(asm), None) => Ok(Main::Asm(asm)),
@@ -602,6 +619,7 @@ fn main_program<'a>(
             source: path.parent().unwrap_or(Path::new(".")).join(c),
             section,
             big_endian,
+            compiler,
         }),
         _ => Err(CaseError::invalid(
             at,
@@ -731,6 +749,7 @@ fn xdp_expectation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cases::c::TestClang;
 
     const VERIFIER: &str = "\
 - name: ok
@@ -756,14 +775,28 @@ mod tests {
 
     #[test]
     fn assembly_errors_point_into_the_yaml_file() {
-        let err = parse(Path::new("v.yaml"), VERIFIER, AgentSuite::Verifier, false).unwrap_err();
+        let err = parse(
+            Path::new("v.yaml"),
+            VERIFIER,
+            AgentSuite::Verifier,
+            false,
+            &TestClang,
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "v.yaml:17:1: unknown instruction `movv`");
     }
 
     #[test]
     fn unprivileged_variant_is_its_own_case() {
         let text = VERIFIER.split("- name: bad-asm").next().unwrap();
-        let cases = parse(Path::new("v.yaml"), text, AgentSuite::Verifier, false).unwrap();
+        let cases = parse(
+            Path::new("v.yaml"),
+            text,
+            AgentSuite::Verifier,
+            false,
+            &TestClang,
+        )
+        .unwrap();
         let names: Vec<(&str, bool)> = cases
             .iter()
             .map(|c| (c.name.as_str(), c.unprivileged))
@@ -789,7 +822,14 @@ mod tests {
   expect: reject
   log: [\"back-edge\", \"recursive call from\"]
 ";
-        let cases = parse(Path::new("v.yaml"), text, AgentSuite::Verifier, false).unwrap();
+        let cases = parse(
+            Path::new("v.yaml"),
+            text,
+            AgentSuite::Verifier,
+            false,
+            &TestClang,
+        )
+        .unwrap();
         let logs: Vec<Vec<String>> = cases
             .iter()
             .map(|c| match &c.expect {
@@ -830,7 +870,14 @@ mod tests {
   packet: 000000000000000000000000000000
   expect: {action: tx}
 ";
-        let cases = parse(Path::new("x.yaml"), text, AgentSuite::Xdp, false).unwrap();
+        let cases = parse(
+            Path::new("x.yaml"),
+            text,
+            AgentSuite::Xdp,
+            false,
+            &TestClang,
+        )
+        .unwrap();
         let case = &cases[0];
         assert_eq!(case.progs.len(), 2);
         assert_eq!(case.maps[0].prog_entries, [(1, 1)]);
@@ -855,6 +902,7 @@ mod tests {
             "- name: a\n  guards: g\n  prog_type: xdp\n  asm: exit\n  expect: maybe\n",
             AgentSuite::Verifier,
             false,
+            &TestClang,
         )
         .unwrap_err();
         assert!(
@@ -868,6 +916,7 @@ mod tests {
             "- name: a\n  guards: g\n  asm: exit\n  packet: '00'\n  expect: {action: pass}\n",
             AgentSuite::Xdp,
             false,
+            &TestClang,
         )
         .unwrap_err();
         assert_eq!(

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use runner::arch::Arch;
-use runner::cli::Selection;
 use runner::model::Mode;
+use runner::plan::Selection;
 use runner::report::{Report, Scope};
 
 /// A command's status and output, for an assertion's message.

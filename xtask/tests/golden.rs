@@ -1,26 +1,29 @@
-//! Golden tests: console logs recorded from real guests (see fixtures/README.md) replayed
-//! through the `runner replay` command, checked against the kernel's own numbers and
-//! snapshotted.
+//! Golden tests: console logs recorded from real guests (see runner/tests/fixtures/README.md)
+//! replayed through the `cargo xtask replay` command, checked against the kernel's own numbers
+//! and snapshotted.
 
 #![allow(clippy::unwrap_used, reason = "a test panics to fail")]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use runner::model::{Mode, Status, Suite, SuiteName};
 use runner::report::Report;
 use runner::session;
 
+/// A recorded log of `runner/tests/fixtures/`, from the workspace's root.
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("runner/tests/fixtures")
         .join(name)
 }
 
-/// Runs `runner replay` on a fixture and returns its exit code, stdout and report.
+/// Runs `cargo xtask replay` on a fixture and returns its exit code, stdout and report.
 fn replay(log: &str, arch: &str, args: &[&str]) -> (i32, String, Report) {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("replay")
         .arg(fixture(log))
         .args(["--arch", arch, "--source", "fixture"])
@@ -30,7 +33,10 @@ fn replay(log: &str, arch: &str, args: &[&str]) -> (i32, String, Report) {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.is_empty(), "runner replay wrote to stderr: {stderr}");
+    assert!(
+        stderr.is_empty(),
+        "cargo xtask replay wrote to stderr: {stderr}"
+    );
     let report = Report::read(&out.path().join("report.json")).unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     (output.status.code().unwrap(), stdout, report)
