@@ -23,7 +23,7 @@ use runner::shard::{self, Shard};
 use runner::snapshot::Template;
 use xshell::Shell;
 
-use crate::flags::{BuildArgs, GateArgs, Test};
+use crate::flags::{BuildArgs, GateArgs, SelectionArgs, Test};
 use crate::gate::Gate;
 use crate::guest_c::{self, Program};
 use crate::kernel::{Kernel, KernelSpec};
@@ -31,7 +31,6 @@ use crate::progress::Reporter;
 use crate::snapshot;
 use crate::tools::{self, Install, Tool};
 use crate::{cache, project_root, signals, UsageError};
-use runner::cli::Selection;
 
 /// A `test` run done: its report, judged and written, and how it exits.
 pub struct Finished {
@@ -62,7 +61,7 @@ impl Test {
         Test {
             arch,
             kernel: None,
-            selection: Selection {
+            selection: SelectionArgs {
                 suite: Vec::new(),
                 mode: vec![Mode::Jit],
                 filter: None,
