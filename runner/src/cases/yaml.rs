@@ -751,6 +751,15 @@ mod tests {
     use super::*;
     use crate::cases::c::TestClang;
 
+    /// `text` parsed as a little-endian `v.yaml` (verifier) or `x.yaml` (XDP) file.
+    fn parse_le(suite: AgentSuite, text: &str) -> Result<Vec<Case>, CaseError> {
+        let file = match suite {
+            AgentSuite::Xdp => "x.yaml",
+            _ => "v.yaml",
+        };
+        parse(Path::new(file), text, suite, false, &TestClang)
+    }
+
     const VERIFIER: &str = "\
 - name: ok
   guards: a trivial program loads
@@ -775,28 +784,14 @@ mod tests {
 
     #[test]
     fn assembly_errors_point_into_the_yaml_file() {
-        let err = parse(
-            Path::new("v.yaml"),
-            VERIFIER,
-            AgentSuite::Verifier,
-            false,
-            &TestClang,
-        )
-        .unwrap_err();
+        let err = parse_le(AgentSuite::Verifier, VERIFIER).unwrap_err();
         assert_eq!(err.to_string(), "v.yaml:17:1: unknown instruction `movv`");
     }
 
     #[test]
     fn unprivileged_variant_is_its_own_case() {
         let text = VERIFIER.split("- name: bad-asm").next().unwrap();
-        let cases = parse(
-            Path::new("v.yaml"),
-            text,
-            AgentSuite::Verifier,
-            false,
-            &TestClang,
-        )
-        .unwrap();
+        let cases = parse_le(AgentSuite::Verifier, text).unwrap();
         let names: Vec<(&str, bool)> = cases
             .iter()
             .map(|c| (c.name.as_str(), c.unprivileged))
@@ -822,14 +817,7 @@ mod tests {
   expect: reject
   log: [\"back-edge\", \"recursive call from\"]
 ";
-        let cases = parse(
-            Path::new("v.yaml"),
-            text,
-            AgentSuite::Verifier,
-            false,
-            &TestClang,
-        )
-        .unwrap();
+        let cases = parse_le(AgentSuite::Verifier, text).unwrap();
         let logs: Vec<Vec<String>> = cases
             .iter()
             .map(|c| match &c.expect {
@@ -870,14 +858,7 @@ mod tests {
   packet: 000000000000000000000000000000
   expect: {action: tx}
 ";
-        let cases = parse(
-            Path::new("x.yaml"),
-            text,
-            AgentSuite::Xdp,
-            false,
-            &TestClang,
-        )
-        .unwrap();
+        let cases = parse_le(AgentSuite::Xdp, text).unwrap();
         let case = &cases[0];
         assert_eq!(case.progs.len(), 2);
         assert_eq!(case.maps[0].prog_entries, [(1, 1)]);
@@ -897,12 +878,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_values_are_named() {
-        let err = parse(
-            Path::new("v.yaml"),
-            "- name: a\n  guards: g\n  prog_type: xdp\n  asm: exit\n  expect: maybe\n",
+        let err = parse_le(
             AgentSuite::Verifier,
-            false,
-            &TestClang,
+            "- name: a\n  guards: g\n  prog_type: xdp\n  asm: exit\n  expect: maybe\n",
         )
         .unwrap_err();
         assert!(
@@ -911,12 +889,9 @@ mod tests {
             ),
             "{err}"
         );
-        let err = parse(
-            Path::new("x.yaml"),
-            "- name: a\n  guards: g\n  asm: exit\n  packet: '00'\n  expect: {action: pass}\n",
+        let err = parse_le(
             AgentSuite::Xdp,
-            false,
-            &TestClang,
+            "- name: a\n  guards: g\n  asm: exit\n  packet: '00'\n  expect: {action: pass}\n",
         )
         .unwrap_err();
         assert_eq!(
