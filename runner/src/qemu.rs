@@ -75,6 +75,8 @@ pub struct QemuConfig {
     pub accel: Accel,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// Guest memory in MiB (`-m`).
+    pub memory_mib: u32,
     /// Extra kernel command line, after the harness's own.
     pub append: String,
     /// Where the guest's second serial port (`ttyS1`, the agent's channel) is written.
@@ -89,14 +91,15 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
-    /// A guest that boots `kernel` with `initrd`: no second serial port, no snapshot, no
-    /// input; the accelerator the host can give it.
+    /// A guest that boots `kernel` with `initrd`: the arch's memory, no second serial port,
+    /// no snapshot, no input; the accelerator the host can give it.
     pub fn boot(arch: Arch, kernel: PathBuf, initrd: PathBuf) -> QemuConfig {
         QemuConfig {
             arch,
             accel: Accel::detect(arch),
             kernel,
             initrd,
+            memory_mib: arch.qemu().memory_mib,
             append: String::new(),
             agent_output: None,
             restore: None,
@@ -120,7 +123,7 @@ impl QemuConfig {
                 "-accel",
                 &self.accel.arg(),
                 "-m",
-                &qemu.memory_mib.to_string(),
+                &self.memory_mib.to_string(),
                 "-smp",
                 "1",
                 // The serial console on stdout is the only channel; no window, no monitor.
@@ -238,6 +241,10 @@ pub struct Qemu {
     stderr: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
     status: Option<ExitStatus>,
+    /// The highest peak resident memory (`VmHWM`) read so far, in KiB.
+    peak_rss_kib: Option<u64>,
+    /// When `peak_rss_kib` was last read.
+    sampled: Option<Instant>,
 }
 
 /// The process groups of every QEMU started and not yet reaped, for [`kill_all`]; `None`
@@ -254,6 +261,15 @@ pub fn kill_all() {
             let _ = kill_process_group(pid, Signal::KILL);
         }
     }
+}
+
+/// How often [`Qemu::read`] reads QEMU's peak memory.
+const MEMORY_SAMPLE_EVERY: Duration = Duration::from_millis(500);
+
+/// The `VmHWM:` of a `/proc/PID/status`, in KiB.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let value = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    value.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 /// Most of QEMU's stderr kept for error messages.
@@ -338,6 +354,8 @@ impl Qemu {
             stderr,
             readers,
             status: None,
+            peak_rss_kib: None,
+            sampled: None,
         })
     }
 
@@ -345,8 +363,14 @@ impl Qemu {
         &self.program
     }
 
-    /// Waits up to `timeout` for console bytes.
-    pub fn read(&self, timeout: Duration) -> Output {
+    /// Waits up to `timeout` for console bytes. Reads QEMU's peak memory now and then.
+    pub fn read(&mut self, timeout: Duration) -> Output {
+        if self
+            .sampled
+            .is_none_or(|at| at.elapsed() >= MEMORY_SAMPLE_EVERY)
+        {
+            self.sample_memory();
+        }
         match self.console.recv_timeout(timeout) {
             Ok(bytes) => Output::Bytes(bytes),
             Err(RecvTimeoutError::Timeout) => Output::Quiet,
@@ -385,6 +409,26 @@ impl Qemu {
         }
     }
 
+    /// QEMU's peak resident memory, in MiB, as last read: exact for a QEMU the harness ended
+    /// (read just before), within [`MEMORY_SAMPLE_EVERY`] of its end for one that exited.
+    /// `None` where `/proc` does not say.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.peak_rss_kib.map(|kib| kib as f64 / 1024.0)
+    }
+
+    /// Reads QEMU's `VmHWM` (the kernel's own high-water mark of its resident memory), unless
+    /// QEMU has exited: a zombie has no memory to report.
+    fn sample_memory(&mut self) {
+        self.sampled = Some(Instant::now());
+        if self.status.is_some() {
+            return;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
+        if let Some(kib) = status.ok().as_deref().and_then(vm_hwm_kib) {
+            self.peak_rss_kib = Some(self.peak_rss_kib.map_or(kib, |peak| peak.max(kib)));
+        }
+    }
+
     /// The process id of QEMU, which is also its process group id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -401,6 +445,7 @@ impl Qemu {
     /// Ends QEMU and everything in its process group: SIGTERM, then SIGKILL after `grace`.
     /// Always reaps it. Returns its exit status.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        self.sample_memory();
         if let Some(status) = self.try_wait() {
             self.kill_group(Signal::KILL);
             self.join_readers();
@@ -471,5 +516,23 @@ mod tests {
         let other = "qemu: Could not open option rom '/opt/fw/odd.rom': No such file";
         assert!(firmware_advice(other).is_some_and(|a| a.contains("apt-file search odd.rom")));
         assert_eq!(firmware_advice("qemu: could not load kernel '/k'"), None);
+    }
+
+    #[test]
+    fn peak_memory_is_read_from_proc_while_qemu_runs() {
+        let status = "Name:\tqemu\nVmPeak:\t 900 kB\nVmHWM:\t  153600 kB\nVmRSS:\t 1 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(153_600));
+        assert_eq!(vm_hwm_kib("Name:\tzombie\nState:\tZ (zombie)\n"), None);
+
+        let args = ["-c".to_owned(), "sleep 5".to_owned()];
+        let mut qemu = Qemu::spawn_program(Path::new("/bin/sh"), &args).expect("sh starts");
+        assert!(matches!(
+            qemu.read(Duration::from_millis(10)),
+            Output::Quiet
+        ));
+        let started = qemu.peak_rss_mib().expect("/proc says");
+        qemu.terminate(Duration::from_secs(1));
+        let ended = qemu.peak_rss_mib().expect("/proc said");
+        assert!(started > 0.0 && ended >= started, "{started} then {ended}");
     }
 }

@@ -108,6 +108,10 @@ pub struct Timing {
     pub to_first_test_s: Option<f64>,
     /// QEMU start to QEMU exit.
     pub total_s: f64,
+    /// The highest peak resident memory of the run's QEMUs, in MiB (see
+    /// [`crate::qemu::Qemu::peak_rss_mib`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
     /// The agent's passes over its cases, one per mode, timed in the guest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent: Vec<AgentPass>,
@@ -127,6 +131,9 @@ pub struct GuestTiming {
     pub boot_s: Option<f64>,
     pub to_first_test_s: Option<f64>,
     pub total_s: f64,
+    /// Its QEMU's peak resident memory, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// One pass of the agent over all its cases in one mode.

@@ -48,6 +48,8 @@ pub struct Outcome {
     pub interrupted: bool,
     /// test_bpf refused the selection (no such test name, number or range): the user's error.
     pub invalid_selection: bool,
+    /// The kernel's first line saying it ran out of memory.
+    pub out_of_memory: Option<String>,
     /// The agent's exit status, once it ended.
     pub agent_status: Option<i32>,
     /// Why the agent never finished, when it was running as the guest stopped: a crash's
@@ -242,6 +244,7 @@ pub fn supervise(
     watch.read_agent_output(agent_log);
     let status = qemu.terminate(TERM_GRACE);
     watch.run.out.timing.total_s = watch.run.started.elapsed().as_secs_f64();
+    watch.run.out.timing.peak_rss_mib = qemu.peak_rss_mib();
     watch.note_unexpected_end(qemu, status);
     watch.run.finish()
 }
@@ -429,6 +432,9 @@ impl<'p> Run<'p> {
 
     /// One line of text: a protocol line, or kernel output.
     fn text_line(&mut self, text: &[u8], progress: &mut dyn FnMut(Progress<'_>)) {
+        if self.out.out_of_memory.is_none() && splat::out_of_memory(text) {
+            self.out.out_of_memory = Some(console::str_of(text).trim().to_owned());
+        }
         if let Some(splat) = splat::detect(text) {
             self.splat(splat);
         }

@@ -50,7 +50,7 @@ impl Template {
 /// Boots `config` until its init is ready, saves it into `dest`, and ends it.
 pub fn boot_and_save(config: &QemuConfig, dest: &Path, timeout: Duration) -> anyhow::Result<()> {
     let mut qemu = Qemu::spawn(config)?;
-    let result = wait_ready(&qemu, timeout).and_then(|()| {
+    let result = wait_ready(&mut qemu, timeout).and_then(|()| {
         let socket = config.qmp.as_deref().context("no QMP socket")?;
         save(socket, dest)
     });
@@ -61,7 +61,7 @@ pub fn boot_and_save(config: &QemuConfig, dest: &Path, timeout: Duration) -> any
     })
 }
 
-fn wait_ready(qemu: &Qemu, timeout: Duration) -> anyhow::Result<()> {
+fn wait_ready(qemu: &mut Qemu, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut lines = LineSplitter::new();
     let mut ready = false;

@@ -35,6 +35,28 @@ static MARKERS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::Lazy
     .unwrap_or_else(|e| unreachable!("fixed patterns: {e}"))
 });
 
+/// Words of the kernel's messages when it runs out of memory: the OOM killer, an allocation
+/// that failed, a panic for want of memory.
+static OUT_OF_MEMORY: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::new([
+            "Out of memory",
+            "invoked oom-killer",
+            "page allocation failure",
+            "deadlocked on memory",
+            "vmalloc error: ",
+        ])
+        .unwrap_or_else(|e| unreachable!("fixed patterns: {e}"))
+    });
+
+/// Whether a console line (already without its time stamp) is the kernel saying it ran out
+/// of memory.
+pub fn out_of_memory(line: &[u8]) -> bool {
+    !line.starts_with(b"test_bpf: ")
+        && !line.starts_with(b"harness: ")
+        && OUT_OF_MEMORY.is_match(line)
+}
+
 /// How a test's or a case's message begins when the kernel splatted while it ran: `TEXT:
 /// TITLE`.
 pub const WHILE_IT_RAN: &str = "kernel splat while it ran";

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use runner::arch::Arch;
 use runner::engine::ExitKind;
-use runner::model::{Filter, Mode, Status, Suite, SuiteName};
+use runner::model::{AgentSuite, Filter, Mode, Status, Suite, SuiteName};
 use runner::plan::Plan;
 use runner::report::Report;
 
@@ -30,6 +30,15 @@ fn test_of(arch: Arch, kernel: Option<&str>) -> anyhow::Result<Test> {
 /// The flags of a bench's `test` run of `kernel`, as a person would give them.
 fn test_text(test: &Test, kernel: Option<&str>) -> String {
     let mut text = format!("test --arch {}", test.arch);
+    let selection = &test.selection;
+    if !selection.suite.is_empty() {
+        let suites: Vec<String> = selection.suite.iter().map(|s| s.to_string()).collect();
+        let modes: Vec<&str> = selection.mode.iter().map(|m| m.name()).collect();
+        text += &format!(" --suite {} --mode {}", suites.join(","), modes.join(","));
+    }
+    if let Some(memory) = test.memory {
+        text += &format!(" --memory {memory}");
+    }
     if let Some(filter) = &test.selection.filter {
         text += &format!(" --filter {filter}");
     }
@@ -44,6 +53,9 @@ fn test_text(test: &Test, kernel: Option<&str>) -> String {
     }
     text
 }
+
+/// MiB to MB: the and the tables' unit is the MB.
+const MIB_IN_MB: f64 = 1.048_576;
 
 /// One row of the table.
 struct Row {
@@ -77,6 +89,9 @@ impl Bench {
             let (jobs, agree) = self.jobs()?;
             rows.extend(jobs);
             same = agree;
+        }
+        if self.part.contains(&BenchPart::Memory) {
+            rows.extend(self.memory()?);
         }
         if self.part.contains(&BenchPart::Fuzz) {
             rows.extend(self.fuzz()?);
@@ -128,6 +143,7 @@ impl Bench {
         let mut source = String::new();
         let (mut outside, mut cpu) = (f64::INFINITY, f64::INFINITY);
         let mut same = true;
+        let mut peak = [f64::NAN; 2];
         for round in 1..=self.rounds {
             eprintln!("bench: round {round} of {}", self.rounds);
             let cpu_before = cpu_seconds()?;
@@ -138,6 +154,9 @@ impl Bench {
             outside = outside.min(jobs1.timing.total_s / qemu_s - 1.0);
             let jobs2 = self.test_jobs(2)?;
             same &= statuses(&jobs1) == statuses(&jobs2);
+            for (peak, run) in peak.iter_mut().zip([&jobs1, &jobs2]) {
+                *peak = peak.max(run.timing.peak_rss_mib.unwrap_or(f64::NAN));
+            }
             one = one.min(jobs1.timing.total_s);
             two = two.min(jobs2.timing.total_s);
             bare = bare.min(self.bare_qemu(arch)?);
@@ -162,6 +181,11 @@ impl Bench {
                 "<= 0.55 on 2 cores",
             ),
             Row::new(
+                format!("{arch}: peak memory per guest (--jobs 1 / --jobs 2)"),
+                format!("{} / {}", mb(peak[0]), mb(peak[1])),
+                "<= 150 MB",
+            ),
+            Row::new(
                 format!("{arch}: bare QEMU, same image, one guest, best of {rounds}"),
                 format!("{bare:.1} s"),
                 "",
@@ -183,6 +207,56 @@ impl Bench {
             ),
         ];
         Ok((rows, same))
+    }
+
+    /// Per line of kernels on x86_64 and mips64el (Debian's, and the minimal one built from
+    /// linux-source-6.1): the peak memory of a guest running the kernel's suites and of one
+    /// running the harness's own in every mode, the booted template's size, and how soon a
+    /// guest restored from it runs its plan.
+    fn memory(&self) -> anyhow::Result<Vec<Row>> {
+        let kernels = [
+            (Arch::X86_64, None),
+            (Arch::Mips64el, None),
+            (Arch::X86_64, Some("debian:6.12")),
+            (Arch::Mips64el, Some("debian:6.12")),
+            (Arch::X86_64, Some("debian:sid")),
+            (Arch::X86_64, Some("linux-source")),
+            (Arch::Mips64el, Some("linux-source")),
+        ];
+        let mut rows = Vec::new();
+        for (arch, kernel) in kernels {
+            let suites = test_of(arch, kernel)?;
+            let memory = suites.memory_mib();
+            let template = suites.template()?;
+            let kernel_suites = self.test(suites, kernel, "memory-kernel")?;
+            let mut own = test_of(arch, kernel)?;
+            own.selection.suite = AgentSuite::ALL.map(SuiteName::Agent).to_vec();
+            own.selection.mode = Mode::ALL.to_vec();
+            let own_suites = self.test(own, kernel, "memory-own")?;
+            let source = &kernel_suites.kernel.source;
+            let peak = |report: &Report| mb(report.timing.peak_rss_mib.unwrap_or(f64::NAN));
+            rows.push(Row::new(
+                format!("{arch}: peak memory per guest, -m {memory}, kernel's suites / harness's own ({source})"),
+                format!("{} / {}", peak(&kernel_suites), peak(&own_suites)),
+                "<= 150 MB",
+            ));
+            let restored = kernel_suites.timing.guests.iter().filter_map(|g| g.boot_s);
+            let restored = restored.reduce(f64::min).unwrap_or(f64::NAN);
+            let size = match &template {
+                Some(template) => std::fs::metadata(&template.snapshot)
+                    .with_context(|| format!("cannot read {}", template.snapshot.display()))?
+                    .len(),
+                None => 0,
+            };
+            rows.push(Row::new(
+                format!(
+                    "{arch}: booted template, size / QEMU start to the restored guest's first line"
+                ),
+                format!("{:.0} MB / {restored:.2} s", size as f64 / 1e6),
+                "",
+            ));
+        }
+        Ok(rows)
     }
 
     /// `fuzz` with one guest: 1000 programs of about 100 instructions (a 30..50-slot body,
@@ -325,6 +399,14 @@ fn cpu_seconds() -> anyhow::Result<f64> {
     };
     let per_second = rustix::param::clock_ticks_per_second() as f64;
     Ok((ticks(14)? + ticks(15)?) / per_second)
+}
+
+/// A size in MiB as MB, for the tables.
+fn mb(mib: f64) -> String {
+    match mib.is_nan() {
+        true => "unknown".to_owned(),
+        false => format!("{:.0} MB", mib * MIB_IN_MB),
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

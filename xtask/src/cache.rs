@@ -304,9 +304,14 @@ mod tests {
 
         // A holder that does not write the file (its last writer is gone) is named by the
         // kernel's lock table, without the writer's purpose.
+        // In a group of its own: flock's `sleep` must end with it, not outlive the test.
+        use std::os::unix::process::CommandExt as _;
         let mut flock = std::process::Command::new("flock")
             .arg(&path)
             .args(["sleep", "60"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("flock, from util-linux, runs");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -319,7 +324,9 @@ mod tests {
         }
         // The try above wrote this process's pid into the file, as a holder that died would.
         let said = holder(&path);
-        let _ = flock.kill();
+        if let Some(group) = rustix::process::Pid::from_raw(flock.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = flock.wait();
         let want = format!("process {} (flock {}", flock.id(), path.display());
         assert!(said.starts_with(&want), "{said}");

@@ -237,7 +237,7 @@ pub struct Bench {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "parse,first,jobs,fuzz"
+        default_value = "parse,first,jobs,memory,fuzz"
     )]
     pub part: Vec<BenchPart>,
 }
@@ -251,6 +251,8 @@ pub enum BenchPart {
     First,
     /// The kernel's suites with one and two guests, and bare QEMU.
     Jobs,
+    /// Peak memory per guest, the template's size and restore, per arch and kernel line.
+    Memory,
     /// `fuzz`'s programs per second and acceptance, per mode, x86_64 and mips64el.
     Fuzz,
 }
@@ -494,6 +496,11 @@ pub struct Test {
     /// Guests to run at once. Default: the host's cores.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+
+    /// Memory per guest, in MiB. Default: the arch's, measured for the kernel's suites and
+    /// the harness's own (docs/speed.md, "Guest memory"); a kernel of your own may need more.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
+    pub memory: Option<u32>,
 
     /// Run only part K of N of the selection (e.g. 2/4), cut the same way on every machine,
     /// for a CI job matrix; `cargo xtask report merge` joins the parts' reports.

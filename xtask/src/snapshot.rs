@@ -13,14 +13,27 @@ use runner::qemu::QemuConfig;
 use runner::snapshot::{boot_and_save, Template};
 use sha2::{Digest, Sha256};
 
-/// The template for `kernel` on `arch` (booting `init`), made now if the cache has none.
+/// What a template guest is made of: the cache keeps one per kind.
+pub struct Guest<'a> {
+    pub arch: Arch,
+    pub kernel: &'a Kernel,
+    /// Its PID 1.
+    pub init: &'a Path,
+    pub memory_mib: u32,
+}
+
+/// The template of `guest`, made now if the cache has none.
 pub fn template(
-    arch: Arch,
-    kernel: &Kernel,
-    init: &Path,
+    guest: &Guest<'_>,
     cache: &Path,
     boot_timeout: Duration,
 ) -> anyhow::Result<Template> {
+    let Guest {
+        arch,
+        kernel,
+        init,
+        memory_mib,
+    } = *guest;
     let dir = cache.join("snapshots");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Those of runs killed while they made a template.
@@ -30,7 +43,7 @@ pub fn template(
     let staging = crate::cache::staging_dir(&dir)?;
     let initrd = staging.path().join("initramfs.cpio");
     image::template(arch, init, kernel, &initrd)?;
-    let key = key(arch, kernel, &initrd)?;
+    let key = key(arch, kernel, &initrd, memory_mib)?;
     let entry = dir.join(format!("{arch}-{key}"));
     let template = Template {
         initrd: entry.join("initramfs.cpio"),
@@ -62,6 +75,7 @@ pub fn template(
     let started = Instant::now();
     let config = QemuConfig {
         qmp: Some(staging.path().join("qmp.sock")),
+        memory_mib,
         ..QemuConfig::boot(arch, kernel.image.clone(), template.initrd.clone())
     };
     // Booted from the entry's own path: the image's path is on QEMU's command line only,
@@ -70,8 +84,9 @@ pub fn template(
     fs::rename(&initrd, &template.initrd)
         .with_context(|| format!("cannot move the image to {}", template.initrd.display()))?;
     let saved = staging.path().join("snapshot.bin");
-    boot_and_save(&config, &saved, boot_timeout)
-        .with_context(|| format!("cannot make a snapshot of a booted {arch} guest"))?;
+    boot_and_save(&config, &saved, boot_timeout).with_context(|| {
+        format!("cannot make a snapshot of a booted {arch} guest ({memory_mib} MiB of memory)")
+    })?;
     fs::rename(&saved, &template.snapshot).with_context(|| {
         format!(
             "cannot move the snapshot to {}",
@@ -120,7 +135,7 @@ fn prune(cache: &Path, keep: &Path) {
 }
 
 /// What decides a snapshot: QEMU's version, the kernel, the image, and the command line.
-fn key(arch: Arch, kernel: &Kernel, initrd: &Path) -> anyhow::Result<String> {
+fn key(arch: Arch, kernel: &Kernel, initrd: &Path, memory_mib: u32) -> anyhow::Result<String> {
     let qemu = arch.qemu().binary;
     let version = std::process::Command::new(qemu)
         .arg("--version")
@@ -133,7 +148,10 @@ fn key(arch: Arch, kernel: &Kernel, initrd: &Path) -> anyhow::Result<String> {
         hash.update(&data);
     }
     // The paths are the entry's, named by this key: the rest of the command line counts.
-    let probe = QemuConfig::boot(arch, PathBuf::from("K"), PathBuf::from("I"));
+    let probe = QemuConfig {
+        memory_mib,
+        ..QemuConfig::boot(arch, PathBuf::from("K"), PathBuf::from("I"))
+    };
     let (_, args) = probe.command_line();
     hash.update(args.join(" ").as_bytes());
     let digest = hash.finalize();

@@ -74,6 +74,7 @@ impl Test {
             build: BuildArgs::default(),
             inject_panic_after: None,
             jobs: None,
+            memory: None,
             shard: None,
             silence_timeout: 120,
             retry_failures: false,
@@ -136,6 +137,7 @@ impl Test {
             guests: engine::Setup {
                 arch,
                 kernel: &inputs.kernel,
+                memory_mib: self.memory_mib(),
                 init: &inputs.init,
                 agent: inputs.agent.as_deref(),
                 snapshot: snapshot.as_ref(),
@@ -250,6 +252,11 @@ impl Test {
     }
 
     /// What this run selected, for the report.
+    /// Memory per guest, in MiB: `--memory`, or the arch's.
+    pub fn memory_mib(&self) -> u32 {
+        self.memory.unwrap_or(self.arch.qemu().memory_mib)
+    }
+
     fn scope(&self, plan: &Plan) -> report::Scope {
         let mut suites: Vec<String> = Vec::new();
         for load in &plan.loads {
@@ -276,6 +283,15 @@ impl Test {
             modes: self.selection.mode.clone(),
             filter: self.selection.filter.as_ref().map(ToString::to_string),
         }
+    }
+
+    /// The booted template this run's guests start from (`None` when each boots), made now if
+    /// the cache has none: `cargo xtask bench` weighs it.
+    pub fn template(&self) -> anyhow::Result<Option<Template>> {
+        let (plan, _) = self.plan_and_cases()?;
+        let cache = self.cache_dir()?;
+        let inputs = self.fetch_inputs(&plan, &cache)?;
+        self.snapshot(&plan, &inputs, &cache)
     }
 
     /// The image and QEMU command line of the whole selection in one guest, built in `dir`,
@@ -305,6 +321,7 @@ impl Test {
         )?;
         let config = QemuConfig {
             agent_output: plan.agent.then(|| dir.join("agent.out")),
+            memory_mib: self.memory_mib(),
             ..QemuConfig::boot(self.arch, inputs.kernel.image.clone(), initrd)
         };
         // Started as the harness starts it: from the booted template, when it would.
@@ -429,7 +446,13 @@ impl Test {
             return Ok(None);
         }
         let timeout = Duration::from_secs(self.arch.qemu().boot_timeout_secs);
-        match snapshot::template(self.arch, &inputs.kernel, &inputs.init, cache, timeout) {
+        let guest = snapshot::Guest {
+            arch: self.arch,
+            kernel: &inputs.kernel,
+            init: &inputs.init,
+            memory_mib: self.memory_mib(),
+        };
+        match snapshot::template(&guest, cache, timeout) {
             Ok(template) => Ok(Some(template)),
             Err(e) => {
                 eprintln!("warning: {e:#}; every guest boots instead");

@@ -25,6 +25,8 @@ use crate::snapshot::Template;
 pub struct Setup<'a> {
     pub arch: Arch,
     pub kernel: &'a Kernel,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
     /// The guest's PID 1, built from `images/init.c`.
     pub init: &'a Path,
     pub agent: Option<&'a Path>,
@@ -110,6 +112,9 @@ pub fn boot(
     drop(console);
     publish(&console_tmp, &setup.out.join(&guest.timing.console))?;
     guest.take(&mut outcome);
+    if let Some(problem) = memory_problem(&outcome, config.memory_mib) {
+        guest.errors.push(format!("guest {number}: {problem}"));
+    }
     if plan.agent {
         agent_run(setup, shard, guest, &outcome)?;
     }
@@ -122,6 +127,7 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
     let initrd = dir.join("initramfs.cpio");
     let config = QemuConfig {
         agent_output: plan.agent.then(|| dir.join("agent.out")),
+        memory_mib: setup.memory_mib,
         ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd)
     };
     if let Some(template) = setup.snapshot {
@@ -147,6 +153,24 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
     Ok(config)
 }
 
+/// What to tell the user when the guest may have had too little memory: the kernel said it ran
+/// out, or it never booted (a kernel that does not fit exits or hangs before printing).
+fn memory_problem(outcome: &Outcome, memory_mib: u32) -> Option<String> {
+    if let Some(said) = &outcome.out_of_memory {
+        return Some(format!(
+            "the guest ran out of its {memory_mib} MiB of memory (the kernel said: {said}); \
+             give it more with --memory MIB"
+        ));
+    }
+    let never_booted = outcome.timing.boot_s.is_none() && !outcome.interrupted;
+    never_booted.then(|| {
+        format!(
+            "the guest did not boot with {memory_mib} MiB of memory: if the kernel does not fit \
+             in it, it ends or hangs before it prints; give it more with --memory MIB"
+        )
+    })
+}
+
 impl GuestRun {
     /// Takes the session's results, errors and timing out of `outcome`; its agent's output
     /// stays for [`agent_run`].
@@ -155,6 +179,7 @@ impl GuestRun {
         self.timing.boot_s = outcome.timing.boot_s;
         self.timing.to_first_test_s = outcome.timing.to_first_test_s;
         self.timing.total_s = outcome.timing.total_s;
+        self.timing.peak_rss_mib = outcome.timing.peak_rss_mib;
         self.release = outcome.release.take();
         self.complete = outcome.complete;
         self.interrupted = outcome.interrupted;

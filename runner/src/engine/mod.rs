@@ -236,6 +236,11 @@ fn assemble(
         boot_s: first.and_then(|g| g.timing.boot_s),
         to_first_test_s: first.and_then(|g| g.timing.to_first_test_s),
         total_s: wall_s,
+        peak_rss_mib: guests
+            .iter()
+            .chain(retried)
+            .filter_map(|g| g.timing.peak_rss_mib)
+            .reduce(f64::max),
         agent: guests.iter().flat_map(|g| g.agent_passes.clone()).collect(),
         guests: guests
             .iter()

@@ -375,6 +375,7 @@ mod tests {
         let setup = Setup {
             arch: Arch::X86_64,
             kernel: &kernel,
+            memory_mib: 512,
             init: Path::new("init"),
             agent: None,
             cases: &[],
