@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/syscall.h>
@@ -154,6 +155,41 @@ static void run_plan(void)
 	fclose(plan);
 }
 
+/* The kernel's free memory in KiB (MemFree of /proc/meminfo), or 0. */
+static long free_kib(void)
+{
+	FILE *meminfo = fopen("/proc/meminfo", "re");
+	char line[128];
+	long kib = 0;
+
+	while (meminfo && fgets(line, sizeof(line), meminfo))
+		if (sscanf(line, "MemFree: %ld kB", &kib) == 1)
+			break;
+	if (meminfo)
+		fclose(meminfo);
+	return kib;
+}
+
+/* Clears the memory the kernel has free, before the host saves this guest. Pages freed since
+ * boot (the initramfs as loaded, the kernel's init sections, what the decompressor left)
+ * still hold their old bytes, and QEMU saves, and every restored guest holds, each page that
+ * is not all zeros. The kernel clears each page this maps as it faults it in, and frees it,
+ * zeroed, at munmap. */
+static void zero_free_memory(void)
+{
+	/* Left to the kernel, above its watermarks: PID 1 must not meet the OOM killer. */
+	long free = free_kib();
+	long kib = free - (16 * 1024 + free / 16);
+
+	if (kib <= 0)
+		return;
+	size_t len = (size_t)kib * 1024;
+	void *pages = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (pages != MAP_FAILED)
+		munmap(pages, len);
+}
+
 /* A guest the host snapshots once booted and restores for each run: it says it is ready,
  * then takes its plan from the console, the lines between `begin` and `end`, into /plan.
  * Whatever comes before `begin` is skipped: a restore may cut the first bytes sent. */
@@ -165,6 +201,7 @@ static void plan_from_console(void)
 		tty.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 		tcsetattr(STDIN_FILENO, TCSANOW, &tty);
 	}
+	zero_free_memory();
 	say("harness: ready");
 	FILE *in = fdopen(dup(STDIN_FILENO), "r");
 	FILE *plan = fopen("/plan", "we");

@@ -22,10 +22,12 @@ use anyhow::{bail, Context};
 /// A booted guest, saved.
 #[derive(Clone, Debug)]
 pub struct Template {
-    /// The image it booted, which every restore must name again: QEMU checks that the
-    /// loaded images have the sizes of the saved ones.
+    /// The image it booted.
     pub initrd: PathBuf,
     pub snapshot: PathBuf,
+    /// What a restore loads instead of the kernel and its image ([`crate::vmlinux::stand_in`]);
+    /// `None` for a kernel that is no ELF, whose restores name the kernel and image booted.
+    pub stand_in: Option<PathBuf>,
 }
 
 /// How long saving may take: about 1 s for the 90 MB a guest's memory holds.
@@ -38,8 +40,13 @@ impl Template {
         // Newlines first: a restore can drop the first bytes sent (those the serial port took
         // before its saved state was loaded); init skips everything before `begin`.
         let input = format!("{}begin\n{plan}end\n", "\n".repeat(64));
+        let (kernel, initrd) = match &self.stand_in {
+            Some(stand_in) => (stand_in.clone(), None),
+            None => (base.kernel.clone(), Some(self.initrd.clone())),
+        };
         QemuConfig {
-            initrd: self.initrd.clone(),
+            kernel,
+            initrd,
             restore: Some(self.snapshot.clone()),
             input: input.into_bytes(),
             ..base.clone()

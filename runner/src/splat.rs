@@ -213,6 +213,22 @@ fn sanitize(title: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_kernel_running_out_of_memory_is_told_apart() {
+        for line in [
+            "bpf-agent invoked oom-killer: gfp_mask=0x40cc0(GFP_KERNEL|__GFP_COMP), order=0",
+            "Out of memory: Killed process 93 (bpf-agent) total-vm:9000kB",
+            "Kernel panic - not syncing: System is deadlocked on memory",
+            "insmod: page allocation failure: order:4, mode:0xcc0(GFP_KERNEL)",
+        ] {
+            assert!(out_of_memory(line.as_bytes()), "{line}");
+        }
+        assert!(!out_of_memory(
+            b"test_bpf: #7 Out of memory test jited:1 5 PASS"
+        ));
+        assert!(!out_of_memory(b"Memory: 23324K/49152K available"));
+    }
+
     fn title(line: &str) -> Option<(Kind, String)> {
         detect(line.as_bytes()).map(|s| (s.kind, s.title))
     }

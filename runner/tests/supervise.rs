@@ -165,6 +165,21 @@ fn a_qemu_ignoring_sigterm_is_killed() {
 }
 
 #[test]
+fn the_kernel_running_out_of_memory_is_kept_with_its_words() {
+    let script = format!(
+        "{BOOTED}; echo 'harness: load-begin 0'; \
+         echo '[    9.1] insmod invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0'; \
+         echo '[    9.2] Kernel panic - not syncing: System is deadlocked on memory'; sleep 30"
+    );
+    let fake = fake_qemu(&script, secs(10, 1), None);
+    assert_eq!(
+        fake.outcome.out_of_memory.as_deref(),
+        Some("insmod invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0")
+    );
+    assert!(!fake.outcome.complete);
+}
+
+#[test]
 fn a_grandchild_holding_the_console_does_not_block_the_run() {
     let script = format!("{BOOTED}; sleep 60 & exit 3");
     let fake = fake_qemu(&script, secs(10, 30), None);

@@ -48,6 +48,7 @@ pub fn template(
     let template = Template {
         initrd: entry.join("initramfs.cpio"),
         snapshot: entry.join("snapshot.bin"),
+        stand_in: None,
     };
     let found = || {
         // Its time says when it was last used: the least recently used go first.
@@ -59,7 +60,7 @@ pub fn template(
                 .is_ok()
     };
     if found() {
-        return Ok(template);
+        return with_stand_in(template, kernel, &entry);
     }
     let part = format!("snapshots/{arch}-{key}");
     let _lock = crate::cache::Lock::acquire(
@@ -69,7 +70,7 @@ pub fn template(
     )?;
     // Another run may have made it while this one waited.
     if found() {
-        return Ok(template);
+        return with_stand_in(template, kernel, &entry);
     }
     eprintln!("booting a template guest of {arch} once, to start every guest from it");
     let started = Instant::now();
@@ -99,7 +100,26 @@ pub fn template(
         template.snapshot.display()
     );
     prune(cache, &entry);
-    Ok(template)
+    with_stand_in(template, kernel, &entry)
+}
+
+/// `template` with the stand-in its restores load instead of `kernel`, written into its
+/// `entry` once (entries made before stand-ins get theirs now).
+fn with_stand_in(template: Template, kernel: &Kernel, entry: &Path) -> anyhow::Result<Template> {
+    let path = entry.join("stand-in.elf");
+    if !path.is_file() {
+        let image = fs::read(&kernel.image)
+            .with_context(|| format!("cannot read {}", kernel.image.display()))?;
+        let Some(stand_in) = runner::vmlinux::stand_in(&image) else {
+            return Ok(template);
+        };
+        runner::report::write_atomically(&path, &stand_in)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(Template {
+        stand_in: Some(path),
+        ..template
+    })
 }
 
 /// Snapshots kept in the cache: each is about 100 MB, and a `track` over many revisions

@@ -288,6 +288,26 @@ fn x86_64_unknown_test_name_is_a_usage_error() {
 }
 
 #[test]
+fn a_guest_short_of_memory_is_a_harness_error_naming_its_size_and_the_flag() {
+    let out = tempfile::tempdir().unwrap();
+    // Debian's 6.1 kernel runs out of memory while it boots in 80 MiB.
+    let (output, report) = xtask(
+        &["test", "--arch", "x86_64", "--memory", "80", "--jobs", "1"],
+        out.path(),
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", show(&output));
+    let report = report.unwrap();
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("80 MiB of memory") && e.contains("--memory MIB")),
+        "{:?}",
+        report.errors
+    );
+}
+
+#[test]
 fn a_kernel_directory_without_test_bpf_is_refused_before_booting() {
     let out = tempfile::tempdir().unwrap();
     let kernel = tempfile::tempdir().unwrap();

@@ -128,7 +128,7 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
     let config = QemuConfig {
         agent_output: plan.agent.then(|| dir.join("agent.out")),
         memory_mib: setup.memory_mib,
-        ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd)
+        ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd.clone())
     };
     if let Some(template) = setup.snapshot {
         if !plan.agent && plan.inject_panic_after_s.is_none() {
@@ -148,7 +148,7 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
         setup.kernel,
         plan,
         agent_files,
-        &config.initrd,
+        &initrd,
     )?;
     Ok(config)
 }
