@@ -192,9 +192,9 @@ impl Arch {
                 // built kernel).
                 machine_args: &[],
                 console: "ttyS0",
-                // A guest touches all the memory it is given, and holds it (its QEMU's peak
-                // memory is about this plus 60 MB). Debian's 6.1 kernel does not boot in 80
-                // MiB and runs every suite in 96; 6.12's and 7.2's kernel suites pass in 96
+                // A guest touches nearly all the memory it is given, and holds it: its QEMU's
+                // peak is about this plus 40 to 60 MiB. Debian's 6.1 kernel does not boot in
+                // 80 MiB and runs every suite in 96; 6.12's and 7.2's kernel suites pass in 96
                 // too (docs/speed.md, "Guest memory").
                 memory_mib: 128,
                 // The kernel calibrates the local APIC's timer against the PIT at boot, which

@@ -65,8 +65,9 @@ impl Accel {
 /// never runs again. With the default, x86_64 Debian 7.2's test_bpf peaked at 1.39 GB resident
 /// per guest, with 32 MiB at 235 MB; two guests at once, no longer competing for the host's
 /// caches, went from 0.55-0.56 of one guest's time to 0.48-0.52 (docs/speed.md, "Translation
-/// buffer"). A guest fills whatever size it is given: 16 MiB is 16 MB less per guest.
-const TB_SIZE_MIB: u32 = 16;
+/// buffer"). A guest fills whatever size it is given, but at 16 MiB mips64el's test_bpf
+/// took 3 to 6 % longer (two benches), more than the 2 % the 16 MB saved per guest may cost.
+const TB_SIZE_MIB: u32 = 32;
 
 /// One guest boot: kernel, initramfs and command line.
 #[derive(Clone, Debug)]

@@ -57,6 +57,20 @@ fn test_text(test: &Test, kernel: Option<&str>) -> String {
 /// MiB to MB: the and the tables' unit is the MB.
 const MIB_IN_MB: f64 = 1.048_576;
 
+/// The lines of kernels the per-line measures run on: Debian's on x86_64 and mips64el, then
+/// the minimal ones built from linux-source-6.1 (built first if the cache has none yet).
+const LINES: [(Arch, Option<&str>); 9] = [
+    (Arch::X86_64, None),
+    (Arch::Mips64el, None),
+    (Arch::X86_64, Some("debian:6.12")),
+    (Arch::Mips64el, Some("debian:6.12")),
+    (Arch::X86_64, Some("debian:sid")),
+    (Arch::X86_64, Some("linux-source")),
+    (Arch::Mips64el, Some("linux-source")),
+    (Arch::Mipsel, Some("linux-source")),
+    (Arch::Mips, Some("linux-source")),
+];
+
 /// One row of the table.
 struct Row {
     what: String,
@@ -100,22 +114,10 @@ impl Bench {
         Ok(if same { 0 } else { 1 })
     }
 
-    /// Boot to the first test: Debian's kernels, one per line, then the minimal ones built
-    /// from linux-source-6.1 (built first if the cache has none yet).
+    /// Boot to the first test, on every line of [`LINES`].
     fn first_test(&self) -> anyhow::Result<Vec<Row>> {
         let mut rows = Vec::new();
-        let kernels = [
-            (Arch::X86_64, None),
-            (Arch::Mips64el, None),
-            (Arch::X86_64, Some("debian:6.12")),
-            (Arch::Mips64el, Some("debian:6.12")),
-            (Arch::X86_64, Some("debian:sid")),
-            (Arch::X86_64, Some("linux-source")),
-            (Arch::Mips64el, Some("linux-source")),
-            (Arch::Mipsel, Some("linux-source")),
-            (Arch::Mips, Some("linux-source")),
-        ];
-        for (arch, kernel) in kernels {
+        for (arch, kernel) in LINES {
             let mut best = f64::INFINITY;
             let mut source = String::new();
             for _ in 0..3 {
@@ -209,22 +211,15 @@ impl Bench {
         Ok((rows, same))
     }
 
-    /// Per line of kernels on x86_64 and mips64el (Debian's, and the minimal one built from
-    /// linux-source-6.1): the peak memory of a guest running the kernel's suites and of one
+    /// On the lines of [`LINES`] on x86_64 and mips64el: the peak memory of a guest running the kernel's suites and of one
     /// running the harness's own in every mode, the booted template's size, and how soon a
     /// guest restored from it runs its plan.
     fn memory(&self) -> anyhow::Result<Vec<Row>> {
-        let kernels = [
-            (Arch::X86_64, None),
-            (Arch::Mips64el, None),
-            (Arch::X86_64, Some("debian:6.12")),
-            (Arch::Mips64el, Some("debian:6.12")),
-            (Arch::X86_64, Some("debian:sid")),
-            (Arch::X86_64, Some("linux-source")),
-            (Arch::Mips64el, Some("linux-source")),
-        ];
         let mut rows = Vec::new();
-        for (arch, kernel) in kernels {
+        let lines = LINES
+            .iter()
+            .filter(|(arch, _)| matches!(arch, Arch::X86_64 | Arch::Mips64el));
+        for &(arch, kernel) in lines {
             let suites = test_of(arch, kernel)?;
             let memory = suites.memory_mib();
             let template = suites.template()?;
