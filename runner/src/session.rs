@@ -50,6 +50,8 @@ pub struct Outcome {
     pub invalid_selection: bool,
     /// The kernel's first line saying it ran out of memory.
     pub out_of_memory: Option<String>,
+    /// Neither the guest nor QEMU printed a thing: what a kernel too big for its memory does.
+    pub silent: bool,
     /// The agent's exit status, once it ended.
     pub agent_status: Option<i32>,
     /// Why the agent never finished, when it was running as the guest stopped: a crash's
@@ -243,6 +245,7 @@ pub fn supervise(
     let _ = console_log.flush();
     watch.read_agent_output(agent_log);
     let status = qemu.terminate(TERM_GRACE);
+    watch.run.out.silent = watch.run.lines_seen == 0 && qemu.said().is_none();
     watch.run.out.timing.total_s = watch.run.started.elapsed().as_secs_f64();
     watch.run.out.timing.peak_rss_mib = qemu.peak_rss_mib();
     watch.note_unexpected_end(qemu, status);

@@ -89,6 +89,19 @@ fn a_guest_that_never_boots_is_a_boot_failure() {
     assert_eq!(statuses(&fake.outcome), all_not_run());
     assert!(fake.outcome.errors[0].starts_with("the guest did not reach init within 1 s"));
     assert_eq!(fake.console, b"SeaBIOS\n");
+    assert!(!fake.outcome.silent);
+}
+
+#[test]
+fn a_guest_that_exits_without_a_word_is_silent() {
+    let fake = fake_qemu("exit 0", secs(1, 60), None);
+    assert!(fake.outcome.silent);
+    let fake = fake_qemu(
+        "echo 'qemu: could not load PC BIOS' >&2; exit 1",
+        secs(1, 60),
+        None,
+    );
+    assert!(!fake.outcome.silent, "QEMU said why");
 }
 
 #[test]

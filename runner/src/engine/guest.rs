@@ -154,7 +154,8 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
 }
 
 /// What to tell the user when the guest may have had too little memory: the kernel said it ran
-/// out, or it never booted (a kernel that does not fit exits or hangs before printing).
+/// out, or the guest never booted and nothing was printed (a kernel that does not fit exits or
+/// hangs before it prints).
 fn memory_problem(outcome: &Outcome, memory_mib: u32) -> Option<String> {
     if let Some(said) = &outcome.out_of_memory {
         return Some(format!(
@@ -163,7 +164,7 @@ fn memory_problem(outcome: &Outcome, memory_mib: u32) -> Option<String> {
         ));
     }
     let never_booted = outcome.timing.boot_s.is_none() && !outcome.interrupted;
-    never_booted.then(|| {
+    (never_booted && outcome.silent).then(|| {
         format!(
             "the guest did not boot with {memory_mib} MiB of memory: if the kernel does not fit \
              in it, it ends or hangs before it prints; give it more with --memory MIB"
@@ -300,4 +301,33 @@ fn agent_problems(
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_little_memory_is_named_only_where_it_may_be_the_cause() {
+        let oom = Outcome {
+            out_of_memory: Some("insmod invoked oom-killer: order=0".to_owned()),
+            ..Outcome::default()
+        };
+        let said = memory_problem(&oom, 80).expect("the kernel said so");
+        assert!(
+            said.contains("its 80 MiB") && said.contains("--memory MIB"),
+            "{said}"
+        );
+        let silent = Outcome {
+            silent: true,
+            ..Outcome::default()
+        };
+        let said = memory_problem(&silent, 48).expect("a silent guest that never booted");
+        assert!(
+            said.contains("with 48 MiB") && said.contains("--memory MIB"),
+            "{said}"
+        );
+        // QEMU said why it ended (a missing BIOS), or the guest printed its boot.
+        assert_eq!(memory_problem(&Outcome::default(), 128), None);
+    }
 }
