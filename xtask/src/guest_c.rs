@@ -61,7 +61,6 @@ pub fn build(
 ) -> anyhow::Result<PathBuf> {
     let toolchain = arch.toolchain();
     tools::ensure(
-        sh,
         &[Tool {
             program: toolchain.cc,
             packages: toolchain.packages,

@@ -227,7 +227,7 @@ impl Job {
         cache: &Path,
         install: Install,
     ) -> anyhow::Result<Job> {
-        tools::ensure(sh, &build_tools(arch), install)?;
+        tools::ensure(&build_tools(arch), install)?;
         for removed in orphans::prune(cache) {
             eprintln!("{removed}");
         }

@@ -390,7 +390,7 @@ impl Test {
                 program: "clang",
                 packages: &["clang"],
             };
-            tools::ensure(&Shell::new()?, &[clang], self.install())?;
+            tools::ensure(&[clang], self.install())?;
         }
         let mut cases = if plan.agent {
             cases::load(
@@ -420,7 +420,7 @@ impl Test {
             program: qemu.binary,
             packages: &[qemu.package],
         };
-        tools::ensure(&sh, &[tool], install)?;
+        tools::ensure(&[tool], install)?;
         let spec = self.kernel_spec()?;
         let kernel = spec.resolve(&sh, arch, cache, install)?;
         let init = guest_c::build(&sh, arch, cache, install, Program::Init)?;

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use xshell::{cmd, Shell};
 
 /// A program the harness runs, and the Debian packages that make it work.
 #[derive(Clone, Copy, Debug)]
@@ -21,7 +20,7 @@ pub enum Install {
 
 /// Makes sure every tool is on PATH. Missing ones are installed with apt when running as
 /// root on Debian and `install` allows it; otherwise the error gives the command to run.
-pub fn ensure(sh: &Shell, tools: &[Tool<'_>], install: Install) -> anyhow::Result<()> {
+pub fn ensure(tools: &[Tool<'_>], install: Install) -> anyhow::Result<()> {
     let missing: Vec<Tool<'_>> = tools
         .iter()
         .copied()
@@ -62,21 +61,28 @@ pub fn ensure(sh: &Shell, tools: &[Tool<'_>], install: Install) -> anyhow::Resul
         "installing missing host tools ({}): {command}",
         programs.join(", ")
     );
-    let install_packages = |sh: &Shell| {
-        let packages = &packages;
-        cmd!(
-            sh,
-            "apt-get install -y --no-install-recommends {packages...}"
-        )
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()
+    // apt's progress goes to stderr: stdout is the verb's own (`kernel --config-only` prints
+    // a path there, which scripts read).
+    let apt_get = |args: &[&str]| -> anyhow::Result<()> {
+        let status = std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::io::stderr())
+            .status()
+            .context("cannot run apt-get")?;
+        match status.success() {
+            true => Ok(()),
+            false => bail!("apt-get {} failed ({status})", args.join(" ")),
+        }
     };
-    if install_packages(sh).is_err() {
+    let install: Vec<&str> = ["install", "-y", "--no-install-recommends"]
+        .into_iter()
+        .chain(packages.iter().copied())
+        .collect();
+    if apt_get(&install).is_err() {
         // A fresh machine may have no package lists yet.
-        cmd!(sh, "apt-get update")
-            .run()
-            .context("apt-get update failed")?;
-        install_packages(sh).with_context(|| format!("`{command}` failed"))?;
+        apt_get(&["update"])?;
+        apt_get(&install).with_context(|| format!("`{command}` failed"))?;
     }
     for tool in &missing {
         if find(tool.program).is_none() {

@@ -316,7 +316,8 @@ fn newest_source_line_configures_for_every_arch() {
         let output = xtask(&[&args[..], &["--config-only"]].concat());
         assert_eq!(output.status.code(), Some(0), "{arch}: {}", show(&output));
         let config = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        let text = std::fs::read_to_string(&config).expect("the printed .config");
+        let text = std::fs::read_to_string(&config)
+            .unwrap_or_else(|e| panic!("{arch}: the printed .config: {e}: {}", show(&output)));
         assert!(
             text.contains("CONFIG_TEST_BPF=m"),
             "{arch}: {}",
