@@ -356,8 +356,9 @@ mod tests {
         Ok(())
     }
 
-    /// Runs ten tests of test_bpf on `jobs` guests played by `boot`.
-    fn run_ten(jobs: usize, boot: Boot<'_>) -> Vec<GuestRun> {
+    /// Runs ten tests of test_bpf on `jobs` guests played by [`fake`], crashing as `crashes`
+    /// says.
+    fn run_ten(jobs: usize, crashes: fn(u32, usize, bool) -> bool) -> Vec<GuestRun> {
         let catalog: Catalog = [(Suite::TestBpf, (0..10).map(|i| format!("T{i}")).collect())]
             .into_iter()
             .collect();
@@ -398,7 +399,7 @@ mod tests {
             1,
             &cancel,
             &|_| {},
-            boot,
+            &|setup, shard, guest, _, _| fake(setup, shard, guest, crashes),
         )
     }
 
@@ -413,17 +414,8 @@ mod tests {
 
     #[test]
     fn a_crash_is_pinned_on_its_test_and_the_next_guest_runs_the_rest() {
-        fn crash_once_on_3(
-            setup: &Setup<'_>,
-            shard: &Shard,
-            guest: &mut GuestRun,
-            _: &AtomicBool,
-            _: OnEvent<'_>,
-        ) -> anyhow::Result<()> {
-            fake(setup, shard, guest, |id, number, _| id == 3 && number == 1)
-        }
         for jobs in [1, 2] {
-            let guests = run_ten(jobs, &crash_once_on_3);
+            let guests = run_ten(jobs, |id, number, _| id == 3 && number == 1);
             assert_eq!(guests.len(), 2, "jobs {jobs}");
             assert_eq!(
                 guests[1].timing.shard,
@@ -439,16 +431,7 @@ mod tests {
 
     #[test]
     fn a_kernel_that_crashes_on_every_first_test_is_given_up() {
-        fn crash_first(
-            setup: &Setup<'_>,
-            shard: &Shard,
-            guest: &mut GuestRun,
-            _: &AtomicBool,
-            _: OnEvent<'_>,
-        ) -> anyhow::Result<()> {
-            fake(setup, shard, guest, |_, _, first| first)
-        }
-        let guests = run_ten(1, &crash_first);
+        let guests = run_ten(1, |_, _, first| first);
         assert_eq!(guests.len(), MAX_FRUITLESS_RESUMES);
         let crashed: Vec<_> = statuses(&guests)
             .into_iter()
