@@ -57,6 +57,9 @@ pub struct QemuSettings {
     /// The Debian amd64 kernel needs ~4 s, 5kc-malta ~1.5 s on the reference machine; the
     /// generous margin absorbs a loaded host without hiding a real boot hang for long.
     pub boot_timeout_secs: u64,
+    /// QEMU has `ivshmem-plain`, the shared-memory window through which agent guests started
+    /// from a snapshot get their bundle ([`crate::qemu::Window`]); without it they boot.
+    pub shared_window: bool,
 }
 
 /// The C compiler that builds guest programs (the agent) for an architecture.
@@ -203,6 +206,7 @@ impl Arch {
                 // instead of 0.53-0.65 s, built kernel).
                 cmdline: "nolapic",
                 boot_timeout_secs: 120,
+                shared_window: true,
             },
             Arch::Mips64el => QemuSettings {
                 binary: "qemu-system-mips64el",
@@ -216,6 +220,7 @@ impl Arch {
                 memory_mib: 128,
                 cmdline: "",
                 boot_timeout_secs: 120,
+                shared_window: true,
             },
             Arch::Mipsel => QemuSettings {
                 binary: "qemu-system-mipsel",
@@ -227,6 +232,8 @@ impl Arch {
                 memory_mib: 256,
                 cmdline: "",
                 boot_timeout_secs: 120,
+                // Debian builds qemu-system-mipsel and qemu-system-mips without ivshmem.
+                shared_window: false,
             },
             // The same board and CPU in big-endian mode, QEMU's other binary.
             Arch::Mips => QemuSettings {

@@ -29,14 +29,8 @@ pub fn build(
 ) -> anyhow::Result<()> {
     let mut image = base(arch, init, kernel)?;
     if let Some(agent) = agent {
-        elf::check_file(agent.binary, arch)?;
-        let read = fs::read(agent.binary)
-            .with_context(|| format!("cannot read {}", agent.binary.display()))?;
-        image.file("bin/bpf-agent", 0o755, read).file(
-            "agent/bundle",
-            0o644,
-            agent.bundle.into_bytes(),
-        );
+        add_agent(&mut image, arch, agent.binary)?;
+        image.file("agent/bundle", 0o644, agent.bundle.into_bytes());
     }
     image.file("plan", 0o644, plan.to_string().into_bytes());
     if let Some(seconds) = plan.inject_panic_after_s {
@@ -46,11 +40,27 @@ pub fn build(
 }
 
 /// Writes the image of a snapshot's guest to `dest`: no plan; its init waits for one on the
-/// console (`snapshot.rs`).
-pub fn template(arch: Arch, init: &Path, kernel: &Kernel, dest: &Path) -> anyhow::Result<()> {
+/// console (`snapshot.rs`). With `agent`, the agent too, without a bundle.
+pub fn template(
+    arch: Arch,
+    init: &Path,
+    kernel: &Kernel,
+    agent: Option<&Path>,
+    dest: &Path,
+) -> anyhow::Result<()> {
     let mut image = base(arch, init, kernel)?;
+    if let Some(binary) = agent {
+        add_agent(&mut image, arch, binary)?;
+    }
     image.file("plan-from-console", 0o644, Vec::new());
     write(image, dest)
+}
+
+fn add_agent(image: &mut Initramfs, arch: Arch, binary: &Path) -> anyhow::Result<()> {
+    elf::check_file(binary, arch)?;
+    let read = fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    image.file("bin/bpf-agent", 0o755, read);
+    Ok(())
 }
 
 /// What every image holds: init, test_bpf.ko and the modules the agent's cases need.

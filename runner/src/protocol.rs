@@ -21,6 +21,9 @@ pub enum GuestLine {
     LoadBegin { index: usize },
     /// The load for plan entry `index` returned `status` (0: the module's tests all passed).
     LoadEnd { index: usize, status: i32 },
+    /// A restored guest asks for its agent's bundle: the host puts it in the guest's
+    /// shared-memory window ([`crate::qemu::Window`]) and says `bundle-ready` on the console.
+    BundleWanted,
     /// Init is starting the agent on its bundle.
     AgentBegin,
     /// The agent exited with `status`.
@@ -64,6 +67,7 @@ pub fn parse(text: &[u8]) -> Option<Result<GuestLine, ProtocolError>> {
         "done" if args.is_empty() => Ok(GuestLine::Done),
         "ready" if args.is_empty() => Ok(GuestLine::Ready),
         "agent-begin" if args.is_empty() => Ok(GuestLine::AgentBegin),
+        "bundle-wanted" if args.is_empty() => Ok(GuestLine::BundleWanted),
         "agent-end" => args
             .parse()
             .map(|status| GuestLine::AgentEnd { status })
@@ -87,7 +91,7 @@ pub fn parse(text: &[u8]) -> Option<Result<GuestLine, ProtocolError>> {
                 _ => Err(err("load-end needs a plan index and an exit status")),
             }
         }
-        "start" | "done" | "ready" | "uname" | "error" | "agent-begin" => {
+        "start" | "done" | "ready" | "uname" | "error" | "agent-begin" | "bundle-wanted" => {
             Err(err("wrong arguments"))
         }
         _ => Err(err("unknown verb")),
@@ -101,8 +105,9 @@ mod tests {
 
     #[test]
     fn parses_every_verb() {
-        let cases: [(&[u8], GuestLine); 9] = [
+        let cases: [(&[u8], GuestLine); 10] = [
             (b"harness: agent-begin", GuestLine::AgentBegin),
+            (b"harness: bundle-wanted", GuestLine::BundleWanted),
             (b"harness: ready", GuestLine::Ready),
             (b"harness: agent-end 0", GuestLine::AgentEnd { status: 0 }),
             (b"harness: start", GuestLine::Start),

@@ -90,6 +90,38 @@ pub struct QemuConfig {
     pub qmp: Option<PathBuf>,
     /// Bytes for the guest's console input, written as QEMU starts: a restored guest's plan.
     pub input: Vec<u8>,
+    /// The guest's shared-memory window; every guest of a template made with one has one.
+    pub window: Option<Window>,
+}
+
+/// A file the guest sees as shared memory (QEMU's `ivshmem-plain`, a PCI device whose BAR 2
+/// maps it): how a guest restored from a snapshot gets its agent's bundle, which is megabytes,
+/// where the console takes about 200 KB/s under TCG.
+#[derive(Clone, Debug)]
+pub struct Window {
+    /// A file of [`WINDOW_BYTES`]; QEMU writes the saved window over it when it restores.
+    pub path: PathBuf,
+    /// What the host writes into it when the guest asks (`harness: bundle-wanted`), followed
+    /// by a NUL.
+    pub bundle: Vec<u8>,
+}
+
+/// The window's size: a PCI BAR's size is a power of two, and the guest enumerated the
+/// template's, so every guest of a template has this one. A bundle that does not fit goes in
+/// the guest's image instead.
+pub const WINDOW_BYTES: u64 = 8 << 20;
+
+impl Window {
+    /// An empty window at `path`: the file created sparse, at the window's size.
+    pub fn create(path: PathBuf, bundle: Vec<u8>) -> std::io::Result<Window> {
+        std::fs::File::create(&path)?.set_len(WINDOW_BYTES)?;
+        Ok(Window { path, bundle })
+    }
+
+    /// Whether `bundle` fits, with its NUL.
+    pub fn fits(bundle: &[u8]) -> bool {
+        (bundle.len() as u64) < WINDOW_BYTES
+    }
 }
 
 impl QemuConfig {
@@ -107,6 +139,7 @@ impl QemuConfig {
             restore: None,
             qmp: None,
             input: Vec::new(),
+            window: None,
         }
     }
 
@@ -156,6 +189,17 @@ impl QemuConfig {
             // A second UART: ttyS1 on both the PC and Malta boards, kept apart from printk.
             args.push("-serial".into());
             args.push(format!("file:{}", path.display()));
+        }
+        if let Some(window) = &self.window {
+            // A comma in a QEMU option's value is written twice.
+            let path = window.path.display().to_string().replace(',', ",,");
+            args.push("-object".into());
+            args.push(format!(
+                "memory-backend-file,id=window,share=on,mem-path={path},size={WINDOW_BYTES}"
+            ));
+            // master=on: QEMU refuses to save a guest with any other ivshmem.
+            args.push("-device".into());
+            args.push("ivshmem-plain,memdev=window,master=on".into());
         }
         if let Some(snapshot) = &self.restore {
             // QEMU runs the URI with /bin/sh: the path goes in single quotes.
@@ -239,7 +283,8 @@ pub enum Output {
 pub struct Qemu {
     child: Child,
     /// Kept open while QEMU runs: a closed console input is not what a guest expects.
-    _stdin: Option<std::process::ChildStdin>,
+    stdin: Option<std::process::ChildStdin>,
+    window: Option<Window>,
     program: String,
     console: Receiver<Vec<u8>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -282,25 +327,52 @@ const STDERR_LIMIT: usize = 64 * 1024;
 impl Qemu {
     pub fn spawn(config: &QemuConfig) -> Result<Qemu, QemuError> {
         let (program, args) = config.command_line();
-        Self::spawn_with_input(Path::new(&program), &args, &config.input)
+        Self::spawn_with(
+            Path::new(&program),
+            &args,
+            &config.input,
+            config.window.clone(),
+        )
     }
 
     /// Starts `program` as if it were QEMU (tests use fake ones).
     pub fn spawn_program(program: &Path, args: &[String]) -> Result<Qemu, QemuError> {
-        Self::spawn_with_input(program, args, &[])
+        Self::spawn_with(program, args, &[], None)
+    }
+
+    /// Starts `program` as if it were the QEMU of a guest with `window`.
+    pub fn spawn_program_with_window(
+        program: &Path,
+        args: &[String],
+        window: Window,
+    ) -> Result<Qemu, QemuError> {
+        Self::spawn_with(program, args, &[], Some(window))
     }
 
     /// Starts `program` with `input` written to its standard input, which stays open (QEMU's
-    /// `-serial stdio` reads the guest's console input from it).
-    fn spawn_with_input(program: &Path, args: &[String], input: &[u8]) -> Result<Qemu, QemuError> {
+    /// `-serial stdio` reads the guest's console input from it) when there is input or a
+    /// window to answer for.
+    fn spawn_with(
+        program: &Path,
+        args: &[String],
+        input: &[u8],
+        window: Option<Window>,
+    ) -> Result<Qemu, QemuError> {
         // Held from spawn to registration, so that `kill_all` sees every QEMU.
         let mut guard = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         let Some(live) = guard.as_mut() else {
             return Err(QemuError::Closing);
         };
+        // QEMU asks for transparent huge pages for guest memory, so on a host with THP on
+        // `madvise` (Debian's default) each 4 KiB page a guest touches makes 2 MiB resident:
+        // a guest that touched 68 MiB of its 128 held all of them (171 MiB peak, x86_64).
+        // The flag is the process's and its children keep it; it cannot be set between fork
+        // and exec without `unsafe`, so it is set here, for this process too. Without huge
+        // pages test_bpf ran no slower (docs/speed.md, "Guest memory").
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
         let mut child = Command::new(program)
             .args(args)
-            .stdin(match input.is_empty() {
+            .stdin(match input.is_empty() && window.is_none() {
                 true => Stdio::null(),
                 false => Stdio::piped(),
             })
@@ -352,7 +424,8 @@ impl Qemu {
         }
         Ok(Qemu {
             child,
-            _stdin: stdin,
+            stdin,
+            window,
             program: program.display().to_string(),
             console,
             stderr,
@@ -361,6 +434,36 @@ impl Qemu {
             peak_rss_kib: None,
             sampled: None,
         })
+    }
+
+    /// Answers `harness: bundle-wanted`: writes the bundle into the guest's window, then says
+    /// `bundle-ready` on its console. The guest asks once its restore is done, so nothing
+    /// writes over it after.
+    pub fn fill_window(&mut self) -> Result<(), String> {
+        let window = self
+            .window
+            .as_ref()
+            .ok_or("the guest asked for its bundle, but it has no shared-memory window")?;
+        let mut content = window.bundle.clone();
+        content.push(0);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&window.path)
+            .and_then(|mut file| file.write_all(&content))
+            .map_err(|e| {
+                format!(
+                    "cannot write the bundle into {}: {e}",
+                    window.path.display()
+                )
+            })?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or("the guest's console input is closed")?;
+        stdin
+            .write_all(b"bundle-ready\n")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("cannot tell the guest its bundle is ready: {e}"))
     }
 
     pub fn program(&self) -> &str {

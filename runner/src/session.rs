@@ -132,6 +132,8 @@ struct Run<'p> {
     first_of_load: bool,
     /// Counts what shows the guest moving on: verdicts and protocol lines.
     marks: u64,
+    /// The guest asked for its bundle and the host has not answered yet.
+    bundle_wanted: bool,
 }
 
 /// Boots the guest in `config`, runs `plan` and returns what happened. The raw console goes
@@ -228,7 +230,14 @@ pub fn supervise(
         }
         let limit = watch.time_left(timeouts);
         match qemu.read(limit.min(Duration::from_millis(250))) {
-            Output::Bytes(bytes) => watch.console_bytes(&bytes, console_log, progress),
+            Output::Bytes(bytes) => {
+                watch.console_bytes(&bytes, console_log, progress);
+                if std::mem::take(&mut watch.run.bundle_wanted) {
+                    if let Err(e) = qemu.fill_window() {
+                        watch.run.out.errors.push(e);
+                    }
+                }
+            }
             Output::Closed => {
                 watch.lines.finish(|line| watch.run.line(line, progress));
                 break;
@@ -418,6 +427,7 @@ impl<'p> Run<'p> {
             live: true,
             first_of_load: false,
             marks: 0,
+            bundle_wanted: false,
         }
     }
 
@@ -496,6 +506,11 @@ impl<'p> Run<'p> {
                 self.end_load(index, status);
             }
             (GuestLine::Error(what), _) => self.out.errors.push(format!("guest init: {what}")),
+            (GuestLine::BundleWanted, Phase::Idle { next })
+                if *next == self.plan.loads.len() && self.plan.agent =>
+            {
+                self.bundle_wanted = true;
+            }
             (GuestLine::AgentBegin, Phase::Idle { next })
                 if *next == self.plan.loads.len()
                     && self.plan.agent

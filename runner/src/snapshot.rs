@@ -5,9 +5,10 @@
 //! `harness: ready`, and saved with QEMU's own migration into a file of the cache. Each guest
 //! of a run then starts from that file (`-incoming`) and takes its plan on the console.
 //!
-//! Only guests with module loads alone start this way: the agent's bundle and fault
-//! injection go in the image, so those guests boot. Where templates are kept, and when one
-//! is made, is the host's (`cargo xtask`'s cache); this is the guest's side.
+//! A template made with the agent in its image and a shared-memory window starts agent guests
+//! too: each gets its bundle through its own window ([`Window`]). Guests with fault injection,
+//! and agent guests where QEMU has no window, boot. Where templates are kept, and when one is
+//! made, is the host's (`cargo xtask`'s cache); this is the guest's side.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::console::{self, LineSplitter};
 use crate::plan::Plan;
 use crate::protocol::{self, GuestLine};
-use crate::qemu::{Output, Qemu, QemuConfig};
+use crate::qemu::{Output, Qemu, QemuConfig, Window};
 use crate::qmp::Qmp;
 use anyhow::{bail, Context};
 
@@ -28,18 +29,42 @@ pub struct Template {
     /// What a restore loads instead of the kernel and its image ([`crate::vmlinux::stand_in`]);
     /// `None` for a kernel that is no ELF, whose restores name the kernel and image booted.
     pub stand_in: Option<PathBuf>,
+    /// The empty window file it was booted with, when its image has the agent: guests without
+    /// a bundle map it too, since a restored guest has the template's devices.
+    pub window: Option<PathBuf>,
 }
+
+/// Where the agent's serial port of a guest that runs no agent goes: a template made for
+/// agents has that port, and every guest restored from it must have it too.
+pub const NO_AGENT_OUTPUT: &str = "/dev/null";
 
 /// How long saving may take: about 1 s for the 90 MB a guest's memory holds.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Template {
+    /// Whether guests that run the agent can start from it.
+    pub fn runs_agent(&self) -> bool {
+        self.window.is_some()
+    }
+
     /// The guest that runs `plan` from this template: the template's command line, started
-    /// from the snapshot, with the plan for its console.
+    /// from the snapshot, with the plan for its console. An agent's `base` has its window.
     pub fn guest(&self, base: &QemuConfig, plan: &Plan) -> QemuConfig {
         // Newlines first: a restore can drop the first bytes sent (those the serial port took
         // before its saved state was loaded); init skips everything before `begin`.
-        let input = format!("{}begin\n{plan}end\n", "\n".repeat(64));
+        let bundle = if plan.agent { "bundle\n" } else { "" };
+        let input = format!("{}begin\n{plan}{bundle}end\n", "\n".repeat(64));
+        // A restore needs the template's devices: its window, and the agent's serial port.
+        let window = base.window.clone().or_else(|| {
+            self.window.as_ref().map(|path| Window {
+                path: path.clone(),
+                bundle: Vec::new(),
+            })
+        });
+        let agent_output = base
+            .agent_output
+            .clone()
+            .or_else(|| self.window.as_ref().map(|_| PathBuf::from(NO_AGENT_OUTPUT)));
         let (kernel, initrd) = match &self.stand_in {
             Some(stand_in) => (stand_in.clone(), None),
             None => (base.kernel.clone(), Some(self.initrd.clone())),
@@ -49,6 +74,8 @@ impl Template {
             initrd,
             restore: Some(self.snapshot.clone()),
             input: input.into_bytes(),
+            window,
+            agent_output,
             ..base.clone()
         }
     }
@@ -110,4 +137,70 @@ fn save(socket: &Path, dest: &Path) -> anyhow::Result<()> {
         }
     }
     bail!("saving took over {} s", SAVE_TIMEOUT.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::Arch;
+
+    fn template(window: bool) -> Template {
+        Template {
+            initrd: PathBuf::from("/t/initramfs.cpio"),
+            snapshot: PathBuf::from("/t/snapshot.bin"),
+            stand_in: Some(PathBuf::from("/t/stand-in.elf")),
+            window: window.then(|| PathBuf::from("/t/window")),
+        }
+    }
+
+    fn plan(agent: bool) -> Plan {
+        Plan {
+            loads: Vec::new(),
+            agent,
+            inject_panic_after_s: None,
+            catalog: None,
+        }
+    }
+
+    fn base() -> QemuConfig {
+        QemuConfig::boot(
+            Arch::Mips64el,
+            "/k/vmlinux".into(),
+            "/g/initramfs.cpio".into(),
+        )
+    }
+
+    #[test]
+    fn an_agent_guest_asks_for_its_bundle_and_maps_its_own_window() {
+        let own = Window {
+            path: PathBuf::from("/g/window"),
+            bundle: b"bundle 1\n".to_vec(),
+        };
+        let base = QemuConfig {
+            window: Some(own),
+            agent_output: Some(PathBuf::from("/g/agent.out")),
+            ..base()
+        };
+        let guest = template(true).guest(&base, &plan(true));
+        let input = String::from_utf8(guest.input).unwrap_or_default();
+        assert!(input.ends_with("begin\nbundle\nend\n"), "{input:?}");
+        let window = guest.window.unwrap_or_else(|| panic!("no window"));
+        assert_eq!(window.path, PathBuf::from("/g/window"));
+        assert_eq!(guest.agent_output, Some(PathBuf::from("/g/agent.out")));
+        assert_eq!(guest.initrd, None);
+    }
+
+    #[test]
+    fn a_guest_without_agent_has_the_templates_devices_and_asks_for_nothing() {
+        let guest = template(true).guest(&base(), &plan(false));
+        let input = String::from_utf8(guest.input).unwrap_or_default();
+        assert!(input.ends_with("begin\nend\n"), "{input:?}");
+        let window = guest.window.unwrap_or_else(|| panic!("no window"));
+        assert_eq!(window.path, PathBuf::from("/t/window"));
+        assert!(window.bundle.is_empty());
+        assert_eq!(guest.agent_output, Some(PathBuf::from(NO_AGENT_OUTPUT)));
+
+        let plain = template(false).guest(&base(), &plan(false));
+        assert!(plain.window.is_none() && plain.agent_output.is_none());
+    }
 }

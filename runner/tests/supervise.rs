@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use runner::model::{Mode, Status, Suite, SuiteName};
 use runner::plan::Plan;
-use runner::qemu::Qemu;
+use runner::qemu::{Qemu, Window};
 use runner::session::{self, Outcome, Timeouts};
 
 const BOOTED: &str = "echo 'harness: start'; echo 'harness: uname 6.1.0-test'";
@@ -298,5 +298,81 @@ fn a_guest_that_keeps_printing_without_progress_is_a_hang() {
     assert_eq!(
         fake.outcome.results[1].message.as_deref(),
         Some("no progress for 2 s, though the console kept printing")
+    );
+}
+
+/// A restored agent guest asks for its bundle: the host writes it into the window, then says
+/// `bundle-ready` on the console, and only then.
+#[test]
+fn a_guest_that_asks_for_its_bundle_finds_it_in_its_window_once_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("window");
+    let window = Window::create(path.clone(), b"bundle 1\nmode 0 1 0\n".to_vec()).unwrap();
+    // The fake reads the window only after the answer, as init does.
+    let script = format!(
+        "{BOOTED}; echo 'harness: bundle-wanted'; read answer; echo \"answer: $answer\"; \
+         echo \"window: $(head -n 1 '{}')\"; echo 'harness: agent-begin'; \
+         echo 'harness: agent-end 0'; echo 'harness: done'",
+        path.display()
+    );
+    let plan = Plan {
+        loads: Vec::new(),
+        agent: true,
+        inject_panic_after_s: None,
+        catalog: None,
+    };
+    let mut qemu =
+        Qemu::spawn_program_with_window("/bin/sh".as_ref(), &["-c".to_owned(), script], window)
+            .unwrap();
+    let mut console = Vec::new();
+    let outcome = session::supervise(
+        &mut qemu,
+        &plan,
+        secs(10, 10),
+        None,
+        &mut console,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    );
+    let console = String::from_utf8_lossy(&console);
+    assert!(console.contains("answer: bundle-ready\n"), "{console}");
+    assert!(console.contains("window: bundle 1\n"), "{console}");
+    assert_eq!(outcome.agent_status, Some(0), "{:?}", outcome.errors);
+    // The bundle ends with a NUL, where init stops reading; the file keeps its size.
+    let written = std::fs::read(&path).unwrap();
+    assert_eq!(&written[..21], b"bundle 1\nmode 0 1 0\n\0");
+    assert_eq!(written.len() as u64, runner::qemu::WINDOW_BYTES);
+}
+
+/// A guest that asks for a bundle it has no window for gets an error, not a wait.
+#[test]
+fn a_guest_without_a_window_that_asks_for_a_bundle_is_an_error() {
+    let script = format!(
+        "{BOOTED}; echo 'harness: bundle-wanted'; echo 'harness: agent-begin'; \
+         echo 'harness: agent-end 1'; echo 'harness: done'"
+    );
+    let plan = Plan {
+        loads: Vec::new(),
+        agent: true,
+        inject_panic_after_s: None,
+        catalog: None,
+    };
+    let mut qemu = Qemu::spawn_program("/bin/sh".as_ref(), &["-c".to_owned(), script]).unwrap();
+    let outcome = session::supervise(
+        &mut qemu,
+        &plan,
+        secs(10, 10),
+        None,
+        &mut Vec::new(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    );
+    assert!(
+        outcome
+            .errors
+            .iter()
+            .any(|e| e.contains("no shared-memory window")),
+        "{:?}",
+        outcome.errors
     );
 }

@@ -9,8 +9,8 @@ use anyhow::Context;
 use runner::arch::Arch;
 use runner::image;
 use runner::kernel::Kernel;
-use runner::qemu::QemuConfig;
-use runner::snapshot::{boot_and_save, Template};
+use runner::qemu::{QemuConfig, Window};
+use runner::snapshot::{boot_and_save, Template, NO_AGENT_OUTPUT};
 use sha2::{Digest, Sha256};
 
 /// What a template guest is made of: the cache keeps one per kind.
@@ -20,6 +20,9 @@ pub struct Guest<'a> {
     /// Its PID 1.
     pub init: &'a Path,
     pub memory_mib: u32,
+    /// The agent, for a template agent guests start from too: its image has the agent and
+    /// QEMU gives it a shared-memory window. Ignored where QEMU has no window.
+    pub agent: Option<&'a Path>,
 }
 
 /// The template of `guest`, made now if the cache has none.
@@ -33,7 +36,9 @@ pub fn template(
         kernel,
         init,
         memory_mib,
+        agent,
     } = *guest;
+    let agent = agent.filter(|_| arch.qemu().shared_window);
     let dir = cache.join("snapshots");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Those of runs killed while they made a template.
@@ -42,13 +47,14 @@ pub fn template(
     }
     let staging = crate::cache::staging_dir(&dir)?;
     let initrd = staging.path().join("initramfs.cpio");
-    image::template(arch, init, kernel, &initrd)?;
-    let key = key(arch, kernel, &initrd, memory_mib)?;
+    image::template(arch, init, kernel, agent, &initrd)?;
+    let key = key(arch, kernel, &initrd, memory_mib, agent.is_some())?;
     let entry = dir.join(format!("{arch}-{key}"));
     let template = Template {
         initrd: entry.join("initramfs.cpio"),
         snapshot: entry.join("snapshot.bin"),
         stand_in: None,
+        window: agent.map(|_| entry.join("window")),
     };
     let found = || {
         // Its time says when it was last used: the least recently used go first.
@@ -72,23 +78,57 @@ pub fn template(
     if found() {
         return with_stand_in(template, kernel, &entry);
     }
+    let staged = Staged {
+        initrd: &initrd,
+        qmp: staging.path().join("qmp.sock"),
+        saved: staging.path().join("snapshot.bin"),
+    };
+    boot_and_keep(guest, &template, &entry, &staged, boot_timeout)?;
+    prune(cache, &entry);
+    with_stand_in(template, kernel, &entry)
+}
+
+/// Where a template being made is, before it moves into its entry.
+struct Staged<'a> {
+    initrd: &'a Path,
+    qmp: PathBuf,
+    saved: PathBuf,
+}
+
+/// Boots `guest` from the `staged` image, saves it, and moves both into `entry` as `template`.
+fn boot_and_keep(
+    guest: &Guest<'_>,
+    template: &Template,
+    entry: &Path,
+    staged: &Staged<'_>,
+    boot_timeout: Duration,
+) -> anyhow::Result<()> {
+    let (arch, memory_mib) = (guest.arch, guest.memory_mib);
     eprintln!("booting a template guest of {arch} once, to start every guest from it");
     let started = Instant::now();
-    let config = QemuConfig {
-        qmp: Some(staging.path().join("qmp.sock")),
-        memory_mib,
-        ..QemuConfig::boot(arch, kernel.image.clone(), template.initrd.clone())
+    // Booted from the entry's own paths: the image's and window's are on QEMU's command line
+    // only, but keep them the ones restores use.
+    fs::create_dir_all(entry).with_context(|| format!("cannot create {}", entry.display()))?;
+    let window = match &template.window {
+        Some(path) => Some(
+            Window::create(path.clone(), Vec::new())
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => None,
     };
-    // Booted from the entry's own path: the image's path is on QEMU's command line only,
-    // but keep it the one restores use.
-    fs::create_dir_all(&entry).with_context(|| format!("cannot create {}", entry.display()))?;
-    fs::rename(&initrd, &template.initrd)
+    let config = QemuConfig {
+        qmp: Some(staged.qmp.clone()),
+        memory_mib,
+        agent_output: window.as_ref().map(|_| PathBuf::from(NO_AGENT_OUTPUT)),
+        window,
+        ..QemuConfig::boot(arch, guest.kernel.image.clone(), template.initrd.clone())
+    };
+    fs::rename(staged.initrd, &template.initrd)
         .with_context(|| format!("cannot move the image to {}", template.initrd.display()))?;
-    let saved = staging.path().join("snapshot.bin");
-    boot_and_save(&config, &saved, boot_timeout).with_context(|| {
+    boot_and_save(&config, &staged.saved, boot_timeout).with_context(|| {
         format!("cannot make a snapshot of a booted {arch} guest ({memory_mib} MiB of memory)")
     })?;
-    fs::rename(&saved, &template.snapshot).with_context(|| {
+    fs::rename(&staged.saved, &template.snapshot).with_context(|| {
         format!(
             "cannot move the snapshot to {}",
             template.snapshot.display()
@@ -99,8 +139,7 @@ pub fn template(
         started.elapsed().as_secs_f64(),
         template.snapshot.display()
     );
-    prune(cache, &entry);
-    with_stand_in(template, kernel, &entry)
+    Ok(())
 }
 
 /// `template` with the stand-in its restores load instead of `kernel`, written into its
@@ -155,7 +194,13 @@ fn prune(cache: &Path, keep: &Path) {
 }
 
 /// What decides a snapshot: QEMU's version, the kernel, the image, and the command line.
-fn key(arch: Arch, kernel: &Kernel, initrd: &Path, memory_mib: u32) -> anyhow::Result<String> {
+fn key(
+    arch: Arch,
+    kernel: &Kernel,
+    initrd: &Path,
+    memory_mib: u32,
+    window: bool,
+) -> anyhow::Result<String> {
     let qemu = arch.qemu().binary;
     let version = std::process::Command::new(qemu)
         .arg("--version")
@@ -170,6 +215,11 @@ fn key(arch: Arch, kernel: &Kernel, initrd: &Path, memory_mib: u32) -> anyhow::R
     // The paths are the entry's, named by this key: the rest of the command line counts.
     let probe = QemuConfig {
         memory_mib,
+        agent_output: window.then(|| PathBuf::from(NO_AGENT_OUTPUT)),
+        window: window.then(|| Window {
+            path: PathBuf::from("W"),
+            bundle: Vec::new(),
+        }),
         ..QemuConfig::boot(arch, PathBuf::from("K"), PathBuf::from("I"))
     };
     let (_, args) = probe.command_line();

@@ -434,7 +434,7 @@ impl Test {
         })
     }
 
-    /// The booted guest module-load guests start from (`None` when each boots), made once per
+    /// The booted guest the run's guests start from (`None` when each boots), made once per
     /// kernel and image: this boots a guest, so it comes after every check of the input.
     fn snapshot(
         &self,
@@ -442,7 +442,8 @@ impl Test {
         inputs: &Inputs,
         cache: &Path,
     ) -> anyhow::Result<Option<Template>> {
-        if self.cold_boot || plan.loads.is_empty() {
+        let agent_starts = plan.agent && self.arch.qemu().shared_window;
+        if self.cold_boot || (plan.loads.is_empty() && !agent_starts) {
             return Ok(None);
         }
         let timeout = Duration::from_secs(self.arch.qemu().boot_timeout_secs);
@@ -451,6 +452,7 @@ impl Test {
             kernel: &inputs.kernel,
             init: &inputs.init,
             memory_mib: self.memory_mib(),
+            agent: inputs.agent.as_deref(),
         };
         match snapshot::template(&guest, cache, timeout) {
             Ok(template) => Ok(Some(template)),

@@ -15,7 +15,7 @@ use crate::image;
 use crate::kernel::Kernel;
 use crate::model::{Catalog, Mode, TestResult};
 use crate::plan::Plan;
-use crate::qemu::QemuConfig;
+use crate::qemu::{QemuConfig, Window};
 use crate::report::{AgentPass, GuestTiming};
 use crate::session::{self, Outcome, Progress, Timeouts};
 use crate::shard::Shard;
@@ -121,36 +121,48 @@ pub fn boot(
     Ok(())
 }
 
-/// The guest's command line: module loads alone start from the booted template; the agent's
-/// bundle and fault injection go in an image of the guest's own.
+/// The guest's command line: it starts from the booted template, the agent's bundle in its
+/// window, unless it injects a fault or the template cannot take the bundle; then its image,
+/// its own, has what it runs.
 fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::Result<QemuConfig> {
     let initrd = dir.join("initramfs.cpio");
-    let config = QemuConfig {
+    let mut config = QemuConfig {
         agent_output: plan.agent.then(|| dir.join("agent.out")),
         memory_mib: setup.memory_mib,
         ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd.clone())
     };
-    if let Some(template) = setup.snapshot {
-        if !plan.agent && plan.inject_panic_after_s.is_none() {
-            return Ok(template.guest(&config, plan));
+    let bundle = (plan.agent && setup.agent.is_some())
+        .then(|| crate::agent::bundle(setup.cases, setup.modes, shard.agent_from));
+    let template = setup
+        .snapshot
+        .filter(|_| plan.inject_panic_after_s.is_none());
+    match (template, bundle) {
+        (Some(template), None) if !plan.agent => Ok(template.guest(&config, plan)),
+        (Some(template), Some(bundle))
+            if template.runs_agent() && Window::fits(bundle.as_bytes()) =>
+        {
+            let path = dir.join("window");
+            let window = Window::create(path.clone(), bundle.into_bytes())
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            config.window = Some(window);
+            Ok(template.guest(&config, plan))
+        }
+        (_, bundle) => {
+            let agent_files = setup
+                .agent
+                .zip(bundle)
+                .map(|(binary, bundle)| image::AgentFiles { binary, bundle });
+            image::build(
+                setup.arch,
+                setup.init,
+                setup.kernel,
+                plan,
+                agent_files,
+                &initrd,
+            )?;
+            Ok(config)
         }
     }
-    let agent_files = setup
-        .agent
-        .filter(|_| plan.agent)
-        .map(|binary| image::AgentFiles {
-            binary,
-            bundle: crate::agent::bundle(setup.cases, setup.modes, shard.agent_from),
-        });
-    image::build(
-        setup.arch,
-        setup.init,
-        setup.kernel,
-        plan,
-        agent_files,
-        &initrd,
-    )?;
-    Ok(config)
 }
 
 /// What to tell the user when the guest may have had too little memory: the kernel said it ran
