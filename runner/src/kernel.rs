@@ -26,3 +26,49 @@ pub struct Kernel {
     #[serde(default)]
     pub config_hash: Option<String>,
 }
+
+impl Kernel {
+    /// The kernel's version, major and minor, from its `.config`'s header (`# Linux/x86 7.2.13
+    /// Kernel Configuration`); `None` without a config or that line.
+    pub fn version(&self) -> Option<(u32, u32)> {
+        let config = std::fs::read(self.config.as_ref()?).ok()?;
+        let head = String::from_utf8_lossy(&config[..config.len().min(512)]).into_owned();
+        head.lines().take(5).find_map(config_version)
+    }
+}
+
+/// `(7, 2)` from `# Linux/x86 7.2.13 Kernel Configuration`.
+fn config_version(line: &str) -> Option<(u32, u32)> {
+    let rest = line.strip_prefix("# Linux/")?;
+    let version = rest.split_whitespace().nth(1)?;
+    let mut parts = version.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_comes_from_the_configs_header() {
+        assert_eq!(
+            config_version("# Linux/x86 7.2.13 Kernel Configuration"),
+            Some((7, 2))
+        );
+        assert_eq!(
+            config_version("# Linux/mips 6.1.192 Kernel Configuration"),
+            Some((6, 1))
+        );
+        assert_eq!(
+            config_version("# Linux/x86 7.3.0-rc2 Kernel Configuration"),
+            Some((7, 3))
+        );
+        assert_eq!(config_version("# Automatically generated file"), None);
+        assert_eq!(
+            config_version("# Linux/x86 seven Kernel Configuration"),
+            None
+        );
+    }
+}

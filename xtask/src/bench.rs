@@ -221,8 +221,7 @@ impl Bench {
             .filter(|(arch, _)| matches!(arch, Arch::X86_64 | Arch::Mips64el));
         for &(arch, kernel) in lines {
             let suites = test_of(arch, kernel)?;
-            let memory = suites.memory_mib();
-            let template = suites.template()?;
+            let (template, memory) = suites.template()?;
             let kernel_suites = self.test(suites, kernel, "memory-kernel")?;
             let mut own = test_of(arch, kernel)?;
             own.selection.suite = AgentSuite::ALL.map(SuiteName::Agent).to_vec();

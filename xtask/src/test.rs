@@ -137,7 +137,7 @@ impl Test {
             guests: engine::Setup {
                 arch,
                 kernel: &inputs.kernel,
-                memory_mib: self.memory_mib(),
+                memory_mib: self.memory_mib(&inputs.kernel),
                 init: &inputs.init,
                 agent: inputs.agent.as_deref(),
                 snapshot: snapshot.as_ref(),
@@ -251,10 +251,10 @@ impl Test {
         }
     }
 
-    /// What this run selected, for the report.
-    /// Memory per guest, in MiB: `--memory`, or the arch's.
-    pub fn memory_mib(&self) -> u32 {
-        self.memory.unwrap_or(self.arch.qemu().memory_mib)
+    /// Memory per guest, in MiB: `--memory`, or what the arch needs for `kernel`'s version.
+    pub fn memory_mib(&self, kernel: &Kernel) -> u32 {
+        self.memory
+            .unwrap_or_else(|| self.arch.memory_mib(kernel.version()))
     }
 
     fn scope(&self, plan: &Plan) -> report::Scope {
@@ -286,12 +286,13 @@ impl Test {
     }
 
     /// The booted template this run's guests start from (`None` when each boots), made now if
-    /// the cache has none: `cargo xtask bench` weighs it.
-    pub fn template(&self) -> anyhow::Result<Option<Template>> {
+    /// the cache has none, and its guests' memory in MiB: `cargo xtask bench` weighs them.
+    pub fn template(&self) -> anyhow::Result<(Option<Template>, u32)> {
         let (plan, _) = self.plan_and_cases()?;
         let cache = self.cache_dir()?;
         let inputs = self.fetch_inputs(&plan, &cache)?;
-        self.snapshot(&plan, &inputs, &cache)
+        let template = self.snapshot(&plan, &inputs, &cache)?;
+        Ok((template, self.memory_mib(&inputs.kernel)))
     }
 
     /// The image and QEMU command line of the whole selection in one guest, built in `dir`,
@@ -321,7 +322,7 @@ impl Test {
         )?;
         let config = QemuConfig {
             agent_output: plan.agent.then(|| dir.join("agent.out")),
-            memory_mib: self.memory_mib(),
+            memory_mib: self.memory_mib(&inputs.kernel),
             ..QemuConfig::boot(self.arch, inputs.kernel.image.clone(), initrd)
         };
         // Started as the harness starts it: from the booted template, when it would.
@@ -451,7 +452,7 @@ impl Test {
             arch: self.arch,
             kernel: &inputs.kernel,
             init: &inputs.init,
-            memory_mib: self.memory_mib(),
+            memory_mib: self.memory_mib(&inputs.kernel),
             agent: inputs.agent.as_deref(),
         };
         match snapshot::template(&guest, cache, timeout) {
