@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/reboot.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -257,28 +256,28 @@ static int sysfs_is(const char *dir, const char *name, const char *value)
 	return read && strncmp(line, value, strlen(value)) == 0;
 }
 
-/* Opens BAR 2 of the window device, or returns -1. */
-static int open_window(void)
+/* Puts the path of the window device's BAR 2 into `path`, its memory decoding on; or returns -1.
+ */
+static int find_window(char *path, size_t size)
 {
 	DIR *devices = opendir(PCI_DEVICES);
 	struct dirent *entry;
-	char path[512];
-	int fd = -1;
+	int found = -1;
 
-	while (devices && fd < 0 && (entry = readdir(devices))) {
+	while (devices && found != 0 && (entry = readdir(devices))) {
 		if (entry->d_name[0] == '.' || !sysfs_is(entry->d_name, "vendor", WINDOW_VENDOR) ||
 		    !sysfs_is(entry->d_name, "device", WINDOW_DEVICE))
 			continue;
 		/* Malta's firmware leaves a device without a driver with its memory decoding off,
 		 * and the BAR reads as zeros. */
-		snprintf(path, sizeof(path), PCI_DEVICES "/%s/enable", entry->d_name);
+		snprintf(path, size, PCI_DEVICES "/%s/enable", entry->d_name);
 		write_file(path, "1");
-		snprintf(path, sizeof(path), PCI_DEVICES "/%s/resource2", entry->d_name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		snprintf(path, size, PCI_DEVICES "/%s/resource2", entry->d_name);
+		found = access(path, R_OK);
 	}
 	if (devices)
 		closedir(devices);
-	return fd;
+	return found;
 }
 
 /* Waits for the host's `bundle-ready` line on the console. */
@@ -305,9 +304,12 @@ static int wait_for_bundle(void)
 	return -1;
 }
 
-/* Copies the bundle, NUL-terminated text, from the window into BUNDLE. The host writes it
- * only when asked: a restore writes the window's saved (empty) content back over the file, so
- * what it held before the guest ran would be lost. */
+/* Where the agent reads its bundle: BUNDLE in the image, or the window's BAR (NUL-terminated
+ * text, which the agent maps). The host writes the window only when asked: a restore writes
+ * the window's saved (empty) content back over the file, so what it held before the guest
+ * ran would be lost. */
+static char bundle_path[512] = BUNDLE;
+
 static void bundle_from_window(void)
 {
 	say("harness: bundle-wanted");
@@ -315,26 +317,10 @@ static void bundle_from_window(void)
 		say("harness: error the console closed before the host sent the bundle");
 		return;
 	}
-	int fd = open_window();
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0) {
+	if (find_window(bundle_path, sizeof(bundle_path)) != 0) {
 		say("harness: error no shared-memory window (ivshmem) in " PCI_DEVICES);
-		return;
+		snprintf(bundle_path, sizeof(bundle_path), "%s", BUNDLE);
 	}
-	/* sysfs gives a BAR no read(2), only mmap(2). */
-	const char *window = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (window == MAP_FAILED) {
-		say("harness: error cannot map the window: %s", strerror(errno));
-		return;
-	}
-	size_t len = strnlen(window, st.st_size);
-	mkdir("/agent", 0755);
-	int out = open(BUNDLE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	ssize_t written = out < 0 ? -1 : write(out, window, len);
-	if (written != (ssize_t)len || close(out) != 0)
-		say("harness: error cannot write " BUNDLE ": %s", strerror(errno));
-	munmap((void *)window, st.st_size);
 }
 
 static int is_module(const struct dirent *entry)
@@ -345,7 +331,7 @@ static int is_module(const struct dirent *entry)
 
 /* Loads the modules the agent's cases need (veth for real-device XDP), then runs the agent. A
  * kernel with those modules built in has none in the image. */
-static void run_agent(void)
+static void run_agent(const char *bundle)
 {
 	struct dirent **modules;
 	int n = scandir(EXTRA_MODULES, &modules, is_module, alphasort);
@@ -362,7 +348,7 @@ static void run_agent(void)
 	say("harness: agent-begin");
 	pid_t pid = fork();
 	if (pid == 0) {
-		char *argv[] = {AGENT, BUNDLE, "/dev/ttyS1", NULL};
+		char *argv[] = {AGENT, (char *)bundle, "/dev/ttyS1", NULL};
 		execv(AGENT, argv);
 		say("init: cannot run " AGENT ": %s", strerror(errno));
 		_exit(127);
@@ -432,8 +418,8 @@ int main(void)
 	run_plan();
 	if (bundle_in_window)
 		bundle_from_window();
-	if (access(BUNDLE, F_OK) == 0)
-		run_agent();
+	if (access(bundle_path, F_OK) == 0)
+		run_agent(bundle_path);
 
 	say("harness: done");
 	sync();

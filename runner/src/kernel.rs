@@ -28,6 +28,20 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// Whether its config says it has PCI, which the shared-memory window is on; `false`
+    /// without a config.
+    pub fn has_pci(&self) -> bool {
+        let Some(config) = &self.config else {
+            return false;
+        };
+        std::fs::read(config)
+            .map(|text| {
+                text.split(|&b| b == b'\n')
+                    .any(|line| line == b"CONFIG_PCI=y")
+            })
+            .unwrap_or(false)
+    }
+
     /// The kernel's version, major and minor, from its `.config`'s header (`# Linux/x86 7.2.13
     /// Kernel Configuration`); `None` without a config or that line.
     pub fn version(&self) -> Option<(u32, u32)> {
@@ -50,6 +64,40 @@ fn config_version(line: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kernel_with_config(text: Option<&str>) -> (Kernel, Option<tempfile::NamedTempFile>) {
+        let file = text.map(|text| {
+            let mut file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            file
+        });
+        let kernel = Kernel {
+            layout: 0,
+            image: PathBuf::from("vmlinux"),
+            config: file.as_ref().map(|f| f.path().to_owned()),
+            test_bpf: PathBuf::from("test_bpf.ko"),
+            extra_modules: Vec::new(),
+            source: "test".into(),
+            revision: None,
+            config_hash: None,
+        };
+        (kernel, file)
+    }
+
+    #[test]
+    fn pci_and_the_version_are_read_from_the_config() {
+        let text = "#\n# Automatically generated file; DO NOT EDIT.\n\
+                    # Linux/x86 7.2.13 Kernel Configuration\n#\nCONFIG_PCI=y\n";
+        let (kernel, _file) = kernel_with_config(Some(text));
+        assert!(kernel.has_pci());
+        assert_eq!(kernel.version(), Some((7, 2)));
+        let (kernel, _file) =
+            kernel_with_config(Some("# CONFIG_PCI is not set\nCONFIG_PCI_MSI=y\n"));
+        assert!(!kernel.has_pci());
+        assert_eq!(kernel.version(), None);
+        let (kernel, _file) = kernel_with_config(None);
+        assert!(!kernel.has_pci());
+    }
 
     #[test]
     fn the_version_comes_from_the_configs_header() {

@@ -34,6 +34,12 @@ pub struct Template {
     pub window: Option<PathBuf>,
 }
 
+/// Whether agent guests of `kernel` on `arch` can start from a template: QEMU has the window
+/// ([`crate::arch::QemuSettings::shared_window`]) and the kernel PCI, where the guest sees it.
+pub fn agents_start_booted(arch: crate::arch::Arch, kernel: &crate::kernel::Kernel) -> bool {
+    arch.qemu().shared_window && kernel.has_pci()
+}
+
 /// Where the agent's serial port of a guest that runs no agent goes: a template made for
 /// agents has that port, and every guest restored from it must have it too.
 pub const NO_AGENT_OUTPUT: &str = "/dev/null";

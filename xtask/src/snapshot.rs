@@ -21,7 +21,8 @@ pub struct Guest<'a> {
     pub init: &'a Path,
     pub memory_mib: u32,
     /// The agent, for a template agent guests start from too: its image has the agent and
-    /// QEMU gives it a shared-memory window. Ignored where QEMU has no window.
+    /// QEMU gives it a shared-memory window. Ignored where QEMU has no window, or the kernel
+    /// no PCI to see it on.
     pub agent: Option<&'a Path>,
 }
 
@@ -38,7 +39,7 @@ pub fn template(
         memory_mib,
         agent,
     } = *guest;
-    let agent = agent.filter(|_| arch.qemu().shared_window);
+    let agent = agent.filter(|_| runner::snapshot::agents_start_booted(arch, kernel));
     let dir = cache.join("snapshots");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Those of runs killed while they made a template.

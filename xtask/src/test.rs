@@ -443,7 +443,8 @@ impl Test {
         inputs: &Inputs,
         cache: &Path,
     ) -> anyhow::Result<Option<Template>> {
-        let agent_starts = plan.agent && self.arch.qemu().shared_window;
+        let agent_starts =
+            plan.agent && runner::snapshot::agents_start_booted(self.arch, &inputs.kernel);
         if self.cold_boot || (plan.loads.is_empty() && !agent_starts) {
             return Ok(None);
         }
