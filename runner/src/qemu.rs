@@ -324,6 +324,53 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
 /// Most of QEMU's stderr kept for error messages.
 const STDERR_LIMIT: usize = 64 * 1024;
 
+/// What reads a QEMU's output: its console as it comes, its stderr kept, and the threads.
+struct Readers {
+    console: Receiver<Vec<u8>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Threads that read `child`'s stdout (the console, sent on) and stderr (kept, up to
+/// [`STDERR_LIMIT`]) until they close.
+fn read_output(child: &mut Child) -> Readers {
+    let (tx, console) = mpsc::channel();
+    let mut readers = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        readers.push(thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    if let Some(mut pipe) = child.stderr.take() {
+        let sink = Arc::clone(&stderr);
+        readers.push(thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                if let Ok(mut kept) = sink.lock() {
+                    let room = STDERR_LIMIT.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }));
+    }
+    Readers {
+        console,
+        stderr,
+        threads: readers,
+    }
+}
+
 impl Qemu {
     pub fn spawn(config: &QemuConfig) -> Result<Qemu, QemuError> {
         let (program, args) = config.command_line();
@@ -392,36 +439,11 @@ impl Qemu {
             // A QEMU that died at once is seen on its console, not here.
             let _ = pipe.write_all(input);
         }
-        let (tx, console) = mpsc::channel();
-        let mut readers = Vec::new();
-        if let Some(mut stdout) = child.stdout.take() {
-            readers.push(thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match stdout.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if tx.send(buf[..n].to_vec()).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            }));
-        }
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut pipe) = child.stderr.take() {
-            let sink = Arc::clone(&stderr);
-            readers.push(thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                    if let Ok(mut kept) = sink.lock() {
-                        let room = STDERR_LIMIT.saturating_sub(kept.len());
-                        kept.extend_from_slice(&buf[..n.min(room)]);
-                    }
-                }
-            }));
-        }
+        let Readers {
+            console,
+            stderr,
+            threads: readers,
+        } = read_output(&mut child);
         Ok(Qemu {
             child,
             stdin,

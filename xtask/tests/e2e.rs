@@ -745,7 +745,8 @@ fn a_malformed_corpus_file_is_one_error_result_and_the_rest_runs() {
 }
 
 /// Runs the harness's own suites in all three modes and returns the report.
-fn own_suites(arch: &str) -> (Output, Report) {
+/// The run of the harness's own suites in every mode, and its guests' consoles.
+fn own_suites(arch: &str) -> (Output, Report, String) {
     let out = tempfile::tempdir().unwrap();
     let (output, report) = xtask(
         &[
@@ -760,7 +761,13 @@ fn own_suites(arch: &str) -> (Output, Report) {
         out.path(),
     );
     let report = report.unwrap_or_else(|| panic!("no report: {}", show(&output)));
-    (output, report)
+    let consoles = report
+        .timing
+        .guests
+        .iter()
+        .map(|g| std::fs::read_to_string(out.path().join(&g.console)).unwrap_or_default())
+        .collect();
+    (output, report, consoles)
 }
 
 /// Every result that is neither `pass` nor a reasoned `skip`, as (suite, name, mode, status).
@@ -810,15 +817,20 @@ fn assert_every_case_in_every_mode(report: &Report) {
 
 #[test]
 fn x86_64_own_suites_pass_in_every_mode() {
-    let (output, report) = own_suites("x86_64");
+    let (output, report, consoles) = own_suites("x86_64");
     assert_every_case_in_every_mode(&report);
+    // Its guest started from the snapshot, and took its bundle through its window.
+    assert!(
+        consoles.contains("harness: bundle-wanted") && !consoles.contains("Linux version"),
+        "{consoles}"
+    );
     assert_eq!(findings(&report), [], "{}", show(&output));
     assert_eq!(output.status.code(), Some(0));
 }
 
 #[test]
 fn mips64el_own_suites_find_the_tail_call_index_bug() {
-    let (output, report) = own_suites("mips64el");
+    let (output, report, _) = own_suites("mips64el");
     assert_every_case_in_every_mode(&report);
     // Linux 6.1's MIPS64 JIT compares the whole 64-bit r3 with max_entries in a tail call,
     // where the helper takes a u32 index: the interpreter and x86_64 agree, the JIT falls
