@@ -335,9 +335,9 @@ struct Readers {
 /// [`STDERR_LIMIT`]) until they close.
 fn read_output(child: &mut Child) -> Readers {
     let (tx, console) = mpsc::channel();
-    let mut readers = Vec::new();
+    let mut threads = Vec::new();
     if let Some(mut stdout) = child.stdout.take() {
-        readers.push(thread::spawn(move || {
+        threads.push(thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 match stdout.read(&mut buf) {
@@ -354,7 +354,7 @@ fn read_output(child: &mut Child) -> Readers {
     let stderr = Arc::new(Mutex::new(Vec::new()));
     if let Some(mut pipe) = child.stderr.take() {
         let sink = Arc::clone(&stderr);
-        readers.push(thread::spawn(move || {
+        threads.push(thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = pipe.read(&mut buf) {
                 if let Ok(mut kept) = sink.lock() {
@@ -367,7 +367,7 @@ fn read_output(child: &mut Child) -> Readers {
     Readers {
         console,
         stderr,
-        threads: readers,
+        threads,
     }
 }
 
@@ -412,7 +412,7 @@ impl Qemu {
         };
         // QEMU asks for transparent huge pages for guest memory, so on a host with THP on
         // `madvise` (Debian's default) each 4 KiB page a guest touches makes 2 MiB resident:
-        // a guest that touched 68 MiB of its 128 held all of them (171 MiB peak, x86_64).
+        // a guest that touched 68 MiB of its 128 held 94 (171 MiB peak, x86_64).
         // The flag is the process's and its children keep it; it cannot be set between fork
         // and exec without `unsafe`, so it is set here, for this process too. Without huge
         // pages test_bpf ran no slower (docs/speed.md, "Guest memory").

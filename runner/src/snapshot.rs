@@ -42,7 +42,24 @@ pub fn agents_start_booted(arch: crate::arch::Arch, kernel: &crate::kernel::Kern
 
 /// Where the agent's serial port of a guest that runs no agent goes: a template made for
 /// agents has that port, and every guest restored from it must have it too.
-pub const NO_AGENT_OUTPUT: &str = "/dev/null";
+const NO_AGENT_OUTPUT: &str = "/dev/null";
+
+/// `config` with the devices of a template made for agents, where it has none of its own: the
+/// empty window at `window`, and the agent's serial port.
+pub fn agent_devices(config: QemuConfig, window: &Path) -> QemuConfig {
+    QemuConfig {
+        window: config.window.or_else(|| {
+            Some(Window {
+                path: window.to_owned(),
+                bundle: Vec::new(),
+            })
+        }),
+        agent_output: config
+            .agent_output
+            .or_else(|| Some(PathBuf::from(NO_AGENT_OUTPUT))),
+        ..config
+    }
+}
 
 /// How long saving may take: about 1 s for the 90 MB a guest's memory holds.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -60,17 +77,11 @@ impl Template {
         // before its saved state was loaded); init skips everything before `begin`.
         let bundle = if plan.agent { "bundle\n" } else { "" };
         let input = format!("{}begin\n{plan}{bundle}end\n", "\n".repeat(64));
-        // A restore needs the template's devices: its window, and the agent's serial port.
-        let window = base.window.clone().or_else(|| {
-            self.window.as_ref().map(|path| Window {
-                path: path.clone(),
-                bundle: Vec::new(),
-            })
-        });
-        let agent_output = base
-            .agent_output
-            .clone()
-            .or_else(|| self.window.as_ref().map(|_| PathBuf::from(NO_AGENT_OUTPUT)));
+        // A restore needs the template's devices; an agent's own window and port stay.
+        let base = match &self.window {
+            Some(path) => agent_devices(base.clone(), path),
+            None => base.clone(),
+        };
         let (kernel, initrd) = match &self.stand_in {
             Some(stand_in) => (stand_in.clone(), None),
             None => (base.kernel.clone(), Some(self.initrd.clone())),
@@ -80,9 +91,7 @@ impl Template {
             initrd,
             restore: Some(self.snapshot.clone()),
             input: input.into_bytes(),
-            window,
-            agent_output,
-            ..base.clone()
+            ..base
         }
     }
 }

@@ -10,7 +10,7 @@ use runner::arch::Arch;
 use runner::image;
 use runner::kernel::Kernel;
 use runner::qemu::{QemuConfig, Window};
-use runner::snapshot::{boot_and_save, Template, NO_AGENT_OUTPUT};
+use runner::snapshot::{agent_devices, boot_and_save, Template};
 use sha2::{Digest, Sha256};
 
 /// What a template guest is made of: the cache keeps one per kind.
@@ -110,20 +110,16 @@ fn boot_and_keep(
     // Booted from the entry's own paths: the image's and window's are on QEMU's command line
     // only, but keep them the ones restores use.
     fs::create_dir_all(entry).with_context(|| format!("cannot create {}", entry.display()))?;
-    let window = match &template.window {
-        Some(path) => Some(
-            Window::create(path.clone(), Vec::new())
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ),
-        None => None,
-    };
-    let config = QemuConfig {
+    let mut config = QemuConfig {
         qmp: Some(staged.qmp.clone()),
         memory_mib,
-        agent_output: window.as_ref().map(|_| PathBuf::from(NO_AGENT_OUTPUT)),
-        window,
         ..QemuConfig::boot(arch, guest.kernel.image.clone(), template.initrd.clone())
     };
+    if let Some(path) = &template.window {
+        Window::create(path.clone(), Vec::new())
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        config = agent_devices(config, path);
+    }
     fs::rename(staged.initrd, &template.initrd)
         .with_context(|| format!("cannot move the image to {}", template.initrd.display()))?;
     boot_and_save(&config, &staged.saved, boot_timeout).with_context(|| {
@@ -214,15 +210,13 @@ fn key(
         hash.update(&data);
     }
     // The paths are the entry's, named by this key: the rest of the command line counts.
-    let probe = QemuConfig {
+    let mut probe = QemuConfig {
         memory_mib,
-        agent_output: window.then(|| PathBuf::from(NO_AGENT_OUTPUT)),
-        window: window.then(|| Window {
-            path: PathBuf::from("W"),
-            bundle: Vec::new(),
-        }),
         ..QemuConfig::boot(arch, PathBuf::from("K"), PathBuf::from("I"))
     };
+    if window {
+        probe = agent_devices(probe, Path::new("W"));
+    }
     let (_, args) = probe.command_line();
     hash.update(args.join(" ").as_bytes());
     let digest = hash.finalize();
