@@ -288,3 +288,25 @@ impl FromStr for Arch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seven_x_kernels_get_more_memory_on_the_64_bit_arches_only() {
+        for arch in [Arch::X86_64, Arch::Mips64el, Arch::Mips64r6el] {
+            let base = arch.qemu().memory_mib;
+            assert_eq!(arch.memory_mib(Some((6, 12))), base);
+            assert_eq!(arch.memory_mib(Some((7, 2))), base + 32);
+            assert_eq!(
+                arch.memory_mib(None),
+                base + 32,
+                "unknown is taken as the newest"
+            );
+        }
+        for arch in [Arch::Mipsel, Arch::Mips] {
+            assert_eq!(arch.memory_mib(Some((7, 2))), arch.qemu().memory_mib);
+        }
+    }
+}
