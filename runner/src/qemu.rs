@@ -210,9 +210,6 @@ impl QemuConfig {
         if let Some(socket) = &self.qmp {
             args.push("-qmp".into());
             args.push(format!("unix:{},server=on,wait=off", socket.display()));
-            // The guest is saved stopped (`snapshot::save`). Without its run state in the
-            // stream, a restore starts running, as after a save of a running guest.
-            args.extend(["-global".into(), "migration.store-global-state=off".into()]);
         }
         if self.accel == Accel::Kvm {
             args.extend(["-cpu".into(), "host".into()]);
