@@ -191,6 +191,17 @@ impl QemuConfig {
             args.push(format!("file:{}", path.display()));
         }
         if let Some(window) = &self.window {
+            // The guest's RAM as a backend named before the window's, so that it is QEMU's
+            // first RAM block. QEMU 9 and later, under TCG, clear the TLB's dirty bits for a
+            // block's offset taken as an address when saving; with the window first, that
+            // range spans two blocks and QEMU aborts (`tlb_reset_dirty_range_all`).
+            args.push("-object".into());
+            args.push(format!(
+                "memory-backend-ram,id=ram,size={}M",
+                self.memory_mib
+            ));
+            args.push("-machine".into());
+            args.push("memory-backend=ram".into());
             // A comma in a QEMU option's value is written twice.
             let path = window.path.display().to_string().replace(',', ",,");
             args.push("-object".into());
@@ -645,6 +656,30 @@ mod tests {
         let other = "qemu: Could not open option rom '/opt/fw/odd.rom': No such file";
         assert!(firmware_advice(other).is_some_and(|a| a.contains("apt-file search odd.rom")));
         assert_eq!(firmware_advice("qemu: could not load kernel '/k'"), None);
+    }
+
+    #[test]
+    fn a_guest_with_a_window_has_its_ram_as_the_first_memory_backend() {
+        let mut config = QemuConfig::boot(Arch::X86_64, "/k".into(), "/i".into());
+        let (_, plain) = config.command_line();
+        assert!(!plain.iter().any(|a| a.starts_with("memory-backend-")));
+
+        config.window = Some(Window {
+            path: "/w".into(),
+            bundle: Vec::new(),
+        });
+        let (_, args) = config.command_line();
+        let backends: Vec<&String> = args
+            .iter()
+            .filter(|a| a.starts_with("memory-backend-"))
+            .collect();
+        let ram = format!("memory-backend-ram,id=ram,size={}M", config.memory_mib);
+        assert_eq!(backends.len(), 2, "{args:?}");
+        assert_eq!(backends[0], &ram);
+        assert!(backends[1].starts_with("memory-backend-file,id=window,"));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["-machine", "memory-backend=ram"]));
     }
 
     #[test]
