@@ -118,6 +118,26 @@ impl Window {
         Ok(Window { path, bundle })
     }
 
+    /// QEMU's arguments for the window of a guest with `memory_mib` of RAM.
+    fn qemu_args(&self, memory_mib: u32) -> Vec<String> {
+        // The guest's RAM as a backend named before the window's, so that it is QEMU's first
+        // RAM block. QEMU 9 and later, under TCG, clear the TLB's dirty bits for a block's
+        // offset taken as an address when saving; with the window first, that range spans
+        // two blocks and QEMU aborts (`tlb_reset_dirty_range_all`).
+        let ram = format!("memory-backend-ram,id=ram,size={memory_mib}M");
+        // A comma in a QEMU option's value is written twice.
+        let path = self.path.display().to_string().replace(',', ",,");
+        let window =
+            format!("memory-backend-file,id=window,share=on,mem-path={path},size={WINDOW_BYTES}");
+        // master=on: QEMU refuses to save a guest with any other ivshmem.
+        let device = "ivshmem-plain,memdev=window,master=on";
+        let args = ["-object", &ram, "-machine", "memory-backend=ram"];
+        args.into_iter()
+            .chain(["-object", &window, "-device", device])
+            .map(String::from)
+            .collect()
+    }
+
     /// Whether `bundle` fits, with its NUL.
     pub fn fits(bundle: &[u8]) -> bool {
         (bundle.len() as u64) < WINDOW_BYTES
@@ -191,26 +211,7 @@ impl QemuConfig {
             args.push(format!("file:{}", path.display()));
         }
         if let Some(window) = &self.window {
-            // The guest's RAM as a backend named before the window's, so that it is QEMU's
-            // first RAM block. QEMU 9 and later, under TCG, clear the TLB's dirty bits for a
-            // block's offset taken as an address when saving; with the window first, that
-            // range spans two blocks and QEMU aborts (`tlb_reset_dirty_range_all`).
-            args.push("-object".into());
-            args.push(format!(
-                "memory-backend-ram,id=ram,size={}M",
-                self.memory_mib
-            ));
-            args.push("-machine".into());
-            args.push("memory-backend=ram".into());
-            // A comma in a QEMU option's value is written twice.
-            let path = window.path.display().to_string().replace(',', ",,");
-            args.push("-object".into());
-            args.push(format!(
-                "memory-backend-file,id=window,share=on,mem-path={path},size={WINDOW_BYTES}"
-            ));
-            // master=on: QEMU refuses to save a guest with any other ivshmem.
-            args.push("-device".into());
-            args.push("ivshmem-plain,memdev=window,master=on".into());
+            args.extend(window.qemu_args(self.memory_mib));
         }
         if let Some(snapshot) = &self.restore {
             // QEMU runs the URI with /bin/sh: the path goes in single quotes.

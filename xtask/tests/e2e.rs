@@ -866,17 +866,15 @@ fn mips64el_own_suites_find_the_tail_call_index_bug() {
     assert_eq!(output.status.code(), Some(0));
 }
 
-/// QEMU 9 and later under TCG abort saving a guest whose first RAM block is not its RAM, as
-/// the agent's template was with its window first (docs/speed.md, "Guests start booted").
-/// Debian 12's backports carry QEMU 10: its agent guests must start from the template too.
-#[test]
-fn agent_guests_start_booted_under_qemu_10() {
-    let dir = tempfile::tempdir().unwrap();
+/// Debian 12's backports' QEMU 10, unpacked under `dir`, as `qemu-system-x86_64` and
+/// `qemu-system-mips64el` in a directory for `PATH`, which it returns, with the file where
+/// each call writes its program and arguments.
+fn qemu_10_on_path(dir: &Path) -> (PathBuf, PathBuf) {
     let packages = ["qemu-system-x86", "qemu-system-mips", "qemu-system-data"].map(String::from);
-    let root = unpack_packages("bookworm-backports", &packages, dir.path());
-    let bin = dir.path().join("bin");
+    let root = unpack_packages("bookworm-backports", &packages, dir);
+    let bin = dir.join("bin");
     std::fs::create_dir(&bin).unwrap();
-    let calls = dir.path().join("calls");
+    let calls = dir.join("calls");
     for qemu in ["qemu-system-x86_64", "qemu-system-mips64el"] {
         // Its own firmware, the host's SeaBIOS (a Depends of Debian 12's QEMU), and none of
         // the host QEMU's modules, which a QEMU of another build refuses.
@@ -897,6 +895,16 @@ fn agent_guests_start_booted_under_qemu_10() {
             show(&version)
         );
     }
+    (bin, calls)
+}
+
+/// QEMU 9 and later under TCG abort saving a guest whose first RAM block is not its RAM, as
+/// the agent's template was with its window first (docs/speed.md, "Guests start booted").
+/// Debian 12's backports carry QEMU 10: its agent guests must start from the template too.
+#[test]
+fn agent_guests_start_booted_under_qemu_10() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, calls) = qemu_10_on_path(dir.path());
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     for arch in ["x86_64", "mips64el"] {
         let out = dir.path().join(format!("run-{arch}"));
