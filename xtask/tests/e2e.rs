@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -16,10 +17,16 @@ use runner::model::{AgentSuite, Mode, Status, Suite, SuiteName};
 use runner::report::Report;
 
 fn xtask(args: &[&str], out: &Path) -> (Output, Option<Report>) {
+    xtask_with_path(args, out, &std::env::var("PATH").unwrap())
+}
+
+/// [`xtask`] with `path` for `PATH`: where it finds QEMU.
+fn xtask_with_path(args: &[&str], out: &Path, path: &str) -> (Output, Option<Report>) {
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .arg("--out")
         .arg(out)
+        .env("PATH", path)
         .output()
         .expect("cannot run the xtask binary");
     let report_path = out.join("report.json");
@@ -761,13 +768,18 @@ fn own_suites(arch: &str) -> (Output, Report, String) {
         out.path(),
     );
     let report = report.unwrap_or_else(|| panic!("no report: {}", show(&output)));
-    let consoles = report
+    let consoles = consoles(&report, out.path());
+    (output, report, consoles)
+}
+
+/// The consoles of a run's guests, one after the other.
+fn consoles(report: &Report, out: &Path) -> String {
+    report
         .timing
         .guests
         .iter()
-        .map(|g| std::fs::read_to_string(out.path().join(&g.console)).unwrap_or_default())
-        .collect();
-    (output, report, consoles)
+        .map(|g| std::fs::read_to_string(out.join(&g.console)).unwrap_or_default())
+        .collect()
 }
 
 /// Every result that is neither `pass` nor a reasoned `skip`, as (suite, name, mode, status).
@@ -886,8 +898,7 @@ fn qemu_10_on_path(dir: &Path) -> (PathBuf, PathBuf) {
         );
         let path = bin.join(qemu);
         std::fs::write(&path, script).unwrap();
-        let status = Command::new("chmod").arg("+x").arg(&path).status().unwrap();
-        assert!(status.success());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         let version = Command::new(&path).arg("--version").output().unwrap();
         assert!(
             String::from_utf8_lossy(&version.stdout).contains("version 10."),
@@ -908,34 +919,23 @@ fn agent_guests_start_booted_under_qemu_10() {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     for arch in ["x86_64", "mips64el"] {
         let out = dir.path().join(format!("run-{arch}"));
-        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args([
-                "test",
-                "--arch",
-                arch,
-                "--suite",
-                "conformance",
-                "--mode",
-                "jit",
-            ])
-            .arg("--out")
-            .arg(&out)
-            .env("PATH", &path)
-            .output()
-            .unwrap();
+        let args = [
+            "test",
+            "--arch",
+            arch,
+            "--suite",
+            "conformance",
+            "--mode",
+            "jit",
+        ];
+        let (output, report) = xtask_with_path(&args, &out, &path);
         assert_eq!(output.status.code(), Some(0), "{}", show(&output));
         assert!(
             !String::from_utf8_lossy(&output.stderr).contains("cannot make a snapshot"),
             "{}",
             show(&output)
         );
-        let report = Report::read(&out.join("report.json")).unwrap();
-        let consoles: String = report
-            .timing
-            .guests
-            .iter()
-            .map(|g| std::fs::read_to_string(out.join(&g.console)).unwrap())
-            .collect();
+        let consoles = consoles(&report.unwrap(), &out);
         assert!(
             consoles.contains("harness: bundle-wanted") && !consoles.contains("Linux version"),
             "{arch}: {consoles}"
