@@ -355,6 +355,14 @@ impl Bench {
             pipe.write_all(&config.input)
                 .with_context(|| format!("cannot write to {program}"))?;
         }
+        if let (Some(snapshot), Some(socket)) = (&config.restore, &config.qmp) {
+            let mut running = || matches!(child.try_wait(), Ok(None));
+            if let Err(e) = runner::qemu::start_restore(snapshot, socket, &mut running) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e).with_context(|| format!("cannot restore {}", snapshot.display()));
+            }
+        }
         let status = child
             .wait()
             .with_context(|| format!("cannot wait for {program}"))?;

@@ -327,7 +327,7 @@ impl Test {
         };
         // Started as the harness starts it: from the booted template, when it would.
         Ok(match &snapshot {
-            Some(template) if !plan.agent => template.guest(&config, &plan),
+            Some(template) if !plan.agent => template.guest(&config, &plan, dir.join("qmp.sock")),
             _ => config,
         })
     }
