@@ -170,7 +170,7 @@ fn with_stand_in(template: Template, kernel: &Kernel, entry: &Path) -> anyhow::R
     })
 }
 
-/// Snapshots kept in the cache: each is 20 to 60 MB, and a `track` over many revisions
+/// Templates kept in the cache: each is 16 to 78 MB on disk, and a `track` over many revisions
 /// makes one per kernel.
 const KEEP: usize = 8;
 
