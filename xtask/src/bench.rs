@@ -334,7 +334,7 @@ impl Bench {
     /// Seconds from QEMU's start to its exit, running the image of a whole `--jobs 1` run
     /// without the harness: its console goes to a file, nobody reads it.
     fn bare_qemu(&self, arch: Arch) -> anyhow::Result<f64> {
-        let dir = tempfile::TempDir::new().context("cannot create a temporary directory")?;
+        let dir = crate::cache::scratch_dir()?;
         let config = test_of(arch, self.kernel.as_deref())?.bare_guest(dir.path())?;
         let (program, args) = config.command_line();
         let console = std::fs::File::create(dir.path().join("console.log"))?;

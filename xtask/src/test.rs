@@ -132,7 +132,7 @@ impl Test {
         let jobs = self.jobs.map_or_else(default_jobs, usize::from);
         let jobs = jobs.min(shards.len()).max(1);
 
-        let scratch = tempfile::TempDir::new().context("cannot create a temporary directory")?;
+        let scratch = crate::cache::scratch_dir()?;
         let spec = engine::RunSpec {
             guests: engine::Setup {
                 arch,
