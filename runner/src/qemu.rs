@@ -159,14 +159,16 @@ impl Window {
     /// under TCG, clear the TLB's dirty bits for a block's offset taken as an address when
     /// saving; with the window as the first RAM block, that range spans two blocks and QEMU
     /// aborts (`tlb_reset_dirty_range_all`).
-    fn qemu_args(&self) -> Vec<String> {
-        // share=off, though the host writes the bundle into the file: QEMU restoring with
-        // `LEAVE_OUT_FILE_MEMORY` checks that a shared block is where it was, before the
-        // window's PCI BAR is mapped again, and refuses. Mapped private, the window shows the
-        // host's write (Linux's page cache) as long as QEMU wrote none of its pages: the
-        // template's window was empty, so the restore writes none, and the guest only reads.
+    fn qemu_args(&self, template: bool) -> Vec<String> {
+        // A template's window is shared, so that its snapshot leaves it out as it does the
+        // RAM. A restored guest's is private, though the host writes the bundle into the file:
+        // restoring with `LEAVE_OUT_FILE_MEMORY`, QEMU checks that a shared block is where it
+        // was saved, before the window's PCI BAR is mapped again, and refuses. Private and
+        // not in the snapshot, the window is left alone by the restore, and shows the host's
+        // write (Linux's page cache) to the guest, which only reads it.
+        let share = if template { "on" } else { "off" };
         let window = format!(
-            "memory-backend-file,id=window,share=off,mem-path={},size={WINDOW_BYTES}",
+            "memory-backend-file,id=window,share={share},mem-path={},size={WINDOW_BYTES}",
             qemu_value(&self.path)
         );
         // master=on: QEMU refuses to save a guest with any other ivshmem.
@@ -263,7 +265,8 @@ impl QemuConfig {
             args.extend(["-machine".into(), "memory-backend=ram".into()]);
         }
         if let Some(window) = &self.window {
-            args.extend(window.qemu_args());
+            let template = self.memory_file.as_ref().is_some_and(|m| m.shared);
+            args.extend(window.qemu_args(template));
         }
         if self.restore.is_some() {
             args.extend(["-incoming".into(), "defer".into()]);
@@ -833,7 +836,6 @@ mod tests {
                 path: "/s/memory".into(),
                 shared: true,
             }),
-            window: None,
             restore: None,
             ..config
         };
@@ -841,6 +843,9 @@ mod tests {
         assert!(args
             .iter()
             .any(|a| a.ends_with("mem-path=/s/memory,share=on")));
+        // Its window is left out of its snapshot too.
+        let window = "memory-backend-file,id=window,share=on,mem-path=/g/window,size=8388608";
+        assert!(args.iter().any(|a| a == window), "{args:?}");
         assert!(!args.iter().any(|a| a == "-incoming"));
     }
 
