@@ -133,7 +133,11 @@ pub fn boot_and_save(config: &QemuConfig, dest: &Path, timeout: Duration) -> any
         Some(said) => e.context(format!("QEMU said: {said}")),
         None => e,
     })?;
-    punch_zero_pages(memory).with_context(|| format!("cannot make {} sparse", memory.display()))
+    match punch_zero_pages(memory) {
+        // Holes only save disk: a filesystem without them keeps the zeros.
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(()),
+        result => result.with_context(|| format!("cannot make {} sparse", memory.display())),
+    }
 }
 
 /// A page of guest memory, the unit [`punch_zero_pages`] looks at.
