@@ -305,9 +305,8 @@ static int wait_for_bundle(void)
 }
 
 /* Where the agent reads its bundle: BUNDLE in the image, or the window's BAR (NUL-terminated
- * text, which the agent maps). The host writes the window only when asked: a restore writes
- * the window's saved (empty) content back over the file, so what it held before the guest
- * ran would be lost. */
+ * text, which the agent maps). The host writes the window when asked, once the guest is
+ * restored and runs. */
 static char bundle_path[512] = BUNDLE;
 
 static void bundle_from_window(void)

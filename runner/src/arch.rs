@@ -60,6 +60,12 @@ pub struct QemuSettings {
     /// QEMU has `ivshmem-plain`, the shared-memory window through which agent guests started
     /// from a snapshot get their bundle ([`crate::qemu::Window`]); without it they boot.
     pub shared_window: bool,
+    /// QEMU's snapshot of the CPU leaves out the timer that raises its timer interrupt, and a
+    /// load does not set it again (MIPS: the CP0 Count/Compare timer, QEMU 7.2 to 10). A
+    /// restored guest then gets no timer interrupt until its kernel next writes Compare, which
+    /// one saved with its tick running never does: its timers stop, RCU stalls, and the agent
+    /// hangs a thousand cases later. [`crate::qemu::start_restore`] sets the timer again.
+    pub restore_loses_timer: bool,
 }
 
 /// The C compiler that builds guest programs (the agent) for an architecture.
@@ -207,6 +213,7 @@ impl Arch {
                 cmdline: "nolapic",
                 boot_timeout_secs: 120,
                 shared_window: true,
+                restore_loses_timer: false,
             },
             Arch::Mips64el => QemuSettings {
                 binary: "qemu-system-mips64el",
@@ -221,6 +228,7 @@ impl Arch {
                 cmdline: "",
                 boot_timeout_secs: 120,
                 shared_window: true,
+                restore_loses_timer: true,
             },
             Arch::Mipsel => QemuSettings {
                 binary: "qemu-system-mipsel",
@@ -234,6 +242,7 @@ impl Arch {
                 boot_timeout_secs: 120,
                 // Debian builds qemu-system-mipsel and qemu-system-mips without ivshmem.
                 shared_window: false,
+                restore_loses_timer: true,
             },
             // The same board and CPU in big-endian mode, QEMU's other binary.
             Arch::Mips => QemuSettings {

@@ -19,6 +19,7 @@ pub mod durations;
 pub mod elf;
 pub mod engine;
 pub mod fuzz;
+pub mod gdb;
 pub mod image;
 pub mod initramfs;
 pub mod kernel;

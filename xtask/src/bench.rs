@@ -237,14 +237,12 @@ impl Bench {
             let restored = kernel_suites.timing.guests.iter().filter_map(|g| g.boot_s);
             let restored = restored.reduce(f64::min).unwrap_or(f64::NAN);
             let size = match &template {
-                Some(template) => std::fs::metadata(&template.snapshot)
-                    .with_context(|| format!("cannot read {}", template.snapshot.display()))?
-                    .len(),
+                Some(template) => disk_bytes(&template.snapshot)? + disk_bytes(&template.memory)?,
                 None => 0,
             };
             rows.push(Row::new(
                 format!(
-                    "{arch}: booted template, size / QEMU start to the restored guest's first line"
+                    "{arch}: booted template, on disk / QEMU start to the restored guest's first line"
                 ),
                 format!("{:.0} MB / {restored:.2} s", size as f64 / 1e6),
                 "",
@@ -336,7 +334,7 @@ impl Bench {
     /// Seconds from QEMU's start to its exit, running the image of a whole `--jobs 1` run
     /// without the harness: its console goes to a file, nobody reads it.
     fn bare_qemu(&self, arch: Arch) -> anyhow::Result<f64> {
-        let dir = tempfile::TempDir::new().context("cannot create a temporary directory")?;
+        let dir = crate::cache::scratch_dir()?;
         let config = test_of(arch, self.kernel.as_deref())?.bare_guest(dir.path())?;
         let (program, args) = config.command_line();
         let console = std::fs::File::create(dir.path().join("console.log"))?;
@@ -354,6 +352,14 @@ impl Bench {
         if let Some(pipe) = &mut stdin {
             pipe.write_all(&config.input)
                 .with_context(|| format!("cannot write to {program}"))?;
+        }
+        if let (Some(snapshot), Some(socket)) = (&config.restore, &config.qmp) {
+            let mut running = || matches!(child.try_wait(), Ok(None));
+            if let Err(e) = runner::qemu::start_restore(&config, snapshot, socket, &mut running) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e).with_context(|| format!("cannot restore {}", snapshot.display()));
+            }
         }
         let status = child
             .wait()
@@ -375,6 +381,14 @@ struct FuzzTotals {
     refused: u64,
     findings: u64,
     per_second: std::collections::BTreeMap<String, f64>,
+}
+
+/// The bytes `path` takes on disk: a template's memory file has holes where it is zero.
+fn disk_bytes(path: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(metadata.blocks() * 512)
 }
 
 /// CPU seconds this process (every thread, no child) has used: `utime + stime` of

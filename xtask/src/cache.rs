@@ -223,6 +223,20 @@ fn lock_owner(path: &Path) -> Option<String> {
     })
 }
 
+/// A run's scratch directory, where its guests' files and QMP sockets go: in `$TMPDIR`, or in
+/// /tmp where `$TMPDIR` is so long that a socket's path (`.../.tmpXXXXXX/guest-N/qmp.sock`)
+/// would pass the 107 bytes a Unix socket's path may have.
+pub fn scratch_dir() -> anyhow::Result<tempfile::TempDir> {
+    const ROOM: usize = 107 - "/.tmpXXXXXX/guest-9999/qmp.sock".len();
+    let tmp = std::env::temp_dir();
+    let base = match tmp.as_os_str().len() <= ROOM {
+        true => tmp,
+        false => PathBuf::from("/tmp"),
+    };
+    tempfile::TempDir::new_in(&base)
+        .with_context(|| format!("cannot create a directory in {}", base.display()))
+}
+
 /// A staging directory in `parent`, to be renamed into place whole: `.tmp-PID-XXXXXX`, so that
 /// [`crate::orphans`] removes only those whose process is gone.
 pub fn staging_dir(parent: &Path) -> anyhow::Result<tempfile::TempDir> {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use runner::arch::Arch;
 use runner::image;
 use runner::kernel::Kernel;
-use runner::qemu::{QemuConfig, Window};
+use runner::qemu::{MemoryFile, QemuConfig, Window};
 use runner::snapshot::{agent_devices, boot_and_save, Template};
 use sha2::{Digest, Sha256};
 
@@ -54,12 +54,14 @@ pub fn template(
     let template = Template {
         initrd: entry.join("initramfs.cpio"),
         snapshot: entry.join("snapshot.bin"),
+        memory: entry.join("memory"),
         stand_in: None,
         window: agent.map(|_| entry.join("window")),
     };
     let found = || {
         // Its time says when it was last used: the least recently used go first.
-        template.snapshot.is_file()
+        template.memory.is_file()
+            && template.snapshot.is_file()
             && fs::File::options()
                 .append(true)
                 .open(&template.snapshot)
@@ -83,6 +85,7 @@ pub fn template(
         initrd: &initrd,
         qmp: staging.path().join("qmp.sock"),
         saved: staging.path().join("snapshot.bin"),
+        memory: staging.path().join("memory"),
     };
     boot_and_keep(guest, &template, &entry, &staged, boot_timeout)?;
     prune(cache, &entry);
@@ -94,6 +97,7 @@ struct Staged<'a> {
     initrd: &'a Path,
     qmp: PathBuf,
     saved: PathBuf,
+    memory: PathBuf,
 }
 
 /// Boots `guest` from the `staged` image, saves it, and moves both into `entry` as `template`.
@@ -112,6 +116,10 @@ fn boot_and_keep(
     fs::create_dir_all(entry).with_context(|| format!("cannot create {}", entry.display()))?;
     let mut config = QemuConfig {
         qmp: Some(staged.qmp.clone()),
+        memory_file: Some(MemoryFile {
+            path: staged.memory.clone(),
+            shared: true,
+        }),
         memory_mib,
         ..QemuConfig::boot(arch, guest.kernel.image.clone(), template.initrd.clone())
     };
@@ -125,6 +133,10 @@ fn boot_and_keep(
     boot_and_save(&config, &staged.saved, boot_timeout).with_context(|| {
         format!("cannot make a snapshot of a booted {arch} guest ({memory_mib} MiB of memory)")
     })?;
+    // The memory first: a snapshot in the entry says the template is whole. Restored guests
+    // map the file, so it never changes once there: a template made again gets a new one.
+    fs::rename(&staged.memory, &template.memory)
+        .with_context(|| format!("cannot move the memory to {}", template.memory.display()))?;
     fs::rename(&staged.saved, &template.snapshot).with_context(|| {
         format!(
             "cannot move the snapshot to {}",
@@ -158,7 +170,7 @@ fn with_stand_in(template: Template, kernel: &Kernel, entry: &Path) -> anyhow::R
     })
 }
 
-/// Snapshots kept in the cache: each is 20 to 60 MB, and a `track` over many revisions
+/// Templates kept in the cache: each is 16 to 78 MB on disk, and a `track` over many revisions
 /// makes one per kernel.
 const KEEP: usize = 8;
 
@@ -217,6 +229,10 @@ fn key(
     if window {
         probe = agent_devices(probe, Path::new("W"));
     }
+    probe.memory_file = Some(MemoryFile {
+        path: PathBuf::from("M"),
+        shared: true,
+    });
     let (_, args) = probe.command_line();
     hash.update(args.join(" ").as_bytes());
     let digest = hash.finalize();

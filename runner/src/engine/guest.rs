@@ -126,6 +126,7 @@ pub fn boot(
 /// its own, has what it runs.
 fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::Result<QemuConfig> {
     let initrd = dir.join("initramfs.cpio");
+    let qmp = dir.join("qmp.sock");
     let mut config = QemuConfig {
         agent_output: plan.agent.then(|| dir.join("agent.out")),
         memory_mib: setup.memory_mib,
@@ -137,7 +138,7 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
         .snapshot
         .filter(|_| plan.inject_panic_after_s.is_none());
     match (template, bundle) {
-        (Some(template), None) if !plan.agent => Ok(template.guest(&config, plan)),
+        (Some(template), None) if !plan.agent => Ok(template.guest(&config, plan, qmp)),
         (Some(template), Some(bundle))
             if template.runs_agent() && Window::fits(bundle.as_bytes()) =>
         {
@@ -145,7 +146,7 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
             let window = Window::create(path.clone(), bundle.into_bytes())
                 .with_context(|| format!("cannot create {}", path.display()))?;
             config.window = Some(window);
-            Ok(template.guest(&config, plan))
+            Ok(template.guest(&config, plan, qmp))
         }
         (_, bundle) => {
             let agent_files = setup
