@@ -488,6 +488,8 @@ pub struct Qemu {
     status: Option<ExitStatus>,
     /// The highest peak resident memory (`VmHWM`) read so far, in KiB.
     peak_rss_kib: Option<u64>,
+    /// The most anonymous memory (`RssAnon`) read so far, in KiB.
+    peak_own_kib: Option<u64>,
     /// When `peak_rss_kib` was last read.
     sampled: Option<Instant>,
 }
@@ -512,8 +514,9 @@ pub fn kill_all() {
 const MEMORY_SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
 /// The `VmHWM:` of a `/proc/PID/status`, in KiB.
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    let value = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+/// The value of `field` (such as `VmHWM:`) in `/proc/PID/status`, in KiB.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    let value = status.lines().find_map(|l| l.strip_prefix(field))?;
     value.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
@@ -670,6 +673,7 @@ impl Qemu {
             readers,
             status: None,
             peak_rss_kib: None,
+            peak_own_kib: None,
             sampled: None,
         })
     }
@@ -761,17 +765,32 @@ impl Qemu {
         self.peak_rss_kib.map(|kib| kib as f64 / 1024.0)
     }
 
-    /// Reads QEMU's `VmHWM` (the kernel's own high-water mark of its resident memory), unless
-    /// QEMU has exited: a zombie has no memory to report.
+    /// The most memory QEMU held that is its alone, in MiB, as sampled (every
+    /// [`MEMORY_SAMPLE_EVERY`], so a peak between two samples is missed): its anonymous memory,
+    /// the guest RAM it wrote, its heaps and translation buffer. Not its pages of files: the
+    /// template's memory that it only read (the host holds one copy for every guest of the
+    /// template), QEMU's binary and libraries (one for every QEMU), its window's bundle.
+    pub fn peak_own_mib(&self) -> Option<f64> {
+        self.peak_own_kib.map(|kib| kib as f64 / 1024.0)
+    }
+
+    /// Reads QEMU's `VmHWM` (the kernel's own high-water mark of its resident memory) and
+    /// `RssAnon`, unless QEMU has exited: a zombie has no memory to report.
     fn sample_memory(&mut self) {
         self.sampled = Some(Instant::now());
         if self.status.is_some() {
             return;
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
-        if let Some(kib) = status.ok().as_deref().and_then(vm_hwm_kib) {
-            self.peak_rss_kib = Some(self.peak_rss_kib.map_or(kib, |peak| peak.max(kib)));
-        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        else {
+            return;
+        };
+        let higher = |peak: Option<u64>, kib: Option<u64>| match (peak, kib) {
+            (Some(peak), Some(kib)) => Some(peak.max(kib)),
+            (peak, kib) => peak.or(kib),
+        };
+        self.peak_rss_kib = higher(self.peak_rss_kib, status_kib(&status, "VmHWM:"));
+        self.peak_own_kib = higher(self.peak_own_kib, status_kib(&status, "RssAnon:"));
     }
 
     /// The process id of QEMU, which is also its process group id.
@@ -959,9 +978,11 @@ mod tests {
 
     #[test]
     fn peak_memory_is_read_from_proc_while_qemu_runs() {
-        let status = "Name:\tqemu\nVmPeak:\t 900 kB\nVmHWM:\t  153600 kB\nVmRSS:\t 1 kB\n";
-        assert_eq!(vm_hwm_kib(status), Some(153_600));
-        assert_eq!(vm_hwm_kib("Name:\tzombie\nState:\tZ (zombie)\n"), None);
+        let status = "Name:\tqemu\nVmHWM:\t  153600 kB\nVmRSS:\t 1 kB\nRssAnon:\t 90112 kB\n";
+        assert_eq!(status_kib(status, "VmHWM:"), Some(153_600));
+        assert_eq!(status_kib(status, "RssAnon:"), Some(90_112));
+        let zombie = "Name:\tzombie\nState:\tZ (zombie)\n";
+        assert_eq!(status_kib(zombie, "VmHWM:"), None);
 
         let args = ["-c".to_owned(), "sleep 5".to_owned()];
         let mut qemu = Qemu::spawn_program(Path::new("/bin/sh"), &args).expect("sh starts");
@@ -973,5 +994,7 @@ mod tests {
         qemu.terminate(Duration::from_secs(1));
         let ended = qemu.peak_rss_mib().expect("/proc said");
         assert!(started > 0.0 && ended >= started, "{started} then {ended}");
+        let own = qemu.peak_own_mib().expect("/proc said");
+        assert!(own > 0.0 && own <= ended, "{own} of {ended}");
     }
 }

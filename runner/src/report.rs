@@ -112,6 +112,10 @@ pub struct Timing {
     /// [`crate::qemu::Qemu::peak_rss_mib`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// The highest peak of memory of the run's QEMUs that is theirs alone, in MiB (see
+    /// [`crate::qemu::Qemu::peak_own_mib`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_own_mib: Option<f64>,
     /// The agent's passes over its cases, one per mode, timed in the guest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent: Vec<AgentPass>,
@@ -134,6 +138,9 @@ pub struct GuestTiming {
     /// Its QEMU's peak resident memory, in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// Its QEMU's peak memory that is its alone, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_own_mib: Option<f64>,
 }
 
 /// One pass of the agent over all its cases in one mode.

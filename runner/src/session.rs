@@ -257,6 +257,7 @@ pub fn supervise(
     watch.run.out.silent = watch.run.lines_seen == 0 && qemu.said().is_none();
     watch.run.out.timing.total_s = watch.run.started.elapsed().as_secs_f64();
     watch.run.out.timing.peak_rss_mib = qemu.peak_rss_mib();
+    watch.run.out.timing.peak_own_mib = qemu.peak_own_mib();
     watch.note_unexpected_end(qemu, status);
     watch.run.finish()
 }

@@ -234,6 +234,12 @@ impl Bench {
                 format!("{} / {}", peak(&kernel_suites), peak(&own_suites)),
                 "<= 150 MB",
             ));
+            let own = |report: &Report| mb(report.timing.peak_own_mib.unwrap_or(f64::NAN));
+            rows.push(Row::new(
+                format!("{arch}: of which its own alone, not shared files (RssAnon)"),
+                format!("{} / {}", own(&kernel_suites), own(&own_suites)),
+                "",
+            ));
             let restored = kernel_suites.timing.guests.iter().filter_map(|g| g.boot_s);
             let restored = restored.reduce(f64::min).unwrap_or(f64::NAN);
             let size = match &template {

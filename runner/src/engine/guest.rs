@@ -194,6 +194,7 @@ impl GuestRun {
         self.timing.to_first_test_s = outcome.timing.to_first_test_s;
         self.timing.total_s = outcome.timing.total_s;
         self.timing.peak_rss_mib = outcome.timing.peak_rss_mib;
+        self.timing.peak_own_mib = outcome.timing.peak_own_mib;
         self.release = outcome.release.take();
         self.complete = outcome.complete;
         self.interrupted = outcome.interrupted;

@@ -241,6 +241,11 @@ fn assemble(
             .chain(retried)
             .filter_map(|g| g.timing.peak_rss_mib)
             .reduce(f64::max),
+        peak_own_mib: guests
+            .iter()
+            .chain(retried)
+            .filter_map(|g| g.timing.peak_own_mib)
+            .reduce(f64::max),
         agent: guests.iter().flat_map(|g| g.agent_passes.clone()).collect(),
         guests: guests
             .iter()
