@@ -66,6 +66,13 @@ pub fn agent_devices(config: QemuConfig, window: &Path) -> QemuConfig {
     }
 }
 
+/// How long a template guest idles after `harness: ready` before it is saved: long enough for
+/// a kernel with an idle tick (Debian's) to stop it. Its saved Compare is then far ahead of
+/// Count, never just passed, the one moment whose timer a MIPS restore cannot set again
+/// ([`crate::arch::QemuSettings::restore_loses_timer`]). Saved at once, 1 of about 15
+/// templates gave mips64el guests that most likely had no timer (docs/speed.md).
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// How long saving may take: it writes the devices' state only, in milliseconds, but a host
 /// under load may be slow.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -117,6 +124,7 @@ pub fn boot_and_save(config: &QemuConfig, dest: &Path, timeout: Duration) -> any
     };
     let mut qemu = Qemu::spawn(config)?;
     let result = wait_ready(&mut qemu, timeout).and_then(|()| {
+        std::thread::sleep(SETTLE);
         let socket = config.qmp.as_deref().context("no QMP socket")?;
         save(socket, dest)
     });
