@@ -43,10 +43,14 @@ impl Gdb {
     /// The current CPU's registers in GDB's order, each as the bytes the target holds.
     pub fn read_registers(&mut self) -> Result<Vec<u8>, GdbError> {
         let reply = self.exchange("g")?;
-        decode_hex(&reply).ok_or_else(|| GdbError::Refused {
-            packet: "g".to_owned(),
-            reply,
-        })
+        // An empty reply: not supported; `Enn` (odd, so not hex): an error.
+        match crate::cases::parse_hex(&reply) {
+            Ok(registers) if !registers.is_empty() => Ok(registers),
+            _ => Err(GdbError::Refused {
+                packet: "g".to_owned(),
+                reply,
+            }),
+        }
     }
 
     /// Writes `registers`, the first registers in GDB's order (a prefix of what
@@ -111,29 +115,16 @@ fn checksum(data: &[u8]) -> u8 {
     data.iter().fold(0u8, |sum, b| sum.wrapping_add(*b))
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    // An empty reply: not supported; `Enn`: an error.
-    if hex.is_empty() || !hex.len().is_multiple_of(2) || hex.starts_with('E') && hex.len() == 3 {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// `value`, a register's bytes in `endian` order, with bit `bit` flipped.
-pub fn flip_bit(value: &[u8], endian: Endian, bit: u32) -> Vec<u8> {
-    let mut flipped = value.to_vec();
+/// Flips bit `bit` of `value`, a register's bytes in `endian` order.
+pub fn flip_bit(value: &mut [u8], endian: Endian, bit: u32) {
     let byte = (bit / 8) as usize;
     let index = match endian {
         Endian::Little => byte,
         Endian::Big => value.len().wrapping_sub(byte + 1),
     };
-    if let Some(b) = flipped.get_mut(index) {
+    if let Some(b) = value.get_mut(index) {
         *b ^= 1 << (bit % 8);
     }
-    flipped
 }
 
 #[cfg(test)]
@@ -144,11 +135,12 @@ mod tests {
 
     #[test]
     fn a_bit_flips_in_the_targets_byte_order() {
-        let cause = [0x00, 0x80, 0x80, 0x50, 0, 0, 0, 0]; // 0x50808000, little-endian
-        let dc = flip_bit(&cause, Endian::Little, 27);
-        assert_eq!(dc, [0x00, 0x80, 0x80, 0x58, 0, 0, 0, 0]);
-        let big = [0x50, 0x80, 0x80, 0x00];
-        assert_eq!(flip_bit(&big, Endian::Big, 27), [0x58, 0x80, 0x80, 0x00]);
+        let mut cause = [0x00, 0x80, 0x80, 0x50, 0, 0, 0, 0]; // 0x50808000, little-endian
+        flip_bit(&mut cause, Endian::Little, 27);
+        assert_eq!(cause, [0x00, 0x80, 0x80, 0x58, 0, 0, 0, 0]);
+        let mut big = [0x50, 0x80, 0x80, 0x00];
+        flip_bit(&mut big, Endian::Big, 27);
+        assert_eq!(big, [0x58, 0x80, 0x80, 0x00]);
     }
 
     /// A stub that answers each packet from `replies`, and records what it was sent.
@@ -192,7 +184,9 @@ mod tests {
         let mut gdb = Gdb::connect(&socket, Duration::from_secs(5))?;
         let registers = gdb.read_registers()?;
         assert_eq!(registers, [1, 0, 0, 0, 2, 0, 0, 0]);
-        gdb.write_registers(&flip_bit(&registers[..4], Endian::Little, 1))?;
+        let mut first = registers[..4].to_vec();
+        flip_bit(&mut first, Endian::Little, 1);
+        gdb.write_registers(&first)?;
         gdb.detach()?;
         let sent = stub.join().expect("stub");
         assert_eq!(sent, ["g", "G03000000", "D"]);

@@ -442,13 +442,8 @@ fn rearm_timer(socket: &Path, elf: crate::arch::ElfIdent) -> Result<(), GdbError
         got: registers.len(),
         wanted,
     })?;
-    let cause = CAUSE * width;
     let mut flipped = through_cause.to_vec();
-    flipped[cause..].copy_from_slice(&crate::gdb::flip_bit(
-        &through_cause[cause..],
-        elf.endian,
-        DC,
-    ));
+    crate::gdb::flip_bit(&mut flipped[CAUSE * width..], elf.endian, DC);
     gdb.write_registers(&flipped)?;
     gdb.write_registers(through_cause)?;
     gdb.detach()
@@ -513,7 +508,6 @@ pub fn kill_all() {
 /// How often [`Qemu::read`] reads QEMU's peak memory.
 const MEMORY_SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
-/// The `VmHWM:` of a `/proc/PID/status`, in KiB.
 /// The value of `field` (such as `VmHWM:`) in `/proc/PID/status`, in KiB.
 fn status_kib(status: &str, field: &str) -> Option<u64> {
     let value = status.lines().find_map(|l| l.strip_prefix(field))?;
@@ -785,12 +779,9 @@ impl Qemu {
         else {
             return;
         };
-        let higher = |peak: Option<u64>, kib: Option<u64>| match (peak, kib) {
-            (Some(peak), Some(kib)) => Some(peak.max(kib)),
-            (peak, kib) => peak.or(kib),
-        };
-        self.peak_rss_kib = higher(self.peak_rss_kib, status_kib(&status, "VmHWM:"));
-        self.peak_own_kib = higher(self.peak_own_kib, status_kib(&status, "RssAnon:"));
+        // `None` orders below every `Some`: a field not read keeps the peak.
+        self.peak_rss_kib = self.peak_rss_kib.max(status_kib(&status, "VmHWM:"));
+        self.peak_own_kib = self.peak_own_kib.max(status_kib(&status, "RssAnon:"));
     }
 
     /// The process id of QEMU, which is also its process group id.
