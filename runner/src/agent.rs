@@ -3,25 +3,27 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use crate::arch::{Arch, Endian};
 use crate::cases::{to_hex, Case, Expectation};
 use crate::model::{AgentSuite, Mode, Status, TestResult};
 use crate::splat::{self, Splat};
 
-/// Where in its bundle the agent starts: the beginning, or, in a guest resumed after a crash
-/// or hang, just past the case that was in flight. The agent runs mode by mode, each over
-/// every case in order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A place in the agent's bundle: the pair (case, mode) at which a guest's agent starts (the
+/// beginning, a guest resumed after a crash or hang just past the case that was in flight, or
+/// a span's first), or stops. The agent runs mode by mode, each over every case in order, so
+/// places order by mode, then case.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AgentStart {
-    /// The index of the mode to start in.
+    /// The index of the mode.
     pub mode: usize,
-    /// How many cases of that mode to skip.
+    /// How many cases of that mode come before it.
     pub skip: usize,
 }
 
 impl AgentStart {
-    /// Whether the agent runs `case` in the mode of index `mode` when starting here.
+    /// Whether the pair (`case`, `mode`) is here or after.
     pub fn runs(self, case: usize, mode: usize) -> bool {
         (mode, case) >= (self.mode, self.skip)
     }
@@ -64,38 +66,106 @@ impl AgentStart {
     }
 }
 
-/// What one guest's agent produced: where it started, what it wrote, and why it stopped
+/// The part of the bundle one guest's agent runs: the pairs from `start` up to, not
+/// including, `end` (`None`: to the last). A run cuts its own suites into spans of one suite
+/// in one mode, each in a fresh guest (`shard::cut_agent`): what one span's programs made the
+/// guest's kernel touch is not held while the next runs, and the spans run side by side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentSpan {
+    pub start: AgentStart,
+    pub end: Option<AgentStart>,
+}
+
+impl AgentSpan {
+    /// The whole bundle.
+    pub const WHOLE: AgentSpan = AgentSpan {
+        start: AgentStart { mode: 0, skip: 0 },
+        end: None,
+    };
+
+    /// Whether this span runs `case` in the mode of index `mode`.
+    pub fn runs(self, case: usize, mode: usize) -> bool {
+        self.start.runs(case, mode) && !self.end.is_some_and(|end| end.runs(case, mode))
+    }
+
+    /// The rest of this span from `start` on (`None` for none): `None` when nothing is left.
+    pub fn from(self, start: Option<AgentStart>) -> Option<AgentSpan> {
+        let start = start?;
+        let left = self.end.is_none_or(|end| start < end);
+        left.then_some(AgentSpan {
+            start,
+            end: self.end,
+        })
+    }
+
+    /// The modes and cases its bundle lists, of `modes` and `cases`: a span of one mode only
+    /// that mode and its cases (the bundle's positions are then its own, and no `start` is
+    /// needed), any other all of them.
+    fn bundled(self, modes: usize, cases: usize) -> (Range<usize>, Range<usize>) {
+        let AgentSpan { start, end } = self;
+        let one_mode = start.mode..start.mode + 1;
+        match end {
+            Some(end) if end.mode == start.mode => (one_mode, start.skip..end.skip),
+            Some(end)
+                if end
+                    == (AgentStart {
+                        mode: start.mode + 1,
+                        skip: 0,
+                    }) =>
+            {
+                (one_mode, start.skip..cases)
+            }
+            _ => (0..modes, 0..cases),
+        }
+    }
+
+    /// How many cases this span runs in the mode of index `mode`, of `cases`.
+    pub fn cases_in(self, mode: usize, cases: usize) -> usize {
+        (0..cases).filter(|&case| self.runs(case, mode)).count()
+    }
+}
+
+/// What one guest's agent produced: the span it ran, what it wrote, and why it stopped
 /// early, if it did.
 #[derive(Clone, Debug, Default)]
 pub struct AgentRun {
-    pub start: AgentStart,
+    pub span: AgentSpan,
     pub output: AgentOutput,
     pub stop: Option<(Status, String)>,
 }
 
 impl AgentRun {
-    /// The (case, mode) pair the agent was on when it stopped: the first it runs from its
-    /// start and did not finish. `None` when it did not stop early.
+    /// The (case, mode) pair the agent was on when it stopped: the first of its span it did
+    /// not finish. `None` when it did not stop early.
     pub fn in_flight(&self, cases: usize, modes: usize) -> Option<(usize, usize)> {
         self.stop.as_ref()?;
-        (self.start.mode..modes)
+        (self.span.start.mode..modes)
             .flat_map(|m| (0..cases).map(move |c| (c, m)))
-            .filter(|&(c, m)| self.start.runs(c, m))
+            .filter(|&(c, m)| self.span.runs(c, m))
             .find(|key| !self.output.observations.get(key).is_some_and(|o| o.done))
     }
 }
 
-/// Writes the bundle: the modes to run, where to start, then every case.
-pub fn bundle(cases: &[Case], modes: &[Mode], start: AgentStart) -> String {
+/// Writes the bundle of `span`: the modes to run, where to start, then the cases. A span of
+/// one mode gets only that mode and its own cases (each under its number in `cases`): its
+/// guest neither reads nor holds the others.
+pub fn bundle(cases: &[Case], modes: &[Mode], span: AgentSpan) -> String {
     let mut out = String::from("bundle 1\n");
+    let (modes_run, cases_run) = span.bundled(modes.len(), cases.len());
     for (index, mode) in modes.iter().enumerate() {
-        let (enable, harden) = mode.sysctls();
-        let _ = writeln!(out, "mode {index} {enable} {harden}");
+        if modes_run.contains(&index) {
+            let (enable, harden) = mode.sysctls();
+            let _ = writeln!(out, "mode {index} {enable} {harden}");
+        }
     }
-    if start != AgentStart::default() {
+    let start = span.start;
+    if cases_run.start == 0 && start != AgentStart::default() {
         let _ = writeln!(out, "start {} {}", start.mode, start.skip);
     }
     for (id, case) in cases.iter().enumerate() {
+        if !cases_run.contains(&id) {
+            continue;
+        }
         // RUN, UNPRIV, and JITDUMP: a divergence report shows the JIT'ed code. LOG for
         // a case that must be rejected: the agent loads it once, with the log, instead of
         // once for the verdict and again for the log (it fetches the log itself when any
@@ -736,7 +806,7 @@ pub fn results(cases: &[Case], modes: &[Mode], runs: &[AgentRun], arch: Arch) ->
     let mut stops: BTreeMap<(usize, usize), &(Status, String)> = BTreeMap::new();
     for run in runs {
         for (&(case, mode), obs) in &run.output.observations {
-            if run.start.runs(case, mode) {
+            if run.span.runs(case, mode) {
                 observations.insert((case, mode), obs);
             }
         }
@@ -887,7 +957,7 @@ mod tests {
         let text = bundle(
             &[case()],
             &[Mode::Interp, Mode::JitHardened],
-            AgentStart::default(),
+            AgentSpan::WHOLE,
         );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -944,9 +1014,10 @@ mod tests {
         );
         let at = first.in_flight(3, 2).expect("it stopped on a case");
         assert_eq!(at, (1, 0));
-        let start = AgentStart::after(at.0, at.1, 3, 2).expect("cases are left");
-        assert_eq!(start, AgentStart { mode: 0, skip: 2 });
-        let text = bundle(&[case(), case(), case()], &[Mode::Interp, Mode::Jit], start);
+        let span = AgentSpan::WHOLE.from(AgentStart::after(at.0, at.1, 3, 2));
+        let span = span.expect("cases are left");
+        assert_eq!(span.start, AgentStart { mode: 0, skip: 2 });
+        let text = bundle(&[case(), case(), case()], &[Mode::Interp, Mode::Jit], span);
         assert!(text.lines().any(|l| l == "start 0 2"), "{text}");
         let mut rest = String::from("mode 0 begin 0 0\n");
         let pass = |c: usize, m: usize| {
@@ -965,7 +1036,7 @@ mod tests {
         );
         rest.push_str("mode 1 end 10\nagent bye\n");
         let second = AgentRun {
-            start,
+            span,
             output: parse_output(rest.as_bytes()),
             stop: None,
         };
@@ -999,6 +1070,38 @@ mod tests {
             None,
             "nothing after the last pair"
         );
+    }
+
+    #[test]
+    fn a_span_runs_its_pairs_only_and_its_rest_ends_where_it_ends() {
+        // Cases 0..3 in two modes; the span is mode 0's cases 1 and 2.
+        let span = AgentSpan {
+            start: AgentStart { mode: 0, skip: 1 },
+            end: Some(AgentStart { mode: 1, skip: 0 }),
+        };
+        let ran: Vec<(usize, usize)> = (0..2)
+            .flat_map(|m| (0..3).map(move |c| (c, m)))
+            .filter(|&(c, m)| span.runs(c, m))
+            .collect();
+        assert_eq!(ran, [(1, 0), (2, 0)]);
+        assert_eq!((span.cases_in(0, 3), span.cases_in(1, 3)), (2, 0));
+        let text = bundle(&[case(), case(), case()], &[Mode::Interp, Mode::Jit], span);
+        let heads: Vec<&str> = text
+            .lines()
+            .filter(|l| ["mode", "case", "start"].iter().any(|h| l.starts_with(h)))
+            .collect();
+        assert_eq!(heads, ["mode 0 0 0", "case 1 5", "case 2 5"], "{text}");
+        // A crash on case 1 leaves case 2; one on case 2 leaves nothing of this span.
+        let rest = span.from(AgentStart::after(1, 0, 3, 2));
+        assert_eq!(rest.map(|r| r.start), Some(AgentStart { mode: 0, skip: 2 }));
+        assert_eq!(span.from(AgentStart::after(2, 0, 3, 2)), None);
+        // A guest that stopped on case 2 of mode 0 had case 2 in flight, not mode 1's.
+        let run = AgentRun {
+            span,
+            output: parse_output(b"mode 0 begin 0 0\nload 1 0 0 0\ndone 1 0\nload 2 0 0 0\n"),
+            stop: Some((Status::Hang, "silent".to_owned())),
+        };
+        assert_eq!(run.in_flight(3, 2), Some((2, 0)));
     }
 
     #[test]

@@ -53,10 +53,10 @@ impl Accel {
         }
     }
 
-    /// `-accel`'s argument.
-    pub fn arg(self) -> String {
+    /// `-accel`'s argument, with TCG's translation buffer of `tb_size_mib`.
+    pub fn arg(self, tb_size_mib: u32) -> String {
         match self {
-            Accel::Tcg => format!("tcg,tb-size={TB_SIZE_MIB}"),
+            Accel::Tcg => format!("tcg,tb-size={tb_size_mib}"),
             Accel::Kvm => "kvm".to_owned(),
         }
     }
@@ -69,7 +69,13 @@ impl Accel {
 /// caches, went from 0.55-0.56 of one guest's time to 0.48-0.52 (docs/speed.md, "Translation
 /// buffer"). A guest fills whatever size it is given, but at 16 MiB mips64el's test_bpf
 /// took 3 to 6 % longer (two benches), more than the 2 % the 16 MB saved per guest may cost.
-const TB_SIZE_MIB: u32 = 32;
+pub const TB_SIZE_MIB: u32 = 32;
+
+/// The translation buffer of a guest that runs only the agent's cases, in MiB. They are short
+/// programs around one hot path of the kernel (the verifier); x86_64 Debian 7.2's own suites
+/// in every mode took 75 s at 16 MiB against 80 s at 32, and 483 s at 8, which retranslates
+/// the verifier over and over (docs/speed.md, "Translation buffer").
+pub const AGENT_TB_SIZE_MIB: u32 = 16;
 
 /// One guest boot: kernel, initramfs and command line.
 #[derive(Clone, Debug)]
@@ -81,6 +87,8 @@ pub struct QemuConfig {
     pub initrd: Option<PathBuf>,
     /// Guest memory in MiB (`-m`).
     pub memory_mib: u32,
+    /// TCG's translation buffer in MiB: [`TB_SIZE_MIB`], or [`AGENT_TB_SIZE_MIB`].
+    pub tb_size_mib: u32,
     /// Extra kernel command line, after the harness's own.
     pub append: String,
     /// Where the guest's second serial port (`ttyS1`, the agent's channel) is written.
@@ -195,6 +203,7 @@ impl QemuConfig {
             kernel,
             initrd: Some(initrd),
             memory_mib: arch.qemu().memory_mib,
+            tb_size_mib: TB_SIZE_MIB,
             append: String::new(),
             agent_output: None,
             memory_file: None,
@@ -226,7 +235,7 @@ impl QemuConfig {
         args.extend(
             [
                 "-accel",
-                &self.accel.arg(),
+                &self.accel.arg(self.tb_size_mib),
                 "-m",
                 &self.memory_mib.to_string(),
                 "-smp",

@@ -6,9 +6,9 @@
 //! number. A shard keeps each suite's tests contiguous, so that it runs them with one
 //! `test_range` per suite and mode, as few module loads as the cut allows.
 
-use crate::agent::{AgentRun, AgentStart};
+use crate::agent::{AgentRun, AgentSpan, AgentStart};
 use crate::durations::{self, Durations};
-use crate::model::{Catalog, Filter};
+use crate::model::{AgentSuite, Catalog, Filter};
 use crate::model::{Mode, Status, Suite, TestResult};
 use crate::plan::{ModuleLoad, Plan};
 
@@ -16,12 +16,13 @@ use crate::plan::{ModuleLoad, Plan};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shard {
     pub loads: Vec<ModuleLoad>,
-    /// Whether the agent runs its whole bundle (every case, every mode) in this guest. The
-    /// bundle is never split: divergences are found between the modes of one case.
+    /// Whether the agent runs in this guest: all of its bundle, until [`cut_agent`] cuts it
+    /// into spans.
     pub agent: bool,
-    /// Where the agent starts in its bundle: past the case in flight when this shard resumes
-    /// a guest that crashed or hung in the agent.
-    pub agent_from: AgentStart,
+    /// The part of the bundle the agent runs: a span of [`cut_agent`]'s, or the rest of one
+    /// when this shard resumes a guest that crashed or hung in the agent. Divergences are found
+    /// between a case's modes on the host, whichever guests ran them.
+    pub agent_span: AgentSpan,
 }
 
 impl Shard {
@@ -30,7 +31,7 @@ impl Shard {
         Shard {
             loads: plan.loads.clone(),
             agent: plan.agent,
-            agent_from: AgentStart::default(),
+            agent_span: AgentSpan::WHOLE,
         }
     }
 
@@ -85,7 +86,7 @@ impl Shard {
         let rest = Shard {
             loads,
             agent: self.agent,
-            agent_from: self.agent_from,
+            agent_span: self.agent_span,
         };
         (!rest.loads.is_empty() || rest.agent).then_some(rest)
     }
@@ -99,16 +100,19 @@ impl Shard {
             return None;
         }
         let (case, mode) = run.in_flight(cases, modes)?;
-        AgentStart::after(case, mode, cases, modes).map(Shard::agent_from)
+        let rest = self
+            .agent_span
+            .from(AgentStart::after(case, mode, cases, modes))?;
+        Some(Shard::agent_only(rest))
     }
 
-    /// The agent alone, from `start`: what a guest resumed in the agent runs. The agent runs
-    /// after every module load, so no load is left.
-    pub fn agent_from(start: AgentStart) -> Shard {
+    /// The agent alone, running `span`: a span of a run's own suites, or what a guest resumed
+    /// in the agent runs (the agent runs after every module load, so no load is left).
+    pub fn agent_only(span: AgentSpan) -> Shard {
         Shard {
             loads: Vec::new(),
             agent: true,
-            agent_from: start,
+            agent_span: span,
         }
     }
 
@@ -138,10 +142,23 @@ impl std::fmt::Display for Shard {
                 p => format!("{} {p}", load.mode.name()),
             })
             .collect();
-        match (self.agent, self.agent_from) {
+        match (self.agent, self.agent_span) {
             (false, _) => {}
-            (true, from) if from == AgentStart::default() => parts.push("agent".into()),
-            (true, from) => parts.push(format!("agent from mode {} case {}", from.mode, from.skip)),
+            (true, AgentSpan::WHOLE) => parts.push("agent".into()),
+            (true, AgentSpan { start, end: None }) => parts.push(format!(
+                "agent from mode {} case {}",
+                start.mode, start.skip
+            )),
+            (
+                true,
+                AgentSpan {
+                    start,
+                    end: Some(end),
+                },
+            ) => parts.push(format!(
+                "agent from mode {} case {} to mode {} case {}",
+                start.mode, start.skip, end.mode, end.skip
+            )),
         }
         f.write_str(&parts.join("; "))
     }
@@ -238,6 +255,73 @@ pub fn partition(
         }
     }
     shards.retain(|s| !s.loads.is_empty() || s.agent);
+    shards
+}
+
+/// The most cases a span of the agent's runs. A guest holds what its programs made the
+/// kernel touch: x86_64 Debian 7.2's conformance suite (555 cases, 32K-instruction programs
+/// among them) peaked at 146 MiB in one guest, at 98 and 140 in two.
+const MAX_SPAN_CASES: usize = 320;
+
+/// Takes the agent out of `shards` (its whole bundle, where `partition` put it) and gives it
+/// back as one shard per suite and mode (a long suite in parts), in a fresh guest each: a guest holds what its own
+/// span made the kernel touch, not what every case before it did (x86_64 Debian 7.2's own
+/// suites in one guest peaked at 198 MiB, the largest span at 144), and the spans run side by
+/// side. `suites` is each case's suite, in bundle order; `modes` the number of modes. Longest
+/// first, by `durations`, after the module's shards: the pool takes shards in order.
+pub fn cut_agent(
+    mut shards: Vec<Shard>,
+    suites: &[AgentSuite],
+    modes: &[Mode],
+    durations: &Durations,
+) -> Vec<Shard> {
+    let whole = shards
+        .iter()
+        .any(|s| s.agent && s.agent_span == AgentSpan::WHOLE);
+    if !whole || suites.is_empty() {
+        return shards;
+    }
+    for shard in &mut shards {
+        shard.agent = false;
+    }
+    shards.retain(|s| !s.loads.is_empty());
+    let mut spans: Vec<(f64, AgentSpan)> = Vec::new();
+    for (index, &mode) in modes.iter().enumerate() {
+        let mut first = 0;
+        while first < suites.len() {
+            let last = suites[first..]
+                .iter()
+                .position(|s| *s != suites[first])
+                .map_or(suites.len(), |n| first + n);
+            // A long suite in equal parts of at most MAX_SPAN_CASES cases.
+            let parts = (last - first).div_ceil(MAX_SPAN_CASES);
+            let size = (last - first).div_ceil(parts);
+            let last = (first + size).min(last);
+            let end = match (last < suites.len(), index + 1 < modes.len()) {
+                (true, _) => Some(AgentStart {
+                    mode: index,
+                    skip: last,
+                }),
+                (false, true) => Some(AgentStart {
+                    mode: index + 1,
+                    skip: 0,
+                }),
+                (false, false) => None,
+            };
+            let start = AgentStart {
+                mode: index,
+                skip: first,
+            };
+            spans.push((
+                durations.agent(mode, last - first),
+                AgentSpan { start, end },
+            ));
+            first = last;
+        }
+    }
+    // Stable: spans of equal time keep the bundle's order.
+    spans.sort_by(|a, b| b.0.total_cmp(&a.0));
+    shards.extend(spans.into_iter().map(|(_, span)| Shard::agent_only(span)));
     shards
 }
 
@@ -514,5 +598,39 @@ mod tests {
         let mut interp = result(Suite::TestBpf, 4, Status::Crash);
         interp.mode = Mode::Interp;
         assert_eq!(shard.resume_after(&[interp], &catalog()), None);
+    }
+
+    #[test]
+    fn the_agent_is_cut_into_a_span_per_suite_and_mode_after_the_modules_shards() {
+        use AgentSuite::{Conformance, Verifier};
+        let mut plan = plan(&[Suite::TestBpf], None);
+        plan.agent = true;
+        let shards = vec![Shard::whole(&plan)];
+        let suites = [Conformance, Conformance, Verifier];
+        let durations = Durations::default();
+        let cut = cut_agent(shards, &suites, &[Mode::Interp, Mode::Jit], &durations);
+        let at = |mode, skip| AgentStart { mode, skip };
+        let spans: Vec<(bool, AgentSpan)> = cut.iter().map(|s| (s.agent, s.agent_span)).collect();
+        assert!(!cut[0].loads.is_empty() && !cut[0].agent, "{:?}", cut[0]);
+        // Longest first (two cases, then one); equal times keep the bundle's order.
+        let span = |start, end| (true, AgentSpan { start, end });
+        assert_eq!(
+            spans[1..],
+            [
+                span(at(0, 0), Some(at(0, 2))),
+                span(at(1, 0), Some(at(1, 2))),
+                span(at(0, 2), Some(at(1, 0))),
+                span(at(1, 2), None),
+            ]
+        );
+        assert_eq!(
+            cut[3].to_string(),
+            "agent from mode 0 case 2 to mode 1 case 0"
+        );
+        // Cut once: a run's spans, or a resumed guest's rest, are not cut again.
+        assert_eq!(
+            cut_agent(cut.clone(), &suites, &[Mode::Jit], &durations),
+            cut
+        );
     }
 }

@@ -127,7 +127,8 @@ impl Test {
             .join("durations")
             .join(format!("{arch}-{flavour}.json"));
         let history = Durations::read(&history_path).map_err(UsageError::wrap)?;
-        let shards = self.shards(&plan, cases.len(), &flavour, history.as_ref())?;
+        let suites: Vec<AgentSuite> = cases.iter().map(|c| c.suite).collect();
+        let shards = self.shards(&plan, &suites, &flavour, history.as_ref())?;
         // No more guests than shards.
         let jobs = self.jobs.map_or_else(default_jobs, usize::from);
         let jobs = jobs.min(shards.len()).max(1);
@@ -187,14 +188,17 @@ impl Test {
     }
 
     /// The shards this run's guests take: the whole plan cut into `--jobs` parts, or this
-    /// machine's part of `--shard K/N` cut again.
+    /// machine's part of `--shard K/N` cut again; the agent's part, of `suites` (each case's),
+    /// in spans (`shard::cut_agent`).
     fn shards(
         &self,
         plan: &Plan,
-        cases: usize,
+        suites: &[AgentSuite],
         flavour: &str,
         history: Option<&Durations>,
     ) -> anyhow::Result<Vec<Shard>> {
+        let cases = suites.len();
+        let modes = &self.selection.mode;
         // The committed times of this line, else of the arch's first line.
         let committed = project_root().join("reports").join("durations");
         let seed_path = [
@@ -215,7 +219,8 @@ impl Test {
         let durations = &durations;
         let Some(id) = self.shard else {
             let jobs = shard::worth_guests(plan, cases, catalog, durations, jobs);
-            return Ok(shard::partition(plan, cases, catalog, durations, jobs));
+            let shards = shard::partition(plan, cases, catalog, durations, jobs);
+            return Ok(shard::cut_agent(shards, suites, modes, durations));
         };
         // Every machine of a CI matrix must cut alike: by the committed durations only.
         let all = shard::partition(plan, cases, catalog, &seed, id.count as usize);
@@ -227,7 +232,8 @@ impl Test {
         };
         let mine = mine.plan(catalog);
         let jobs = shard::worth_guests(&mine, cases, catalog, durations, jobs);
-        Ok(shard::partition(&mine, cases, catalog, durations, jobs))
+        let shards = shard::partition(&mine, cases, catalog, durations, jobs);
+        Ok(shard::cut_agent(shards, suites, modes, durations))
     }
 
     /// The kernel to boot: `--kernel`, a build of `--kernel-source`, or the arch's default.
@@ -309,7 +315,7 @@ impl Test {
             bundle: runner::agent::bundle(
                 &cases,
                 &self.selection.mode,
-                runner::agent::AgentStart::default(),
+                runner::agent::AgentSpan::WHOLE,
             ),
         });
         image::build(

@@ -869,7 +869,7 @@ mod tests {
         let bundle = crate::agent::bundle(
             &cases,
             &[crate::model::Mode::Jit],
-            crate::agent::AgentStart::default(),
+            crate::agent::AgentSpan::WHOLE,
         );
         assert!(bundle.contains("\nmapprog 0 1 1\n"), "{bundle}");
         assert!(bundle.contains("\nmapmap 2 0 1\n"), "{bundle}");

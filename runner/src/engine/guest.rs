@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 
 use super::{Event, OnEvent};
-use crate::agent::{AgentOutput, AgentRun};
+use crate::agent::{AgentOutput, AgentRun, AgentSpan};
 use crate::arch::Arch;
 use crate::cases::Case;
 use crate::durations::Durations;
@@ -130,10 +130,14 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
     let mut config = QemuConfig {
         agent_output: plan.agent.then(|| dir.join("agent.out")),
         memory_mib: setup.memory_mib,
+        tb_size_mib: match plan.loads.is_empty() {
+            true => crate::qemu::AGENT_TB_SIZE_MIB,
+            false => crate::qemu::TB_SIZE_MIB,
+        },
         ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd.clone())
     };
     let bundle = (plan.agent && setup.agent.is_some())
-        .then(|| crate::agent::bundle(setup.cases, setup.modes, shard.agent_from));
+        .then(|| crate::agent::bundle(setup.cases, setup.modes, shard.agent_span));
     let template = setup
         .snapshot
         .filter(|_| plan.inject_panic_after_s.is_none());
@@ -222,12 +226,8 @@ fn agent_run(
     crate::report::write_atomically(&agent_log, &outcome.agent_output)
         .with_context(|| format!("cannot write {}", agent_log.display()))?;
     let output = crate::agent::parse_output(&outcome.agent_output);
-    let from = shard.agent_from;
-    guest.agent_passes = agent_passes(&output, setup.modes, setup.cases.len())
-        .into_iter()
-        // A mode a resumed guest ran only part of is no pass's time.
-        .filter(|pass| from.skip == 0 || Some(&pass.mode) != setup.modes.get(from.mode))
-        .collect();
+    let span = shard.agent_span;
+    guest.agent_passes = agent_passes(&output, setup.modes, span, setup.cases.len());
     for pass in &guest.agent_passes {
         guest
             .durations
@@ -243,7 +243,7 @@ fn agent_run(
             .map(|e| format!("guest {number}: {e}")),
     );
     guest.agent = Some(AgentRun {
-        start: from,
+        span,
         output,
         stop: outcome.agent_stop.clone(),
     });
@@ -257,15 +257,20 @@ fn publish(from: &Path, to: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", to.display()))
 }
 
-/// The agent's passes, timed in the guest.
-fn agent_passes(output: &AgentOutput, modes: &[Mode], cases: usize) -> Vec<AgentPass> {
+/// The agent's passes, timed in the guest: each over the cases of its mode in `span`.
+fn agent_passes(
+    output: &AgentOutput,
+    modes: &[Mode],
+    span: AgentSpan,
+    cases: usize,
+) -> Vec<AgentPass> {
     output
         .mode_ns
         .iter()
         .filter_map(|(&index, &ns)| {
             Some(AgentPass {
                 mode: *modes.get(index)?,
-                cases,
+                cases: span.cases_in(index, cases),
                 seconds: ns as f64 / 1e9,
             })
         })

@@ -19,7 +19,7 @@ use crate::cases::{Case, Unreadable};
 use crate::durations::Durations;
 use crate::known_differences::{Applied, KnownDifferences};
 use crate::model::{Scope, TestResult};
-use crate::report::{self, KernelInfo, Report, ShardId, Timing};
+use crate::report::{self, AgentPass, KernelInfo, Report, ShardId, Timing};
 use crate::session::Progress;
 use crate::shard::Shard;
 
@@ -168,6 +168,22 @@ pub fn run(spec: RunSpec<'_>, cancel: &AtomicBool, on_event: OnEvent<'_>) -> Run
     }
 }
 
+/// The agent's passes, one per mode in the order first run: a mode's spans, in however many
+/// guests, summed.
+fn passes_by_mode<'p>(passes: impl Iterator<Item = &'p AgentPass>) -> Vec<AgentPass> {
+    let mut modes: Vec<AgentPass> = Vec::new();
+    for pass in passes {
+        match modes.iter_mut().find(|m| m.mode == pass.mode) {
+            Some(sum) => {
+                sum.cases += pass.cases;
+                sum.seconds += pass.seconds;
+            }
+            None => modes.push(pass.clone()),
+        }
+    }
+    modes
+}
+
 /// Runs the failures of `guests` once more (`--retry-failures`), in one fresh guest.
 fn retry(
     setup: &Setup<'_>,
@@ -246,7 +262,7 @@ fn assemble(
             .chain(retried)
             .filter_map(|g| g.timing.peak_own_mib)
             .reduce(f64::max),
-        agent: guests.iter().flat_map(|g| g.agent_passes.clone()).collect(),
+        agent: passes_by_mode(guests.iter().flat_map(|g| g.agent_passes.iter())),
         guests: guests
             .iter()
             .chain(retried)

@@ -256,7 +256,12 @@ fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job>
     let suites: Vec<AgentSuite> = setup.cases.iter().map(|c| c.suite).collect();
     let stopped = guest.agent.as_ref().filter(|_| in_agent).and_then(|run| {
         let (case, mode) = run.in_flight(suites.len(), setup.modes.len())?;
-        let next = AgentStart::past_suite(case, mode, &suites, setup.modes.len());
+        let next = rest.agent_span.from(AgentStart::past_suite(
+            case,
+            mode,
+            &suites,
+            setup.modes.len(),
+        ));
         Some((*suites.get(case)?, setup.modes.get(mode)?, next))
     });
     let Some((suite, mode, next)) = stopped else {
@@ -277,8 +282,8 @@ fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job>
          {what_next}",
         mode.name()
     ));
-    next.map(|start| Job {
-        shard: Shard::agent_from(start),
+    next.map(|span| Job {
+        shard: Shard::agent_only(span),
         fruitless: 0,
     })
 }
