@@ -7,6 +7,8 @@
 //! `test_range` per suite and mode, as few module loads as the cut allows.
 
 use crate::agent::{AgentRun, AgentSpan, AgentStart};
+use std::ops::Range;
+
 use crate::durations::{self, Durations};
 use crate::model::{AgentSuite, Catalog, Filter};
 use crate::model::{Mode, Status, Suite, TestResult};
@@ -142,23 +144,16 @@ impl std::fmt::Display for Shard {
                 p => format!("{} {p}", load.mode.name()),
             })
             .collect();
-        match (self.agent, self.agent_span) {
-            (false, _) => {}
-            (true, AgentSpan::WHOLE) => parts.push("agent".into()),
-            (true, AgentSpan { start, end: None }) => parts.push(format!(
-                "agent from mode {} case {}",
-                start.mode, start.skip
-            )),
-            (
-                true,
-                AgentSpan {
-                    start,
-                    end: Some(end),
-                },
-            ) => parts.push(format!(
-                "agent from mode {} case {} to mode {} case {}",
-                start.mode, start.skip, end.mode, end.skip
-            )),
+        if self.agent {
+            let AgentSpan { start, end } = self.agent_span;
+            let mut agent = String::from("agent");
+            if self.agent_span != AgentSpan::WHOLE {
+                agent += &format!(" from mode {} case {}", start.mode, start.skip);
+            }
+            if let Some(end) = end {
+                agent += &format!(" to mode {} case {}", end.mode, end.skip);
+            }
+            parts.push(agent);
         }
         f.write_str(&parts.join("; "))
     }
@@ -264,11 +259,11 @@ pub fn partition(
 const MAX_SPAN_CASES: usize = 320;
 
 /// Takes the agent out of `shards` (its whole bundle, where `partition` put it) and gives it
-/// back as one shard per suite and mode (a long suite in parts), in a fresh guest each: a guest holds what its own
-/// span made the kernel touch, not what every case before it did (x86_64 Debian 7.2's own
-/// suites in one guest peaked at 198 MiB, the largest span at 144), and the spans run side by
-/// side. `suites` is each case's suite, in bundle order; `modes` the number of modes. Longest
-/// first, by `durations`, after the module's shards: the pool takes shards in order.
+/// back as one shard per suite and mode (a long suite in parts), in a fresh guest each: a
+/// guest holds what its own span made the kernel touch, not what every case before it did
+/// (x86_64 Debian 7.2's own suites in one guest peaked at 198 MiB, in spans at 142.5), and
+/// the spans run side by side. `suites` is each case's suite, in bundle order. Longest first,
+/// by `durations`, after the module's shards: the pool takes shards in order.
 pub fn cut_agent(
     mut shards: Vec<Shard>,
     suites: &[AgentSuite],
@@ -287,42 +282,46 @@ pub fn cut_agent(
     shards.retain(|s| !s.loads.is_empty());
     let mut spans: Vec<(f64, AgentSpan)> = Vec::new();
     for (index, &mode) in modes.iter().enumerate() {
-        let mut first = 0;
-        while first < suites.len() {
-            let last = suites[first..]
-                .iter()
-                .position(|s| *s != suites[first])
-                .map_or(suites.len(), |n| first + n);
-            // A long suite in equal parts of at most MAX_SPAN_CASES cases.
-            let parts = (last - first).div_ceil(MAX_SPAN_CASES);
-            let size = (last - first).div_ceil(parts);
-            let last = (first + size).min(last);
-            let end = match (last < suites.len(), index + 1 < modes.len()) {
-                (true, _) => Some(AgentStart {
-                    mode: index,
-                    skip: last,
-                }),
-                (false, true) => Some(AgentStart {
-                    mode: index + 1,
-                    skip: 0,
-                }),
-                (false, false) => None,
-            };
+        for cases in runs_of(suites) {
             let start = AgentStart {
                 mode: index,
-                skip: first,
+                skip: cases.start,
             };
-            spans.push((
-                durations.agent(mode, last - first),
-                AgentSpan { start, end },
-            ));
-            first = last;
+            let in_mode = (cases.end < suites.len()).then_some(AgentStart {
+                mode: index,
+                skip: cases.end,
+            });
+            let next_mode = (index + 1 < modes.len()).then_some(AgentStart {
+                mode: index + 1,
+                skip: 0,
+            });
+            let span = AgentSpan {
+                start,
+                end: in_mode.or(next_mode),
+            };
+            spans.push((durations.agent(mode, cases.len()), span));
         }
     }
     // Stable: spans of equal time keep the bundle's order.
     spans.sort_by(|a, b| b.0.total_cmp(&a.0));
     shards.extend(spans.into_iter().map(|(_, span)| Shard::agent_only(span)));
     shards
+}
+
+/// The bundle's cases in runs of one suite each, a long suite's in equal parts of at most
+/// [`MAX_SPAN_CASES`].
+fn runs_of(suites: &[AgentSuite]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut first = 0;
+    while let Some(suite) = suites.get(first) {
+        let len = suites[first..].iter().take_while(|s| *s == suite).count();
+        let size = len.div_ceil(len.div_ceil(MAX_SPAN_CASES));
+        for start in (first..first + len).step_by(size) {
+            runs.push(start..(start + size).min(first + len));
+        }
+        first += len;
+    }
+    runs
 }
 
 /// A plan's work: the pieces that cannot be cut, with their durations, and the stretches of
@@ -626,6 +625,21 @@ mod tests {
         assert_eq!(
             cut[3].to_string(),
             "agent from mode 0 case 2 to mode 1 case 0"
+        );
+        assert_eq!(
+            cut[1].to_string(),
+            "agent from mode 0 case 0 to mode 0 case 2"
+        );
+        // A long suite in equal parts.
+        let long = vec![Verifier; 2 * MAX_SPAN_CASES + 1];
+        let parts: Vec<usize> = runs_of(&long).iter().map(|r| r.len()).collect();
+        assert_eq!(
+            parts,
+            [
+                MAX_SPAN_CASES - 106,
+                MAX_SPAN_CASES - 106,
+                MAX_SPAN_CASES - 107
+            ]
         );
         // Cut once: a run's spans, or a resumed guest's rest, are not cut again.
         assert_eq!(
