@@ -10,36 +10,38 @@ use crate::cases::{to_hex, Case, Expectation};
 use crate::model::{AgentSuite, Mode, Status, TestResult};
 use crate::splat::{self, Splat};
 
-/// A place in the agent's bundle: the pair (case, mode) at which a guest's agent starts (the
-/// beginning, a guest resumed after a crash or hang just past the case that was in flight, or
-/// a span's first), or stops. The agent runs mode by mode, each over every case in order, so
+/// A place in the agent's bundle: the pair (case, mode) where a guest's agent starts (the
+/// beginning; in a guest resumed after a crash or hang, just past the case that was in
+/// flight; a span's first) or where its span ends. The agent runs mode by mode, each over every case in order, so
 /// places order by mode, then case.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AgentStart {
+pub struct AgentPlace {
     /// The index of the mode.
     pub mode: usize,
     /// How many cases of that mode come before it.
     pub skip: usize,
 }
 
-impl AgentStart {
+impl AgentPlace {
+    /// The first case of the mode of index `mode`.
+    pub fn mode_start(mode: usize) -> AgentPlace {
+        AgentPlace { mode, skip: 0 }
+    }
+
     /// Whether the pair (`case`, `mode`) is here or after.
     pub fn runs(self, case: usize, mode: usize) -> bool {
         (mode, case) >= (self.mode, self.skip)
     }
 
     /// Where to go on after the pair (`case`, `mode`): `None` past the last.
-    pub fn after(case: usize, mode: usize, cases: usize, modes: usize) -> Option<AgentStart> {
+    pub fn after(case: usize, mode: usize, cases: usize, modes: usize) -> Option<AgentPlace> {
         if case + 1 < cases {
-            Some(AgentStart {
+            Some(AgentPlace {
                 mode,
                 skip: case + 1,
             })
         } else {
-            (mode + 1 < modes).then_some(AgentStart {
-                mode: mode + 1,
-                skip: 0,
-            })
+            (mode + 1 < modes).then(|| AgentPlace::mode_start(mode + 1))
         }
     }
 
@@ -51,17 +53,14 @@ impl AgentStart {
         mode: usize,
         suites: &[AgentSuite],
         modes: usize,
-    ) -> Option<AgentStart> {
+    ) -> Option<AgentPlace> {
         let suite = suites.get(case)?;
         match suites[case..].iter().position(|s| s != suite) {
-            Some(offset) => Some(AgentStart {
+            Some(offset) => Some(AgentPlace {
                 mode,
                 skip: case + offset,
             }),
-            None => (mode + 1 < modes).then_some(AgentStart {
-                mode: mode + 1,
-                skip: 0,
-            }),
+            None => (mode + 1 < modes).then(|| AgentPlace::mode_start(mode + 1)),
         }
     }
 }
@@ -72,14 +71,14 @@ impl AgentStart {
 /// guest's kernel touch is not held while the next runs, and the spans run side by side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AgentSpan {
-    pub start: AgentStart,
-    pub end: Option<AgentStart>,
+    pub start: AgentPlace,
+    pub end: Option<AgentPlace>,
 }
 
 impl AgentSpan {
     /// The whole bundle.
     pub const WHOLE: AgentSpan = AgentSpan {
-        start: AgentStart { mode: 0, skip: 0 },
+        start: AgentPlace { mode: 0, skip: 0 },
         end: None,
     };
 
@@ -89,7 +88,7 @@ impl AgentSpan {
     }
 
     /// The rest of this span from `start` on (`None` for none): `None` when nothing is left.
-    pub fn from(self, start: Option<AgentStart>) -> Option<AgentSpan> {
+    pub fn from(self, start: Option<AgentPlace>) -> Option<AgentSpan> {
         let start = start?;
         let left = self.end.is_none_or(|end| start < end);
         left.then_some(AgentSpan {
@@ -98,24 +97,16 @@ impl AgentSpan {
         })
     }
 
-    /// The modes and cases its bundle lists, of `modes` and `cases`: a span of one mode only
-    /// that mode and its cases (the bundle's positions are then its own, and no `start` is
-    /// needed), any other all of them.
-    fn bundled(self, modes: usize, cases: usize) -> (Range<usize>, Range<usize>) {
+    /// For a span of one mode, that mode and its cases, of `cases`: all its bundle lists (its
+    /// positions are then the bundle's own, and no `start` is needed). `None` for any other.
+    fn one_mode(self, cases: usize) -> Option<(usize, Range<usize>)> {
         let AgentSpan { start, end } = self;
-        let one_mode = start.mode..start.mode + 1;
-        match end {
-            Some(end) if end.mode == start.mode => (one_mode, start.skip..end.skip),
-            Some(end)
-                if end
-                    == (AgentStart {
-                        mode: start.mode + 1,
-                        skip: 0,
-                    }) =>
-            {
-                (one_mode, start.skip..cases)
+        match end? {
+            end if end.mode == start.mode => Some((start.mode, start.skip..end.skip)),
+            end if end == AgentPlace::mode_start(start.mode + 1) => {
+                Some((start.mode, start.skip..cases))
             }
-            _ => (0..modes, 0..cases),
+            _ => None,
         }
     }
 
@@ -151,19 +142,19 @@ impl AgentRun {
 /// guest neither reads nor holds the others.
 pub fn bundle(cases: &[Case], modes: &[Mode], span: AgentSpan) -> String {
     let mut out = String::from("bundle 1\n");
-    let (modes_run, cases_run) = span.bundled(modes.len(), cases.len());
+    let one_mode = span.one_mode(cases.len());
     for (index, mode) in modes.iter().enumerate() {
-        if modes_run.contains(&index) {
+        if one_mode.as_ref().is_none_or(|(only, _)| *only == index) {
             let (enable, harden) = mode.sysctls();
             let _ = writeln!(out, "mode {index} {enable} {harden}");
         }
     }
     let start = span.start;
-    if cases_run.start == 0 && start != AgentStart::default() {
+    if one_mode.is_none() && start != AgentPlace::default() {
         let _ = writeln!(out, "start {} {}", start.mode, start.skip);
     }
     for (id, case) in cases.iter().enumerate() {
-        if !cases_run.contains(&id) {
+        if one_mode.as_ref().is_some_and(|(_, ids)| !ids.contains(&id)) {
             continue;
         }
         // RUN, UNPRIV, and JITDUMP: a divergence report shows the JIT'ed code. LOG for
@@ -1014,9 +1005,9 @@ mod tests {
         );
         let at = first.in_flight(3, 2).expect("it stopped on a case");
         assert_eq!(at, (1, 0));
-        let span = AgentSpan::WHOLE.from(AgentStart::after(at.0, at.1, 3, 2));
+        let span = AgentSpan::WHOLE.from(AgentPlace::after(at.0, at.1, 3, 2));
         let span = span.expect("cases are left");
-        assert_eq!(span.start, AgentStart { mode: 0, skip: 2 });
+        assert_eq!(span.start, AgentPlace { mode: 0, skip: 2 });
         let text = bundle(&[case(), case(), case()], &[Mode::Interp, Mode::Jit], span);
         assert!(text.lines().any(|l| l == "start 0 2"), "{text}");
         let mut rest = String::from("mode 0 begin 0 0\n");
@@ -1066,7 +1057,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            AgentStart::after(2, 1, 3, 2),
+            AgentPlace::after(2, 1, 3, 2),
             None,
             "nothing after the last pair"
         );
@@ -1076,8 +1067,8 @@ mod tests {
     fn a_span_runs_its_pairs_only_and_its_rest_ends_where_it_ends() {
         // Cases 0..3 in two modes; the span is mode 0's cases 1 and 2.
         let span = AgentSpan {
-            start: AgentStart { mode: 0, skip: 1 },
-            end: Some(AgentStart { mode: 1, skip: 0 }),
+            start: AgentPlace { mode: 0, skip: 1 },
+            end: Some(AgentPlace { mode: 1, skip: 0 }),
         };
         let ran: Vec<(usize, usize)> = (0..2)
             .flat_map(|m| (0..3).map(move |c| (c, m)))
@@ -1092,9 +1083,9 @@ mod tests {
             .collect();
         assert_eq!(heads, ["mode 0 0 0", "case 1 5", "case 2 5"], "{text}");
         // A crash on case 1 leaves case 2; one on case 2 leaves nothing of this span.
-        let rest = span.from(AgentStart::after(1, 0, 3, 2));
-        assert_eq!(rest.map(|r| r.start), Some(AgentStart { mode: 0, skip: 2 }));
-        assert_eq!(span.from(AgentStart::after(2, 0, 3, 2)), None);
+        let rest = span.from(AgentPlace::after(1, 0, 3, 2));
+        assert_eq!(rest.map(|r| r.start), Some(AgentPlace { mode: 0, skip: 2 }));
+        assert_eq!(span.from(AgentPlace::after(2, 0, 3, 2)), None);
         // A guest that stopped on case 2 of mode 0 had case 2 in flight, not mode 1's.
         let run = AgentRun {
             span,
@@ -1118,10 +1109,10 @@ mod tests {
     fn giving_up_a_suite_goes_on_with_the_next_suite_then_the_next_mode() {
         use AgentSuite::{Conformance, Verifier, Xdp};
         let suites = [Conformance, Conformance, Conformance, Verifier, Xdp, Xdp];
-        let past = |case, mode| AgentStart::past_suite(case, mode, &suites, 2);
-        assert_eq!(past(1, 0), Some(AgentStart { mode: 0, skip: 3 }));
-        assert_eq!(past(3, 0), Some(AgentStart { mode: 0, skip: 4 }));
-        assert_eq!(past(4, 0), Some(AgentStart { mode: 1, skip: 0 }));
+        let past = |case, mode| AgentPlace::past_suite(case, mode, &suites, 2);
+        assert_eq!(past(1, 0), Some(AgentPlace { mode: 0, skip: 3 }));
+        assert_eq!(past(3, 0), Some(AgentPlace { mode: 0, skip: 4 }));
+        assert_eq!(past(4, 0), Some(AgentPlace { mode: 1, skip: 0 }));
         assert_eq!(
             past(5, 1),
             None,

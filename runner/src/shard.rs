@@ -6,7 +6,7 @@
 //! number. A shard keeps each suite's tests contiguous, so that it runs them with one
 //! `test_range` per suite and mode, as few module loads as the cut allows.
 
-use crate::agent::{AgentRun, AgentSpan, AgentStart};
+use crate::agent::{AgentPlace, AgentRun, AgentSpan};
 use std::ops::Range;
 
 use crate::durations::{self, Durations};
@@ -104,7 +104,7 @@ impl Shard {
         let (case, mode) = run.in_flight(cases, modes)?;
         let rest = self
             .agent_span
-            .from(AgentStart::after(case, mode, cases, modes))?;
+            .from(AgentPlace::after(case, mode, cases, modes))?;
         Some(Shard::agent_only(rest))
     }
 
@@ -283,18 +283,15 @@ pub fn cut_agent(
     let mut spans: Vec<(f64, AgentSpan)> = Vec::new();
     for (index, &mode) in modes.iter().enumerate() {
         for cases in runs_of(suites) {
-            let start = AgentStart {
+            let start = AgentPlace {
                 mode: index,
                 skip: cases.start,
             };
-            let in_mode = (cases.end < suites.len()).then_some(AgentStart {
+            let in_mode = (cases.end < suites.len()).then_some(AgentPlace {
                 mode: index,
                 skip: cases.end,
             });
-            let next_mode = (index + 1 < modes.len()).then_some(AgentStart {
-                mode: index + 1,
-                skip: 0,
-            });
+            let next_mode = (index + 1 < modes.len()).then(|| AgentPlace::mode_start(index + 1));
             let span = AgentSpan {
                 start,
                 end: in_mode.or(next_mode),
@@ -608,7 +605,7 @@ mod tests {
         let suites = [Conformance, Conformance, Verifier];
         let durations = Durations::default();
         let cut = cut_agent(shards, &suites, &[Mode::Interp, Mode::Jit], &durations);
-        let at = |mode, skip| AgentStart { mode, skip };
+        let at = |mode, skip| AgentPlace { mode, skip };
         let spans: Vec<(bool, AgentSpan)> = cut.iter().map(|s| (s.agent, s.agent_span)).collect();
         assert!(!cut[0].loads.is_empty() && !cut[0].agent, "{:?}", cut[0]);
         // Longest first (two cases, then one); equal times keep the bundle's order.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::guest::{GuestRun, Setup};
 use super::OnEvent;
-use crate::agent::{AgentRun, AgentStart};
+use crate::agent::{AgentPlace, AgentRun};
 use crate::model::{AgentSuite, Status};
 use crate::shard::Shard;
 
@@ -256,7 +256,7 @@ fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job>
     let suites: Vec<AgentSuite> = setup.cases.iter().map(|c| c.suite).collect();
     let stopped = guest.agent.as_ref().filter(|_| in_agent).and_then(|run| {
         let (case, mode) = run.in_flight(suites.len(), setup.modes.len())?;
-        let next = rest.agent_span.from(AgentStart::past_suite(
+        let next = rest.agent_span.from(AgentPlace::past_suite(
             case,
             mode,
             &suites,
