@@ -7,10 +7,11 @@
 //! `test_range` per suite and mode, as few module loads as the cut allows.
 
 use crate::agent::{AgentPlace, AgentRun, AgentSpan};
+use crate::cases::Case;
 use std::ops::Range;
 
 use crate::durations::{self, Durations};
-use crate::model::{AgentSuite, Catalog, Filter};
+use crate::model::{Catalog, Filter};
 use crate::model::{Mode, Status, Suite, TestResult};
 use crate::plan::{ModuleLoad, Plan};
 
@@ -254,26 +255,31 @@ pub fn partition(
 }
 
 /// The most cases a span of the agent's runs. A guest holds what its programs made the
-/// kernel touch: x86_64 Debian 7.2's conformance suite (555 cases, 32K-instruction programs
-/// among them) peaked at 146 MiB in one guest, at 98 and 140 in two.
+/// kernel touch: x86_64 Debian 7.2's conformance suite (555 cases) peaked at 146 MiB in one
+/// guest, at 98 and 140 in two.
 const MAX_SPAN_CASES: usize = 320;
+
+/// The most instructions a span's programs have, but for a single larger one. Large
+/// programs drive a guest's peak: one of conformance's two 32K-instruction programs takes a
+/// 7.2 guest to 134 MiB alone; the half of the suite that has both, and two of 15K, to 144.
+const MAX_SPAN_INSNS: usize = 40_000;
 
 /// Takes the agent out of `shards` (its whole bundle, where `partition` put it) and gives it
 /// back as one shard per suite and mode (a long suite in parts), in a fresh guest each: a
 /// guest holds what its own span made the kernel touch, not what every case before it did
 /// (x86_64 Debian 7.2's own suites in one guest peaked at 198 MiB, in spans at 142.5), and
-/// the spans run side by side. `suites` is each case's suite, in bundle order. Longest first,
+/// the spans run side by side. `cases` are the bundle's, in order. Longest first,
 /// by `durations`, after the module's shards: the pool takes shards in order.
 pub fn cut_agent(
     mut shards: Vec<Shard>,
-    suites: &[AgentSuite],
+    cases: &[Case],
     modes: &[Mode],
     durations: &Durations,
 ) -> Vec<Shard> {
     let whole = shards
         .iter()
         .any(|s| s.agent && s.agent_span == AgentSpan::WHOLE);
-    if !whole || suites.is_empty() {
+    if !whole || cases.is_empty() {
         return shards;
     }
     for shard in &mut shards {
@@ -282,21 +288,21 @@ pub fn cut_agent(
     shards.retain(|s| !s.loads.is_empty());
     let mut spans: Vec<(f64, AgentSpan)> = Vec::new();
     for (index, &mode) in modes.iter().enumerate() {
-        for cases in runs_of(suites) {
+        for run in runs_of(cases) {
             let start = AgentPlace {
                 mode: index,
-                skip: cases.start,
+                skip: run.start,
             };
-            let in_mode = (cases.end < suites.len()).then_some(AgentPlace {
+            let in_mode = (run.end < cases.len()).then_some(AgentPlace {
                 mode: index,
-                skip: cases.end,
+                skip: run.end,
             });
             let next_mode = (index + 1 < modes.len()).then(|| AgentPlace::mode_start(index + 1));
             let span = AgentSpan {
                 start,
                 end: in_mode.or(next_mode),
             };
-            spans.push((durations.agent(mode, cases.len()), span));
+            spans.push((durations.agent(mode, run.len()), span));
         }
     }
     // Stable: spans of equal time keep the bundle's order.
@@ -305,17 +311,28 @@ pub fn cut_agent(
     shards
 }
 
-/// The bundle's cases in runs of one suite each, a long suite's in equal parts of at most
-/// [`MAX_SPAN_CASES`].
-fn runs_of(suites: &[AgentSuite]) -> Vec<Range<usize>> {
+/// The bundle's cases in runs of one suite each, a long suite's in about equal parts of at
+/// most [`MAX_SPAN_CASES`], and a part cut early before it passes [`MAX_SPAN_INSNS`]
+/// instructions (a larger case stands alone).
+fn runs_of(cases: &[Case]) -> Vec<Range<usize>> {
     let mut runs = Vec::new();
     let mut first = 0;
-    while let Some(suite) = suites.get(first) {
-        let len = suites[first..].iter().take_while(|s| *s == suite).count();
+    while let Some(suite) = cases.get(first).map(|c| c.suite) {
+        let len = cases[first..]
+            .iter()
+            .take_while(|c| c.suite == suite)
+            .count();
         let size = len.div_ceil(len.div_ceil(MAX_SPAN_CASES));
-        for start in (first..first + len).step_by(size) {
-            runs.push(start..(start + size).min(first + len));
+        let (mut start, mut insns) = (first, 0);
+        for (id, case) in cases.iter().enumerate().skip(first).take(len) {
+            let more: usize = case.progs.iter().map(|p| p.insns.len()).sum();
+            if id > start && (id - start == size || insns + more > MAX_SPAN_INSNS) {
+                runs.push(start..id);
+                (start, insns) = (id, 0);
+            }
+            insns += more;
         }
+        runs.push(start..first + len);
         first += len;
     }
     runs
@@ -598,13 +615,14 @@ mod tests {
 
     #[test]
     fn the_agent_is_cut_into_a_span_per_suite_and_mode_after_the_modules_shards() {
-        use AgentSuite::{Conformance, Verifier};
+        use crate::model::AgentSuite::{Conformance, Verifier};
         let mut plan = plan(&[Suite::TestBpf], None);
         plan.agent = true;
         let shards = vec![Shard::whole(&plan)];
         let suites = [Conformance, Conformance, Verifier];
+        let cases: Vec<Case> = suites.iter().map(|&suite| case(suite, 2)).collect();
         let durations = Durations::default();
-        let cut = cut_agent(shards, &suites, &[Mode::Interp, Mode::Jit], &durations);
+        let cut = cut_agent(shards, &cases, &[Mode::Interp, Mode::Jit], &durations);
         let at = |mode, skip| AgentPlace { mode, skip };
         let spans: Vec<(bool, AgentSpan)> = cut.iter().map(|s| (s.agent, s.agent_span)).collect();
         assert!(!cut[0].loads.is_empty() && !cut[0].agent, "{:?}", cut[0]);
@@ -627,21 +645,38 @@ mod tests {
             cut[1].to_string(),
             "agent from mode 0 case 0 to mode 0 case 2"
         );
-        // A long suite in equal parts.
-        let long = vec![Verifier; 2 * MAX_SPAN_CASES + 1];
-        let parts: Vec<usize> = runs_of(&long).iter().map(|r| r.len()).collect();
-        assert_eq!(
-            parts,
-            [
-                MAX_SPAN_CASES - 106,
-                MAX_SPAN_CASES - 106,
-                MAX_SPAN_CASES - 107
-            ]
-        );
         // Cut once: a run's spans, or a resumed guest's rest, are not cut again.
         assert_eq!(
-            cut_agent(cut.clone(), &suites, &[Mode::Jit], &durations),
+            cut_agent(cut.clone(), &cases, &[Mode::Jit], &durations),
             cut
         );
+    }
+
+    #[test]
+    fn a_long_suite_is_cut_in_equal_parts_and_large_programs_apart() {
+        use crate::model::AgentSuite::Conformance;
+        let long = vec![case(Conformance, 2); 2 * MAX_SPAN_CASES + 1];
+        let parts: Vec<usize> = runs_of(&long).iter().map(|r| r.len()).collect();
+        assert_eq!(MAX_SPAN_CASES, 320);
+        assert_eq!(parts, [214, 214, 213]);
+        // Two 32K-instruction programs side by side, then two of 15K: three spans.
+        let sizes = [2, 32_770, 32_770, 15_000, 15_000, 2];
+        let heavy: Vec<Case> = sizes.iter().map(|&n| case(Conformance, n)).collect();
+        assert_eq!(runs_of(&heavy), [0..2, 2..3, 3..6]);
+    }
+
+    /// A case of `suite` whose one program has `insns` instructions.
+    fn case(suite: crate::model::AgentSuite, insns: usize) -> Case {
+        let text = format!(
+            "-- asm\n{}exit\n-- result\n0x0\n",
+            "mov r0, 0\n".repeat(insns - 1)
+        );
+        let path = std::path::Path::new("t.data");
+        let memory = crate::cases::conformance::Memory::Packet;
+        let parsed = crate::cases::conformance::parse(path, &text, "t", memory);
+        Case {
+            suite,
+            ..parsed.expect("a case")
+        }
     }
 }

@@ -127,8 +127,7 @@ impl Test {
             .join("durations")
             .join(format!("{arch}-{flavour}.json"));
         let history = Durations::read(&history_path).map_err(UsageError::wrap)?;
-        let suites: Vec<AgentSuite> = cases.iter().map(|c| c.suite).collect();
-        let shards = self.shards(&plan, &suites, &flavour, history.as_ref())?;
+        let shards = self.shards(&plan, &cases, &flavour, history.as_ref())?;
         // No more guests than shards.
         let jobs = self.jobs.map_or_else(default_jobs, usize::from);
         let jobs = jobs.min(shards.len()).max(1);
@@ -188,16 +187,16 @@ impl Test {
     }
 
     /// The shards this run's guests take: the whole plan cut into `--jobs` parts, or this
-    /// machine's part of `--shard K/N` cut again; the agent's part, of `suites` (each case's),
-    /// in spans (`shard::cut_agent`).
+    /// machine's part of `--shard K/N` cut again; the agent's part, of `cases`, in spans
+    /// (`shard::cut_agent`).
     fn shards(
         &self,
         plan: &Plan,
-        suites: &[AgentSuite],
+        agent_cases: &[cases::Case],
         flavour: &str,
         history: Option<&Durations>,
     ) -> anyhow::Result<Vec<Shard>> {
-        let cases = suites.len();
+        let cases = agent_cases.len();
         let modes = &self.selection.mode;
         // The committed times of this line, else of the arch's first line.
         let committed = project_root().join("reports").join("durations");
@@ -220,7 +219,7 @@ impl Test {
         let Some(id) = self.shard else {
             let jobs = shard::worth_guests(plan, cases, catalog, durations, jobs);
             let shards = shard::partition(plan, cases, catalog, durations, jobs);
-            return Ok(shard::cut_agent(shards, suites, modes, durations));
+            return Ok(shard::cut_agent(shards, agent_cases, modes, durations));
         };
         // Every machine of a CI matrix must cut alike: by the committed durations only.
         let all = shard::partition(plan, cases, catalog, &seed, id.count as usize);
@@ -233,7 +232,7 @@ impl Test {
         let mine = mine.plan(catalog);
         let jobs = shard::worth_guests(&mine, cases, catalog, durations, jobs);
         let shards = shard::partition(&mine, cases, catalog, durations, jobs);
-        Ok(shard::cut_agent(shards, suites, modes, durations))
+        Ok(shard::cut_agent(shards, agent_cases, modes, durations))
     }
 
     /// The kernel to boot: `--kernel`, a build of `--kernel-source`, or the arch's default.
