@@ -248,8 +248,9 @@ fn run_one(
 
 /// After guests in a row stopped before finishing a test: the module's tests left are given
 /// up (a kernel that crashes on every test), and so is the rest of the agent's suite in
-/// flight in its mode, but not the suites and modes after it (a JIT that hangs on every case
-/// of one kind, like the 32-bit MIPS one under jit-hardened, still gets the others run).
+/// flight in its guest's span, but not what follows it in the span nor the other spans (a JIT
+/// that hangs on every case of one kind, like the 32-bit MIPS one under jit-hardened, still
+/// gets the others run).
 fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job> {
     let number = guest.number;
     let in_agent = rest.loads.is_empty() && rest.agent;
@@ -272,14 +273,14 @@ fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job>
         return None;
     };
     let what_next = if next.is_some() {
-        "the run goes on with the suites and modes after it"
+        "; the run goes on with the suites and modes after it"
     } else {
-        "nothing follows it"
+        ""
     };
     guest.errors.push(format!(
         "guest {number}: {MAX_FRUITLESS_RESUMES} guests in a row crashed or hung in \
-         {suite} [{}] before finishing a case: its cases left in that mode are not run; \
-         {what_next}",
+         {suite} [{}] before finishing a case: the cases left of it in their guest's span are \
+         not run{what_next}",
         mode.name()
     ));
     next.map(|span| Job {
