@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::agent::AgentSpan;
 use crate::model::{AgentSuite, Status, SuiteName, TestResult};
 use crate::plan::{Filter, ModuleLoad};
 use crate::shard::Shard;
@@ -37,8 +38,8 @@ pub fn plan(results: &[TestResult]) -> Option<Retry> {
             }
         }
     }
-    retry.shard.agent = !retry.cases.is_empty();
-    (!retry.shard.loads.is_empty() || retry.shard.agent).then_some(retry)
+    retry.shard.agent = (!retry.cases.is_empty()).then_some(AgentSpan::WHOLE);
+    (!retry.shard.loads.is_empty() || retry.shard.agent.is_some()).then_some(retry)
 }
 
 /// Marks the failures of `results` that passed in `again` (the retry's results) as flaky.
@@ -108,7 +109,7 @@ mod tests {
             retry.shard.loads[0].params(),
             "test_suite=test_bpf test_id=2"
         );
-        assert!(retry.shard.agent);
+        assert_eq!(retry.shard.agent, Some(AgentSpan::WHOLE));
         assert_eq!(
             retry.cases.into_iter().collect::<Vec<_>>(),
             [(AgentSuite::Verifier, "t5".to_owned())]

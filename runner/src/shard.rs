@@ -19,13 +19,11 @@ use crate::plan::{ModuleLoad, Plan};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shard {
     pub loads: Vec<ModuleLoad>,
-    /// Whether the agent runs in this guest: all of its bundle, until [`cut_agent`] cuts it
-    /// into spans.
-    pub agent: bool,
-    /// The part of the bundle the agent runs: a span of [`cut_agent`]'s, or the rest of one
-    /// when this shard resumes a guest that crashed or hung in the agent. Divergences are found
-    /// between a case's modes on the host, whichever guests ran them.
-    pub agent_span: AgentSpan,
+    /// The part of the agent's bundle this guest runs, if any: all of it until [`cut_agent`]
+    /// cuts it into spans, a span, or the rest of one when this shard resumes a guest that
+    /// crashed or hung in the agent. Divergences are found between a case's modes on the
+    /// host, whichever guests ran them.
+    pub agent: Option<AgentSpan>,
 }
 
 impl Shard {
@@ -33,8 +31,7 @@ impl Shard {
     pub fn whole(plan: &Plan) -> Shard {
         Shard {
             loads: plan.loads.clone(),
-            agent: plan.agent,
-            agent_span: AgentSpan::WHOLE,
+            agent: plan.agent.then_some(AgentSpan::WHOLE),
         }
     }
 
@@ -42,7 +39,7 @@ impl Shard {
     pub fn plan(&self, catalog: Option<&Catalog>) -> Plan {
         Plan {
             loads: self.loads.clone(),
-            agent: self.agent,
+            agent: self.agent.is_some(),
             inject_panic_after_s: None,
             catalog: catalog.cloned(),
         }
@@ -89,9 +86,8 @@ impl Shard {
         let rest = Shard {
             loads,
             agent: self.agent,
-            agent_span: self.agent_span,
         };
-        (!rest.loads.is_empty() || rest.agent).then_some(rest)
+        (!rest.loads.is_empty() || rest.agent.is_some()).then_some(rest)
     }
 
     /// What is left after the guest that ran this shard crashed or hung in the agent
@@ -99,13 +95,12 @@ impl Shard {
     /// fresh guest. `None` when the agent was not stopped by a crash or hang, or nothing is
     /// left.
     pub fn resume_agent(&self, run: &AgentRun, cases: usize, modes: usize) -> Option<Shard> {
-        if !self.agent || !matches!(run.stop, Some((Status::Crash | Status::Hang, _))) {
+        let span = self.agent?;
+        if !matches!(run.stop, Some((Status::Crash | Status::Hang, _))) {
             return None;
         }
         let (case, mode) = run.in_flight(cases, modes)?;
-        let rest = self
-            .agent_span
-            .from(AgentPlace::after(case, mode, cases, modes))?;
+        let rest = span.from(AgentPlace::after(case, mode, cases, modes))?;
         Some(Shard::agent_only(rest))
     }
 
@@ -114,8 +109,7 @@ impl Shard {
     pub fn agent_only(span: AgentSpan) -> Shard {
         Shard {
             loads: Vec::new(),
-            agent: true,
-            agent_span: span,
+            agent: Some(span),
         }
     }
 
@@ -124,7 +118,7 @@ impl Shard {
     pub fn covers(&self, result: &TestResult) -> bool {
         let Some(suite) = result.suite.kernel() else {
             // The agent's suites.
-            return self.agent;
+            return self.agent.is_some();
         };
         self.loads.iter().any(|load| {
             load.mode == result.mode
@@ -145,10 +139,10 @@ impl std::fmt::Display for Shard {
                 p => format!("{} {p}", load.mode.name()),
             })
             .collect();
-        if self.agent {
-            let AgentSpan { start, end } = self.agent_span;
+        if let Some(span) = self.agent {
+            let AgentSpan { start, end } = span;
             let mut agent = String::from("agent");
-            if self.agent_span != AgentSpan::WHOLE {
+            if span != AgentSpan::WHOLE {
                 agent += &format!(" from mode {} case {}", start.mode, start.skip);
             }
             if let Some(end) = end {
@@ -218,7 +212,7 @@ pub fn partition(
         load[lightest] += seconds;
         match piece {
             Some(module_load) => shards[lightest].loads.push(module_load),
-            None => shards[lightest].agent = true,
+            None => shards[lightest].agent = Some(AgentSpan::WHOLE),
         }
     }
     // Then the tests in order, each shard filled up to its share.
@@ -250,7 +244,7 @@ pub fn partition(
             shards[shard].loads.push(range_load(stretch, a, end));
         }
     }
-    shards.retain(|s| !s.loads.is_empty() || s.agent);
+    shards.retain(|s| !s.loads.is_empty() || s.agent.is_some());
     shards
 }
 
@@ -276,14 +270,12 @@ pub fn cut_agent(
     modes: &[Mode],
     durations: &Durations,
 ) -> Vec<Shard> {
-    let whole = shards
-        .iter()
-        .any(|s| s.agent && s.agent_span == AgentSpan::WHOLE);
+    let whole = shards.iter().any(|s| s.agent == Some(AgentSpan::WHOLE));
     if !whole || cases.is_empty() {
         return shards;
     }
     for shard in &mut shards {
-        shard.agent = false;
+        shard.agent = None;
     }
     shards.retain(|s| !s.loads.is_empty());
     let mut spans: Vec<(f64, AgentSpan)> = Vec::new();
@@ -446,7 +438,7 @@ mod tests {
                 format!(
                     "{}{}",
                     loads.join(" | "),
-                    if s.agent { " +agent" } else { "" }
+                    if s.agent.is_some() { " +agent" } else { "" }
                 )
             })
             .collect()
@@ -536,10 +528,7 @@ mod tests {
 
     #[test]
     fn a_hang_in_the_agent_resumes_past_its_case_and_an_interruption_does_not() {
-        let shard = Shard {
-            agent: true,
-            ..Shard::default()
-        };
+        let shard = Shard::agent_only(AgentSpan::WHOLE);
         let output = crate::agent::parse_output(b"mode 0 begin 1 0\nload 0 0 0 0\ndone 0 0\n");
         let hung = AgentRun {
             output,
@@ -624,10 +613,14 @@ mod tests {
         let durations = Durations::default();
         let cut = cut_agent(shards, &cases, &[Mode::Interp, Mode::Jit], &durations);
         let at = |mode, skip| AgentPlace { mode, skip };
-        let spans: Vec<(bool, AgentSpan)> = cut.iter().map(|s| (s.agent, s.agent_span)).collect();
-        assert!(!cut[0].loads.is_empty() && !cut[0].agent, "{:?}", cut[0]);
+        let spans: Vec<Option<AgentSpan>> = cut.iter().map(|s| s.agent).collect();
+        assert!(
+            !cut[0].loads.is_empty() && cut[0].agent.is_none(),
+            "{:?}",
+            cut[0]
+        );
         // Longest first (two cases, then one); equal times keep the bundle's order.
-        let span = |start, end| (true, AgentSpan { start, end });
+        let span = |start, end| Some(AgentSpan { start, end });
         assert_eq!(
             spans[1..],
             [

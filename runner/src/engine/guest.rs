@@ -115,8 +115,8 @@ pub fn boot(
     if let Some(problem) = memory_problem(&outcome, config.memory_mib) {
         guest.errors.push(format!("guest {number}: {problem}"));
     }
-    if plan.agent {
-        agent_run(setup, shard, guest, &outcome)?;
+    if let Some(span) = shard.agent {
+        agent_run(setup, span, guest, &outcome)?;
     }
     Ok(())
 }
@@ -136,8 +136,10 @@ fn config(setup: &Setup<'_>, shard: &Shard, plan: &Plan, dir: &Path) -> anyhow::
         },
         ..QemuConfig::boot(setup.arch, setup.kernel.image.clone(), initrd.clone())
     };
-    let bundle = (plan.agent && setup.agent.is_some())
-        .then(|| crate::agent::bundle(setup.cases, setup.modes, shard.agent_span));
+    let bundle = shard
+        .agent
+        .filter(|_| setup.agent.is_some())
+        .map(|span| crate::agent::bundle(setup.cases, setup.modes, span));
     let template = setup
         .snapshot
         .filter(|_| plan.inject_panic_after_s.is_none());
@@ -217,7 +219,7 @@ impl GuestRun {
 /// warnings made the run's errors, its run kept for judging with the other guests'.
 fn agent_run(
     setup: &Setup<'_>,
-    shard: &Shard,
+    span: AgentSpan,
     guest: &mut GuestRun,
     outcome: &Outcome,
 ) -> anyhow::Result<()> {
@@ -226,7 +228,6 @@ fn agent_run(
     crate::report::write_atomically(&agent_log, &outcome.agent_output)
         .with_context(|| format!("cannot write {}", agent_log.display()))?;
     let output = crate::agent::parse_output(&outcome.agent_output);
-    let span = shard.agent_span;
     guest.agent_passes = agent_passes(&output, setup.modes, span, setup.cases.len());
     for pass in &guest.agent_passes {
         guest

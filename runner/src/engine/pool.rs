@@ -253,11 +253,12 @@ fn run_one(
 /// gets the others run).
 fn give_up(setup: &Setup<'_>, rest: &Shard, guest: &mut GuestRun) -> Option<Job> {
     let number = guest.number;
-    let in_agent = rest.loads.is_empty() && rest.agent;
+    // Resumed in the agent: no module load is left.
+    let span = rest.agent.filter(|_| rest.loads.is_empty());
     let suites: Vec<AgentSuite> = setup.cases.iter().map(|c| c.suite).collect();
-    let stopped = guest.agent.as_ref().filter(|_| in_agent).and_then(|run| {
+    let stopped = guest.agent.as_ref().zip(span).and_then(|(run, span)| {
         let (case, mode) = run.in_flight(suites.len(), setup.modes.len())?;
-        let next = rest.agent_span.from(AgentPlace::past_suite(
+        let next = span.from(AgentPlace::past_suite(
             case,
             mode,
             &suites,
