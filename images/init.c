@@ -328,9 +328,10 @@ static int is_module(const struct dirent *entry)
 	return n > 3 && strcmp(entry->d_name + n - 3, ".ko") == 0;
 }
 
-/* Loads the modules the agent's cases need (veth for real-device XDP), then runs the agent. A
- * kernel with those modules built in has none in the image. */
-static void run_agent(const char *bundle)
+/* Loads the modules the agent's cases need (veth for real-device XDP); a kernel with those
+ * built in has none in the image. Done before the template is saved, so that a guest restored
+ * from it does not pay the load (60 ms of each guest's 0.4 s under TCG on x86_64). */
+static void load_extra_modules(void)
 {
 	struct dirent **modules;
 	int n = scandir(EXTRA_MODULES, &modules, is_module, alphasort);
@@ -343,7 +344,11 @@ static void run_agent(const char *bundle)
 	}
 	if (n >= 0)
 		free(modules);
+}
 
+/* Runs the agent on `bundle`. */
+static void run_agent(const char *bundle)
+{
 	say("harness: agent-begin");
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -400,6 +405,7 @@ int main(void)
 	mount_fs("sysfs", "/sys");
 	/* /dev/ttyS1, the agent's channel, comes from devtmpfs. */
 	mount_fs("devtmpfs", "/dev");
+	load_extra_modules();
 	if (access("/plan-from-console", F_OK) == 0)
 		plan_from_console();
 	say("harness: start");
