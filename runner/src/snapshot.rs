@@ -67,8 +67,9 @@ pub fn agent_devices(config: QemuConfig, window: &Path) -> QemuConfig {
 }
 
 /// How long a template guest idles after `harness: ready` before it is saved: long enough for
-/// a kernel with an idle tick (Debian's) to stop it. Its saved Compare is then far ahead of
-/// Count, never just passed, the one moment whose timer a MIPS restore cannot set again
+/// a kernel with an idle tick (Debian's, and the built ones: images/kconfig's MIPS fragments)
+/// to stop it. A guest saved so sets its timer again when it first wakes, even if saved the
+/// moment Count passed Compare, whose timer a MIPS restore cannot set again
 /// ([`crate::arch::QemuSettings::restore_loses_timer`]). Saved at once, 1 of about 15
 /// templates gave mips64el guests that most likely had no timer (docs/speed.md).
 const SETTLE: Duration = Duration::from_secs(1);

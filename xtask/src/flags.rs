@@ -397,7 +397,7 @@ impl BuildArgs {
 /// `cargo xtask kernel`: build a kernel, or look after the built ones.
 #[derive(Args, Debug)]
 pub struct KernelCmd {
-    /// Guest architecture: x86_64, mips64el, mipsel or mips.
+    /// Guest architecture: x86_64, mips64el, mipsel, mips or mips64r6el.
     #[arg(long, required_unless_present_any = ["list", "prune"])]
     pub arch: Option<Arch>,
 
