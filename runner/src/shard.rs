@@ -546,6 +546,32 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_in_a_later_modes_span_resumes_in_that_mode_up_to_the_spans_end() {
+        // Three cases in three modes; the span is mode 1's cases 1 and 2.
+        let span = AgentSpan {
+            start: AgentPlace { mode: 1, skip: 1 },
+            end: Some(AgentPlace::mode_start(2)),
+        };
+        let shard = Shard::agent_only(span);
+        let crashed = |output: &[u8]| AgentRun {
+            span,
+            output: crate::agent::parse_output(output),
+            stop: Some((Status::Crash, "Oops".into())),
+        };
+        let on_case_1 = crashed(b"mode 1 begin 1 0\nload 1 1 0 0\n");
+        let rest = shard
+            .resume_agent(&on_case_1, 3, 3)
+            .expect("case 2 is left");
+        assert_eq!(
+            rest.to_string(),
+            "agent from mode 1 case 2 to mode 2 case 0"
+        );
+        // On the span's last case, nothing of the span is left, though mode 2 is.
+        let on_case_2 = crashed(b"mode 1 begin 1 0\nload 1 1 0 0\ndone 1 1\nload 2 1 0 0\n");
+        assert_eq!(shard.resume_agent(&on_case_2, 3, 3), None);
+    }
+
+    #[test]
     fn a_crash_resumes_after_its_test_with_the_suites_left() {
         let mut p = plan(&Suite::ALL, None);
         p.agent = true;
